@@ -2,10 +2,20 @@
 //!
 //! Layers, bottom up (see ARCHITECTURE.md):
 //! - [`sync`], [`ring`], [`doorbell`]: the lock-free building blocks (model-checked with loom);
-//! - `layout`, `wire`: the segment's bytes and the messages' encoding, both validated on read;
-//! - `server`, `client`: the market's event loop and the client API;
-//! - `cli`: the `bookstore` command's subcommands, thin over the above.
+//! - [`layout`], [`shared`], [`view`], [`wire`]: the object's bytes, the published view and the
+//!   messages, all validated on read;
+//! - [`server`], [`client`]: the market's event loop and the client API;
+//! - [`cli`]: the `bookstore` command's subcommands, thin over the above.
 
 pub mod doorbell;
 pub mod ring;
 pub mod sync;
+
+#[cfg(not(loom))]
+pub mod layout;
+#[cfg(not(loom))]
+pub mod shared;
+#[cfg(not(loom))]
+pub mod view;
+#[cfg(not(loom))]
+pub mod wire;

@@ -25,10 +25,6 @@ pub(crate) mod futex {
     pub(crate) fn wake(word: &AtomicU32) {
         shm::futex::wake(word, 1);
     }
-
-    /// Nothing to keep per word: the kernel hashes the word's physical address.
-    #[derive(Default)]
-    pub(crate) struct Emulation;
 }
 
 #[cfg(loom)]

@@ -1,0 +1,133 @@
+//! The store's shared object, mapped and typed. The only module of this crate with `unsafe`.
+
+use std::mem::size_of;
+
+use shm::{Mode, Segment, ShmName};
+
+use crate::layout::{
+    self, Cell, Geometry, Header, HeaderError, Slot, ViewHeader, CELL_SIZE, HEADER_SIZE,
+    LAYOUT_VERSION, MAGIC, RECENT_TRADES, RING_CAPACITY, SLOT_SIZE,
+};
+use crate::sync::Ordering::{Relaxed, Release};
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    #[error(transparent)]
+    Open(#[from] shm::OpenError),
+    #[error("{name} is not a valid bookstore object: {source}")]
+    Header {
+        name: ShmName,
+        #[source]
+        source: HeaderError,
+    },
+}
+
+/// A mapped store whose header has been validated (or, for the market, written).
+pub struct SharedStore {
+    segment: Segment,
+    geometry: Geometry,
+}
+
+impl SharedStore {
+    /// Creates the object (exclusively, see [`Segment::create`]) and writes its header with
+    /// state `Initialising`. The market sets `Ready` once it is able to serve.
+    pub fn create(
+        name: &ShmName,
+        geometry: Geometry,
+        mode: Mode,
+    ) -> Result<Self, shm::CreateError> {
+        let segment = Segment::create(name, geometry.total_size(), mode)?;
+        let store = Self { segment, geometry };
+        let h = store.header();
+        let me = shm::process::ProcessId::current();
+        // Relaxed: nobody may trust these before the release store of `state` below.
+        h.version.store(LAYOUT_VERSION, Relaxed);
+        h.total_size.store(geometry.total_size() as u64, Relaxed);
+        h.capacity.store(geometry.capacity, Relaxed);
+        h.slot_count.store(geometry.slot_count, Relaxed);
+        h.ring_capacity.store(RING_CAPACITY as u32, Relaxed);
+        h.market_pid.store(me.pid, Relaxed);
+        h.market_start_time.store(me.start_time, Relaxed);
+        h.slots_offset
+            .store(geometry.slots_offset() as u64, Relaxed);
+        h.view_offset.store(geometry.view_offset() as u64, Relaxed);
+        h.magic.store(MAGIC, Relaxed);
+        // Release: publishes the identity line to clients' acquire load of `state`.
+        h.state
+            .store(layout::StoreState::Initialising as u32, Release);
+        Ok(store)
+    }
+
+    /// Opens an existing object owned by `owner`, and validates its header.
+    pub fn open(name: &ShmName, writable: bool, owner: u32) -> Result<Self, OpenStoreError> {
+        let segment = Segment::open(name, writable, owner, HEADER_SIZE)?;
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked by `open`) and page-aligned.
+        let header = unsafe { &*segment.as_ptr().cast::<Header>() };
+        let geometry = layout::validate_header(header, segment.len()).map_err(|source| {
+            OpenStoreError::Header {
+                name: name.clone(),
+                source,
+            }
+        })?;
+        Ok(Self { segment, geometry })
+    }
+
+    pub fn segment(&self) -> &Segment {
+        &self.segment
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    /// The atomics at byte `offset` of the mapping, as a `T`.
+    fn at<T>(&self, offset: usize) -> &T {
+        assert!(
+            offset + size_of::<T>() <= self.segment.len(),
+            "offset inside the mapping"
+        );
+        assert_eq!(
+            offset % std::mem::align_of::<T>(),
+            0,
+            "offset aligned for T"
+        );
+        // SAFETY: in bounds and aligned (asserted above; the mapping itself is page-aligned).
+        // Every `T` used here is made only of atomics, valid for any bit pattern, and shared
+        // mutation by other processes goes through those atomics, so a shared reference is
+        // sound. The reference cannot outlive the mapping: it borrows `self`.
+        unsafe { &*self.segment.as_ptr().add(offset).cast::<T>() }
+    }
+
+    pub fn header(&self) -> &Header {
+        self.at(0)
+    }
+
+    pub fn slot_count(&self) -> u32 {
+        self.geometry.slot_count
+    }
+
+    pub fn slot(&self, index: u32) -> &Slot {
+        assert!(
+            index < self.geometry.slot_count,
+            "slot {index} out of range"
+        );
+        self.at(self.geometry.slots_offset() + index as usize * SLOT_SIZE)
+    }
+
+    pub fn view_header(&self) -> &ViewHeader {
+        self.at(self.geometry.view_offset())
+    }
+
+    pub fn recent_trade(&self, index: usize) -> &Cell {
+        self.at(self.geometry.recent_trades_offset() + (index % RECENT_TRADES) * CELL_SIZE)
+    }
+
+    pub fn shelf_row(&self, index: usize) -> &Cell {
+        assert!(
+            index < self.geometry.shelf_rows(),
+            "shelf row {index} out of range"
+        );
+        self.at(self.geometry.shelf_offset() + index * CELL_SIZE)
+    }
+}
