@@ -12,7 +12,11 @@ pub mod ring;
 pub mod sync;
 
 #[cfg(not(loom))]
+pub mod client;
+#[cfg(not(loom))]
 pub mod layout;
+#[cfg(not(loom))]
+pub mod server;
 #[cfg(not(loom))]
 pub mod shared;
 #[cfg(not(loom))]

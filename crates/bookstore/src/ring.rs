@@ -154,6 +154,10 @@ impl<'a, const N: usize> Consumer<'a, N> {
         }
     }
 
+    pub fn ring(&self) -> &'a Ring<N> {
+        self.ring
+    }
+
     pub fn try_pop(&mut self) -> Result<Option<Message>, RingError> {
         if self.head == self.tail_seen {
             // Looks empty: refresh `tail`. Acquire pairs with the producer's release store of

@@ -1,0 +1,272 @@
+//! Attaching to a market and talking to it: claim a slot, push requests, wait for replies.
+
+use std::time::{Duration, Instant};
+
+use market::RequestId;
+use shm::process::{ProcessHandle, ProcessId};
+use shm::ShmName;
+
+use crate::layout::{slot_state, StoreState, RING_CAPACITY};
+use crate::ring::{Consumer, Producer, RingError};
+use crate::shared::{OpenStoreError, SharedStore};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::wire::{BadReply, Reply, Request};
+
+/// How often a waiting client checks that its market is still alive.
+const LIVENESS_EVERY: Duration = Duration::from_millis(100);
+
+/// Why a client could not attach.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("no market is running on {name} (waited {waited:.1?}); start one with `bookstore market --name {name}`")]
+    NoMarket { name: ShmName, waited: Duration },
+    #[error("the market of {name} (pid {pid}) has exited; start a new one with `bookstore market --name {name}`")]
+    MarketGone { name: ShmName, pid: u32 },
+    #[error("all {slots} client slots of {name} are taken; retry later or start the market with more --slots")]
+    SlotsFull { name: ShmName, slots: u32 },
+    #[error(transparent)]
+    Open(#[from] OpenStoreError),
+}
+
+/// Why a request could not be completed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("the market (pid {pid}) exited")]
+    MarketGone { pid: u32 },
+    #[error("the market (pid {pid}) is shutting down")]
+    MarketClosing { pid: u32 },
+    #[error("the market stopped answering (no reply in {0:.1?})")]
+    NoReply(Duration),
+    #[error(transparent)]
+    BadReply(#[from] BadReply),
+    #[error("our slot's ring is corrupt: {0}")]
+    Corrupt(RingError),
+}
+
+impl ClientError {
+    /// True when the market is no longer there to serve us.
+    pub fn is_market_gone(&self) -> bool {
+        matches!(
+            self,
+            ClientError::MarketGone { .. } | ClientError::MarketClosing { .. }
+        )
+    }
+}
+
+/// Opens `name`, waiting up to `wait` for a market to create it and become ready.
+pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, ConnectError> {
+    let started = Instant::now();
+    loop {
+        let attempt = SharedStore::open(name, true, shm::effective_uid());
+        let retry_reason = match attempt {
+            Ok(store) => {
+                let h = store.header();
+                let market = ProcessId {
+                    pid: h.market_pid.load(Acquire),
+                    start_time: h.market_start_time.load(Acquire),
+                };
+                let ready = h.state.load(Acquire) == StoreState::Ready as u32;
+                match ProcessHandle::open(market) {
+                    Ok(_) if ready => return Ok(store),
+                    Ok(_) => None,
+                    Err(_) => Some(ConnectError::MarketGone {
+                        name: name.clone(),
+                        pid: market.pid,
+                    }),
+                }
+            }
+            Err(OpenStoreError::Open(shm::OpenError::NotFound(_))) => None,
+            // A market mid-creation has a short or blank header for a moment.
+            Err(
+                e @ (OpenStoreError::Header { .. }
+                | OpenStoreError::Open(shm::OpenError::TooSmall { .. })),
+            ) => Some(ConnectError::Open(e)),
+            Err(e) => return Err(e.into()),
+        };
+        if started.elapsed() >= wait {
+            return Err(retry_reason.unwrap_or(ConnectError::NoMarket {
+                name: name.clone(),
+                waited: started.elapsed(),
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// An attached client: owns one slot until dropped.
+pub struct Client<'s> {
+    store: &'s SharedStore,
+    slot: u32,
+    pid: u32,
+    market: ProcessHandle,
+    requests: Producer<'s, RING_CAPACITY>,
+    events: Consumer<'s, RING_CAPACITY>,
+    next_request: u64,
+    spin: Duration,
+}
+
+impl<'s> Client<'s> {
+    /// Claims a free slot and announces it to the market. `spin` is how long to spin for a
+    /// reply before parking on the futex.
+    pub fn attach(store: &'s SharedStore, spin: Duration) -> Result<Self, ConnectError> {
+        let h = store.header();
+        let name = store.segment().name().clone();
+        let market_id = ProcessId {
+            pid: h.market_pid.load(Acquire),
+            start_time: h.market_start_time.load(Acquire),
+        };
+        let market = ProcessHandle::open(market_id).map_err(|_| ConnectError::MarketGone {
+            name: name.clone(),
+            pid: market_id.pid,
+        })?;
+        let me = ProcessId::current();
+        for index in 0..store.slot_count() {
+            let slot = store.slot(index);
+            // Acquire on success: pairs with the market's release store of FREE, so its reset
+            // of the rings is visible before we use them.
+            let claimed = slot.control.state.compare_exchange(
+                slot_state::pack(slot_state::FREE, 0),
+                slot_state::pack(slot_state::CLAIMED, me.pid),
+                Acquire,
+                Relaxed,
+            );
+            if claimed.is_err() {
+                continue;
+            }
+            slot.control.start_time.store(me.start_time, Relaxed);
+            // Release: publishes the start time to the market's acquire load of the state.
+            slot.control
+                .state
+                .store(slot_state::pack(slot_state::ACTIVE, me.pid), Release);
+            // Release: a market that sees the new epoch also sees our ACTIVE.
+            h.attach_epoch.0.fetch_add(1, Release);
+            h.doorbell.ring();
+            return Ok(Self {
+                store,
+                slot: index,
+                pid: me.pid,
+                market,
+                requests: Producer::new(&slot.requests),
+                events: Consumer::new(&slot.events),
+                next_request: 1,
+                spin,
+            });
+        }
+        Err(ConnectError::SlotsFull {
+            name,
+            slots: store.slot_count(),
+        })
+    }
+
+    pub fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    pub fn market_pid(&self) -> u32 {
+        self.market.id().pid
+    }
+
+    /// A fresh request id, unique within this client.
+    pub fn next_request_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_request);
+        self.next_request += 1;
+        id
+    }
+
+    /// Pushes a request and rings the market. Waits (parked on nothing: brief sleeps) while
+    /// the request ring is full, which only happens when pipelining.
+    pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
+        self.push(request)?;
+        self.store.header().doorbell.ring();
+        Ok(())
+    }
+
+    /// Pushes without ringing: for pipelines that ring once per batch with [`Self::flush`].
+    pub fn push(&mut self, request: &Request) -> Result<(), ClientError> {
+        let message = request.encode();
+        let mut waited = 0u32;
+        loop {
+            match self.requests.try_push(&message) {
+                Ok(()) => return Ok(()),
+                Err(RingError::Full) => {
+                    self.store.header().doorbell.ring();
+                    waited += 1;
+                    if waited % 1024 == 0 {
+                        self.check_market()?;
+                    }
+                    std::thread::yield_now();
+                }
+                Err(e) => return Err(ClientError::Corrupt(e)),
+            }
+        }
+    }
+
+    /// Rings the market's doorbell (after [`Self::push`]).
+    pub fn flush(&self) {
+        self.store.header().doorbell.ring();
+    }
+
+    /// A reply if one is ready.
+    pub fn try_recv(&mut self) -> Result<Option<Reply>, ClientError> {
+        match self.events.try_pop() {
+            Ok(Some(m)) => Ok(Some(Reply::decode(&m)?)),
+            Ok(None) => Ok(None),
+            Err(e) => Err(ClientError::Corrupt(e)),
+        }
+    }
+
+    /// Waits for the next reply until `deadline` (`None`: forever), spinning first, then parked.
+    /// Returns `Ok(None)` at the deadline. Notices within ~100 ms if the market dies.
+    pub fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Reply>, ClientError> {
+        let spin_until = Instant::now() + self.spin;
+        loop {
+            if let Some(reply) = self.try_recv()? {
+                return Ok(Some(reply));
+            }
+            let now = Instant::now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(None);
+            }
+            if now < spin_until {
+                std::hint::spin_loop();
+                continue;
+            }
+            let timeout = deadline.map_or(LIVENESS_EVERY, |d| (d - now).min(LIVENESS_EVERY));
+            let ring = self.events.ring();
+            self.store
+                .slot(self.slot)
+                .doorbell
+                .park(|| ring.has_messages(), Some(timeout));
+            if !self.events.ring().has_messages() {
+                self.check_market()?;
+            }
+        }
+    }
+
+    /// Fails if the market has exited or is closing.
+    pub fn check_market(&self) -> Result<(), ClientError> {
+        let pid = self.market.id().pid;
+        if self.market.has_exited() {
+            return Err(ClientError::MarketGone { pid });
+        }
+        if self.store.header().state.load(Acquire) == StoreState::Closing as u32 {
+            return Err(ClientError::MarketClosing { pid });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Client<'_> {
+    /// Detaches: marks the slot LEAVING; the market cancels our resting buys, empties the
+    /// rings and frees the slot.
+    fn drop(&mut self) {
+        let h = self.store.header();
+        let slot = self.store.slot(self.slot);
+        // Release: everything we wrote into the slot happens before the market sees LEAVING.
+        slot.control
+            .state
+            .store(slot_state::pack(slot_state::LEAVING, self.pid), Release);
+        h.attach_epoch.0.fetch_add(1, Release);
+        h.doorbell.ring();
+    }
+}

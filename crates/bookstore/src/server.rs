@@ -1,0 +1,588 @@
+//! The market: the only writer of the store's state. One thread runs one loop: accept clients,
+//! drain their request rings, apply each request to the engine, route the events back, publish
+//! the view, and park on the doorbell when there is nothing to do.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use market::{ClientId, Command, Engine, Event, Trade};
+use shm::process::{ProcessError, ProcessHandle, ProcessId};
+use shm::{Mode, ShmName};
+
+use crate::layout::{slot_state, Geometry, StoreState, MAX_CAPACITY, MAX_SLOTS};
+use crate::ring::{Consumer, Producer, RingError};
+use crate::shared::{OpenStoreError, SharedStore};
+use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::view::{Counters, Publisher};
+use crate::wire::{Reply, Request};
+
+/// How the market runs.
+#[derive(Debug, Clone)]
+pub struct MarketConfig {
+    pub name: ShmName,
+    pub capacity: u32,
+    pub slots: u32,
+    pub mode: Mode,
+    /// How long to spin looking for work before parking on the futex.
+    pub spin: Duration,
+    /// Print one line per trade and per client arrival/departure on stdout.
+    pub verbose: bool,
+}
+
+/// Why the market could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("a market is already running on {name} (pid {pid})")]
+    AlreadyRunning { name: ShmName, pid: u32 },
+    #[error("{name} exists and belongs to uid {owner}; refusing to touch another user's store")]
+    OwnedByOther { name: ShmName, owner: u32 },
+    #[error("{name} exists but is not a usable bookstore object ({reason}); if no market uses it, remove {path}")]
+    Foreign {
+        name: ShmName,
+        reason: String,
+        path: String,
+    },
+    #[error("capacity: {0} is outside 1..={MAX_CAPACITY}")]
+    Capacity(u32),
+    #[error("slots: {0} is outside 1..={MAX_SLOTS}")]
+    Slots(u32),
+    #[error(transparent)]
+    Create(#[from] shm::CreateError),
+}
+
+/// Removes the object when dropped: on return, on error and on panic (unwinding).
+pub struct StoreGuard<'s> {
+    store: &'s SharedStore,
+}
+
+impl Drop for StoreGuard<'_> {
+    fn drop(&mut self) {
+        // Release: clients that acquire Closing see the final view published before it.
+        self.store
+            .header()
+            .state
+            .store(StoreState::Closing as u32, Release);
+        for i in 0..self.store.slot_count() {
+            self.store.slot(i).doorbell.ring();
+        }
+        let _ = shm::unlink(self.store.segment().name());
+    }
+}
+
+/// Creates the store, replacing a stale one (same owner, market dead) but never adopting or
+/// removing a live market's object or another user's.
+pub fn create_store(config: &MarketConfig) -> Result<SharedStore, StartError> {
+    if config.capacity == 0 || config.capacity > MAX_CAPACITY {
+        return Err(StartError::Capacity(config.capacity));
+    }
+    if config.slots == 0 || config.slots > MAX_SLOTS {
+        return Err(StartError::Slots(config.slots));
+    }
+    let geometry = Geometry {
+        capacity: config.capacity,
+        slot_count: config.slots,
+    };
+    let name = &config.name;
+    match SharedStore::create(name, geometry, config.mode) {
+        Err(shm::CreateError::AlreadyExists(_)) => {}
+        other => return other.map_err(Into::into),
+    }
+    let foreign = |reason: String| StartError::Foreign {
+        name: name.clone(),
+        reason,
+        path: name.dev_shm_path().display().to_string(),
+    };
+    match SharedStore::open(name, false, shm::effective_uid()) {
+        Ok(existing) => {
+            let h = existing.header();
+            let market = ProcessId {
+                pid: h.market_pid.load(Acquire),
+                start_time: h.market_start_time.load(Acquire),
+            };
+            match ProcessHandle::open(market) {
+                Ok(_) => {
+                    return Err(StartError::AlreadyRunning {
+                        name: name.clone(),
+                        pid: market.pid,
+                    })
+                }
+                Err(ProcessError::Gone { .. } | ProcessError::Reused { .. }) => {
+                    tracing::warn!(%name, pid = market.pid, "removing a stale store whose market is gone");
+                }
+                Err(e) => return Err(foreign(e.to_string())),
+            }
+        }
+        Err(OpenStoreError::Open(shm::OpenError::WrongOwner { owner, .. })) => {
+            return Err(StartError::OwnedByOther {
+                name: name.clone(),
+                owner,
+            });
+        }
+        Err(e) => return Err(foreign(e.to_string())),
+    }
+    let _ = shm::unlink(name);
+    Ok(SharedStore::create(name, geometry, config.mode)?)
+}
+
+/// What the market did, for its exit line.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub requests: u64,
+    pub trades: u64,
+    pub books_on_shelf: u32,
+    pub clients_served: u64,
+}
+
+/// Most events queued for one client that is not reading before it is dropped.
+const BACKLOG_LIMIT: usize = 1 << 16;
+/// Requests taken from one client before moving to the next: fairness between clients.
+const BATCH_PER_CLIENT: usize = 64;
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+
+struct Attached<'s> {
+    client: ClientId,
+    process: ProcessHandle,
+    requests: Consumer<'s, { crate::layout::RING_CAPACITY }>,
+    events: Producer<'s, { crate::layout::RING_CAPACITY }>,
+    /// Replies that did not fit in the event ring yet, oldest first.
+    backlog: VecDeque<crate::ring::Message>,
+    /// Set when the client broke the protocol: we stop reading its slot and release it once
+    /// its process is gone.
+    quarantined: bool,
+    needs_wake: bool,
+}
+
+/// The market's state and loop. Borrows the store so that ring handles can borrow it too.
+pub struct Market<'s> {
+    store: &'s SharedStore,
+    config: MarketConfig,
+    engine: Engine,
+    slots: Vec<Option<Attached<'s>>>,
+    slot_of: HashMap<ClientId, u32>,
+    next_client: u64,
+    clients_served: u64,
+    counters: Counters,
+    publisher: Publisher,
+    started: Instant,
+    events: Vec<Event>,
+    unpublished_trades: Vec<Trade>,
+    view_dirty: bool,
+    last_publish: Instant,
+    last_housekeeping: Instant,
+    seen_epoch: u64,
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl<'s> Market<'s> {
+    pub fn new(store: &'s SharedStore, config: MarketConfig) -> Self {
+        let now = Instant::now();
+        Self {
+            store,
+            engine: Engine::new(config.capacity),
+            slots: (0..store.slot_count()).map(|_| None).collect(),
+            slot_of: HashMap::new(),
+            next_client: 1,
+            clients_served: 0,
+            counters: Counters::default(),
+            publisher: Publisher::new(),
+            started: now,
+            events: Vec::with_capacity(256),
+            unpublished_trades: Vec::new(),
+            view_dirty: true,
+            last_publish: now,
+            last_housekeeping: now,
+            seen_epoch: u64::MAX,
+            out: std::io::BufWriter::new(std::io::stdout()),
+            config,
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view.
+    pub fn run(&mut self, stop: &AtomicBool) -> Summary {
+        self.publish();
+        // Release: clients acquire Ready before they claim a slot.
+        self.store
+            .header()
+            .state
+            .store(StoreState::Ready as u32, Release);
+        let mut idle_since: Option<Instant> = None;
+        while !stop.load(Relaxed) {
+            let worked = self.poll_once();
+            self.housekeeping_if_due();
+            if worked {
+                idle_since = None;
+                continue;
+            }
+            let idle = *idle_since.get_or_insert_with(Instant::now);
+            if idle.elapsed() < self.config.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            if self.view_dirty {
+                self.publish();
+            }
+            let _ = self.out.flush();
+            let store = self.store;
+            let slots = &self.slots;
+            let seen_epoch = self.seen_epoch;
+            store.header().doorbell.park(
+                || {
+                    store.header().attach_epoch.0.load(Acquire) != seen_epoch
+                        || slots
+                            .iter()
+                            .flatten()
+                            .any(|a| !a.quarantined && a.requests.ring().has_messages())
+                },
+                Some(HOUSEKEEPING_EVERY),
+            );
+            idle_since = None;
+        }
+        self.publish();
+        let _ = self.out.flush();
+        let stats = self.engine.stats();
+        Summary {
+            requests: self.counters.requests,
+            trades: stats.trades,
+            books_on_shelf: stats.books_on_shelf,
+            clients_served: self.clients_served,
+        }
+    }
+
+    /// One pass over everything; true if anything was done.
+    fn poll_once(&mut self) -> bool {
+        let epoch = self.store.header().attach_epoch.0.load(Acquire);
+        if epoch != self.seen_epoch {
+            self.seen_epoch = epoch;
+            self.scan_slots();
+        }
+        let mut worked = false;
+        for index in 0..self.slots.len() {
+            worked |= self.drain_requests(index as u32);
+        }
+        worked |= self.flush_backlogs();
+        self.wake_clients();
+        if self.view_dirty && self.last_publish.elapsed() >= PUBLISH_EVERY {
+            self.publish();
+        }
+        worked
+    }
+
+    fn drain_requests(&mut self, index: u32) -> bool {
+        let mut taken = 0;
+        while taken < BATCH_PER_CLIENT {
+            let Some(attached) = self.slots[index as usize].as_mut() else {
+                return taken > 0;
+            };
+            if attached.quarantined {
+                return taken > 0;
+            }
+            let message = match attached.requests.try_pop() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    self.quarantine(index, &e.to_string());
+                    break;
+                }
+            };
+            taken += 1;
+            let client = attached.client;
+            self.handle(index, client, &message);
+        }
+        taken > 0
+    }
+
+    fn handle(&mut self, index: u32, client: ClientId, message: &crate::ring::Message) {
+        let request = match Request::decode(message) {
+            Ok(r) => r,
+            Err(error) => {
+                self.counters.malformed += 1;
+                tracing::warn!(client = client.0, %error, "malformed request");
+                let request = Request::raw_request_id(message);
+                self.send(index, Reply::Malformed { request, error });
+                return;
+            }
+        };
+        self.counters.requests += 1;
+        let now = self.now_ms();
+        let command = match request {
+            Request::List {
+                request,
+                title,
+                price,
+                qty,
+            } => Command::List {
+                client,
+                request,
+                title,
+                price,
+                qty,
+            },
+            Request::Buy {
+                request,
+                target,
+                max_price,
+                qty,
+                timeout_ms,
+            } => Command::Buy {
+                client,
+                request,
+                target,
+                max_price,
+                qty,
+                deadline: timeout_ms.map(|t| now + u64::from(t)),
+            },
+            Request::Cancel { request } => Command::Cancel { client, request },
+        };
+        self.apply(command);
+    }
+
+    fn apply(&mut self, command: Command) {
+        let now = self.now_ms();
+        let mut events = std::mem::take(&mut self.events);
+        self.engine.apply(now, command, &mut events);
+        for event in events.drain(..) {
+            self.route(&event);
+        }
+        self.events = events;
+        self.view_dirty = true;
+    }
+
+    fn route(&mut self, event: &Event) {
+        match event {
+            Event::Traded(t) => {
+                if self.config.verbose {
+                    let _ = writeln!(
+                        self.out,
+                        "trade #{}: {} × {:?} at {} (seller {}, buyer {})",
+                        t.trade_id,
+                        t.qty,
+                        t.title.as_str(),
+                        t.price,
+                        t.seller.0,
+                        t.buyer.0
+                    );
+                }
+                self.unpublished_trades.push(t.clone());
+            }
+            Event::Rejected { .. } => self.counters.rejected += 1,
+            _ => {}
+        }
+        let (first, second) = event.recipients();
+        for client in std::iter::once(first).chain(second) {
+            let Some(&index) = self.slot_of.get(&client) else {
+                continue;
+            };
+            if let Some(reply) = Reply::for_client(event, client) {
+                self.send(index, reply);
+            }
+        }
+    }
+
+    fn send(&mut self, index: u32, reply: Reply) {
+        let Some(attached) = self.slots[index as usize].as_mut() else {
+            return;
+        };
+        if attached.quarantined {
+            return;
+        }
+        let message = reply.encode();
+        attached.needs_wake = true;
+        if attached.backlog.is_empty() {
+            match attached.events.try_push(&message) {
+                Ok(()) => return,
+                Err(RingError::Full) => {}
+                Err(e @ RingError::Corrupt { .. }) => {
+                    return self.quarantine(index, &e.to_string())
+                }
+            }
+        }
+        attached.backlog.push_back(message);
+        if attached.backlog.len() > BACKLOG_LIMIT {
+            self.quarantine(index, "it stopped reading its replies");
+        }
+    }
+
+    fn flush_backlogs(&mut self) -> bool {
+        let mut moved = false;
+        for index in 0..self.slots.len() {
+            let Some(a) = self.slots[index].as_mut() else {
+                continue;
+            };
+            while let Some(message) = a.backlog.front() {
+                match a.events.try_push(message) {
+                    Ok(()) => {
+                        a.backlog.pop_front();
+                        a.needs_wake = true;
+                        moved = true;
+                    }
+                    Err(RingError::Full) => break,
+                    Err(e) => {
+                        self.quarantine(index as u32, &e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// One doorbell ring per client per pass, however many replies it got.
+    fn wake_clients(&mut self) {
+        for index in 0..self.slots.len() {
+            if let Some(a) = self.slots[index].as_mut() {
+                if std::mem::take(&mut a.needs_wake) {
+                    self.store.slot(index as u32).doorbell.ring();
+                }
+            }
+        }
+    }
+
+    /// Looks at every slot's state word: accepts new clients, releases departed ones.
+    fn scan_slots(&mut self) {
+        for index in 0..self.store.slot_count() {
+            let control = &self.store.slot(index).control;
+            // Acquire: pairs with the client's release store of ACTIVE, so its start time
+            // (written before) is visible.
+            let (state, pid) = slot_state::unpack(control.state.load(Acquire));
+            let attached = self.slots[index as usize].is_some();
+            match state {
+                slot_state::ACTIVE if !attached => self.accept(index, pid),
+                slot_state::ACTIVE | slot_state::FREE => {}
+                slot_state::CLAIMED => {
+                    // A claimant that died before activating leaves the slot claimed: free it.
+                    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                        self.release(index, "claimant exited before attaching");
+                    }
+                }
+                slot_state::LEAVING => self.release(index, "detached"),
+                _ => {
+                    tracing::warn!(slot = index, state, "slot has an invalid state word");
+                    if attached {
+                        self.quarantine(index, "its slot state is invalid");
+                    } else {
+                        self.release(index, "invalid state word");
+                    }
+                }
+            }
+        }
+    }
+
+    fn accept(&mut self, index: u32, pid: u32) {
+        let slot = self.store.slot(index);
+        let id = ProcessId {
+            pid,
+            start_time: slot.control.start_time.load(Relaxed),
+        };
+        let process = match ProcessHandle::open(id) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(slot = index, pid, error = %e, "not accepting the slot's claimant");
+                return self.release(index, "claimant gone");
+            }
+        };
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        self.clients_served += 1;
+        // Relaxed: informational (inspect); the client does not wait for it.
+        slot.control.client_id.store(client.0, Relaxed);
+        self.slots[index as usize] = Some(Attached {
+            client,
+            process,
+            requests: Consumer::new(&slot.requests),
+            events: Producer::new(&slot.events),
+            backlog: VecDeque::new(),
+            quarantined: false,
+            needs_wake: false,
+        });
+        self.slot_of.insert(client, index);
+        if self.config.verbose {
+            let _ = writeln!(
+                self.out,
+                "client {} attached (pid {pid}, slot {index})",
+                client.0
+            );
+        }
+    }
+
+    /// Stops serving a client that broke the protocol. Its resting buys are cancelled now;
+    /// the slot is released once its process is gone (it might still be writing into it).
+    fn quarantine(&mut self, index: u32, why: &str) {
+        let Some(a) = self.slots[index as usize].as_mut() else {
+            return;
+        };
+        if a.quarantined {
+            return;
+        }
+        a.quarantined = true;
+        a.backlog.clear();
+        let client = a.client;
+        tracing::warn!(client = client.0, slot = index, why, "dropping client");
+        self.slot_of.remove(&client);
+        self.apply(Command::ClientGone { client });
+    }
+
+    /// Forgets the slot's client (applying `ClientGone`), empties its rings and frees it.
+    fn release(&mut self, index: u32, why: &str) {
+        if let Some(a) = self.slots[index as usize].take() {
+            if !a.quarantined {
+                self.slot_of.remove(&a.client);
+                self.apply(Command::ClientGone { client: a.client });
+            }
+            if self.config.verbose {
+                let _ = writeln!(self.out, "client {} left ({why})", a.client.0);
+            }
+        }
+        let slot = self.store.slot(index);
+        slot.requests.reset();
+        slot.events.reset();
+        slot.control.client_id.store(0, Relaxed);
+        slot.control.start_time.store(0, Relaxed);
+        // Release: the ring resets above happen before a new claimant's acquire CAS on FREE.
+        slot.control
+            .state
+            .store(slot_state::pack(slot_state::FREE, 0), Release);
+    }
+
+    fn housekeeping_if_due(&mut self) {
+        if self.last_housekeeping.elapsed() < HOUSEKEEPING_EVERY {
+            return;
+        }
+        self.last_housekeeping = Instant::now();
+        self.apply(Command::Expire);
+        for index in 0..self.slots.len() {
+            let exited = self.slots[index]
+                .as_ref()
+                .is_some_and(|a| a.process.has_exited());
+            if exited {
+                self.release(index as u32, "process exited");
+            }
+        }
+        self.scan_slots();
+        self.flush_backlogs();
+        self.wake_clients();
+    }
+
+    fn publish(&mut self) {
+        let stats = self.engine.stats();
+        let shelf = self.engine.shelf();
+        let now = self.now_ms();
+        self.publisher.publish(
+            self.store,
+            &stats,
+            &self.counters,
+            &shelf,
+            &self.unpublished_trades,
+            now,
+        );
+        self.unpublished_trades.clear();
+        self.view_dirty = false;
+        self.last_publish = Instant::now();
+    }
+}
