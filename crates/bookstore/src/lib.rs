@@ -12,6 +12,8 @@ pub mod ring;
 pub mod sync;
 
 #[cfg(not(loom))]
+pub mod cli;
+#[cfg(not(loom))]
 pub mod client;
 #[cfg(not(loom))]
 pub mod layout;
@@ -19,6 +21,8 @@ pub mod layout;
 pub mod server;
 #[cfg(not(loom))]
 pub mod shared;
+#[cfg(not(loom))]
+pub mod trading;
 #[cfg(not(loom))]
 pub mod view;
 #[cfg(not(loom))]

@@ -57,6 +57,12 @@ pub struct StoreGuard<'s> {
     store: &'s SharedStore,
 }
 
+impl<'s> StoreGuard<'s> {
+    pub fn new(store: &'s SharedStore) -> Self {
+        Self { store }
+    }
+}
+
 impl Drop for StoreGuard<'_> {
     fn drop(&mut self) {
         // Release: clients that acquire Closing see the final view published before it.

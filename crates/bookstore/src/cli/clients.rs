@@ -1,0 +1,326 @@
+//! `bookstore seller` and `bookstore buyer`: one order from the command line, or a session of
+//! orders read line by line from stdin (a prompt when stdin is a terminal).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::time::Duration;
+
+use market::{BuyTarget, Price, Qty, RejectReason, Title};
+
+use super::{
+    parse_price, parse_qty, parse_seconds, parse_title, BuyerAction, BuyerArgs, ClientArgs, Exit,
+    SellerAction, SellerArgs,
+};
+use crate::client::{open_store, Client, ClientError, ConnectError};
+use crate::trading::{self, BuyEnd, ListOutcome};
+use crate::wire::Reply;
+
+const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          help, quit";
+const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          help, quit";
+
+/// Attaches, runs `session`, and maps connection errors to exit codes.
+fn with_client(
+    args: &ClientArgs,
+    role: &str,
+    session: impl FnOnce(&mut Client<'_>) -> Exit,
+) -> Exit {
+    let store = match open_store(&args.store.name, args.wait) {
+        Ok(s) => s,
+        Err(e) => return connect_failed(role, e),
+    };
+    let mut client = match Client::attach(&store, Duration::from_micros(args.spin_us)) {
+        Ok(c) => c,
+        Err(e) => return connect_failed(role, e),
+    };
+    session(&mut client)
+}
+
+fn connect_failed(role: &str, e: ConnectError) -> Exit {
+    eprintln!("bookstore {role}: {e}");
+    match e {
+        ConnectError::NoMarket { .. }
+        | ConnectError::MarketGone { .. }
+        | ConnectError::SlotsFull { .. } => Exit::NoMarket,
+        ConnectError::Open(_) => Exit::Error,
+    }
+}
+
+fn client_failed(role: &str, e: ClientError) -> Exit {
+    eprintln!("bookstore {role}: {e}");
+    if e.is_market_gone() || matches!(e, ClientError::NoReply(_)) {
+        Exit::NoMarket
+    } else {
+        Exit::Error
+    }
+}
+
+fn print_sold(reply: &Reply, quiet: bool) {
+    if let (
+        Reply::Sold {
+            trade_id,
+            title,
+            price,
+            qty,
+            ..
+        },
+        false,
+    ) = (reply, quiet)
+    {
+        println!(
+            "sold {qty} × {:?} at {price} (trade #{trade_id})",
+            title.as_str()
+        );
+    }
+}
+
+pub fn seller(args: SellerArgs) -> Exit {
+    let quiet = args.client.quiet;
+    with_client(&args.client, "seller", |client| match args.action {
+        Some(SellerAction::Sell {
+            title,
+            price,
+            qty,
+            timeout,
+        }) => sell(client, &title, price, qty, timeout, quiet),
+        None => session(client, "seller", SELLER_HELP, quiet, |client, words| {
+            let [verb, rest @ ..] = words else {
+                return Ok(Exit::Ok);
+            };
+            if verb != "sell" {
+                return Err(format!("unknown command {verb:?}"));
+            }
+            let (title, price, qty, timeout) = match rest {
+                [t, p] => (t, p, "1", "10"),
+                [t, p, q] => (t, p, q.as_str(), "10"),
+                [t, p, q, s] => (t, p, q.as_str(), s.as_str()),
+                _ => return Err("usage: sell TITLE PRICE [QTY] [TIMEOUT_SECS]".into()),
+            };
+            Ok(sell(
+                client,
+                &parse_title(title)?,
+                parse_price(price)?,
+                parse_qty(qty)?,
+                parse_seconds(timeout)?,
+                quiet,
+            ))
+        }),
+    })
+}
+
+fn sell(
+    client: &mut Client<'_>,
+    title: &Title,
+    price: Price,
+    qty: Qty,
+    timeout: Duration,
+    quiet: bool,
+) -> Exit {
+    let on_full = |free: u32| {
+        if !quiet {
+            eprintln!(
+                "store is full ({free} free places for {} copies); waiting up to {:.0?} for room…",
+                qty.get(),
+                timeout
+            );
+        }
+    };
+    match trading::list(client, title, price, qty, timeout, on_full, |r| {
+        print_sold(r, quiet)
+    }) {
+        Ok(ListOutcome::Listed { qty, sold_at_once }) => {
+            if !quiet {
+                let sold = if sold_at_once > 0 {
+                    format!(" ({sold_at_once} sold at once to waiting buyers)")
+                } else {
+                    String::new()
+                };
+                println!("listed {qty} × {:?} at {price}{sold}", title.as_str());
+            }
+            Exit::Ok
+        }
+        Ok(ListOutcome::StoreStayedFull { waited }) => {
+            eprintln!(
+                "bookstore seller: the store stayed full for {waited:.1?}; {:?} was not listed",
+                title.as_str()
+            );
+            Exit::TimedOut
+        }
+        Ok(ListOutcome::Refused(RejectReason::LargerThanStore { capacity })) => {
+            eprintln!(
+                "bookstore seller: qty: {} copies can never fit in a store of {capacity} books",
+                qty.get()
+            );
+            Exit::Refused
+        }
+        Ok(ListOutcome::Refused(reason)) => {
+            eprintln!("bookstore seller: refused: {reason:?}");
+            Exit::Refused
+        }
+        Ok(ListOutcome::Malformed(e)) => {
+            eprintln!("bookstore seller: the market rejected the request: {e}");
+            Exit::Refused
+        }
+        Err(e) => client_failed("seller", e),
+    }
+}
+
+pub fn buyer(args: BuyerArgs) -> Exit {
+    let quiet = args.client.quiet;
+    with_client(&args.client, "buyer", |client| match args.action {
+        Some(BuyerAction::Buy {
+            title,
+            any: _,
+            max_price,
+            qty,
+            timeout,
+        }) => {
+            let target = title.map_or(BuyTarget::Any, BuyTarget::Title);
+            buy(client, target, max_price, qty, timeout, quiet)
+        }
+        None => session(client, "buyer", BUYER_HELP, quiet, |client, words| {
+            let [verb, rest @ ..] = words else {
+                return Ok(Exit::Ok);
+            };
+            if verb != "buy" {
+                return Err(format!("unknown command {verb:?}"));
+            }
+            let (target, rest) = match rest {
+                [flag, rest @ ..] if flag == "--any" => (BuyTarget::Any, rest),
+                [title, rest @ ..] => (BuyTarget::Title(parse_title(title)?), rest),
+                [] => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
+            };
+            let (price, qty, timeout) = match rest {
+                [p] => (p, "1", "5"),
+                [p, q] => (p, q.as_str(), "5"),
+                [p, q, s] => (p, q.as_str(), s.as_str()),
+                _ => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
+            };
+            Ok(buy(
+                client,
+                target,
+                parse_price(price)?,
+                parse_qty(qty)?,
+                parse_seconds(timeout)?,
+                quiet,
+            ))
+        }),
+    })
+}
+
+fn buy(
+    client: &mut Client<'_>,
+    target: BuyTarget,
+    max_price: Price,
+    qty: Qty,
+    timeout: Duration,
+    quiet: bool,
+) -> Exit {
+    let on_trade = |b: &trading::Bought| {
+        if !quiet {
+            println!(
+                "bought {} × {:?} at {} (trade #{})",
+                b.qty,
+                b.title.as_str(),
+                b.price,
+                b.trade_id
+            );
+        }
+    };
+    let outcome = match trading::buy(client, target, max_price, qty, timeout, on_trade, |_| {}) {
+        Ok(o) => o,
+        Err(e) => return client_failed("buyer", e),
+    };
+    let (got, wanted) = (outcome.filled(), outcome.wanted);
+    match outcome.end {
+        BuyEnd::Filled => {
+            if !quiet {
+                let spent = outcome.spent_cents();
+                println!(
+                    "filled: {got} of {wanted}, spent {}.{:02}",
+                    spent / 100,
+                    spent % 100
+                );
+            }
+            Exit::Ok
+        }
+        BuyEnd::Expired { unfilled } if got == 0 => {
+            eprintln!("bookstore buyer: timed out after {timeout:.1?}: nothing at or below {max_price} ({unfilled} wanted)");
+            Exit::TimedOut
+        }
+        BuyEnd::Expired { .. } => {
+            eprintln!(
+                "bookstore buyer: timed out after {timeout:.1?} with {got} of {wanted} copies"
+            );
+            Exit::Partial
+        }
+        BuyEnd::Refused(reason) => {
+            eprintln!("bookstore buyer: refused: {reason:?}");
+            Exit::Refused
+        }
+        BuyEnd::Malformed(e) => {
+            eprintln!("bookstore buyer: the market rejected the request: {e}");
+            Exit::Refused
+        }
+    }
+}
+
+/// Reads commands line by line. A bad line is reported (exit code 2 at the end) and skipped;
+/// the session ends at EOF or `quit`, with the first failure's exit code.
+fn session(
+    client: &mut Client<'_>,
+    role: &str,
+    help: &str,
+    quiet: bool,
+    mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<Exit, String>,
+) -> Exit {
+    let stdin = std::io::stdin();
+    let interactive = stdin.is_terminal();
+    if interactive {
+        println!(
+            "{role} attached to the market (pid {}, slot {}). {help}",
+            client.market_pid(),
+            client.slot()
+        );
+    }
+    let mut exit = Exit::Ok;
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            print!("{role}> ");
+            let _ = std::io::stdout().flush();
+        }
+        let Some(line) = lines.next() else { break };
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("bookstore {role}: reading stdin: {e}");
+                return exit.then(Exit::Error);
+            }
+        };
+        let Some(words) = shlex::split(&line) else {
+            eprintln!("bookstore {role}: unbalanced quotes in {line:?}");
+            exit = exit.then(Exit::Usage);
+            continue;
+        };
+        match words.first().map(String::as_str) {
+            None => continue,
+            Some("quit" | "exit") => break,
+            Some("help") => {
+                println!("{help}");
+                continue;
+            }
+            _ => {}
+        }
+        match command(client, &words) {
+            Ok(Exit::NoMarket) => return exit.then(Exit::NoMarket),
+            Ok(code) => exit = exit.then(code),
+            Err(message) => {
+                eprintln!("bookstore {role}: {message}");
+                if !interactive && !quiet {
+                    eprintln!("{help}");
+                }
+                exit = exit.then(Exit::Usage);
+            }
+        }
+    }
+    exit
+}

@@ -1,0 +1,117 @@
+//! `bookstore market`: create the store, serve, remove it on the way out.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shm::process::{ProcessHandle, ProcessId, ProcessSignal};
+use shm::ShmName;
+
+use super::{Exit, MarketArgs};
+use crate::server::{create_store, Market, MarketConfig, StartError, StoreGuard};
+use crate::shared::SharedStore;
+use crate::sync::Ordering::Acquire;
+
+pub fn run(args: MarketArgs) -> Exit {
+    let name = args.store.name;
+    if args.stop {
+        return stop(&name);
+    }
+    if args.mode.is_world_accessible() {
+        eprintln!(
+            "warning: --mode {} lets ANY local user read the store, corrupt it and pose as its clients; \
+             use 0600 (only you) or 0660 (your group) unless you really mean it",
+            args.mode
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("bookstore market: cannot install a signal handler: {e}");
+            return Exit::Error;
+        }
+    }
+    let config = MarketConfig {
+        name: name.clone(),
+        capacity: args.capacity,
+        slots: args.slots,
+        mode: args.mode,
+        spin: Duration::from_micros(args.spin_us),
+        verbose: !args.quiet,
+    };
+    let store = match create_store(&config) {
+        Ok(store) => store,
+        Err(e @ (StartError::AlreadyRunning { .. } | StartError::OwnedByOther { .. })) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::AlreadyRunning;
+        }
+        Err(e @ (StartError::Capacity(_) | StartError::Slots(_))) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Usage;
+        }
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Error;
+        }
+    };
+    // Removes the object on every way out of this function, panics included.
+    let guard = StoreGuard::new(&store);
+    if !args.quiet {
+        println!(
+            "market: serving {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
+            &name.as_str()[1..],
+            store.segment().len(),
+            args.mode,
+            std::process::id(),
+            args.capacity,
+            args.slots,
+        );
+        println!("market: stop with Ctrl-C or `bookstore market --stop --name {name}`");
+    }
+    let summary = Market::new(&store, config).run(&stop);
+    drop(guard);
+    if !args.quiet {
+        println!(
+            "market: stopped after {} requests and {} trades from {} clients; {} books were on the shelf; {name} removed",
+            summary.requests, summary.trades, summary.clients_served, summary.books_on_shelf
+        );
+    }
+    Exit::Ok
+}
+
+/// Sends SIGTERM to the market of `name` through a pidfd and waits for it to exit.
+fn stop(name: &ShmName) -> Exit {
+    let store = match SharedStore::open(name, false, shm::effective_uid()) {
+        Ok(store) => store,
+        Err(e) => {
+            eprintln!("bookstore market --stop: {e}");
+            return Exit::NoMarket;
+        }
+    };
+    let h = store.header();
+    let id = ProcessId {
+        pid: h.market_pid.load(Acquire),
+        start_time: h.market_start_time.load(Acquire),
+    };
+    let market = match ProcessHandle::open(id) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("bookstore market --stop: the market of {name} is not running ({e})");
+            return Exit::NoMarket;
+        }
+    };
+    if let Err(e) = market.signal(ProcessSignal::TERM) {
+        eprintln!("bookstore market --stop: {e}");
+        return Exit::Error;
+    }
+    if market.wait_exit(Duration::from_secs(10)) {
+        println!("stopped the market of {name} (pid {})", id.pid);
+        Exit::Ok
+    } else {
+        eprintln!(
+            "bookstore market --stop: pid {} did not exit within 10 s",
+            id.pid
+        );
+        Exit::Error
+    }
+}

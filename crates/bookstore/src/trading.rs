@@ -1,0 +1,209 @@
+//! Whole orders on top of [`Client`]: a listing retried while the store is full, a buy waited
+//! on until filled, expired or refused. Shared by the CLI, the demo, the bench and the tests.
+
+use std::time::{Duration, Instant};
+
+use market::{BuyTarget, Price, Qty, RejectReason, RequestId, Title};
+
+use crate::client::{Client, ClientError};
+use crate::wire::{Malformed, Reply, Request, MAX_TIMEOUT_MS};
+
+/// Extra time given to the market to answer past a request's own deadline.
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+/// Pauses between retries of a listing refused because the store is full: from the first,
+/// doubling up to the last, so a long wait costs the market a few requests a second.
+const FULL_RETRY_FIRST: Duration = Duration::from_millis(1);
+const FULL_RETRY_MAX: Duration = Duration::from_millis(50);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListOutcome {
+    Listed {
+        qty: u32,
+        sold_at_once: u32,
+    },
+    /// The store stayed full for the whole timeout.
+    StoreStayedFull {
+        waited: Duration,
+    },
+    Refused(RejectReason),
+    Malformed(Malformed),
+}
+
+/// Lists `qty` copies, retrying while the store is full until `timeout` has passed.
+/// `on_full(free)` is called once, the first time the store is found full.
+pub fn list(
+    client: &mut Client<'_>,
+    title: &Title,
+    price: Price,
+    qty: Qty,
+    timeout: Duration,
+    mut on_full: impl FnMut(u32),
+    mut on_other: impl FnMut(&Reply),
+) -> Result<ListOutcome, ClientError> {
+    let started = Instant::now();
+    let mut told = false;
+    let mut pause = FULL_RETRY_FIRST;
+    loop {
+        let request = client.next_request_id();
+        client.send(&Request::List {
+            request,
+            title: title.clone(),
+            price,
+            qty,
+        })?;
+        let reply = wait_for(
+            client,
+            request,
+            Some(Instant::now() + REPLY_GRACE),
+            |r| !matches!(r, Reply::Sold { .. }),
+            &mut on_other,
+        )?;
+        match reply {
+            Reply::Listed {
+                qty, sold_at_once, ..
+            } => return Ok(ListOutcome::Listed { qty, sold_at_once }),
+            Reply::Rejected {
+                reason: RejectReason::StoreFull { free },
+                ..
+            } => {
+                if started.elapsed() >= timeout {
+                    return Ok(ListOutcome::StoreStayedFull {
+                        waited: started.elapsed(),
+                    });
+                }
+                if !told {
+                    on_full(free);
+                    told = true;
+                }
+                std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
+                pause = (pause * 2).min(FULL_RETRY_MAX);
+                client.check_market()?;
+            }
+            Reply::Rejected { reason, .. } => return Ok(ListOutcome::Refused(reason)),
+            Reply::Malformed { error, .. } => return Ok(ListOutcome::Malformed(error)),
+            other => unreachable!("wait_for filters replies: {other:?}"),
+        }
+    }
+}
+
+/// One trade of a buy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bought {
+    pub trade_id: u64,
+    pub title: Title,
+    pub price: Price,
+    pub qty: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuyEnd {
+    Filled,
+    /// The deadline passed with `unfilled` copies still wanted.
+    Expired {
+        unfilled: u32,
+    },
+    Refused(RejectReason),
+    Malformed(Malformed),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuyOutcome {
+    pub wanted: u32,
+    pub trades: Vec<Bought>,
+    pub end: BuyEnd,
+}
+
+impl BuyOutcome {
+    pub fn filled(&self) -> u32 {
+        self.trades.iter().map(|t| t.qty).sum()
+    }
+
+    pub fn spent_cents(&self) -> u64 {
+        self.trades
+            .iter()
+            .map(|t| t.price.cents() * u64::from(t.qty))
+            .sum()
+    }
+}
+
+/// Buys up to `qty` copies at `max_price` or less, waiting up to `timeout` for copies to be
+/// listed; the market expires what is unfilled at the deadline. `on_trade` sees each trade as it
+/// happens.
+pub fn buy(
+    client: &mut Client<'_>,
+    target: BuyTarget,
+    max_price: Price,
+    qty: Qty,
+    timeout: Duration,
+    mut on_trade: impl FnMut(&Bought),
+    mut on_other: impl FnMut(&Reply),
+) -> Result<BuyOutcome, ClientError> {
+    let timeout_ms = timeout.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u32;
+    let request = client.next_request_id();
+    client.send(&Request::Buy {
+        request,
+        target,
+        max_price,
+        qty,
+        timeout_ms: Some(timeout_ms),
+    })?;
+    let deadline = Instant::now() + Duration::from_millis(timeout_ms.into()) + REPLY_GRACE;
+    let mut outcome = BuyOutcome {
+        wanted: qty.get(),
+        trades: Vec::new(),
+        end: BuyEnd::Filled,
+    };
+    loop {
+        match wait_for(client, request, Some(deadline), |_| true, &mut on_other)? {
+            Reply::Bought {
+                trade_id,
+                title,
+                price,
+                qty,
+                ..
+            } => {
+                let b = Bought {
+                    trade_id,
+                    title,
+                    price,
+                    qty,
+                };
+                on_trade(&b);
+                outcome.trades.push(b);
+            }
+            Reply::Rested { .. } => {}
+            Reply::Filled { .. } => return Ok(outcome),
+            Reply::Expired { unfilled, .. } | Reply::Cancelled { unfilled, .. } => {
+                outcome.end = BuyEnd::Expired { unfilled };
+                return Ok(outcome);
+            }
+            Reply::Rejected { reason, .. } => {
+                outcome.end = BuyEnd::Refused(reason);
+                return Ok(outcome);
+            }
+            Reply::Malformed { error, .. } => {
+                outcome.end = BuyEnd::Malformed(error);
+                return Ok(outcome);
+            }
+            other => on_other(&other),
+        }
+    }
+}
+
+/// The next reply about `request` that `wanted` accepts; other replies go to `on_other`.
+fn wait_for(
+    client: &mut Client<'_>,
+    request: RequestId,
+    deadline: Option<Instant>,
+    wanted: impl Fn(&Reply) -> bool,
+    on_other: &mut impl FnMut(&Reply),
+) -> Result<Reply, ClientError> {
+    let started = Instant::now();
+    loop {
+        match client.recv(deadline)? {
+            Some(reply) if reply.request_id() == request && wanted(&reply) => return Ok(reply),
+            Some(other) => on_other(&other),
+            None => return Err(ClientError::NoReply(started.elapsed())),
+        }
+    }
+}
