@@ -183,10 +183,21 @@ impl<'s> Client<'s> {
 
     /// Pushes without ringing: for pipelines that ring once per batch with [`Self::flush`].
     pub fn push(&mut self, request: &Request) -> Result<(), ClientError> {
-        let message = request.encode();
+        self.push_raw(&request.encode())
+    }
+
+    /// Sends a message exactly as given, valid or not, and rings the market. For tests and
+    /// fuzzing of the market's validation: a real client sends [`Request`]s.
+    pub fn send_raw(&mut self, message: &crate::ring::Message) -> Result<(), ClientError> {
+        self.push_raw(message)?;
+        self.flush();
+        Ok(())
+    }
+
+    fn push_raw(&mut self, message: &crate::ring::Message) -> Result<(), ClientError> {
         let mut waited = 0u32;
         loop {
-            match self.requests.try_push(&message) {
+            match self.requests.try_push(message) {
                 Ok(()) => return Ok(()),
                 Err(RingError::Full) => {
                     self.store.header().doorbell.ring();

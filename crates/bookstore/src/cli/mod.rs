@@ -213,7 +213,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2)]
     pub buyers: u32,
     /// Books each seller lists (one listing per book).
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 10_000)]
     pub books: u32,
     /// The store's capacity (small, so sellers meet a full store).
     #[arg(long, default_value_t = 100)]

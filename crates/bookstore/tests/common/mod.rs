@@ -1,0 +1,186 @@
+//! Helpers for tests that run the real `bookstore` binary as separate processes.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_bookstore");
+
+/// A store name no other test (or test run) uses: pid, counter and the test's tag.
+pub fn unique_name(tag: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "/bookstore-test-{}-{}-{tag}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub fn dev_shm(name: &str) -> PathBuf {
+    PathBuf::from("/dev/shm").join(&name[1..])
+}
+
+pub fn bookstore(args: &[&str]) -> Command {
+    let mut c = Command::new(BIN);
+    c.args(args).env_remove("BOOKSTORE_NAME");
+    c
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bookstore(args).output().expect("bookstore runs")
+}
+
+pub fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
+    let mut child = bookstore(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("bookstore runs");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited, not killed")
+}
+
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn signal(child: &Child, signal: rustix::process::Signal) {
+    rustix::process::kill_process(rustix::process::Pid::from_child(child), signal)
+        .expect("signal delivered");
+}
+
+/// Polls `condition` every 10 ms for up to `limit`.
+pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    condition()
+}
+
+/// A market process on its own store name. Dropping it stops the market with SIGTERM and
+/// asserts that the object is gone from /dev/shm.
+pub struct Market {
+    pub name: String,
+    pub child: Option<Child>,
+}
+
+impl Market {
+    pub fn start(tag: &str, extra: &[&str]) -> Self {
+        Self::start_named(unique_name(tag), extra)
+    }
+
+    pub fn start_named(name: String, extra: &[&str]) -> Self {
+        let mut args = vec!["market", "--name", &name, "--quiet"];
+        args.extend_from_slice(extra);
+        let child = bookstore(&args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("market starts");
+        let market = Self {
+            name,
+            child: Some(child),
+        };
+        market.wait_ready();
+        market
+    }
+
+    pub fn wait_ready(&self) {
+        let ready = eventually(Duration::from_secs(10), || {
+            let out = run(&["inspect", "--name", &self.name, "--json"]);
+            code(&out) == 0 && self.json_of(&out)["state"] == "ready"
+        });
+        assert!(ready, "market on {} became ready", self.name);
+    }
+
+    fn json_of(&self, out: &Output) -> serde_json::Value {
+        serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
+    }
+
+    /// `inspect --json`, parsed.
+    pub fn inspect(&self) -> serde_json::Value {
+        let out = run(&["inspect", "--name", &self.name, "--json"]);
+        assert_eq!(code(&out), 0, "inspect failed: {}", stderr(&out));
+        self.json_of(&out)
+    }
+
+    /// The market's published totals balance: listed = sold + on the shelf.
+    pub fn assert_balanced(&self) -> serde_json::Value {
+        let v = self.inspect();
+        let (listed, sold, shelf) = (
+            v["books_listed_total"].as_u64().unwrap(),
+            v["books_sold_total"].as_u64().unwrap(),
+            v["books_on_shelf"].as_u64().unwrap(),
+        );
+        assert_eq!(listed, sold + shelf, "listed = sold + on shelf in {v:#}");
+        assert_eq!(v["balanced"], true);
+        v
+    }
+
+    pub fn client(&self, role: &str, args: &[&str]) -> Output {
+        let mut all = vec![role, "--name", &self.name];
+        all.extend_from_slice(args);
+        run(&all)
+    }
+
+    pub fn spawn_client(&self, role: &str, args: &[&str]) -> Child {
+        let mut all = vec![role, "--name", &self.name];
+        all.extend_from_slice(args);
+        bookstore(&all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("client starts")
+    }
+
+    /// SIGTERM, wait, and check the exit status and /dev/shm.
+    pub fn stop(mut self) {
+        self.stop_in_place(true);
+    }
+
+    fn stop_in_place(&mut self, check: bool) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(&child, rustix::process::Signal::TERM);
+        let status = child.wait().unwrap();
+        if check {
+            assert!(status.success(), "market exited with {status}");
+            assert!(
+                !dev_shm(&self.name).exists(),
+                "{} left in /dev/shm",
+                self.name
+            );
+        }
+    }
+}
+
+impl Drop for Market {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        self.stop_in_place(!panicking);
+        if panicking {
+            let _ = std::fs::remove_file(dev_shm(&self.name));
+        }
+    }
+}
