@@ -173,6 +173,9 @@ pub struct Market<'s> {
     counters: Counters,
     publisher: Publisher,
     started: Instant,
+    now: Instant,
+    /// Slots with a client, in slot order: the loop visits only these.
+    attached: Vec<u32>,
     events: Vec<Event>,
     unpublished_trades: Vec<Trade>,
     view_dirty: bool,
@@ -195,6 +198,8 @@ impl<'s> Market<'s> {
             counters: Counters::default(),
             publisher: Publisher::new(),
             started: now,
+            now,
+            attached: Vec::new(),
             events: Vec::with_capacity(256),
             unpublished_trades: Vec::new(),
             view_dirty: true,
@@ -206,8 +211,14 @@ impl<'s> Market<'s> {
         }
     }
 
+    /// Milliseconds since start, as of the current pass (one clock read per pass).
     fn now_ms(&self) -> u64 {
-        self.started.elapsed().as_millis() as u64
+        self.now.duration_since(self.started).as_millis() as u64
+    }
+
+    /// Reads the clock; everything in one pass sees the same time.
+    fn tick(&mut self) {
+        self.now = Instant::now();
     }
 
     /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view.
@@ -226,8 +237,8 @@ impl<'s> Market<'s> {
                 idle_since = None;
                 continue;
             }
-            let idle = *idle_since.get_or_insert_with(Instant::now);
-            if idle.elapsed() < self.config.spin {
+            let idle = *idle_since.get_or_insert(self.now);
+            if self.now.duration_since(idle) < self.config.spin {
                 std::hint::spin_loop();
                 continue;
             }
@@ -263,18 +274,19 @@ impl<'s> Market<'s> {
 
     /// One pass over everything; true if anything was done.
     fn poll_once(&mut self) -> bool {
+        self.tick();
         let epoch = self.store.header().attach_epoch.0.load(Acquire);
         if epoch != self.seen_epoch {
             self.seen_epoch = epoch;
             self.scan_slots();
         }
         let mut worked = false;
-        for index in 0..self.slots.len() {
-            worked |= self.drain_requests(index as u32);
+        for i in 0..self.attached.len() {
+            worked |= self.drain_requests(self.attached[i]);
         }
         worked |= self.flush_backlogs();
         self.wake_clients();
-        if self.view_dirty && self.last_publish.elapsed() >= PUBLISH_EVERY {
+        if self.view_dirty && self.now.duration_since(self.last_publish) >= PUBLISH_EVERY {
             self.publish();
         }
         worked
@@ -441,10 +453,10 @@ impl<'s> Market<'s> {
 
     /// One doorbell ring per client per pass, however many replies it got.
     fn wake_clients(&mut self) {
-        for index in 0..self.slots.len() {
-            if let Some(a) = self.slots[index].as_mut() {
+        for &index in &self.attached {
+            if let Some(a) = self.slots[index as usize].as_mut() {
                 if std::mem::take(&mut a.needs_wake) {
-                    self.store.slot(index as u32).doorbell.ring();
+                    self.store.slot(index).doorbell.ring();
                 }
             }
         }
@@ -508,6 +520,9 @@ impl<'s> Market<'s> {
             needs_wake: false,
         });
         self.slot_of.insert(client, index);
+        if let Err(at) = self.attached.binary_search(&index) {
+            self.attached.insert(at, index);
+        }
         if self.config.verbose {
             let _ = writeln!(
                 self.out,
@@ -537,6 +552,7 @@ impl<'s> Market<'s> {
     /// Forgets the slot's client (applying `ClientGone`), empties its rings and frees it.
     fn release(&mut self, index: u32, why: &str) {
         if let Some(a) = self.slots[index as usize].take() {
+            self.attached.retain(|&i| i != index);
             if !a.quarantined {
                 self.slot_of.remove(&a.client);
                 self.apply(Command::ClientGone { client: a.client });
@@ -589,6 +605,6 @@ impl<'s> Market<'s> {
         );
         self.unpublished_trades.clear();
         self.view_dirty = false;
-        self.last_publish = Instant::now();
+        self.last_publish = self.now;
     }
 }
