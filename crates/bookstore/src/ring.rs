@@ -86,10 +86,16 @@ impl<const N: usize> Ring<N> {
 }
 
 /// The producing end, held by exactly one thread of one process.
+///
+/// Messages can be pushed one by one ([`try_push`](Self::try_push)) or written in a batch and
+/// made visible together by one [`publish`](Self::publish): one release store of `tail`, so the
+/// consumer gets the whole batch with one acquire load.
 pub struct Producer<'a, const N: usize> {
     ring: &'a Ring<N>,
-    /// Our own `tail`: nobody else writes it, so a local copy is always current.
+    /// Next cell to write. Nobody else writes `tail`, so our copy is always current.
     tail: u32,
+    /// The value of `tail` last stored to the ring; `published..tail` are written, not visible.
+    published: u32,
     /// The last `head` we read; free space is at least `N - (tail - head_seen)`.
     head_seen: u32,
 }
@@ -104,11 +110,20 @@ impl<'a, const N: usize> Producer<'a, N> {
         Self {
             ring,
             tail,
+            published: tail,
             head_seen,
         }
     }
 
+    /// Writes and publishes one message.
     pub fn try_push(&mut self, message: &Message) -> Result<(), RingError> {
+        self.try_write(message)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Writes a message into the next free cell without making it visible yet.
+    pub fn try_write(&mut self, message: &Message) -> Result<(), RingError> {
         if self.tail.wrapping_sub(self.head_seen) as usize >= N {
             // Looks full: refresh `head`. Acquire pairs with the consumer's release store of
             // `head`, so its reads of the cell we are about to overwrite are finished.
@@ -123,13 +138,22 @@ impl<'a, const N: usize> Producer<'a, N> {
         }
         let cell = &self.ring.cells[self.tail as usize % N];
         for (slot, word) in cell.0.iter().zip(message) {
-            // Relaxed: the release store of `tail` below publishes these words.
+            // Relaxed: the release store of `tail` in `publish` publishes these words.
             slot.store(*word, Ordering::Relaxed);
         }
         self.tail = self.tail.wrapping_add(1);
-        // Release: publishes the cell's words to the consumer's acquire load of `tail`.
-        self.ring.tail.0.store(self.tail, Ordering::Release);
         Ok(())
+    }
+
+    /// Makes every written message visible to the consumer. Returns whether there were any.
+    pub fn publish(&mut self) -> bool {
+        if self.published == self.tail {
+            return false;
+        }
+        // Release: publishes the written cells' words to the consumer's acquire load of `tail`.
+        self.ring.tail.0.store(self.tail, Ordering::Release);
+        self.published = self.tail;
+        true
     }
 }
 

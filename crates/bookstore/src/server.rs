@@ -158,7 +158,6 @@ struct Attached<'s> {
     /// Set when the client broke the protocol: we stop reading its slot and release it once
     /// its process is gone.
     quarantined: bool,
-    needs_wake: bool,
 }
 
 /// The market's state and loop. Borrows the store so that ring handles can borrow it too.
@@ -285,7 +284,7 @@ impl<'s> Market<'s> {
             worked |= self.drain_requests(self.attached[i]);
         }
         worked |= self.flush_backlogs();
-        self.wake_clients();
+        self.publish_replies();
         if self.view_dirty && self.now.duration_since(self.last_publish) >= PUBLISH_EVERY {
             self.publish();
         }
@@ -403,6 +402,8 @@ impl<'s> Market<'s> {
         }
     }
 
+    /// Writes a reply into the client's event ring (or its backlog if the ring is full). It
+    /// becomes visible at the end of the pass, with the pass's other replies to that client.
     fn send(&mut self, index: u32, reply: Reply) {
         let Some(attached) = self.slots[index as usize].as_mut() else {
             return;
@@ -411,9 +412,8 @@ impl<'s> Market<'s> {
             return;
         }
         let message = reply.encode();
-        attached.needs_wake = true;
         if attached.backlog.is_empty() {
-            match attached.events.try_push(&message) {
+            match attached.events.try_write(&message) {
                 Ok(()) => return,
                 Err(RingError::Full) => {}
                 Err(e @ RingError::Corrupt { .. }) => {
@@ -427,22 +427,23 @@ impl<'s> Market<'s> {
         }
     }
 
+    /// Moves backlogged replies into event rings that have room again.
     fn flush_backlogs(&mut self) -> bool {
         let mut moved = false;
-        for index in 0..self.slots.len() {
-            let Some(a) = self.slots[index].as_mut() else {
+        for i in 0..self.attached.len() {
+            let index = self.attached[i];
+            let Some(a) = self.slots[index as usize].as_mut() else {
                 continue;
             };
             while let Some(message) = a.backlog.front() {
-                match a.events.try_push(message) {
+                match a.events.try_write(message) {
                     Ok(()) => {
                         a.backlog.pop_front();
-                        a.needs_wake = true;
                         moved = true;
                     }
                     Err(RingError::Full) => break,
                     Err(e) => {
-                        self.quarantine(index as u32, &e.to_string());
+                        self.quarantine(index, &e.to_string());
                         break;
                     }
                 }
@@ -451,11 +452,12 @@ impl<'s> Market<'s> {
         moved
     }
 
-    /// One doorbell ring per client per pass, however many replies it got.
-    fn wake_clients(&mut self) {
+    /// Makes each client's replies of this pass visible with one store, and rings its doorbell
+    /// once, however many replies it got.
+    fn publish_replies(&mut self) {
         for &index in &self.attached {
             if let Some(a) = self.slots[index as usize].as_mut() {
-                if std::mem::take(&mut a.needs_wake) {
+                if a.events.publish() {
                     self.store.slot(index).doorbell.ring();
                 }
             }
@@ -517,7 +519,6 @@ impl<'s> Market<'s> {
             events: Producer::new(&slot.events),
             backlog: VecDeque::new(),
             quarantined: false,
-            needs_wake: false,
         });
         self.slot_of.insert(client, index);
         if let Err(at) = self.attached.binary_search(&index) {
@@ -588,7 +589,7 @@ impl<'s> Market<'s> {
         }
         self.scan_slots();
         self.flush_backlogs();
-        self.wake_clients();
+        self.publish_replies();
     }
 
     fn publish(&mut self) {

@@ -56,6 +56,42 @@ fn ring_delivers_every_message_whole_and_in_order_across_wraparound() {
     });
 }
 
+/// Two messages written and made visible by one publish: the consumer sees neither or both,
+/// each whole.
+#[test]
+fn a_published_batch_is_seen_whole() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        let producer_ring = ring.clone();
+        let producer = thread::spawn(move || {
+            let mut p = Producer::new(&producer_ring);
+            p.try_write(&message(1)).unwrap();
+            p.try_write(&message(2)).unwrap();
+            assert_eq!(
+                p.try_write(&message(3)),
+                Err(RingError::Full),
+                "written cells count as used"
+            );
+            assert!(p.publish());
+        });
+        let mut c = Consumer::new(&ring);
+        let first = loop {
+            match c.try_pop().unwrap() {
+                Some(m) => break m,
+                None => thread::yield_now(),
+            }
+        };
+        check(first, 1);
+        check(
+            c.try_pop()
+                .unwrap()
+                .expect("the second message of the batch is there too"),
+            2,
+        );
+        producer.join().unwrap();
+    });
+}
+
 struct Lane {
     ring: Box<Ring<2>>,
 }

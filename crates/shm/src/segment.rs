@@ -270,6 +270,27 @@ impl Segment {
         stat_fd(&self.fd).map_err(Into::into)
     }
 
+    /// The 8-byte word at `offset` as an atomic, for protocols between processes that use
+    /// nothing else of the object (benchmarks, tests). Panics if `offset` is out of bounds or
+    /// not 8-aligned.
+    pub fn atomic_u64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(
+            offset + 8 <= self.len && offset % 8 == 0,
+            "offset {offset} in bounds and aligned"
+        );
+        // SAFETY: in bounds and aligned (asserted; the mapping is page-aligned). An AtomicU64 is
+        // valid for any bit pattern and other processes can only change it atomically or
+        // through the same kind of reference. The reference borrows `self`, so it cannot
+        // outlive the mapping.
+        unsafe {
+            &*self
+                .ptr
+                .as_ptr()
+                .add(offset)
+                .cast::<std::sync::atomic::AtomicU64>()
+        }
+    }
+
     /// The object's bytes copied out with volatile reads, for dumps of memory that other
     /// processes may be changing.
     pub fn snapshot_bytes(&self) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -123,18 +123,11 @@ impl Drop for Reaped {
     }
 }
 
-fn shared_word(segment: &Segment) -> &AtomicU64 {
-    assert!(segment.len() >= 8);
-    // SAFETY: the mapping is page-aligned and at least 8 bytes; an AtomicU64 is valid for any
-    // bit pattern, and the other process only touches it atomically. It borrows `segment`.
-    unsafe { &*segment.as_ptr().cast::<AtomicU64>() }
-}
-
 fn floor(n: u32) -> BenchResult<Percentiles> {
     let name = unique_name("floor");
     let segment = Segment::create(&name, 4096, Mode::OWNER_ONLY)?;
     let result = (|| {
-        let word = shared_word(&segment);
+        let word = segment.atomic_u64(0);
         let _peer = Reaped(
             peer_command("floor")?
                 .args([
@@ -478,7 +471,7 @@ fn run_peer(args: &PeerArgs) -> BenchResult<()> {
         PeerKind::Floor => {
             let name = args.name.as_ref().ok_or("--name is required")?;
             let segment = Segment::open(name, true, shm::effective_uid(), 8)?;
-            let word = shared_word(&segment);
+            let word = segment.atomic_u64(0);
             let mut expected = 1u64;
             for _ in 0..args.count {
                 while word.load(Ordering::Acquire) != expected {
@@ -516,7 +509,7 @@ fn echo(input: &mut impl Read, output: &mut impl Write) -> BenchResult<()> {
 fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
     let name = args.name.as_ref().ok_or("--name is required")?;
     let store = open_store(name, Duration::from_secs(10))?;
-    let mut client = Client::attach(&store, Duration::from_millis(1))?;
+    let mut client = Client::attach(&store, Duration::from_micros(50))?;
     let seller = matches!(args.kind, PeerKind::Seller);
     let title = Title::new("Benchmark")?;
     let price = Price::from_cents(1000)?;
