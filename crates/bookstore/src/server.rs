@@ -481,7 +481,18 @@ impl<'s> Market<'s> {
                         self.release(index, "claimant exited before attaching");
                     }
                 }
-                slot_state::LEAVING => self.release(index, "detached"),
+                slot_state::LEAVING => {
+                    // Requests sent before detaching are still the client's word: serve them,
+                    // even if the client attached and left between two scans. (If it has
+                    // exited already, `accept` frees the slot: nothing was acknowledged.)
+                    if !attached {
+                        self.accept(index, pid);
+                    }
+                    if self.slots[index as usize].is_some() {
+                        while self.drain_requests(index) {}
+                        self.release(index, "detached");
+                    }
+                }
                 _ => {
                     tracing::warn!(slot = index, state, "slot has an invalid state word");
                     if attached {

@@ -59,3 +59,35 @@ fn a_malformed_request_gets_an_error_reply_and_the_market_keeps_serving() {
     assert_eq!(v["books_on_shelf"], 1);
     market.stop();
 }
+
+#[test]
+fn requests_sent_just_before_detaching_are_still_applied() {
+    let market = Market::start("detach-drain", &[]);
+    let name = ShmName::new(&market.name).unwrap();
+    let store = open_store(&name, Duration::from_secs(5)).unwrap();
+    for n in 0..3 {
+        let mut client = Client::attach(&store, Duration::ZERO).unwrap();
+        for i in 0..10 {
+            client
+                .push(&Request::List {
+                    request: RequestId(i),
+                    title: Title::new(&format!("Book {n}")).unwrap(),
+                    price: Price::from_cents(100).unwrap(),
+                    qty: Qty::new(1).unwrap(),
+                })
+                .unwrap();
+        }
+        // Detach without waiting for a single reply.
+        drop(client);
+    }
+    drop(store);
+    assert!(
+        eventually(Duration::from_secs(2), || market.inspect()
+            ["books_on_shelf"]
+            == 30),
+        "all 30 listings applied: {:#}",
+        market.inspect()
+    );
+    market.assert_balanced();
+    market.stop();
+}
