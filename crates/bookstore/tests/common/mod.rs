@@ -105,10 +105,17 @@ impl Market {
         market
     }
 
+    /// Waits until the object is this market's own and ready. (A stale object left by a
+    /// killed market on the same name also reads "ready" until the new market replaces it.)
     pub fn wait_ready(&self) {
+        let pid = self.child.as_ref().expect("market running").id();
         let ready = eventually(Duration::from_secs(10), || {
             let out = run(&["inspect", "--name", &self.name, "--json"]);
-            code(&out) == 0 && self.json_of(&out)["state"] == "ready"
+            if code(&out) != 0 {
+                return false;
+            }
+            let v = self.json_of(&out);
+            v["state"] == "ready" && v["market_pid"] == pid && v["market_running"] == true
         });
         assert!(ready, "market on {} became ready", self.name);
     }
