@@ -201,7 +201,7 @@ mod tests {
     #[test]
     fn reads_this_process() {
         let maps = read("self").unwrap();
-        let here = parses_file_and_anonymous_mappings as usize as u64;
+        let here = parses_file_and_anonymous_mappings as fn() as usize as u64;
         assert!(maps.iter().any(|m| m.contains(here) && m.perms[2] == b'x'));
     }
 }
