@@ -163,7 +163,7 @@ pub fn read(p: &mut Pmap, program: &[u8]) -> Result<(), Exit> {
         Mapping,
     }
     let mut section = Section::None;
-    let mut pieces = procmaps::cscan::fgets_pieces(&text, MAX_LINE + 1).peekable();
+    let mut pieces = procmaps::cscan::fgets_pieces(&text, MAX_LINE + 1);
     let mut line_no = 0;
     while let Some(piece) = pieces.next() {
         line_no += 1;
@@ -175,7 +175,7 @@ pub fn read(p: &mut Pmap, program: &[u8]) -> Result<(), Exit> {
                 &mut p.err,
                 &format!("config line too long - line {line_no}"),
             );
-            while let Some(tail) = pieces.next() {
+            for tail in pieces.by_ref() {
                 if tail.last() == Some(&b'\n') || tail.is_empty() {
                     break;
                 }
