@@ -245,7 +245,7 @@ impl Model {
                     .cloned()
                     .collect();
                 due.sort_by_key(|b| (b.deadline, b.seq));
-                self.bids.retain(|b| !b.deadline.is_some_and(|d| d <= now));
+                self.bids.retain(|b| b.deadline.is_none_or(|d| d > now));
                 for b in due {
                     out.push(Event::Expired {
                         client: b.client,
