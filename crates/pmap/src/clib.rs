@@ -1,14 +1,9 @@
 //! The C library calls whose behaviour the output depends on. procps's pmap is a glibc
-//! program: what counts as a valid multibyte character, or as printable, is whatever the
-//! user's locale says through glibc. Calling glibc here makes our answers the same by
+//! program: what counts as printable, or as UTF-8, is whatever the user's locale says through
+//! glibc. Calling glibc here makes our answers the same by
 //! construction. This is the crate's only `unsafe`.
 
 use std::ffi::CStr;
-
-extern "C" {
-    /// glibc's `mblen`, which the `libc` crate does not bind.
-    fn mblen(s: *const libc::c_char, n: libc::size_t) -> libc::c_int;
-}
 
 /// `setlocale(LC_ALL, "")`: adopt the locale from the environment, as pmap does at start.
 /// See [`setlocale(3)`](https://man7.org/linux/man-pages/man3/setlocale.3.html).
@@ -27,17 +22,6 @@ pub fn codeset_is_utf8() -> bool {
     // valid until the next setlocale; we copy out of it at once.
     let codeset = unsafe { CStr::from_ptr(libc::nl_langinfo(libc::CODESET)) };
     codeset.to_bytes().eq_ignore_ascii_case(b"UTF-8")
-}
-
-/// `mblen(s, len)`: the length of the multibyte character at the start of `s` in the current
-/// locale, 0 for an empty string, or -1 if it is not a valid character.
-/// See [`mblen(3)`](https://man7.org/linux/man-pages/man3/mblen.3.html).
-pub fn multibyte_len(s: &[u8]) -> i32 {
-    if s.is_empty() {
-        return 0;
-    }
-    // SAFETY: `s` is valid for `s.len()` bytes and mblen reads no further than that.
-    unsafe { mblen(s.as_ptr().cast(), s.len()) }
 }
 
 /// `isprint(c)` in the current locale.

@@ -232,10 +232,11 @@ impl Pmap {
 
     /// procps creates a SysV segment to learn the device minor the kernel gives them.
     fn discover_shm_minor(&mut self) {
-        let Some(maps) = read_proc_self_maps() else {
+        // Attach first, then read: /proc files are generated when read.
+        let Some(probe) = clib::SysvProbe::attach() else {
             return;
         };
-        let Some(probe) = clib::SysvProbe::attach() else {
+        let Some(maps) = read_proc_self_maps() else {
             return;
         };
         for piece in fgets_pieces(&maps, 256) {
@@ -293,21 +294,18 @@ impl Pmap {
         }
     }
 
-    /// Strips the newline and turns each invalid multibyte sequence into `?`, in place.
+    /// Strips the newline and turns every byte that is not printable in the current locale
+    /// into `?`, in place. (4.0.2 does this byte by byte: `Páramo` prints as `P??ramo` even in
+    /// a UTF-8 locale; later procps versions keep valid multibyte characters.)
     fn clean_line(&mut self) {
         let len = self.line().len();
         if let Some(nl) = self.mapbuf[..len].iter().position(|&b| b == b'\n') {
             self.mapbuf[nl] = 0;
         }
         let len = self.line().len();
-        let mut at = 0;
-        while at < len {
-            let n = clib::multibyte_len(&self.mapbuf[at..len]);
-            if n < 0 {
-                self.mapbuf[at] = b'?';
-                at += 1;
-            } else {
-                at += (n as usize).max(1);
+        for b in &mut self.mapbuf[..len] {
+            if !clib::isprint(*b) {
+                *b = b'?';
             }
         }
     }
