@@ -70,7 +70,10 @@ fn compare_as(args: &[&str], env: &[(&str, &str)], uid: Option<u32>) -> Result<(
     Err(last)
 }
 
-fn compare_all(cases: &[(Vec<String>, Vec<(&str, &str)>)]) {
+/// Arguments and environment of one comparison.
+type Case<'a> = (Vec<String>, Vec<(&'a str, &'a str)>);
+
+fn compare_all(cases: &[Case]) {
     let failures: Vec<String> = cases
         .iter()
         .filter_map(|(args, env)| {
@@ -337,7 +340,7 @@ fn every_error_matches_procps() {
     if !procps_4_0_2() {
         return;
     }
-    let cases: Vec<(Vec<String>, Vec<(&str, &str)>)> = [
+    let cases: Vec<Case> = [
         "",
         "-k",
         "abc",
