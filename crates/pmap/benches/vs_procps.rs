@@ -23,7 +23,12 @@ sys.stdin.read()
 
 fn time_once(binary: &str, args: &[&str]) -> Duration {
     let t = Instant::now();
-    let status = Command::new(binary).args(args).stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
+    let status = Command::new(binary)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success(), "{binary} {args:?} failed");
     t.elapsed()
 }
@@ -45,11 +50,19 @@ fn main() {
         .spawn()
         .expect("python3 runs");
     let mut ready = String::new();
-    BufReader::new(target.stdout.take().unwrap()).read_line(&mut ready).unwrap();
+    BufReader::new(target.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
     let pid = target.id().to_string();
-    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap().lines().count();
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+        .unwrap()
+        .lines()
+        .count();
     println!("pmap on a process with {maps} mappings, median of {RUNS} runs each (alternating)\n");
-    println!("{:<10} {:>12} {:>12} {:>8}", "format", "procps", "ours", "ours/procps");
+    println!(
+        "{:<10} {:>12} {:>12} {:>8}",
+        "format", "procps", "ours", "ours/procps"
+    );
     for flags in ["-X", "-XX", "-x", "-d", ""] {
         let mut args: Vec<&str> = flags.split_whitespace().collect();
         args.push(&pid);
