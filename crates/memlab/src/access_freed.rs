@@ -63,8 +63,9 @@ pub fn run() -> Experiment {
         // were allocated with `layout`; see there for what is and is not sound about it.
         std::array::from_fn(|i| unsafe { p.add(i).read_volatile() })
     };
-    // THE LESSON, ON PURPOSE. Everything below that touches `first` or `second` after
-    // `dealloc` is a use-after-free: undefined behaviour in Rust as in C. It is here because
+    // SAFETY: none: this block is NOT sound, on purpose; it is the lesson. Everything below that
+    // touches `first` or `second` after `dealloc` is a use-after-free: undefined behaviour in
+    // Rust as in C. It is here because
     // the lab is about what a C program sees when it does this. Volatile reads keep the
     // compiler from reasoning about the freed memory (it cannot assume the reads away), and
     // the memory stays mapped (a small freed block stays in the process's heap), so on glibc
