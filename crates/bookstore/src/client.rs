@@ -61,6 +61,7 @@ pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, Connect
         let retry_reason = match attempt {
             Ok(store) => {
                 let h = store.header();
+                // Acquire: the market writes its identity before its release store of Ready.
                 let market = ProcessId {
                     pid: h.market_pid.load(Acquire),
                     start_time: h.market_start_time.load(Acquire),
@@ -111,6 +112,7 @@ impl<'s> Client<'s> {
     pub fn attach(store: &'s SharedStore, spin: Duration) -> Result<Self, ConnectError> {
         let h = store.header();
         let name = store.segment().name().clone();
+        // Acquire: see `open_store`; the header was validated there already.
         let market_id = ProcessId {
             pid: h.market_pid.load(Acquire),
             start_time: h.market_start_time.load(Acquire),
@@ -269,6 +271,7 @@ impl<'s> Client<'s> {
         if self.market.has_exited() {
             return Err(ClientError::MarketGone { pid });
         }
+        // Acquire: pairs with the market's release of Closing (after its final view).
         if self.store.header().state.load(Acquire) == StoreState::Closing as u32 {
             return Err(ClientError::MarketClosing { pid });
         }

@@ -104,6 +104,7 @@ pub fn create_store(config: &MarketConfig) -> Result<SharedStore, StartError> {
         Ok(existing) => {
             let h = existing.header();
             let market = ProcessId {
+                // Acquire: the old market wrote its identity before releasing its state.
                 pid: h.market_pid.load(Acquire),
                 start_time: h.market_start_time.load(Acquire),
             };
@@ -229,6 +230,7 @@ impl<'s> Market<'s> {
             .state
             .store(StoreState::Ready as u32, Release);
         let mut idle_since: Option<Instant> = None;
+        // Relaxed: the flag carries no data; the signal handler only asks us to stop.
         while !stop.load(Relaxed) {
             let worked = self.poll_once();
             self.housekeeping_if_due();
@@ -250,6 +252,7 @@ impl<'s> Market<'s> {
             let seen_epoch = self.seen_epoch;
             store.header().doorbell.park(
                 || {
+                    // Acquire: pairs with a client's release bump after it changed its slot.
                     store.header().attach_epoch.0.load(Acquire) != seen_epoch
                         || slots
                             .iter()
@@ -274,6 +277,8 @@ impl<'s> Market<'s> {
     /// One pass over everything; true if anything was done.
     fn poll_once(&mut self) -> bool {
         self.tick();
+        // Acquire: pairs with the client's release bump, so the slot states it changed before
+        // bumping are visible to `scan_slots`.
         let epoch = self.store.header().attach_epoch.0.load(Acquire);
         if epoch != self.seen_epoch {
             self.seen_epoch = epoch;
@@ -509,6 +514,7 @@ impl<'s> Market<'s> {
         let slot = self.store.slot(index);
         let id = ProcessId {
             pid,
+            // Relaxed: ordered by `scan_slots`' acquire load of the ACTIVE state.
             start_time: slot.control.start_time.load(Relaxed),
         };
         let process = match ProcessHandle::open(id) {
@@ -576,6 +582,7 @@ impl<'s> Market<'s> {
         let slot = self.store.slot(index);
         slot.requests.reset();
         slot.events.reset();
+        // Relaxed: published to the next claimant by the release store of FREE below.
         slot.control.client_id.store(0, Relaxed);
         slot.control.start_time.store(0, Relaxed);
         // Release: the ring resets above happen before a new claimant's acquire CAS on FREE.
