@@ -5,6 +5,8 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
+use procmaps::cscan::strtoul;
+
 /// What to do, once the options have been read.
 #[derive(Debug, Default, Clone)]
 pub struct Options {
@@ -318,59 +320,6 @@ fn apply(
     Ok(())
 }
 
-/// `strtoul(s, &end, base)`: the value and how many bytes it used (0 if no digits).
-pub fn strtoul(s: &[u8], base: u32) -> (u64, usize) {
-    let lead = s
-        .iter()
-        .take_while(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\x0b' | b'\x0c' | b'\r'))
-        .count();
-    let t = &s[lead..];
-    let (neg, sign) = match t.first() {
-        Some(b'-') => (true, 1),
-        Some(b'+') => (false, 1),
-        _ => (false, 0),
-    };
-    let digits = &t[sign..];
-    let hex_prefix = digits.len() > 2
-        && digits[0] == b'0'
-        && matches!(digits[1], b'x' | b'X')
-        && digits[2].is_ascii_hexdigit();
-    let (base, skip) = match base {
-        0 if hex_prefix => (16, 2),
-        0 if digits.first() == Some(&b'0') => (8, 0),
-        0 => (10, 0),
-        16 if hex_prefix => (16, 2),
-        b => (b, 0),
-    };
-    let mut value: u64 = 0;
-    let mut overflow = false;
-    let mut n = 0;
-    while let Some(d) = digits
-        .get(skip + n)
-        .and_then(|&b| (b as char).to_digit(base))
-    {
-        match value
-            .checked_mul(u64::from(base))
-            .and_then(|v| v.checked_add(u64::from(d)))
-        {
-            Some(v) => value = v,
-            None => overflow = true,
-        }
-        n += 1;
-    }
-    if n == 0 {
-        return (0, 0);
-    }
-    let value = if overflow {
-        u64::MAX
-    } else if neg {
-        value.wrapping_neg()
-    } else {
-        value
-    };
-    (value, lead + sign + skip + n)
-}
-
 /// `-A low[,high]`: hexadecimal addresses; one value is both ends.
 fn range_arguments(o: &mut Options, arg: &[u8]) -> Result<(), Exit> {
     let (first, second) = match arg.iter().position(|&b| b == b',') {
@@ -380,7 +329,7 @@ fn range_arguments(o: &mut Options, arg: &[u8]) -> Result<(), Exit> {
     let mut ok = true;
     for (part, target) in [(first, &mut o.range_low), (second, &mut o.range_high)] {
         if !part.is_empty() {
-            let (value, used) = strtoul(part, 16);
+            let (value, used) = strtoul(part, 16).unwrap_or((0, 0));
             *target = value;
             ok &= used == part.len();
         }
@@ -442,14 +391,5 @@ mod tests {
             .starts_with(b"pmap: option requires an argument -- 'A'\n"));
         let e = parse(&args(&["-A", "zz", "1"]), &mut vec![]).unwrap_err();
         assert_eq!(e.stderr, b"pmap: failed to parse argument: 'zz'\n");
-    }
-
-    #[test]
-    fn strtoul_bases() {
-        assert_eq!(strtoul(b"0x10", 0), (16, 4));
-        assert_eq!(strtoul(b"010", 0), (8, 3));
-        assert_eq!(strtoul(b"08", 0), (0, 1));
-        assert_eq!(strtoul(b"ff", 16), (255, 2));
-        assert_eq!(strtoul(b"zz", 16), (0, 0));
     }
 }

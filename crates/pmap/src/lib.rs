@@ -157,7 +157,7 @@ fn run(args: &[OsString]) -> (i32, Vec<u8>, Vec<u8>) {
                 pmap.err,
             );
         }
-        let (pid, used) = args::strtoul(walk, 0);
+        let (pid, used) = procmaps::cscan::strtoul(walk, 0).unwrap_or((0, 0));
         if !(1..=0x7fff_ffff).contains(&pid) || used != walk.len() {
             return finish(
                 Exit {

@@ -121,7 +121,7 @@ pub fn sscanf(input: &[u8], format: &str) -> Scanned {
                 } else {
                     (i + width).min(input.len())
                 };
-                match scan_integer(&input[i..limit], if conv == b'x' { 16 } else { 10 }) {
+                match strtoul(&input[i..limit], if conv == b'x' { 16 } else { 10 }) {
                     Some((value, used)) => {
                         values.push(Value::Int(value));
                         i += used;
@@ -170,32 +170,37 @@ pub fn sscanf(input: &[u8], format: &str) -> Scanned {
     finish(values, false)
 }
 
-/// `strtoul`-style: optional sign, optional `0x` for base 16, digits; saturates on overflow and
-/// negates (wrapping) after a `-`. Returns the value and the bytes used, or `None` if no digit.
-fn scan_integer(s: &[u8], base: u32) -> Option<(u64, usize)> {
-    let mut i = 0;
-    let negative = match s.first() {
-        Some(b'-') => {
-            i += 1;
-            true
-        }
-        Some(b'+') => {
-            i += 1;
-            false
-        }
-        _ => false,
+/// `strtoul(s, &end, base)` for base 0, 8, 10 or 16: leading white space, an optional sign,
+/// an optional `0x` (base 16, or base 0 where it also selects hexadecimal; a leading `0` selects
+/// octal), then digits. Saturates on overflow and negates (wrapping) after a `-`, as C does.
+/// Returns the value and the bytes used, or `None` if no digit was read (C's `end == s`).
+pub fn strtoul(s: &[u8], base: u32) -> Option<(u64, usize)> {
+    let lead = s.iter().take_while(|&&b| is_space(b)).count();
+    let t = &s[lead..];
+    let (negative, sign) = match t.first() {
+        Some(b'-') => (true, 1),
+        Some(b'+') => (false, 1),
+        _ => (false, 0),
     };
-    if base == 16
-        && s.get(i) == Some(&b'0')
-        && matches!(s.get(i + 1), Some(b'x' | b'X'))
-        && s.get(i + 2).is_some_and(|b| b.is_ascii_hexdigit())
-    {
-        i += 2;
-    }
-    let start = i;
+    let digits = &t[sign..];
+    let hex_prefix = digits.len() > 2
+        && digits[0] == b'0'
+        && matches!(digits[1], b'x' | b'X')
+        && digits[2].is_ascii_hexdigit();
+    let (base, skip) = match base {
+        0 if hex_prefix => (16, 2),
+        0 if digits.first() == Some(&b'0') => (8, 0),
+        0 => (10, 0),
+        16 if hex_prefix => (16, 2),
+        b => (b, 0),
+    };
     let mut value: u64 = 0;
     let mut overflow = false;
-    while let Some(d) = s.get(i).and_then(|&b| (b as char).to_digit(base)) {
+    let mut n = 0;
+    while let Some(d) = digits
+        .get(skip + n)
+        .and_then(|&b| (b as char).to_digit(base))
+    {
         match value
             .checked_mul(u64::from(base))
             .and_then(|v| v.checked_add(u64::from(d)))
@@ -203,9 +208,9 @@ fn scan_integer(s: &[u8], base: u32) -> Option<(u64, usize)> {
             Some(v) => value = v,
             None => overflow = true,
         }
-        i += 1;
+        n += 1;
     }
-    if i == start {
+    if n == 0 {
         return None;
     }
     let value = if overflow {
@@ -215,7 +220,7 @@ fn scan_integer(s: &[u8], base: u32) -> Option<(u64, usize)> {
     } else {
         value
     };
-    Some((value, i))
+    Some((value, lead + sign + skip + n))
 }
 
 /// The byte test for a `%[...]` set starting at `fmt[f]` (after the `[`), and where the format
@@ -285,13 +290,22 @@ mod tests {
 
     #[test]
     fn integers_follow_strtoul() {
-        assert_eq!(scan_integer(b"0x1f", 16), Some((0x1f, 4)));
-        assert_eq!(scan_integer(b"-1", 10), Some((u64::MAX, 2)));
+        assert_eq!(strtoul(b"0x1f", 16), Some((0x1f, 4)));
+        assert_eq!(strtoul(b"-1", 10), Some((u64::MAX, 2)));
         assert_eq!(
-            scan_integer(b"99999999999999999999999", 10),
+            strtoul(b"99999999999999999999999", 10),
             Some((u64::MAX, 23))
         );
-        assert_eq!(scan_integer(b"zz", 16), None);
+        assert_eq!(strtoul(b"zz", 16), None);
+    }
+
+    #[test]
+    fn strtoul_bases() {
+        assert_eq!(strtoul(b"0x10", 0), Some((16, 4)));
+        assert_eq!(strtoul(b"010", 0), Some((8, 3)));
+        assert_eq!(strtoul(b"08", 0), Some((0, 1)));
+        assert_eq!(strtoul(b"ff", 16), Some((255, 2)));
+        assert_eq!(strtoul(b"zz", 16), None);
     }
 
     #[test]

@@ -149,11 +149,15 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Mapping>, MapsError> {
         .collect()
 }
 
+/// Reads `/proc/PID/<file>` whole (`self` for this process), naming the path in the error.
+pub(crate) fn read_proc_file(pid: &str, file: &str) -> Result<Vec<u8>, MapsError> {
+    let path = format!("/proc/{pid}/{file}");
+    std::fs::read(&path).map_err(|source| MapsError::Read { path, source })
+}
+
 /// Reads and parses `/proc/PID/maps` (`self` for this process).
 pub fn read(pid: &str) -> Result<Vec<Mapping>, MapsError> {
-    let path = format!("/proc/{pid}/maps");
-    let bytes = std::fs::read(&path).map_err(|source| MapsError::Read { path, source })?;
-    parse(&bytes)
+    parse(&read_proc_file(pid, "maps")?)
 }
 
 #[cfg(test)]

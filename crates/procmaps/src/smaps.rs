@@ -61,9 +61,7 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<SmapsEntry>, MapsError> {
 
 /// Reads and parses `/proc/PID/smaps` (`self` for this process).
 pub fn read(pid: &str) -> Result<Vec<SmapsEntry>, MapsError> {
-    let path = format!("/proc/{pid}/smaps");
-    let bytes = std::fs::read(&path).map_err(|source| MapsError::Read { path, source })?;
-    parse(&bytes)
+    parse(&maps::read_proc_file(pid, "smaps")?)
 }
 
 #[cfg(test)]
