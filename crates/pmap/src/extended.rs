@@ -5,7 +5,7 @@
 use procmaps::cscan::{fgets_pieces, sscanf};
 
 use crate::args::{errx, Exit};
-use crate::{cstr, justify, Column, Pmap, MAPBUF};
+use crate::{cstr, justify, DetailColumn, Pmap, MAPBUF};
 
 /// Details `-X` leaves out (`-XX` shows them).
 fn is_unimportant(s: &[u8]) -> bool {
@@ -42,25 +42,8 @@ impl Pmap {
         true
     }
 
-    /// procps's `print_extended_maps`. Returns 0, or exits (through `Err`) on a malformed file.
-    pub(crate) fn print_extended(&mut self, data: &[u8]) -> i32 {
-        match self.extended_table(data) {
-            Ok(()) => 0,
-            Err(exit) => {
-                // errx: what was printed so far still reaches stdout at exit.
-                self.err.extend(exit.stderr);
-                let out = std::mem::take(&mut self.out);
-                let err = std::mem::take(&mut self.err);
-                let mut stdout = std::io::stdout().lock();
-                let _ = std::io::Write::write_all(&mut stdout, &out);
-                let _ = std::io::Write::flush(&mut stdout);
-                let _ = std::io::Write::write_all(&mut std::io::stderr(), &err);
-                std::process::exit(exit.code);
-            }
-        }
-    }
-
-    fn extended_table(&mut self, data: &[u8]) -> Result<(), Exit> {
+    /// procps's `print_extended_maps`; `Err` for a malformed file.
+    pub(crate) fn print_extended(&mut self, data: &[u8]) -> Result<(), Exit> {
         let q = self.o.quiet;
         let (mut w1, mut w2, mut w3, mut w4, mut w5, mut wv) =
             (0usize, 0usize, 0usize, 0usize, 0usize, 0usize);
@@ -115,7 +98,7 @@ impl Pmap {
                     let value_str = detail.values[1].bytes().to_vec();
                     if column == self.columns.len() {
                         let max_width = if q { 0 } else { desc.len() };
-                        self.columns.push(Column {
+                        self.columns.push(DetailColumn {
                             desc,
                             value_str: vec![],
                             total: 0,

@@ -25,6 +25,24 @@ use args::{errx, Exit, Options};
 
 const MAPBUF: usize = 1024;
 
+/// A heading of the `-x` or `-d` table: its text, its minimum width, whether right-aligned.
+type Column = (&'static [u8], usize, bool);
+
+const X_COLUMNS: [Column; 5] = [
+    (b"Address", 16, false),
+    (b"Kbytes", 7, true),
+    (b"RSS", 7, true),
+    (b"Dirty", 7, true),
+    (b"Mode", 5, false),
+];
+const D_COLUMNS: [Column; 5] = [
+    (b"Address", 16, false),
+    (b"Kbytes", 7, true),
+    (b"Mode", 5, false),
+    (b"Offset", 16, false),
+    (b"Device", 9, false),
+];
+
 /// Where a mapping's name comes from when it is printed.
 #[derive(Clone)]
 enum Name {
@@ -34,7 +52,7 @@ enum Name {
 }
 
 /// One `-X` column; procps keeps the list (and its widths) across all PIDs of one run.
-pub(crate) struct Column {
+pub(crate) struct DetailColumn {
     desc: Vec<u8>,
     value_str: Vec<u8>,
     total: u64,
@@ -48,7 +66,7 @@ pub(crate) struct Pmap {
     mapbuf: [u8; MAPBUF],
     /// procps's `start_To_Avoid_Warning` is a static: it survives from one PID to the next.
     start: u64,
-    columns: Vec<Column>,
+    columns: Vec<DetailColumn>,
     rc_fields: Vec<Vec<u8>>,
     shm_minor: u32,
     utf8: bool,
@@ -58,7 +76,7 @@ pub(crate) struct Pmap {
 /// Output goes to the process's stdout and stderr.
 pub fn main_with(args: Vec<OsString>) -> i32 {
     clib::adopt_environment_locale();
-    let (code, stdout, stderr) = run(&args);
+    let Finished(code, stdout, stderr) = run(&args);
     let _ = std::io::stderr().write_all(&stderr);
     let mut out = std::io::stdout().lock();
     if out.write_all(&stdout).and_then(|()| out.flush()).is_err() {
@@ -68,12 +86,24 @@ pub fn main_with(args: Vec<OsString>) -> i32 {
     code
 }
 
-fn finish(exit: Exit, mut err: Vec<u8>) -> (i32, Vec<u8>, Vec<u8>) {
+/// Exit code, stdout and stderr of a run that ends with `exit`, after the warnings in `err`.
+fn finish(exit: Exit, mut err: Vec<u8>) -> Finished {
     err.extend(exit.stderr);
-    (exit.code, exit.stdout, err)
+    Finished(exit.code, exit.stdout, err)
 }
 
-fn run(args: &[OsString]) -> (i32, Vec<u8>, Vec<u8>) {
+struct Finished(i32, Vec<u8>, Vec<u8>);
+
+impl Finished {
+    /// Puts `printed` (the output so far) before the exit's own stdout.
+    fn with_stdout(mut self, mut printed: Vec<u8>) -> Finished {
+        printed.append(&mut self.1);
+        self.1 = printed;
+        self
+    }
+}
+
+fn run(args: &[OsString]) -> Finished {
     let mut warnings = Vec::new();
     let o = match args::parse(args, &mut warnings) {
         Ok(o) => o,
@@ -181,12 +211,16 @@ fn run(args: &[OsString]) -> (i32, Vec<u8>, Vec<u8>) {
         .collect();
     let mut code = 0;
     for info in &found {
-        code |= pmap.one_proc(info);
+        match pmap.one_proc(info) {
+            Ok(c) => code |= c,
+            // errx: what was printed so far still reaches stdout.
+            Err(exit) => return finish(exit, std::mem::take(&mut pmap.err)).with_stdout(pmap.out),
+        }
     }
     if found.len() < pids.len() {
         code |= 42;
     }
-    (code, pmap.out, pmap.err)
+    Finished(code, pmap.out, pmap.err)
 }
 
 /// Reads `/proc/PID/<what>` whole; `None` if it cannot be opened.
@@ -236,7 +270,7 @@ impl Pmap {
         let Some(probe) = clib::SysvProbe::attach() else {
             return;
         };
-        let Some(maps) = read_proc_self_maps() else {
+        let Ok(maps) = std::fs::read("/proc/self/maps") else {
             return;
         };
         for piece in fgets_pieces(&maps, 256) {
@@ -310,7 +344,8 @@ impl Pmap {
         }
     }
 
-    fn one_proc(&mut self, info: &ProcessInfo) -> i32 {
+    /// One process; `Err` for a malformed smaps file, which ends pmap as `errx` does.
+    fn one_proc(&mut self, info: &ProcessInfo) -> Result<i32, Exit> {
         let header = escape::command(info, self.utf8);
         self.out
             .extend_from_slice(format!("{}:   ", info.tgid).as_bytes());
@@ -319,43 +354,38 @@ impl Pmap {
         let o = &self.o;
         let detailed = o.extended || o.more_details > 0 || o.read_rc;
         let Some(data) = read_proc(info.tgid, if detailed { "smaps" } else { "maps" }) else {
-            return 1;
+            return Ok(1);
         };
         if self.o.more_details > 0 || self.o.read_rc {
-            return self.print_extended(&data);
+            self.print_extended(&data)?;
+        } else {
+            self.print_simple(info, &data);
         }
-        self.print_simple(info, &data);
-        0
+        Ok(0)
     }
 
     /// The default, `-x` and `-d` formats.
     fn print_simple(&mut self, info: &ProcessInfo, data: &[u8]) {
         let (x, d, q) = (self.o.extended, self.o.device, self.o.quiet);
-        let (mut w1, mut w2, mut w3, mut w4, mut w5) = (0, 0, 0, 0, 0);
-        if x {
-            (w1, w2, w3, w4, w5) = (16, 7, 7, 7, 5);
+        let columns = match (x, d) {
+            (true, _) => Some(&X_COLUMNS),
+            (_, true) => Some(&D_COLUMNS),
+            _ => None,
+        };
+        let mut widths = [0usize; 5];
+        if let Some(columns) = columns {
+            for (width, &(heading, min, right)) in widths.iter_mut().zip(columns) {
+                *width = if q {
+                    min
+                } else {
+                    justify(&mut self.out, heading, min, right)
+                };
+            }
             if !q {
-                let out = &mut self.out;
-                w1 = justify(out, b"Address", w1, false);
-                w2 = justify(out, b"Kbytes", w2, true);
-                w3 = justify(out, b"RSS", w3, true);
-                w4 = justify(out, b"Dirty", w4, true);
-                w5 = justify(out, b"Mode", w5, false);
-                justify(out, b"Mapping", 0, false);
+                justify(&mut self.out, b"Mapping", 0, false);
             }
         }
-        if d {
-            (w1, w2, w3, w4, w5) = (16, 7, 5, 16, 9);
-            if !q {
-                let out = &mut self.out;
-                w1 = justify(out, b"Address", w1, false);
-                w2 = justify(out, b"Kbytes", w2, true);
-                w3 = justify(out, b"Mode", w3, false);
-                w4 = justify(out, b"Offset", w4, false);
-                w5 = justify(out, b"Device", w5, false);
-                justify(out, b"Mapping", 0, false);
-            }
-        }
+        let [w1, w2, w3, w4, w5] = widths;
         let (mut total_shared, mut total_private_readonly, mut total_private_writeable) =
             (0u64, 0u64, 0u64);
         let (mut diff, mut end) = (0u64, 0u64);
@@ -504,10 +534,6 @@ impl Pmap {
                 .extend_from_slice(format!(" total {:>16}K\n", mapped as i64).as_bytes());
         }
     }
-}
-
-fn read_proc_self_maps() -> Option<Vec<u8>> {
-    std::fs::read("/proc/self/maps").ok()
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
