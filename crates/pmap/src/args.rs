@@ -142,7 +142,8 @@ fn short_takes_argument(c: u8) -> Option<bool> {
     }
 }
 
-fn usage_error(stderr: Vec<u8>) -> Exit {
+/// procps's `usage(stderr)`: `stderr` (a getopt message, or nothing), the usage text, exit 1.
+pub fn usage_error(stderr: Vec<u8>) -> Exit {
     let mut stderr = stderr;
     stderr.extend_from_slice(USAGE.as_bytes());
     Exit {

@@ -177,26 +177,16 @@ fn run(args: &[OsString]) -> Finished {
                 continue;
             }
         }
-        if !walk.first().is_some_and(u8::is_ascii_digit) {
-            return finish(
-                Exit {
-                    code: 1,
-                    stdout: vec![],
-                    stderr: args::USAGE.as_bytes().to_vec(),
-                },
-                pmap.err,
-            );
-        }
-        let (pid, used) = procmaps::cscan::strtoul(walk, 0).unwrap_or((0, 0));
+        // procps: a digit first, then strtoul(…, 0) must use it all and give 1..=0x7fffffff.
+        let valid = walk
+            .first()
+            .is_some_and(u8::is_ascii_digit)
+            .then(|| procmaps::cscan::strtoul(walk, 0));
+        let Some(Some((pid, used))) = valid else {
+            return finish(args::usage_error(vec![]), pmap.err);
+        };
         if !(1..=0x7fff_ffff).contains(&pid) || used != walk.len() {
-            return finish(
-                Exit {
-                    code: 1,
-                    stdout: vec![],
-                    stderr: args::USAGE.as_bytes().to_vec(),
-                },
-                pmap.err,
-            );
+            return finish(args::usage_error(vec![]), pmap.err);
         }
         pids.push(pid as u32);
     }
