@@ -137,7 +137,7 @@ pub fn report(e: &Experiment) -> String {
             _ if !changed => "unchanged: free() leaves the rest of the block as it was".into(),
             _ => "changed (not by tcache: something else reused this memory)".into(),
         };
-        if i < 4 || changed || i == 4 {
+        if i <= 4 || changed {
             s += &format!(
                 "  int {i:>2}: {:>11} -> {:>11}  {note}\n",
                 e.before[i], e.after_free[i]

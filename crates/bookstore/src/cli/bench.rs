@@ -211,12 +211,11 @@ fn start_market(name: &ShmName, spin_us: u64) -> BenchResult<Reaped> {
     Ok(Reaped(market))
 }
 
-fn stop_market(market: Reaped) -> BenchResult<()> {
+fn stop_market(mut market: Reaped) -> BenchResult<()> {
     rustix::process::kill_process(
         rustix::process::Pid::from_child(&market.0),
         rustix::process::Signal::TERM,
     )?;
-    let mut market = market;
     market.0.wait()?;
     Ok(())
 }
