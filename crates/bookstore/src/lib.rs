@@ -4,6 +4,7 @@
 //! - [`sync`], [`ring`], [`doorbell`]: the lock-free building blocks (model-checked with loom);
 //! - [`layout`], [`shared`], [`view`], [`wire`]: the object's bytes, the published view and the
 //!   messages, all validated on read;
+//! - [`journal`]: the market's append-only command log, replayed on start;
 //! - [`server`], [`client`]: the market's event loop and the client API;
 //! - [`cli`]: the `bookstore` command's subcommands, thin over the above.
 
@@ -15,6 +16,8 @@ pub mod sync;
 pub mod cli;
 #[cfg(not(loom))]
 pub mod client;
+#[cfg(not(loom))]
+pub mod journal;
 #[cfg(not(loom))]
 pub mod layout;
 #[cfg(not(loom))]

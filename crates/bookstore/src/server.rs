@@ -11,6 +11,7 @@ use market::{ClientId, Command, Engine, Event, Trade};
 use shm::process::{ProcessError, ProcessHandle, ProcessId};
 use shm::{Mode, ShmName};
 
+use crate::journal::{Durability, Journal, Recovery, WriteJournalError};
 use crate::layout::{slot_state, Geometry, StoreState, MAX_CAPACITY, MAX_SLOTS};
 use crate::ring::{Consumer, Producer, RingError};
 use crate::shared::{OpenStoreError, SharedStore};
@@ -166,6 +167,11 @@ pub struct Market<'s> {
     store: &'s SharedStore,
     config: MarketConfig,
     engine: Engine,
+    journal: Journal,
+    /// Set when the journal could not be written: the loop stops without acknowledging more.
+    journal_failed: Option<WriteJournalError>,
+    /// The market's clock at start: after the journal's last entry, so time never runs back.
+    clock_base: u64,
     slots: Vec<Option<Attached<'s>>>,
     slot_of: HashMap<ClientId, u32>,
     next_client: u64,
@@ -186,14 +192,23 @@ pub struct Market<'s> {
 }
 
 impl<'s> Market<'s> {
-    pub fn new(store: &'s SharedStore, config: MarketConfig) -> Self {
+    /// A market over `store`, carrying on from what `journal` held (`recovery`).
+    pub fn new(
+        store: &'s SharedStore,
+        config: MarketConfig,
+        journal: Journal,
+        recovery: Recovery,
+    ) -> Self {
         let now = Instant::now();
         Self {
             store,
-            engine: Engine::new(config.capacity),
+            engine: recovery.engine,
+            journal,
+            journal_failed: None,
+            clock_base: recovery.last_now + 1,
             slots: (0..store.slot_count()).map(|_| None).collect(),
             slot_of: HashMap::new(),
-            next_client: 1,
+            next_client: recovery.next_client,
             clients_served: 0,
             counters: Counters::default(),
             publisher: Publisher::new(),
@@ -211,9 +226,9 @@ impl<'s> Market<'s> {
         }
     }
 
-    /// Milliseconds since start, as of the current pass (one clock read per pass).
+    /// The market's clock in milliseconds, as of the current pass (one clock read per pass).
     fn now_ms(&self) -> u64 {
-        self.now.duration_since(self.started).as_millis() as u64
+        self.clock_base + self.now.duration_since(self.started).as_millis() as u64
     }
 
     /// Reads the clock; everything in one pass sees the same time.
@@ -221,8 +236,9 @@ impl<'s> Market<'s> {
         self.now = Instant::now();
     }
 
-    /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view.
-    pub fn run(&mut self, stop: &AtomicBool) -> Summary {
+    /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view. Stops
+    /// early, acknowledging nothing more, if the journal cannot be written.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<Summary, WriteJournalError> {
         self.publish();
         // Release: clients acquire Ready before they claim a slot.
         self.store
@@ -231,7 +247,7 @@ impl<'s> Market<'s> {
             .store(StoreState::Ready as u32, Release);
         let mut idle_since: Option<Instant> = None;
         // Relaxed: the flag carries no data; the signal handler only asks us to stop.
-        while !stop.load(Relaxed) {
+        while !stop.load(Relaxed) && self.journal_failed.is_none() {
             let worked = self.poll_once();
             self.housekeeping_if_due();
             if worked {
@@ -265,12 +281,31 @@ impl<'s> Market<'s> {
         }
         self.publish();
         let _ = self.out.flush();
+        if let Some(error) = self.journal_failed.take() {
+            return Err(error);
+        }
         let stats = self.engine.stats();
-        Summary {
+        Ok(Summary {
             requests: self.counters.requests,
             trades: stats.trades,
             books_on_shelf: stats.books_on_shelf,
             clients_served: self.clients_served,
+        })
+    }
+
+    /// Writes the batch's journal records (group commit). True if everything applied so far
+    /// is in the journal, so replies and the view may show it.
+    fn commit_journal(&mut self) -> bool {
+        if self.journal_failed.is_some() {
+            return false;
+        }
+        match self.journal.commit() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "stopping: the journal cannot be written");
+                self.journal_failed = Some(error);
+                false
+            }
         }
     }
 
@@ -365,10 +400,24 @@ impl<'s> Market<'s> {
         self.apply(command);
     }
 
+    /// Applies a command to the engine and stages its journal record. Client requests are
+    /// always recorded; the market's own `Expire` and `ClientGone` only when they changed
+    /// something (each of their changes is an event), so an idle market writes nothing.
     fn apply(&mut self, command: Command) {
         let now = self.now_ms();
         let mut events = std::mem::take(&mut self.events);
+        let from_client = matches!(
+            command,
+            Command::List { .. } | Command::Buy { .. } | Command::Cancel { .. }
+        );
+        let mark = self.journal.staged_len();
+        self.journal.stage(now, &command);
         self.engine.apply(now, command, &mut events);
+        if !from_client && events.is_empty() {
+            self.journal.unstage(mark);
+        } else if self.journal.durability() == Durability::Always {
+            self.commit_journal();
+        }
         for event in events.drain(..) {
             self.route(&event);
         }
@@ -460,6 +509,9 @@ impl<'s> Market<'s> {
     /// Makes each client's replies of this pass visible with one store, and rings its doorbell
     /// once, however many replies it got.
     fn publish_replies(&mut self) {
+        if !self.commit_journal() {
+            return;
+        }
         for &index in &self.attached {
             if let Some(a) = self.slots[index as usize].as_mut() {
                 if a.events.publish() {
@@ -611,6 +663,9 @@ impl<'s> Market<'s> {
     }
 
     fn publish(&mut self) {
+        if !self.commit_journal() {
+            return;
+        }
         let stats = self.engine.stats();
         let shelf = self.engine.shelf();
         let now = self.now_ms();

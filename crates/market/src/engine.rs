@@ -92,6 +92,13 @@ impl Engine {
         self.stats
     }
 
+    /// Clients that have at least one resting buy, in id order.
+    pub fn clients_with_resting_buys(&self) -> Vec<ClientId> {
+        let mut clients: Vec<ClientId> = self.bid_by_request.keys().map(|&(c, _)| c).collect();
+        clients.dedup();
+        clients
+    }
+
     /// The id the next trade will get.
     pub fn next_trade_id(&self) -> u64 {
         self.next_trade_id

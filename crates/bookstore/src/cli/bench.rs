@@ -18,7 +18,7 @@ use market::{BuyTarget, ClientId, Command as EngineCommand, Engine, Price, Qty, 
 use serde::Serialize;
 use shm::{Mode, Segment, ShmName};
 
-use super::{BenchArgs, Exit};
+use super::{BenchArgs, Exit, ScratchJournal};
 use crate::client::{open_store, Client};
 use crate::wire::{Reply, Request};
 
@@ -77,6 +77,7 @@ struct Report {
     market_spin_rtt_ns: Percentiles,
     market_park_rtt_ns: Percentiles,
     orders_per_sec: f64,
+    orders_per_sec_fsync: f64,
     engine_ops_per_sec: f64,
 }
 
@@ -196,7 +197,14 @@ fn uds(n: u32) -> BenchResult<Percentiles> {
     echo_over(&mut ours, n)
 }
 
-fn start_market(name: &ShmName, spin_us: u64) -> BenchResult<Reaped> {
+/// A market for one measurement, with a journal in the temp directory removed afterwards.
+struct BenchMarket {
+    process: Reaped,
+    _journal: ScratchJournal,
+}
+
+fn start_market(name: &ShmName, spin_us: u64, durability: &str) -> BenchResult<BenchMarket> {
+    let journal = ScratchJournal::for_store(name);
     let market = Command::new(std::env::current_exe()?)
         .args([
             "market",
@@ -205,25 +213,34 @@ fn start_market(name: &ShmName, spin_us: u64) -> BenchResult<Reaped> {
             "--quiet",
             "--capacity",
             "100000",
+            "--fresh",
+            "--durability",
+            durability,
+            "--journal",
         ])
+        .arg(journal.arg())
         .args(["--spin-us", &spin_us.to_string()])
         .spawn()?;
-    Ok(Reaped(market))
+    Ok(BenchMarket {
+        process: Reaped(market),
+        _journal: journal,
+    })
 }
 
-fn stop_market(mut market: Reaped) -> BenchResult<()> {
+fn stop_market(mut market: BenchMarket) -> BenchResult<()> {
     rustix::process::kill_process(
-        rustix::process::Pid::from_child(&market.0),
+        rustix::process::Pid::from_child(&market.process.0),
         rustix::process::Signal::TERM,
     )?;
-    market.0.wait()?;
+    market.process.0.wait()?;
     Ok(())
 }
 
 /// Buy-that-fills round trips against a market in spin (`spin_us` large) or park (`0`) mode.
 fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Percentiles> {
     let name = unique_name(if spin_us == 0 { "park" } else { "spin" });
-    let market = start_market(&name, spin_us)?;
+    // Durability `none`: these rows measure the IPC path, not the disk.
+    let market = start_market(&name, spin_us, "none")?;
     let result = (|| {
         let store = open_store(&name, Duration::from_secs(10))?;
         let mut client = Client::attach(&store, Duration::from_micros(spin_us))?;
@@ -274,10 +291,11 @@ fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Percentiles> {
     result
 }
 
-/// One seller process and one buyer process, each pipelining `orders` orders.
-fn orders_per_sec(orders: u32) -> BenchResult<f64> {
+/// One seller process and one buyer process, each pipelining `orders` orders, against a
+/// market journaling with `durability`.
+fn end_to_end_orders_per_sec(orders: u32, durability: &str) -> BenchResult<f64> {
     let name = unique_name("throughput");
-    let market = start_market(&name, 1_000_000)?;
+    let market = start_market(&name, 1_000_000, durability)?;
     let result = (|| {
         let spawn = |kind: &str| -> BenchResult<Reaped> {
             Ok(Reaped(
@@ -391,8 +409,10 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     let market_spin_rtt_ns = market_rtt(n, 1_000_000)?;
     progress("market round trips, park mode");
     let market_park_rtt_ns = market_rtt(n, 0)?;
-    progress("end-to-end orders/s (one seller process, one buyer process)");
-    let orders_per_sec = orders_per_sec(args.orders)?;
+    progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
+    let orders_per_sec = end_to_end_orders_per_sec(args.orders, "none")?;
+    progress("end-to-end orders/s, journal fsynced once per batch (the default)");
+    let orders_per_sec_fsync = end_to_end_orders_per_sec(args.orders, "batch")?;
     progress("the engine alone");
     let engine_ops_per_sec = engine_ops_per_sec(args.orders)?;
     let report = Report {
@@ -404,6 +424,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         market_spin_rtt_ns,
         market_park_rtt_ns,
         orders_per_sec,
+        orders_per_sec_fsync,
         engine_ops_per_sec,
     };
     if args.json {
@@ -442,6 +463,12 @@ fn table(r: &Report) -> String {
     s += &format!(
         "\n{:<40} {:>12.0}\n",
         "orders/s end to end (1 seller + 1 buyer)", r.orders_per_sec
+    );
+    s += &format!(
+        "{:<40} {:>12.0} ({:.2}× the unsynced rate)\n",
+        "  same, journal fsynced per batch",
+        r.orders_per_sec_fsync,
+        r.orders_per_sec_fsync / r.orders_per_sec
     );
     s += &format!(
         "{:<40} {:>12.0}\n",

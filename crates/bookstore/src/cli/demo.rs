@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use shm::ShmName;
 
-use super::{DemoArgs, Exit};
+use super::{DemoArgs, Exit, ScratchJournal};
 use crate::client::open_store;
 use crate::view;
 
@@ -94,6 +94,8 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
         "demo: a market on {name} (capacity {}), {} sellers listing {} books each, {} buyers buying them all",
         args.capacity, args.sellers, args.books, buyers
     );
+    // The market journals every command and fsyncs once per batch, as it does by default.
+    let journal = ScratchJournal::for_store(&name);
     let mut market = Command::new(&exe)
         .args([
             "market",
@@ -102,7 +104,10 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
             "--capacity",
             &args.capacity.to_string(),
             "--quiet",
+            "--fresh",
+            "--journal",
         ])
+        .arg(journal.arg())
         .spawn()?;
     let store = match open_store(&name, Duration::from_secs(10)) {
         Ok(s) => s,

@@ -7,10 +7,17 @@ use std::time::Duration;
 use shm::process::{ProcessHandle, ProcessId, ProcessSignal};
 use shm::ShmName;
 
+use std::path::Path;
+
 use super::{Exit, MarketArgs};
+use crate::journal::{self, Journal, OpenJournalError, Recovery};
+use crate::layout::MAX_CAPACITY;
 use crate::server::{create_store, Market, MarketConfig, StartError, StoreGuard};
 use crate::shared::SharedStore;
 use crate::sync::Ordering::Acquire;
+
+/// Capacity of a new store when `--capacity` is not given.
+const DEFAULT_CAPACITY: u32 = 100;
 
 pub fn run(args: MarketArgs) -> Exit {
     let name = args.store.name;
@@ -31,9 +38,57 @@ pub fn run(args: MarketArgs) -> Exit {
             return Exit::Error;
         }
     }
+    let Some(journal_path) = args
+        .journal
+        .clone()
+        .or_else(|| journal::default_path(&name))
+    else {
+        eprintln!("bookstore market: journal: neither XDG_STATE_HOME nor HOME is set; pass --journal PATH");
+        return Exit::Usage;
+    };
+    if let Some(c) = args.capacity.filter(|&c| c == 0 || c > MAX_CAPACITY) {
+        eprintln!("bookstore market: {}", StartError::Capacity(c));
+        return Exit::Usage;
+    }
+    let (journal, recovery) = match Journal::open(
+        &journal_path,
+        args.durability,
+        args.capacity,
+        DEFAULT_CAPACITY,
+        args.fresh,
+    ) {
+        Ok(opened) => opened,
+        Err(e @ OpenJournalError::Locked { .. }) => {
+            // Most likely a market already serves this name: say so, with its pid.
+            return match running_market(&name) {
+                Some(pid) => {
+                    eprintln!(
+                        "bookstore market: {}",
+                        StartError::AlreadyRunning { name, pid }
+                    );
+                    Exit::AlreadyRunning
+                }
+                None => {
+                    eprintln!("bookstore market: {e}");
+                    Exit::AlreadyRunning
+                }
+            };
+        }
+        Err(e @ OpenJournalError::CapacityMismatch { .. }) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Usage;
+        }
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Journal;
+        }
+    };
+    if !args.quiet {
+        report_recovery(&recovery, journal.path());
+    }
     let config = MarketConfig {
         name: name.clone(),
-        capacity: args.capacity,
+        capacity: recovery.capacity,
         slots: args.slots,
         mode: args.mode,
         spin: Duration::from_micros(args.spin_us),
@@ -63,13 +118,20 @@ pub fn run(args: MarketArgs) -> Exit {
             store.segment().len(),
             args.mode,
             std::process::id(),
-            args.capacity,
+            config.capacity,
             args.slots,
         );
         println!("market: stop with Ctrl-C or `bookstore market --stop --name {name}`");
     }
-    let summary = Market::new(&store, config).run(&stop);
+    let summary = Market::new(&store, config, journal, recovery).run(&stop);
     drop(guard);
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            eprintln!("bookstore market: stopped, acknowledging nothing more: {e}");
+            return Exit::Journal;
+        }
+    };
     if !args.quiet {
         println!(
             "market: stopped after {} requests and {} trades from {} clients; {} books were on the shelf; {name} removed",
@@ -77,6 +139,52 @@ pub fn run(args: MarketArgs) -> Exit {
         );
     }
     Exit::Ok
+}
+
+/// Tells the learner what the journal held and what was done with it.
+fn report_recovery(recovery: &Recovery, path: &Path) {
+    if let Some(aside) = &recovery.set_aside {
+        println!(
+            "market: --fresh: the previous journal is kept as {}",
+            aside.display()
+        );
+    }
+    if let Some(torn) = &recovery.torn {
+        println!(
+            "market: journal: cut off a torn last record at offset {} ({} bytes: {}); it was never acknowledged",
+            torn.offset, torn.bytes, torn.why
+        );
+    }
+    if recovery.replayed == 0 {
+        println!("market: journal {}: new, empty store", path.display());
+        return;
+    }
+    let stats = recovery.engine.stats();
+    println!(
+        "market: journal {}: replayed {} commands: {} books on the shelf, {} trades, next trade #{}",
+        path.display(),
+        recovery.replayed,
+        stats.books_on_shelf,
+        stats.trades,
+        recovery.engine.next_trade_id(),
+    );
+    if recovery.orphaned_buys > 0 {
+        println!(
+            "market: cancelled {} resting buys of the previous market's clients (they cannot reattach)",
+            recovery.orphaned_buys
+        );
+    }
+}
+
+/// The pid of the live market serving `name`, if there is one.
+fn running_market(name: &ShmName) -> Option<u32> {
+    let store = SharedStore::open(name, false, shm::effective_uid()).ok()?;
+    let h = store.header();
+    let id = ProcessId {
+        pid: h.market_pid.load(Acquire),
+        start_time: h.market_start_time.load(Acquire),
+    };
+    ProcessHandle::open(id).ok().map(|_| id.pid)
 }
 
 /// Sends SIGTERM to the market of `name` through a pidfd and waits for it to exit.

@@ -32,6 +32,8 @@ pub enum Exit {
     Refused = 6,
     /// `market`: another market is running on this name, or the name is another user's.
     AlreadyRunning = 7,
+    /// `market`: the journal cannot be read, replayed or written.
+    Journal = 8,
 }
 
 impl Exit {
@@ -54,7 +56,8 @@ Exit codes:
   4  timed out: store stayed full (seller) / nothing bought (buyer)
   5  timed out with the buy only partly filled
   6  refused by the market (larger than the store, malformed)
-  7  a market already runs on this name (or it belongs to another user)";
+  7  a market already runs on this name (or it belongs to another user)
+  8  the journal cannot be read, replayed or written (corrupt, in use, full disk)";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -104,9 +107,9 @@ pub struct StoreName {
 pub struct MarketArgs {
     #[command(flatten)]
     pub store: StoreName,
-    /// Most books the store holds at once.
-    #[arg(long, default_value_t = 100)]
-    pub capacity: u32,
+    /// Most books the store holds at once [default: the journal's, or 100 for a new store].
+    #[arg(long)]
+    pub capacity: Option<u32>,
     /// Client slots: how many sellers and buyers can be attached at once.
     #[arg(long, default_value_t = 64)]
     pub slots: u32,
@@ -122,6 +125,15 @@ pub struct MarketArgs {
     /// Stop the market running on this name (SIGTERM through a pidfd) and wait for it to exit.
     #[arg(long)]
     pub stop: bool,
+    /// The journal file [default: $XDG_STATE_HOME/bookstore/NAME.journal, or ~/.local/state/…].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<std::path::PathBuf>,
+    /// When the journal reaches the disk: `batch` fsyncs once per loop pass, before replies.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub durability: crate::journal::Durability,
+    /// Start with an empty store: the old journal is renamed aside (PATH.UNIXTIME.old), not deleted.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -231,6 +243,25 @@ pub struct BenchArgs {
     /// Orders sent by the seller and by the buyer in the throughput run.
     #[arg(long, default_value_t = 1_000_000)]
     pub orders: u32,
+}
+
+/// A journal file in the temp directory for a short-lived market (demo, bench), removed on drop.
+pub struct ScratchJournal(pub std::path::PathBuf);
+
+impl ScratchJournal {
+    pub fn for_store(name: &ShmName) -> Self {
+        Self(std::env::temp_dir().join(format!("{}.journal", &name.as_str()[1..])))
+    }
+
+    pub fn arg(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ScratchJournal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 pub fn parse_name(s: &str) -> Result<ShmName, String> {

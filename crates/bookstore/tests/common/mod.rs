@@ -23,9 +23,24 @@ pub fn dev_shm(name: &str) -> PathBuf {
     PathBuf::from("/dev/shm").join(&name[1..])
 }
 
+/// `XDG_STATE_HOME` for every process a test starts: journals land in the temp directory,
+/// one file per (unique) store name, never in the user's own state directory.
+pub fn state_home() -> PathBuf {
+    std::env::temp_dir().join(format!("bookstore-test-state-{}", std::process::id()))
+}
+
+/// Where a market started by a test keeps the journal of store `name`.
+pub fn journal_path(name: &str) -> PathBuf {
+    state_home()
+        .join("bookstore")
+        .join(format!("{}.journal", &name[1..]))
+}
+
 pub fn bookstore(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
-    c.args(args).env_remove("BOOKSTORE_NAME");
+    c.args(args)
+        .env_remove("BOOKSTORE_NAME")
+        .env("XDG_STATE_HOME", state_home());
     c
 }
 
@@ -189,5 +204,6 @@ impl Drop for Market {
         if panicking {
             let _ = std::fs::remove_file(dev_shm(&self.name));
         }
+        let _ = std::fs::remove_file(journal_path(&self.name));
     }
 }
