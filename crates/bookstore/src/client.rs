@@ -22,8 +22,12 @@ pub enum ConnectError {
     NoMarket { name: ShmName, waited: Duration },
     #[error("the market of {name} (pid {pid}) has exited; start a new one with `bookstore market --name {name}`")]
     MarketGone { name: ShmName, pid: u32 },
-    #[error("all {slots} client slots of {name} are taken; retry later or start the market with more --slots")]
-    SlotsFull { name: ShmName, slots: u32 },
+    #[error("all {slots} client slots of {name} are taken (waited {waited:.1?}); retry later, pass a longer --wait, or start the market with more --slots")]
+    SlotsFull {
+        name: ShmName,
+        slots: u32,
+        waited: Duration,
+    },
     #[error(transparent)]
     Open(#[from] OpenStoreError),
 }
@@ -157,7 +161,33 @@ impl<'s> Client<'s> {
         Err(ConnectError::SlotsFull {
             name,
             slots: store.slot_count(),
+            waited: Duration::ZERO,
         })
+    }
+
+    /// [`attach`](Self::attach), retrying every 20 ms for up to `wait` while every slot is
+    /// taken. Still fails at once if the market is gone.
+    pub fn attach_waiting(
+        store: &'s SharedStore,
+        spin: Duration,
+        wait: Duration,
+    ) -> Result<Self, ConnectError> {
+        let started = Instant::now();
+        loop {
+            match Self::attach(store, spin) {
+                Err(ConnectError::SlotsFull { .. }) if started.elapsed() < wait => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(ConnectError::SlotsFull { name, slots, .. }) => {
+                    return Err(ConnectError::SlotsFull {
+                        name,
+                        slots,
+                        waited: started.elapsed(),
+                    })
+                }
+                other => return other,
+            }
+        }
     }
 
     pub fn slot(&self) -> u32 {

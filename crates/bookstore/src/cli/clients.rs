@@ -17,21 +17,22 @@ use crate::wire::Reply;
 const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          help, quit";
 const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          help, quit";
 
-/// Attaches, runs `session`, and maps connection errors to exit codes.
-fn with_client(
-    args: &ClientArgs,
-    role: &str,
-    session: impl FnOnce(&mut Client<'_>) -> Exit,
-) -> Exit {
+/// Attaches (waiting up to `--wait` for a market and for a free slot), runs one order, and
+/// maps connection errors to exit codes.
+fn with_client(args: &ClientArgs, role: &str, order: impl FnOnce(&mut Client<'_>) -> Exit) -> Exit {
     let store = match open_store(&args.store.name, args.wait) {
         Ok(s) => s,
         Err(e) => return connect_failed(role, e),
     };
-    let mut client = match Client::attach(&store, Duration::from_micros(args.spin_us)) {
+    let mut client = match Client::attach_waiting(&store, spin(args), args.wait) {
         Ok(c) => c,
         Err(e) => return connect_failed(role, e),
     };
-    session(&mut client)
+    order(&mut client)
+}
+
+fn spin(args: &ClientArgs) -> Duration {
+    Duration::from_micros(args.spin_us)
 }
 
 fn connect_failed(role: &str, e: ConnectError) -> Exit {
@@ -74,35 +75,44 @@ fn print_sold(reply: &Reply, quiet: bool) {
 
 pub fn seller(args: SellerArgs) -> Exit {
     let quiet = args.client.quiet;
-    with_client(&args.client, "seller", |client| match args.action {
-        Some(SellerAction::Sell {
-            title,
-            price,
-            qty,
-            timeout,
-        }) => sell(client, &title, price, qty, timeout, quiet),
-        None => session(client, "seller", SELLER_HELP, quiet, |client, words| {
-            let [verb, rest @ ..] = words else {
-                return Ok(Exit::Ok);
-            };
-            if verb != "sell" {
-                return Err(format!("unknown command {verb:?}"));
-            }
-            let (title, price, qty, timeout) = match rest {
-                [t, p] => (t, p, "1", "10"),
-                [t, p, q] => (t, p, q.as_str(), "10"),
-                [t, p, q, s] => (t, p, q.as_str(), s.as_str()),
-                _ => return Err("usage: sell TITLE PRICE [QTY] [TIMEOUT_SECS]".into()),
-            };
-            Ok(sell(
-                client,
-                &parse_title(title)?,
-                parse_price(price)?,
-                parse_qty(qty)?,
-                parse_seconds(timeout)?,
-                quiet,
-            ))
-        }),
+    let Some(SellerAction::Sell {
+        title,
+        price,
+        qty,
+        timeout,
+    }) = &args.action
+    else {
+        return seller_session(&args);
+    };
+    with_client(&args.client, "seller", |client| {
+        sell(client, title, *price, *qty, *timeout, quiet)
+    })
+}
+
+/// The seller's stdin session: `sell` lines.
+fn seller_session(args: &SellerArgs) -> Exit {
+    let quiet = args.client.quiet;
+    session(&args.client, "seller", SELLER_HELP, |client, words| {
+        let [verb, rest @ ..] = words else {
+            return Ok(Exit::Ok);
+        };
+        if verb != "sell" {
+            return Err(format!("unknown command {verb:?}"));
+        }
+        let (title, price, qty, timeout) = match rest {
+            [t, p] => (t, p, "1", "10"),
+            [t, p, q] => (t, p, q.as_str(), "10"),
+            [t, p, q, s] => (t, p, q.as_str(), s.as_str()),
+            _ => return Err("usage: sell TITLE PRICE [QTY] [TIMEOUT_SECS]".into()),
+        };
+        Ok(sell(
+            client,
+            &parse_title(title)?,
+            parse_price(price)?,
+            parse_qty(qty)?,
+            parse_seconds(timeout)?,
+            quiet,
+        ))
     })
 }
 
@@ -165,44 +175,51 @@ fn sell(
 
 pub fn buyer(args: BuyerArgs) -> Exit {
     let quiet = args.client.quiet;
-    with_client(&args.client, "buyer", |client| match args.action {
-        Some(BuyerAction::Buy {
-            title,
-            any: _,
-            max_price,
-            qty,
-            timeout,
-        }) => {
-            let target = title.map_or(BuyTarget::Any, BuyTarget::Title);
-            buy(client, target, max_price, qty, timeout, quiet)
+    let Some(BuyerAction::Buy {
+        title,
+        any: _,
+        max_price,
+        qty,
+        timeout,
+    }) = &args.action
+    else {
+        return buyer_session(&args);
+    };
+    let target = title.clone().map_or(BuyTarget::Any, BuyTarget::Title);
+    with_client(&args.client, "buyer", |client| {
+        buy(client, target, *max_price, *qty, *timeout, quiet)
+    })
+}
+
+/// The buyer's stdin session: `buy` lines.
+fn buyer_session(args: &BuyerArgs) -> Exit {
+    let quiet = args.client.quiet;
+    session(&args.client, "buyer", BUYER_HELP, |client, words| {
+        let [verb, rest @ ..] = words else {
+            return Ok(Exit::Ok);
+        };
+        if verb != "buy" {
+            return Err(format!("unknown command {verb:?}"));
         }
-        None => session(client, "buyer", BUYER_HELP, quiet, |client, words| {
-            let [verb, rest @ ..] = words else {
-                return Ok(Exit::Ok);
-            };
-            if verb != "buy" {
-                return Err(format!("unknown command {verb:?}"));
-            }
-            let (target, rest) = match rest {
-                [flag, rest @ ..] if flag == "--any" => (BuyTarget::Any, rest),
-                [title, rest @ ..] => (BuyTarget::Title(parse_title(title)?), rest),
-                [] => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
-            };
-            let (price, qty, timeout) = match rest {
-                [p] => (p, "1", "5"),
-                [p, q] => (p, q.as_str(), "5"),
-                [p, q, s] => (p, q.as_str(), s.as_str()),
-                _ => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
-            };
-            Ok(buy(
-                client,
-                target,
-                parse_price(price)?,
-                parse_qty(qty)?,
-                parse_seconds(timeout)?,
-                quiet,
-            ))
-        }),
+        let (target, rest) = match rest {
+            [flag, rest @ ..] if flag == "--any" => (BuyTarget::Any, rest),
+            [title, rest @ ..] => (BuyTarget::Title(parse_title(title)?), rest),
+            [] => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
+        };
+        let (price, qty, timeout) = match rest {
+            [p] => (p, "1", "5"),
+            [p, q] => (p, q.as_str(), "5"),
+            [p, q, s] => (p, q.as_str(), s.as_str()),
+            _ => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
+        };
+        Ok(buy(
+            client,
+            target,
+            parse_price(price)?,
+            parse_qty(qty)?,
+            parse_seconds(timeout)?,
+            quiet,
+        ))
     })
 }
 
@@ -265,24 +282,77 @@ fn buy(
 
 /// Reads commands line by line. A bad line is reported (exit code 2 at the end) and skipped;
 /// the session ends at EOF or `quit`, with the first failure's exit code.
+///
+/// If the market exits mid-session, the session waits up to `--wait` for the next market on
+/// the same name (which recovers the store from its journal) and carries on with the next
+/// line. The order that was in flight is reported as unknown: the market may have journaled it
+/// before it died, or not.
 fn session(
-    client: &mut Client<'_>,
+    args: &ClientArgs,
     role: &str,
     help: &str,
-    quiet: bool,
     mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<Exit, String>,
 ) -> Exit {
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
-    if interactive {
-        println!(
-            "{role} attached to the market (pid {}, slot {}). {help}",
-            client.market_pid(),
-            client.slot()
-        );
-    }
-    let mut exit = Exit::Ok;
     let mut lines = stdin.lock().lines();
+    let mut exit = Exit::Ok;
+    let mut reconnecting = false;
+    loop {
+        let store = match open_store(&args.store.name, args.wait) {
+            Ok(s) => s,
+            Err(e) => return exit.then(connect_failed(role, e)),
+        };
+        let mut client = match Client::attach_waiting(&store, spin(args), args.wait) {
+            Ok(c) => c,
+            Err(e) => return exit.then(connect_failed(role, e)),
+        };
+        if interactive || (reconnecting && !args.quiet) {
+            eprintln!(
+                "{role} attached to the market (pid {}, slot {}). {help}",
+                client.market_pid(),
+                client.slot()
+            );
+        }
+        match session_lines(
+            &mut client,
+            &mut lines,
+            role,
+            help,
+            args.quiet,
+            &mut command,
+        ) {
+            SessionEnd::Done(code) => return exit.then(code),
+            SessionEnd::MarketGone(code) if args.wait > Duration::ZERO => {
+                exit = exit.then(code);
+                eprintln!(
+                    "bookstore {role}: the order in flight may or may not have been recorded; waiting up to {:.0?} for a market on {} to resume",
+                    args.wait, args.store.name
+                );
+                reconnecting = true;
+            }
+            SessionEnd::MarketGone(code) => return exit.then(code),
+        }
+    }
+}
+
+enum SessionEnd {
+    /// EOF, `quit`, or a failure that ends the session, with its exit code.
+    Done(Exit),
+    /// The market went away mid-command; the exit code so far.
+    MarketGone(Exit),
+}
+
+fn session_lines(
+    client: &mut Client<'_>,
+    lines: &mut impl Iterator<Item = std::io::Result<String>>,
+    role: &str,
+    help: &str,
+    quiet: bool,
+    command: &mut impl FnMut(&mut Client<'_>, &[String]) -> Result<Exit, String>,
+) -> SessionEnd {
+    let interactive = std::io::stdin().is_terminal();
+    let mut exit = Exit::Ok;
     loop {
         if interactive {
             print!("{role}> ");
@@ -293,7 +363,7 @@ fn session(
             Ok(l) => l,
             Err(e) => {
                 eprintln!("bookstore {role}: reading stdin: {e}");
-                return exit.then(Exit::Error);
+                return SessionEnd::Done(exit.then(Exit::Error));
             }
         };
         let Some(words) = shlex::split(&line) else {
@@ -311,7 +381,7 @@ fn session(
             _ => {}
         }
         match command(client, &words) {
-            Ok(Exit::NoMarket) => return exit.then(Exit::NoMarket),
+            Ok(Exit::NoMarket) => return SessionEnd::MarketGone(exit.then(Exit::NoMarket)),
             Ok(code) => exit = exit.then(code),
             Err(message) => {
                 eprintln!("bookstore {role}: {message}");
@@ -322,5 +392,5 @@ fn session(
             }
         }
     }
-    exit
+    SessionEnd::Done(exit)
 }

@@ -98,6 +98,8 @@ pub fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool 
 pub struct Market {
     pub name: String,
     pub child: Option<Child>,
+    /// Leave the journal file behind when dropped (for a test that reads it afterwards).
+    keep_journal: bool,
 }
 
 impl Market {
@@ -115,6 +117,7 @@ impl Market {
         let market = Self {
             name,
             child: Some(child),
+            keep_journal: false,
         };
         market.wait_ready();
         market
@@ -175,9 +178,38 @@ impl Market {
             .expect("client starts")
     }
 
+    /// SIGKILL, as a crash: the object stays behind, stale.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL delivered");
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts a new market on the same name (and so the same journal), after `kill`.
+    pub fn restart(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "the previous market still runs");
+        let mut args = vec!["market", "--name", &self.name, "--quiet"];
+        args.extend_from_slice(extra);
+        self.child = Some(
+            bookstore(&args)
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("market starts"),
+        );
+        self.wait_ready();
+    }
+
     /// SIGTERM, wait, and check the exit status and /dev/shm.
     pub fn stop(mut self) {
         self.stop_in_place(true);
+    }
+
+    /// [`stop`](Self::stop), leaving the journal for the caller (who removes it).
+    pub fn stop_keeping_journal(mut self) -> PathBuf {
+        self.keep_journal = true;
+        self.stop_in_place(true);
+        journal_path(&self.name)
     }
 
     fn stop_in_place(&mut self, check: bool) {
@@ -204,6 +236,8 @@ impl Drop for Market {
         if panicking {
             let _ = std::fs::remove_file(dev_shm(&self.name));
         }
-        let _ = std::fs::remove_file(journal_path(&self.name));
+        if !self.keep_journal {
+            let _ = std::fs::remove_file(journal_path(&self.name));
+        }
     }
 }

@@ -1,0 +1,185 @@
+//! Chaos: sellers and buyers trading in loops while clients and the market are SIGKILLed at
+//! random moments. Afterwards the books must balance, in the market's view and in its journal.
+//!
+//! Bounded for CI (about 15 s). A longer soak, by hand:
+//!
+//! ```text
+//! BOOKSTORE_CHAOS_SECS=600 BOOKSTORE_CHAOS_CLIENTS=8 BOOKSTORE_CHAOS_MARKET_KILLS=20 \
+//!     cargo test --release -p bookstore --test chaos -- --nocapture
+//! ```
+//! `BOOKSTORE_CHAOS_SEED` replays one run's choices (the seed is printed).
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::*;
+use market::Engine;
+
+fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
+    match std::env::var(key) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{key}={v:?} is not a valid value")),
+        Err(_) => default,
+    }
+}
+
+/// A seller or buyer session process, fed an endless script from a thread.
+struct Trader {
+    role: &'static str,
+    child: Child,
+    feeder: JoinHandle<()>,
+}
+
+/// One session line for `role`; `n` varies titles and prices.
+fn order_line(role: &str, n: u64) -> String {
+    let title = format!("Chaos {}", n % 5);
+    match role {
+        // Price 1.00–5.00; retry on a full store for up to 1 s.
+        "seller" => format!("sell {title:?} {}.00 {} 1\n", 1 + n % 5, 1 + n % 3),
+        // Any title or one title, up to 4.00, rest for up to 0.3 s.
+        _ if n % 2 == 0 => format!("buy --any 4 {} 0.3\n", 1 + n % 4),
+        _ => format!("buy {title:?} 5 {} 0.3\n", 1 + n % 2),
+    }
+}
+
+fn spawn_trader(market: &Market, role: &'static str, stop: &Arc<AtomicBool>, seed: u64) -> Trader {
+    let mut child = bookstore(&[role, "--name", &market.name, "--quiet", "--wait", "20"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("client starts");
+    let mut stdin = child.stdin.take().expect("piped");
+    let stop = stop.clone();
+    let feeder = std::thread::spawn(move || {
+        let mut n = seed;
+        // Ends when told to (dropping stdin: EOF ends the session) or when the client dies.
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            if stdin.write_all(order_line(role, n).as_bytes()).is_err() {
+                return;
+            }
+        }
+    });
+    Trader {
+        role,
+        child,
+        feeder,
+    }
+}
+
+fn totals(v: &serde_json::Value) -> (u64, u64, u64) {
+    (
+        v["books_listed_total"].as_u64().unwrap(),
+        v["books_sold_total"].as_u64().unwrap(),
+        v["books_on_shelf"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn traders_and_market_killed_at_random_lose_no_book() {
+    let secs: f64 = env_or("BOOKSTORE_CHAOS_SECS", 12.0);
+    let clients: usize = env_or("BOOKSTORE_CHAOS_CLIENTS", 4);
+    let market_kills: u32 = env_or("BOOKSTORE_CHAOS_MARKET_KILLS", 2);
+    let seed: u64 = env_or("BOOKSTORE_CHAOS_SEED", fastrand::u64(..));
+    println!("chaos: {secs} s, {clients} sellers + {clients} buyers, {market_kills} market kills, seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let market_args = ["--capacity", "40", "--slots", "16"];
+    let mut market = Market::start("chaos", &market_args);
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut traders: Vec<Trader> = (0..clients)
+        .flat_map(|i| ["seller", "buyer"].map(|r| (i, r)))
+        .map(|(i, role)| spawn_trader(&market, role, &stop, i as u64 * 1000))
+        .collect();
+
+    let run_for = Duration::from_secs_f64(secs);
+    let kill_market_at: Vec<Duration> = (1..=market_kills)
+        .map(|k| run_for.mul_f64(f64::from(k) / f64::from(market_kills + 1)))
+        .collect();
+    let started = Instant::now();
+    let (mut client_kills, mut market_restarts) = (0u32, 0u32);
+    while started.elapsed() < run_for {
+        std::thread::sleep(Duration::from_millis(rng.u64(50..250)));
+        if kill_market_at
+            .get(market_restarts as usize)
+            .is_some_and(|&at| started.elapsed() >= at)
+        {
+            market.kill();
+            // The stale object is left behind; waiting clients notice within a second.
+            std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
+            market.restart(&market_args);
+            market.assert_balanced();
+            market_restarts += 1;
+            continue;
+        }
+        let victim = rng.usize(..traders.len());
+        let role = traders[victim].role;
+        let mut old = std::mem::replace(
+            &mut traders[victim],
+            spawn_trader(&market, role, &stop, rng.u64(..1 << 40)),
+        );
+        old.child.kill().expect("SIGKILL delivered");
+        old.child.wait().unwrap();
+        old.feeder.join().unwrap();
+        client_kills += 1;
+    }
+
+    // Every session is still running: none gave up when the market died under it (they
+    // reconnect with --wait). Then the last round of kills.
+    stop.store(true, Ordering::Relaxed);
+    for mut t in traders {
+        let status = t.child.try_wait().unwrap();
+        assert!(
+            status.is_none(),
+            "a {} session exited on its own: {status:?}",
+            t.role
+        );
+        t.child.kill().expect("SIGKILL delivered");
+        t.child.wait().unwrap();
+        t.feeder.join().unwrap();
+        client_kills += 1;
+    }
+    // Every slot is reclaimed; nothing rests for clients that are gone.
+    let settled = eventually(Duration::from_millis(1500), || {
+        let v = market.inspect();
+        v["clients"].as_array().is_some_and(|c| c.is_empty()) && v["resting_buys"] == 0
+    });
+    assert!(settled, "slots reclaimed: {:#}", market.inspect());
+    let view = market.assert_balanced();
+    let (listed, sold, on_shelf) = totals(&view);
+    println!(
+        "chaos: {client_kills} client kills, {market_restarts} market restarts; {listed} listed = {sold} sold + {on_shelf} on the shelf"
+    );
+    assert_eq!(market_restarts, market_kills);
+    assert!(sold > 0, "some books were sold: {view:#}");
+
+    let journal = market.stop_keeping_journal();
+
+    // The journal alone rebuilds the same books.
+    let bytes = std::fs::read(&journal).expect("the journal exists");
+    let scan = bookstore::journal::format::scan(&bytes).expect("the journal reads cleanly");
+    assert_eq!(scan.torn, None, "a clean shutdown leaves no torn tail");
+    let mut engine = Engine::new(40);
+    let mut events = Vec::new();
+    for entry in scan.entries {
+        engine.apply(entry.now, entry.command, &mut events);
+        events.clear();
+    }
+    engine
+        .check_invariants()
+        .expect("replayed engine is consistent");
+    let s = engine.stats();
+    assert_eq!(
+        (s.books_listed, s.books_sold, u64::from(s.books_on_shelf)),
+        (listed, sold, on_shelf),
+        "the journal's replay matches the market's last view"
+    );
+    std::fs::remove_file(&journal).unwrap();
+}
