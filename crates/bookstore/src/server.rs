@@ -149,6 +149,9 @@ const BACKLOG_LIMIT: usize = 1 << 16;
 const BATCH_PER_CLIENT: usize = 64;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+/// The view is republished at least this often even when nothing changed, so that a view
+/// scribbled on by a buggy client heals by itself.
+const REPUBLISH_EVERY: Duration = Duration::from_secs(1);
 
 struct Attached<'s> {
     client: ClientId,
@@ -550,6 +553,9 @@ impl<'s> Market<'s> {
                         self.release(index, "detached");
                     }
                 }
+                _ if self.slots[index as usize]
+                    .as_ref()
+                    .is_some_and(|a| a.quarantined) => {}
                 _ => {
                     tracing::warn!(slot = index, state, "slot has an invalid state word");
                     if attached {
@@ -660,6 +666,9 @@ impl<'s> Market<'s> {
         self.scan_slots();
         self.flush_backlogs();
         self.publish_replies();
+        if self.now.duration_since(self.last_publish) >= REPUBLISH_EVERY {
+            self.publish();
+        }
     }
 
     fn publish(&mut self) {

@@ -72,11 +72,17 @@ pub enum SnapshotError {
 /// The market's writer of the view.
 pub struct Publisher {
     trades_recorded: u64,
+    /// The last `RECENT_TRADES` trades, oldest first: every publish rewrites all their cells,
+    /// so a view scribbled on by a buggy client is whole again after the next publish.
+    recent: std::collections::VecDeque<Trade>,
 }
 
 impl Publisher {
     pub fn new() -> Self {
-        Self { trades_recorded: 0 }
+        Self {
+            trades_recorded: 0,
+            recent: std::collections::VecDeque::with_capacity(RECENT_TRADES),
+        }
     }
 
     /// Writes the whole view: totals, the shelf, and the trades since the last publish.
@@ -116,9 +122,15 @@ impl Publisher {
         }
         v.shelf_rows.store(rows as u64, Relaxed);
         // Only the last RECENT_TRADES of this batch can survive in the ring.
-        let skip = new_trades.len().saturating_sub(RECENT_TRADES);
-        self.trades_recorded += skip as u64;
-        for t in &new_trades[skip..] {
+        for t in new_trades {
+            if self.recent.len() == RECENT_TRADES {
+                self.recent.pop_front();
+            }
+            self.recent.push_back(t.clone());
+        }
+        self.trades_recorded += new_trades.len() as u64;
+        let first = self.trades_recorded - self.recent.len() as u64;
+        for (n, t) in (first..).zip(&self.recent) {
             let mut words = [0u64; 16];
             words[0] = t.trade_id;
             words[1] = t.price.cents();
@@ -127,8 +139,7 @@ impl Publisher {
             words[4] = t.buyer.0;
             words[5] = t.title.as_str().len() as u64;
             title_words::pack(t.title.as_str(), &mut words[6..]);
-            store_cell(store.recent_trade(self.trades_recorded as usize), &words);
-            self.trades_recorded += 1;
+            store_cell(store.recent_trade(n as usize), &words);
         }
         v.trades_recorded.store(self.trades_recorded, Relaxed);
         // Release: the data stores above happen before a reader's acquire of the even `seq`.

@@ -108,7 +108,7 @@ pub struct MarketArgs {
     #[command(flatten)]
     pub store: StoreName,
     /// Most books the store holds at once [default: the journal's, or 100 for a new store].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub capacity: Option<u32>,
     /// Client slots: how many sellers and buyers can be attached at once.
     #[arg(long, default_value_t = 64)]
@@ -141,7 +141,7 @@ pub struct ClientArgs {
     #[command(flatten)]
     pub store: StoreName,
     /// Seconds to wait for a market to come up before giving up.
-    #[arg(long, default_value = "5", value_parser = parse_seconds)]
+    #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub wait: Duration,
     /// Microseconds to spin for a reply before parking.
     #[arg(long, default_value_t = 50)]
@@ -166,12 +166,12 @@ pub enum SellerAction {
         #[arg(value_parser = parse_title)]
         title: Title,
         /// Price per copy, e.g. 12.50.
-        #[arg(long, value_parser = parse_price)]
+        #[arg(long, value_parser = parse_price, allow_negative_numbers = true)]
         price: Price,
-        #[arg(long, default_value = "1", value_parser = parse_qty)]
+        #[arg(long, default_value = "1", value_parser = parse_qty, allow_negative_numbers = true)]
         qty: Qty,
         /// Seconds to keep retrying while the store is full.
-        #[arg(long, default_value = "10", value_parser = parse_seconds)]
+        #[arg(long, default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
         timeout: Duration,
     },
 }
@@ -194,12 +194,12 @@ pub enum BuyerAction {
         #[arg(long)]
         any: bool,
         /// Highest price per copy, e.g. 10 or 9.99.
-        #[arg(long, value_parser = parse_price)]
+        #[arg(long, value_parser = parse_price, allow_negative_numbers = true)]
         max_price: Price,
-        #[arg(long, default_value = "1", value_parser = parse_qty)]
+        #[arg(long, default_value = "1", value_parser = parse_qty, allow_negative_numbers = true)]
         qty: Qty,
         /// Seconds to wait for copies to be listed before giving up on the rest.
-        #[arg(long, default_value = "5", value_parser = parse_seconds)]
+        #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
         timeout: Duration,
     },
 }

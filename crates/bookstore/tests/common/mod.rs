@@ -178,6 +178,16 @@ impl Market {
             .expect("client starts")
     }
 
+    /// A stdin session of `role` that stays attached until its stdin is closed.
+    pub fn spawn_client_with_stdin(&self, role: &str) -> Child {
+        bookstore(&[role, "--name", &self.name, "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("client starts")
+    }
+
     /// SIGKILL, as a crash: the object stays behind, stale.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
