@@ -1,0 +1,219 @@
+//! The journal across real market processes: restarts after SIGKILL, torn and corrupt files,
+//! `--fresh`, a capacity that does not match, and a journal held by another market.
+
+mod common;
+
+use std::io::Write;
+use std::time::Duration;
+
+use common::*;
+
+fn sell(market: &Market, title: &str, price: &str, qty: &str) {
+    let out = market.client("seller", &["sell", title, "--price", price, "--qty", qty]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+fn buy(market: &Market, title: &str, max_price: &str, qty: &str) -> String {
+    let out = market.client(
+        "buyer",
+        &[
+            "buy",
+            title,
+            "--max-price",
+            max_price,
+            "--qty",
+            qty,
+            "--timeout",
+            "0",
+        ],
+    );
+    stdout(&out)
+}
+
+#[test]
+fn a_market_killed_and_restarted_keeps_its_shelf_and_trade_ids_but_not_gone_clients_buys() {
+    let mut market = Market::start("restart", &["--capacity", "20"]);
+    sell(&market, "Dune", "5", "4");
+    sell(&market, "Emma", "7", "3");
+    assert!(buy(&market, "Dune", "5", "1").contains("trade #1"));
+    // A buyer whose buy rests when the market dies.
+    let resting = market.spawn_client(
+        "buyer",
+        &["buy", "Ulysses", "--max-price", "9", "--timeout", "60"],
+    );
+    assert!(eventually(Duration::from_secs(2), || {
+        market.inspect()["resting_buys"] == 1
+    }));
+    let before = market.assert_balanced();
+
+    market.kill();
+    let out = resting.wait_with_output().unwrap();
+    assert_eq!(code(&out), 3, "the waiting buyer says the market exited");
+    assert!(stderr(&out).contains("exited"), "{}", stderr(&out));
+    market.restart(&[]);
+
+    let after = market.assert_balanced();
+    for key in [
+        "books_listed_total",
+        "books_sold_total",
+        "books_on_shelf",
+        "trades_total",
+    ] {
+        assert_eq!(after[key], before[key], "{key} survives the crash");
+    }
+    assert_eq!(
+        after["resting_buys"], 0,
+        "the gone buyer's buy is not revived"
+    );
+    assert_eq!(after["capacity"], 20, "capacity comes from the journal");
+    // Trade ids carry on, and a new copy of Ulysses is not sold to the gone buyer.
+    assert!(buy(&market, "Dune", "5", "1").contains("trade #2"));
+    sell(&market, "Ulysses", "8", "1");
+    assert_eq!(market.assert_balanced()["books_on_shelf"], 6);
+    market.stop();
+}
+
+#[test]
+fn a_torn_last_record_is_cut_off_and_reported() {
+    let mut market = Market::start("torn", &[]);
+    sell(&market, "Dune", "5", "2");
+    market.kill();
+    let path = journal_path(&market.name);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    // Half a record, as a crash in the middle of a write leaves it.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[40, 0, 0, 0, !40, 0xff, 0xff, 0xff, 1, 2, 3])
+        .unwrap();
+    let out = bookstore(&["market", "--name", &market.name])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    market.child = Some(out);
+    market.wait_ready();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        good_len,
+        "tail cut off"
+    );
+    assert_eq!(market.assert_balanced()["books_on_shelf"], 2);
+    let child = market.child.take().unwrap();
+    signal(&child, rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        stdout(&out).contains(&format!("cut off a torn last record at offset {good_len}")),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!dev_shm(&market.name).exists());
+}
+
+#[test]
+fn corruption_before_the_last_record_stops_the_market_naming_the_offset() {
+    let mut market = Market::start("corrupt", &[]);
+    sell(&market, "Dune", "5", "2");
+    sell(&market, "Emma", "6", "1");
+    market.kill();
+    let path = journal_path(&market.name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // The first record starts after the 24-byte file header; damage its payload.
+    bytes[24 + 12 + 10] ^= 0x55;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = run(&["market", "--name", &market.name]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("record at offset 24: checksum mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was changed");
+    // The stale object is still there (the journal is checked before the store is touched).
+    std::fs::remove_file(dev_shm(&market.name)).unwrap();
+    // --fresh starts over and keeps the damaged journal aside.
+    market.restart(&["--fresh"]);
+    assert_eq!(market.assert_balanced()["books_listed_total"], 0);
+    let dir = path.parent().unwrap();
+    let stem = path.file_name().unwrap().to_str().unwrap().to_owned();
+    let aside: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(&stem) && n.ends_with(".old")
+        })
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert_eq!(std::fs::read(&aside[0]).unwrap(), bytes);
+    std::fs::remove_file(&aside[0]).unwrap();
+    market.stop();
+}
+
+#[test]
+fn a_capacity_other_than_the_journals_is_refused_with_exit_2() {
+    let mut market = Market::start("capacity", &["--capacity", "10"]);
+    market.kill();
+    std::fs::remove_file(dev_shm(&market.name)).unwrap();
+    let out = run(&["market", "--name", &market.name, "--capacity", "11"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("capacity 10, not 11"),
+        "{}",
+        stderr(&out)
+    );
+    market.restart(&["--capacity", "10"]);
+    market.stop();
+}
+
+#[test]
+fn a_journal_in_use_by_another_market_is_refused() {
+    let market = Market::start("locked", &[]);
+    let path = journal_path(&market.name);
+    let other = unique_name("locked-other");
+    let out = run(&[
+        "market",
+        "--name",
+        &other,
+        "--journal",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 7, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("in use by another market"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!dev_shm(&other).exists());
+    // On its own name, the refusal names the running market.
+    let out = run(&["market", "--name", &market.name]);
+    assert_eq!(code(&out), 7);
+    let pid = market.child.as_ref().unwrap().id();
+    assert!(
+        stderr(&out).contains(&format!("pid {pid}")),
+        "{}",
+        stderr(&out)
+    );
+    market.stop();
+}
+
+#[test]
+fn every_durability_mode_replays_the_same_books() {
+    for durability in ["none", "batch", "always"] {
+        let mut market = Market::start("durability", &["--durability", durability]);
+        sell(&market, "Dune", "5", "3");
+        buy(&market, "Dune", "5", "2");
+        market.kill();
+        market.restart(&[]);
+        let v = market.assert_balanced();
+        assert_eq!(
+            (
+                v["books_listed_total"].as_u64(),
+                v["books_on_shelf"].as_u64()
+            ),
+            (Some(3), Some(1)),
+            "{durability}"
+        );
+        market.stop();
+    }
+}
