@@ -6,10 +6,10 @@ use market::RequestId;
 use shm::process::{ProcessHandle, ProcessId};
 use shm::ShmName;
 
-use crate::layout::{slot_state, StoreState, RING_CAPACITY};
+use crate::layout::{StoreState, RING_CAPACITY};
 use crate::ring::{Consumer, Producer, RingError};
 use crate::shared::{OpenStoreError, SharedStore};
-use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::Ordering::{Acquire, Release};
 use crate::wire::{BadReply, Reply, Request};
 
 /// How often a waiting client checks that its market is still alive.
@@ -65,12 +65,10 @@ pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, Connect
         let retry_reason = match attempt {
             Ok(store) => {
                 let h = store.header();
-                // Acquire: the market writes its identity before its release store of Ready.
-                let market = ProcessId {
-                    pid: h.market_pid.load(Acquire),
-                    start_time: h.market_start_time.load(Acquire),
-                };
-                let ready = h.state.load(Acquire) == StoreState::Ready as u32;
+                // The state is acquired before the identity it publishes (`MarketIdentity`).
+                let (state, pid, start_time) = h.identity().read();
+                let market = ProcessId { pid, start_time };
+                let ready = state == StoreState::Ready as u32;
                 match ProcessHandle::open(market) {
                     Ok(_) if ready => return Ok(store),
                     Ok(_) => None,
@@ -116,11 +114,8 @@ impl<'s> Client<'s> {
     pub fn attach(store: &'s SharedStore, spin: Duration) -> Result<Self, ConnectError> {
         let h = store.header();
         let name = store.segment().name().clone();
-        // Acquire: see `open_store`; the header was validated there already.
-        let market_id = ProcessId {
-            pid: h.market_pid.load(Acquire),
-            start_time: h.market_start_time.load(Acquire),
-        };
+        // The header was validated in `open_store` already.
+        let market_id = h.market_process();
         let market = ProcessHandle::open(market_id).map_err(|_| ConnectError::MarketGone {
             name: name.clone(),
             pid: market_id.pid,
@@ -128,22 +123,10 @@ impl<'s> Client<'s> {
         let me = ProcessId::current();
         for index in 0..store.slot_count() {
             let slot = store.slot(index);
-            // Acquire on success: pairs with the market's release store of FREE, so its reset
-            // of the rings is visible before we use them.
-            let claimed = slot.control.state.compare_exchange(
-                slot_state::pack(slot_state::FREE, 0),
-                slot_state::pack(slot_state::CLAIMED, me.pid),
-                Acquire,
-                Relaxed,
-            );
-            if claimed.is_err() {
+            // Claiming synchronises with the market's release of the slot (rings reset).
+            if !slot.control.try_claim(me.pid, me.start_time) {
                 continue;
             }
-            slot.control.start_time.store(me.start_time, Relaxed);
-            // Release: publishes the start time to the market's acquire load of the state.
-            slot.control
-                .state
-                .store(slot_state::pack(slot_state::ACTIVE, me.pid), Release);
             // Release: a market that sees the new epoch also sees our ACTIVE.
             h.attach_epoch.0.fetch_add(1, Release);
             h.doorbell.ring();
@@ -315,10 +298,9 @@ impl Drop for Client<'_> {
     fn drop(&mut self) {
         let h = self.store.header();
         let slot = self.store.slot(self.slot);
-        // Release: everything we wrote into the slot happens before the market sees LEAVING.
-        slot.control
-            .state
-            .store(slot_state::pack(slot_state::LEAVING, self.pid), Release);
+        // Everything we wrote into the slot happens before the market sees LEAVING.
+        slot.control.leave(self.pid);
+        // Release: a market that sees the new epoch also sees our LEAVING.
         h.attach_epoch.0.fetch_add(1, Release);
         h.doorbell.ring();
     }

@@ -80,45 +80,23 @@ pub struct Header {
     pub doorbell: Doorbell,
 }
 
-/// Slot states, the low half of [`SlotControl::state`]; the high half is the claimant's pid.
-pub mod slot_state {
-    /// Nobody holds the slot; its rings are empty.
-    pub const FREE: u32 = 0;
-    /// A client won the slot and is writing its identity.
-    pub const CLAIMED: u32 = 1;
-    /// The client is attached; the market serves its request ring.
-    pub const ACTIVE: u32 = 2;
-    /// The client detached; the market will release the slot.
-    pub const LEAVING: u32 = 3;
+pub use crate::slot::{slot_state, SlotControl};
 
-    pub fn pack(state: u32, pid: u32) -> u64 {
-        (u64::from(pid) << 32) | u64::from(state)
-    }
-
-    pub fn unpack(word: u64) -> (u32, u32) {
-        (word as u32, (word >> 32) as u32)
-    }
-
-    pub fn name(state: u32) -> &'static str {
-        match state {
-            FREE => "free",
-            CLAIMED => "claimed",
-            ACTIVE => "active",
-            LEAVING => "leaving",
-            _ => "invalid",
+impl Header {
+    /// The market's identity and readiness words, with their handshake.
+    pub fn identity(&self) -> crate::slot::MarketIdentity<'_> {
+        crate::slot::MarketIdentity {
+            state: &self.state,
+            pid: &self.market_pid,
+            start_time: &self.market_start_time,
         }
     }
-}
 
-#[repr(C, align(64))]
-pub struct SlotControl {
-    /// `pack(state, pid)`. Claimed by a client with a CAS from FREE; set back to FREE only by
-    /// the market, after it has reset the rings.
-    pub state: AtomicU64,
-    /// The claimant's start time (see `shm::process`), written before ACTIVE (release).
-    pub start_time: AtomicU64,
-    /// The market's id for this client, written by the market when it accepts the slot.
-    pub client_id: AtomicU64,
+    /// The market process as the header names it (state acquired first: see `identity`).
+    pub fn market_process(&self) -> shm::process::ProcessId {
+        let (_, pid, start_time) = self.identity().read();
+        shm::process::ProcessId { pid, start_time }
+    }
 }
 
 #[repr(C)]

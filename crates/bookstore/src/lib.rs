@@ -1,7 +1,8 @@
 //! bookstore: a single-writer book market over one POSIX shared-memory object.
 //!
 //! Layers, bottom up (see ARCHITECTURE.md):
-//! - [`sync`], [`ring`], [`doorbell`]: the lock-free building blocks (model-checked with loom);
+//! - [`sync`], [`ring`], [`doorbell`], [`slot`]: the lock-free building blocks and handshakes
+//!   (model-checked with loom);
 //! - [`layout`], [`shared`], [`view`], [`wire`]: the object's bytes, the published view and the
 //!   messages, all validated on read;
 //! - [`journal`]: the market's append-only command log, replayed on start;
@@ -10,6 +11,7 @@
 
 pub mod doorbell;
 pub mod ring;
+pub mod slot;
 pub mod sync;
 
 #[cfg(not(loom))]

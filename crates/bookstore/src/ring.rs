@@ -101,17 +101,18 @@ pub struct Producer<'a, const N: usize> {
 }
 
 impl<'a, const N: usize> Producer<'a, N> {
-    /// Takes the producing end. Relaxed: the handover of the ring itself (slot claim) already
-    /// synchronised with whoever used it before.
+    /// Takes the producing end. Our own `tail` is read relaxed: the handover of the ring
+    /// itself (slot claim) already synchronised with whoever used it before.
     pub fn new(ring: &'a Ring<N>) -> Self {
         let () = Ring::<N>::CHECK;
         let tail = ring.tail.0.load(Ordering::Relaxed);
-        let head_seen = ring.head.0.load(Ordering::Relaxed);
         Self {
             ring,
             tail,
             published: tail,
-            head_seen,
+            // Not a relaxed load of `head`: "full" makes the first write acquire `head`, so the
+            // consumer's reads of a cell happen before we overwrite it.
+            head_seen: tail.wrapping_sub(N as u32),
         }
     }
 
@@ -170,11 +171,14 @@ impl<'a, const N: usize> Consumer<'a, N> {
     pub fn new(ring: &'a Ring<N>) -> Self {
         let () = Ring::<N>::CHECK;
         let head = ring.head.0.load(Ordering::Relaxed);
-        let tail_seen = ring.tail.0.load(Ordering::Relaxed);
         Self {
             ring,
             head,
-            tail_seen,
+            // Not a relaxed load of `tail`: a producer may have published already, and a
+            // `tail` read without acquire would let us read its cells unsynchronised (loom
+            // found this: `a_freed_slot_is_claimed_with_reset_rings_…`). "Empty" makes the
+            // first pop acquire `tail`.
+            tail_seen: head,
         }
     }
 

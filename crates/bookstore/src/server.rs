@@ -15,7 +15,7 @@ use crate::journal::{Durability, Journal, Recovery, WriteJournalError};
 use crate::layout::{slot_state, Geometry, StoreState, MAX_CAPACITY, MAX_SLOTS};
 use crate::ring::{Consumer, Producer, RingError};
 use crate::shared::{OpenStoreError, SharedStore};
-use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::Ordering::{Acquire, Relaxed};
 use crate::view::{Counters, Publisher};
 use crate::wire::{Reply, Request};
 
@@ -66,11 +66,11 @@ impl<'s> StoreGuard<'s> {
 
 impl Drop for StoreGuard<'_> {
     fn drop(&mut self) {
-        // Release: clients that acquire Closing see the final view published before it.
+        // Clients that see Closing see the final view published before it.
         self.store
             .header()
-            .state
-            .store(StoreState::Closing as u32, Release);
+            .identity()
+            .set_state(StoreState::Closing as u32);
         for i in 0..self.store.slot_count() {
             self.store.slot(i).doorbell.ring();
         }
@@ -104,11 +104,7 @@ pub fn create_store(config: &MarketConfig) -> Result<SharedStore, StartError> {
     match SharedStore::open(name, false, shm::effective_uid()) {
         Ok(existing) => {
             let h = existing.header();
-            let market = ProcessId {
-                // Acquire: the old market wrote its identity before releasing its state.
-                pid: h.market_pid.load(Acquire),
-                start_time: h.market_start_time.load(Acquire),
-            };
+            let market = h.market_process();
             match ProcessHandle::open(market) {
                 Ok(_) => {
                     return Err(StartError::AlreadyRunning {
@@ -243,11 +239,11 @@ impl<'s> Market<'s> {
     /// early, acknowledging nothing more, if the journal cannot be written.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Summary, WriteJournalError> {
         self.publish();
-        // Release: clients acquire Ready before they claim a slot.
+        // Clients see Ready (and the first view) before they claim a slot.
         self.store
             .header()
-            .state
-            .store(StoreState::Ready as u32, Release);
+            .identity()
+            .set_state(StoreState::Ready as u32);
         let mut idle_since: Option<Instant> = None;
         // Relaxed: the flag carries no data; the signal handler only asks us to stop.
         while !stop.load(Relaxed) && self.journal_failed.is_none() {
@@ -528,9 +524,8 @@ impl<'s> Market<'s> {
     fn scan_slots(&mut self) {
         for index in 0..self.store.slot_count() {
             let control = &self.store.slot(index).control;
-            // Acquire: pairs with the client's release store of ACTIVE, so its start time
-            // (written before) is visible.
-            let (state, pid) = slot_state::unpack(control.state.load(Acquire));
+            // Orders the claimant's start time and last requests before what we read next.
+            let (state, pid) = control.observe();
             let attached = self.slots[index as usize].is_some();
             match state {
                 slot_state::ACTIVE if !attached => self.accept(index, pid),
@@ -572,8 +567,8 @@ impl<'s> Market<'s> {
         let slot = self.store.slot(index);
         let id = ProcessId {
             pid,
-            // Relaxed: ordered by `scan_slots`' acquire load of the ACTIVE state.
-            start_time: slot.control.start_time.load(Relaxed),
+            // Ordered by `scan_slots`' `observe` of ACTIVE or LEAVING.
+            start_time: slot.control.claimant_start_time(),
         };
         let process = match ProcessHandle::open(id) {
             Ok(p) => p,
@@ -585,8 +580,7 @@ impl<'s> Market<'s> {
         let client = ClientId(self.next_client);
         self.next_client += 1;
         self.clients_served += 1;
-        // Relaxed: informational (inspect); the client does not wait for it.
-        slot.control.client_id.store(client.0, Relaxed);
+        slot.control.set_client_id(client.0);
         self.slots[index as usize] = Some(Attached {
             client,
             process,
@@ -640,13 +634,8 @@ impl<'s> Market<'s> {
         let slot = self.store.slot(index);
         slot.requests.reset();
         slot.events.reset();
-        // Relaxed: published to the next claimant by the release store of FREE below.
-        slot.control.client_id.store(0, Relaxed);
-        slot.control.start_time.store(0, Relaxed);
-        // Release: the ring resets above happen before a new claimant's acquire CAS on FREE.
-        slot.control
-            .state
-            .store(slot_state::pack(slot_state::FREE, 0), Release);
+        // Publishes the ring resets above to the next claimant.
+        slot.control.release();
     }
 
     fn housekeeping_if_due(&mut self) {

@@ -8,7 +8,7 @@ use crate::layout::{
     self, Cell, Geometry, Header, HeaderError, Slot, ViewHeader, CELL_SIZE, HEADER_SIZE,
     LAYOUT_VERSION, MAGIC, RECENT_TRADES, RING_CAPACITY, SLOT_SIZE,
 };
-use crate::sync::Ordering::{Relaxed, Release};
+use crate::sync::Ordering::Relaxed;
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -47,15 +47,16 @@ impl SharedStore {
         h.capacity.store(geometry.capacity, Relaxed);
         h.slot_count.store(geometry.slot_count, Relaxed);
         h.ring_capacity.store(RING_CAPACITY as u32, Relaxed);
-        h.market_pid.store(me.pid, Relaxed);
-        h.market_start_time.store(me.start_time, Relaxed);
         h.slots_offset
             .store(geometry.slots_offset() as u64, Relaxed);
         h.view_offset.store(geometry.view_offset() as u64, Relaxed);
         h.magic.store(MAGIC, Relaxed);
-        // Release: publishes the identity line to clients' acquire load of `state`.
-        h.state
-            .store(layout::StoreState::Initialising as u32, Release);
+        // Publishes the whole identity line with the release store of `state`.
+        h.identity().publish(
+            me.pid,
+            me.start_time,
+            layout::StoreState::Initialising as u32,
+        );
         Ok(store)
     }
 

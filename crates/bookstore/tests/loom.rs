@@ -173,3 +173,128 @@ fn a_sleeper_parking_between_two_rounds_misses_neither() {
         ringer.join().unwrap();
     });
 }
+
+/// The slot hand-over: the market resets a departed client's rings and frees the slot while a
+/// new client tries to claim it. The claimant must see the reset rings (its first request
+/// lands where the market will read it), and the market must see the claimant's start time.
+#[test]
+fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
+    use bookstore::slot::{slot_state, SlotControl};
+    loom::model(|| {
+        let control = Arc::new(SlotControl::new());
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        // The previous client: one request served (head = tail = 1), then it left.
+        {
+            let mut p = Producer::new(&ring);
+            p.try_push(&message(99)).unwrap();
+            Consumer::new(&ring).try_pop().unwrap();
+            control.try_claim(5, 50);
+            control.leave(5);
+        }
+        let (c_control, c_ring) = (control.clone(), ring.clone());
+        let client = thread::spawn(move || {
+            while !c_control.try_claim(7, 42) {
+                thread::yield_now();
+            }
+            Producer::new(&c_ring).try_push(&message(1)).unwrap();
+        });
+        // The market releases the LEAVING slot, then waits for the new claimant.
+        assert_eq!(control.observe().0, slot_state::LEAVING);
+        ring.reset();
+        control.release();
+        loop {
+            let (state, pid) = control.observe();
+            if state == slot_state::ACTIVE {
+                assert_eq!(pid, 7);
+                assert_eq!(control.claimant_start_time(), 42, "identity before ACTIVE");
+                break;
+            }
+            thread::yield_now();
+        }
+        let mut consumer = Consumer::new(&ring);
+        loop {
+            match consumer.try_pop().unwrap() {
+                Some(m) => break check(m, 1),
+                None => thread::yield_now(),
+            }
+        }
+        client.join().unwrap();
+    });
+}
+
+/// A client pushes a last request and leaves at once: a market that sees LEAVING must find the
+/// request in the ring (regression: requests sent just before detaching were dropped).
+#[test]
+fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
+    use bookstore::slot::{slot_state, SlotControl};
+    loom::model(|| {
+        let control = Arc::new(SlotControl::new());
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        assert!(control.try_claim(7, 42));
+        let (c_control, c_ring) = (control.clone(), ring.clone());
+        let client = thread::spawn(move || {
+            Producer::new(&c_ring).try_push(&message(1)).unwrap();
+            c_control.leave(7);
+        });
+        let mut consumer = Consumer::new(&ring);
+        let mut served = Vec::new();
+        loop {
+            let (state, _) = control.observe();
+            // The market drains before it looks again, as `scan_slots` does for LEAVING.
+            while let Some(m) = consumer.try_pop().unwrap() {
+                served.push(m);
+            }
+            if state == slot_state::LEAVING {
+                break;
+            }
+            thread::yield_now();
+        }
+        assert_eq!(served.len(), 1, "the last request is served");
+        check(served[0], 1);
+        client.join().unwrap();
+    });
+}
+
+/// The liveness handshake: a client that sees Ready sees the market's pid and start time (to
+/// open its pidfd); a client that sees Closing also sees the final view written before it.
+#[test]
+fn a_client_that_sees_ready_or_closing_sees_the_identity_and_final_view_before_it() {
+    use bookstore::slot::MarketIdentity;
+    use loom::sync::atomic::{AtomicU32, AtomicU64};
+    use std::sync::atomic::Ordering::Relaxed;
+    const READY: u32 = 1;
+    const CLOSING: u32 = 2;
+    loom::model(|| {
+        let words = Arc::new((
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+        ));
+        let m = words.clone();
+        let market = thread::spawn(move || {
+            let identity = MarketIdentity {
+                state: &m.0,
+                pid: &m.1,
+                start_time: &m.2,
+            };
+            identity.publish(7, 42, READY);
+            // The final view, then Closing.
+            m.3.store(1234, Relaxed);
+            identity.set_state(CLOSING);
+        });
+        let identity = MarketIdentity {
+            state: &words.0,
+            pid: &words.1,
+            start_time: &words.2,
+        };
+        let (state, pid, start_time) = identity.read();
+        if state == READY || state == CLOSING {
+            assert_eq!((pid, start_time), (7, 42));
+        }
+        if state == CLOSING {
+            assert_eq!(words.3.load(Relaxed), 1234, "the final view is visible");
+        }
+        market.join().unwrap();
+    });
+}

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use shm::process::{ProcessHandle, ProcessId};
+use shm::process::ProcessHandle;
 
 use super::{Exit, InspectArgs};
 use crate::layout::{
@@ -90,17 +90,14 @@ pub fn run(args: InspectArgs) -> Exit {
 fn build(store: &SharedStore) -> Result<Report, view::SnapshotError> {
     let h = store.header();
     let stat = store.segment().stat().ok();
-    let market = ProcessId {
-        pid: h.market_pid.load(Acquire),
-        start_time: h.market_start_time.load(Acquire),
-    };
+    let market = h.market_process();
     let clients = (0..store.slot_count())
         .filter_map(|i| {
             let slot = store.slot(i);
-            let (state, pid) = slot_state::unpack(slot.control.state.load(Acquire));
+            let (state, pid) = slot.control.observe();
             (state != slot_state::FREE).then(|| ClientInfo {
                 slot: i,
-                client_id: slot.control.client_id.load(Acquire),
+                client_id: slot.control.client_id(),
                 pid,
                 state: slot_state::name(state),
                 requests_in_flight: slot.requests.len_hint(),

@@ -4,7 +4,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shm::process::{ProcessHandle, ProcessId, ProcessSignal};
+use shm::process::{ProcessHandle, ProcessSignal};
 use shm::ShmName;
 
 use std::path::Path;
@@ -14,7 +14,6 @@ use crate::journal::{self, Journal, OpenJournalError, Recovery};
 use crate::layout::MAX_CAPACITY;
 use crate::server::{create_store, Market, MarketConfig, StartError, StoreGuard};
 use crate::shared::SharedStore;
-use crate::sync::Ordering::Acquire;
 
 /// Capacity of a new store when `--capacity` is not given.
 const DEFAULT_CAPACITY: u32 = 100;
@@ -180,10 +179,7 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
 fn running_market(name: &ShmName) -> Option<u32> {
     let store = SharedStore::open(name, false, shm::effective_uid()).ok()?;
     let h = store.header();
-    let id = ProcessId {
-        pid: h.market_pid.load(Acquire),
-        start_time: h.market_start_time.load(Acquire),
-    };
+    let id = h.market_process();
     ProcessHandle::open(id).ok().map(|_| id.pid)
 }
 
@@ -197,10 +193,7 @@ fn stop(name: &ShmName) -> Exit {
         }
     };
     let h = store.header();
-    let id = ProcessId {
-        pid: h.market_pid.load(Acquire),
-        start_time: h.market_start_time.load(Acquire),
-    };
+    let id = h.market_process();
     let market = match ProcessHandle::open(id) {
         Ok(m) => m,
         Err(e) => {
