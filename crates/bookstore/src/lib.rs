@@ -19,6 +19,9 @@ pub mod cli;
 #[cfg(not(loom))]
 pub mod client;
 #[cfg(not(loom))]
+#[doc(hidden)]
+pub mod fuzzing;
+#[cfg(not(loom))]
 pub mod journal;
 #[cfg(not(loom))]
 pub mod layout;

@@ -132,3 +132,29 @@ impl SharedStore {
         self.at(self.geometry.shelf_offset() + index * CELL_SIZE)
     }
 }
+
+/// A header's bytes in memory aligned as the mapping is, for validating a header that is not
+/// mapped (fuzzing, tests).
+#[repr(C, align(64))]
+struct HeaderImage([u8; HEADER_SIZE]);
+
+/// Validates a header given as bytes (the first `HEADER_SIZE`, zero-padded if shorter) as if it
+/// were mapped with `mapped_len` bytes.
+pub fn validate_header_bytes(
+    bytes: &[u8],
+    mapped_len: usize,
+) -> Result<layout::Geometry, layout::HeaderError> {
+    let mut image = Box::new(HeaderImage([0; HEADER_SIZE]));
+    let n = bytes.len().min(HEADER_SIZE);
+    image.0[..n].copy_from_slice(&bytes[..n]);
+    // SAFETY: `HeaderImage` has `Header`'s size and (64-byte) alignment; `Header` is made of
+    // atomics and padding only, for which every bit pattern is valid; the box outlives the
+    // reference, which does not escape this function.
+    let header = unsafe { &*std::ptr::from_ref(&*image).cast::<Header>() };
+    layout::validate_header(header, mapped_len)
+}
+
+const _: () = assert!(
+    std::mem::size_of::<HeaderImage>() == HEADER_SIZE
+        && std::mem::align_of::<HeaderImage>() >= std::mem::align_of::<Header>()
+);

@@ -70,6 +70,8 @@ pub enum FormatError {
     Version { found: u32 },
     #[error("the file header's checksum does not match")]
     HeaderChecksum,
+    #[error("the file header's reserved bytes are not zero")]
+    HeaderPadding,
     #[error("capacity in the file header is {0}, outside 1..={max}", max = crate::layout::MAX_CAPACITY)]
     Capacity(u32),
     #[error("record at offset {offset}: its length words disagree ({len} vs !{not_len})")]
@@ -222,6 +224,9 @@ pub fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, FormatError> {
     if crc32fast::hash(&bytes[..16]) != le_u32(&bytes[16..20]) {
         return Err(FormatError::HeaderChecksum);
     }
+    if le_u32(&bytes[20..24]) != 0 {
+        return Err(FormatError::HeaderPadding);
+    }
     let capacity = le_u32(&bytes[12..16]);
     if capacity == 0 || capacity > crate::layout::MAX_CAPACITY {
         return Err(FormatError::Capacity(capacity));
@@ -330,6 +335,9 @@ fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
                 other => return Err(r.bad("deadline_flag", &format!("{other} is not 0 or 1"))),
             };
             let deadline = r.u64("deadline")?;
+            if !has_deadline && deadline != 0 {
+                return Err(r.bad("deadline", "is set but its flag is 0"));
+            }
             let target = r.title()?.map_or(BuyTarget::Any, BuyTarget::Title);
             Command::Buy {
                 client,
