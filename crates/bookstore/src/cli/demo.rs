@@ -118,9 +118,11 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
         }
     };
     println!(
-        "demo: market pid {} is ready; starting clients (each its own process)",
-        market.id()
+        "demo: market pid {} is ready; it journals every order to {} and fsyncs once per batch before replying",
+        market.id(),
+        journal.0.display()
     );
+    println!("demo: starting clients (each its own process)");
     let started = Instant::now();
     let mut clients: Vec<(String, Child)> = Vec::new();
     for s in 0..args.sellers {
