@@ -15,12 +15,34 @@ fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
-/// Creates `/dev/shm/NAME` by hand with `bytes` and `mode`, as some other program would.
-fn plant(name: &str, bytes: &[u8], mode: u32) -> std::path::PathBuf {
+/// An object created by hand in /dev/shm, as some other program would; removed when dropped,
+/// even if the test fails.
+struct Planted(std::path::PathBuf);
+
+impl std::ops::Deref for Planted {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::path::Path> for Planted {
+    fn as_ref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for Planted {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn plant(name: &str, bytes: &[u8], mode: u32) -> Planted {
     let path = dev_shm(name);
     std::fs::write(&path, bytes).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-    path
+    Planted(path)
 }
 
 /// Every way for a client or `inspect` to meet `name` must fail with `expect` in the message
@@ -71,7 +93,7 @@ fn market_refuses_an_object_someone_else_created_and_leaves_it_untouched() {
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o666, "mode untouched");
     clients_refuse(&name, "magic");
-    std::fs::remove_file(&path).unwrap();
+    drop(path);
     let _ = std::fs::remove_file(journal_path(&name));
 }
 
@@ -80,7 +102,7 @@ fn clients_refuse_objects_too_small_or_of_a_wrong_version() {
     let name = unique_name("small");
     let path = plant(&name, b"BOOKSTOR", 0o600);
     clients_refuse(&name, "smaller than");
-    std::fs::remove_file(&path).unwrap();
+    drop(path);
 
     // A real store's bytes with the layout version changed.
     let market = Market::start("version-source", &[]);
@@ -89,7 +111,7 @@ fn clients_refuse_objects_too_small_or_of_a_wrong_version() {
     let name = unique_name("version");
     let path = plant(&name, &bytes, 0o600);
     clients_refuse(&name, "version");
-    std::fs::remove_file(&path).unwrap();
+    drop(path);
     market.stop();
 }
 
@@ -107,7 +129,7 @@ fn market_and_clients_refuse_an_object_owned_by_another_user() {
     assert!(stderr(&out).contains("uid 65534"), "{}", stderr(&out));
     assert!(path.exists(), "another user's object is never removed");
     clients_refuse(&name, "65534");
-    std::fs::remove_file(&path).unwrap();
+    drop(path);
     let _ = std::fs::remove_file(journal_path(&name));
 }
 

@@ -102,6 +102,15 @@ pub struct Recovery {
     pub orphaned_buys: u64,
 }
 
+/// What [`Journal::replay`] rebuilt.
+struct Replayed {
+    engine: Engine,
+    commands: u64,
+    last_now: Millis,
+    next_client: u64,
+    orphaned_buys: u64,
+}
+
 /// An open, locked journal positioned at its end.
 pub struct Journal {
     file: File,
@@ -152,10 +161,7 @@ impl Journal {
             path: path.into(),
             error,
         })?;
-        if scan.torn.is_some() {
-            file.set_len(scan.valid_len)
-                .map_err(io("cut off the torn tail"))?;
-        }
+        // Every refusal comes before the first change to the file.
         let capacity = match (scan.header, capacity) {
             (Some(h), Some(asked)) if h.capacity != asked => {
                 return Err(OpenJournalError::CapacityMismatch {
@@ -165,13 +171,16 @@ impl Journal {
                 })
             }
             (Some(h), _) => h.capacity,
-            (None, asked) => {
-                let capacity = asked.unwrap_or(default_capacity);
-                file.write_all(&format::FileHeader { capacity }.encode())
-                    .map_err(io("write the header"))?;
-                capacity
-            }
+            (None, asked) => asked.unwrap_or(default_capacity),
         };
+        if scan.torn.is_some() {
+            file.set_len(scan.valid_len)
+                .map_err(io("cut off the torn tail"))?;
+        }
+        if scan.header.is_none() {
+            file.write_all(&format::FileHeader { capacity }.encode())
+                .map_err(io("write the header"))?;
+        }
         if scan.header.is_none() || scan.torn.is_some() {
             file.sync_all().map_err(io("sync"))?;
             if let Some(dir) = path.parent() {
@@ -182,54 +191,71 @@ impl Journal {
             }
         }
 
-        let mut engine = Engine::new(capacity);
-        let mut events = Vec::new();
-        let mut last_now = 0;
-        let mut last_client = 0;
-        for entry in &scan.entries {
-            last_now = last_now.max(entry.now);
-            last_client = last_client.max(client_of(&entry.command).map_or(0, |c| c.0));
-            engine.apply(entry.now, entry.command.clone(), &mut events);
-            events.clear();
-        }
         let mut journal = Journal {
             file,
             path: path.into(),
             durability,
             staged: Vec::new(),
         };
-        // The previous market's clients are gone with it: cancel their resting buys, and
-        // journal that, so that the next replay does not revive them either.
+        let replayed = journal.replay(capacity, scan.entries)?;
+        Ok((
+            journal,
+            Recovery {
+                engine: replayed.engine,
+                capacity,
+                replayed: replayed.commands,
+                last_now: replayed.last_now,
+                next_client: replayed.next_client,
+                torn: scan.torn,
+                set_aside,
+                orphaned_buys: replayed.orphaned_buys,
+            },
+        ))
+    }
+
+    /// Applies the journal's entries to a new engine, then cancels (and journals the
+    /// cancelling of) the resting buys of the previous market's clients: they are gone with it.
+    fn replay(
+        &mut self,
+        capacity: u32,
+        entries: Vec<format::Entry>,
+    ) -> Result<Replayed, OpenJournalError> {
+        let mut engine = Engine::new(capacity);
+        let mut events = Vec::new();
+        let (mut last_now, mut last_client) = (0, 0);
+        let commands = entries.len() as u64;
+        for entry in entries {
+            last_now = last_now.max(entry.now);
+            last_client = last_client.max(client_of(&entry.command).map_or(0, |c| c.0));
+            engine.apply(entry.now, entry.command, &mut events);
+            events.clear();
+        }
         let mut orphaned_buys = 0;
         for client in engine.clients_with_resting_buys() {
             let command = Command::ClientGone { client };
-            journal.stage(last_now, &command);
+            self.stage(last_now, &command);
             engine.apply(last_now, command, &mut events);
             orphaned_buys += events.len() as u64;
             events.clear();
         }
-        journal.commit().map_err(|e| OpenJournalError::Io {
-            path: path.into(),
+        self.commit().map_err(|e| OpenJournalError::Io {
+            path: e.path,
             action: e.action,
             source: e.source,
         })?;
         engine
             .check_invariants()
             .map_err(|problem| OpenJournalError::Inconsistent {
-                path: path.into(),
+                path: self.path.clone(),
                 problem,
             })?;
-        let recovery = Recovery {
+        Ok(Replayed {
             engine,
-            capacity,
-            replayed: scan.entries.len() as u64,
+            commands,
             last_now,
             next_client: last_client + 1,
-            torn: scan.torn,
-            set_aside,
             orphaned_buys,
-        };
-        Ok((journal, recovery))
+        })
     }
 
     pub fn path(&self) -> &Path {
