@@ -151,16 +151,26 @@ fn corruption_before_the_last_record_stops_the_market_naming_the_offset() {
 }
 
 #[test]
-fn a_capacity_other_than_the_journals_is_refused_with_exit_2() {
+fn a_capacity_other_than_the_journals_is_refused_with_exit_2_and_changes_nothing() {
     let mut market = Market::start("capacity", &["--capacity", "10"]);
     market.kill();
     std::fs::remove_file(dev_shm(&market.name)).unwrap();
+    // With a torn tail too: a refusal changes nothing, not even the tail.
+    let path = journal_path(&market.name);
+    let mut torn = std::fs::read(&path).unwrap();
+    torn.extend_from_slice(&[9, 9, 9]);
+    std::fs::write(&path, &torn).unwrap();
     let out = run(&["market", "--name", &market.name, "--capacity", "11"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("capacity 10, not 11"),
         "{}",
         stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        torn,
+        "the refused start changed nothing"
     );
     market.restart(&["--capacity", "10"]);
     market.stop();
