@@ -130,6 +130,21 @@ pub fn create_store(config: &MarketConfig) -> Result<SharedStore, StartError> {
     Ok(SharedStore::create(name, geometry, config.mode)?)
 }
 
+/// Whether the process that claimed a slot still lives. Its start time is written right after
+/// its claim; once there, the check is exact (pidfd and start time, so a reused pid does not
+/// pass). Before that (a window of a few instructions) only the pid is known.
+fn claimant_alive(pid: u32, start_time: u64) -> bool {
+    if start_time == 0 {
+        return std::path::Path::new(&format!("/proc/{pid}")).exists();
+    }
+    match ProcessHandle::open(ProcessId { pid, start_time }) {
+        Ok(_) => true,
+        Err(ProcessError::Gone { .. } | ProcessError::Reused { .. }) => false,
+        // Cannot tell (e.g. out of file descriptors): keep the slot, look again next scan.
+        Err(_) => true,
+    }
+}
+
 /// What the market did, for its exit line.
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
@@ -532,7 +547,7 @@ impl<'s> Market<'s> {
                 slot_state::ACTIVE | slot_state::FREE => {}
                 slot_state::CLAIMED => {
                     // A claimant that died before activating leaves the slot claimed: free it.
-                    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                    if !claimant_alive(pid, control.claimant_start_time()) {
                         self.release(index, "claimant exited before attaching");
                     }
                 }

@@ -349,3 +349,43 @@ fn absurd_command_line_values_name_the_field_and_exit_2() {
     );
     assert!(!dev_shm(&name).exists());
 }
+
+/// A slot left CLAIMED (its claimant died between claiming and attaching) is freed, also when
+/// the claimant's pid now belongs to a live process: the start time tells them apart.
+#[test]
+fn a_slot_claimed_by_a_dead_or_reused_pid_is_freed() {
+    use bookstore::slot::slot_state;
+    let market = Market::start("claimed", &["--slots", "2"]);
+    let geometry = Geometry {
+        capacity: 100,
+        slot_count: 2,
+    };
+    let object = std::fs::OpenOptions::new()
+        .write(true)
+        .open(dev_shm(&market.name))
+        .unwrap();
+    // Slot 0: a live pid (ours) with a start time that is not ours: the pid was "reused".
+    // Slot 1: a pid that does not exist, start time not written yet.
+    let ours = std::process::id();
+    for (slot, pid, start_time) in [(0, ours, 12_345u64), (1, 0x3fff_fff0, 0)] {
+        let at = (geometry.slots_offset() + slot * SLOT_SIZE) as u64;
+        object.write_at(&start_time.to_le_bytes(), at + 8).unwrap();
+        object
+            .write_at(
+                &slot_state::pack(slot_state::CLAIMED, pid).to_le_bytes(),
+                at,
+            )
+            .unwrap();
+    }
+    let freed = eventually(Duration::from_secs(2), || {
+        market.inspect()["clients"]
+            .as_array()
+            .is_some_and(|c| c.is_empty())
+    });
+    assert!(
+        freed,
+        "claimed slots freed: {:#}",
+        market.inspect()["clients"]
+    );
+    market.stop();
+}
