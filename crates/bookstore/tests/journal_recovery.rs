@@ -227,3 +227,63 @@ fn every_durability_mode_replays_the_same_books() {
         market.stop();
     }
 }
+
+#[test]
+fn the_journal_command_shows_the_records_a_torn_tail_and_the_replayed_books() {
+    let mut market = Market::start("journal-cmd", &[]);
+    sell(&market, "Dune", "5", "3");
+    assert!(buy(&market, "Dune", "5", "1").contains("trade #1"));
+    market.kill();
+    std::fs::remove_file(dev_shm(&market.name)).unwrap();
+    let path = journal_path(&market.name);
+    let good_len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(&[1, 2, 3])
+        .unwrap();
+
+    let out = run(&["journal", "--name", &market.name, "--json"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["lists"].as_u64(), v["buys"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        (
+            v["books_listed_total"].as_u64(),
+            v["books_sold_total"].as_u64(),
+            v["books_on_shelf"].as_u64(),
+            v["next_trade_id"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2), Some(2))
+    );
+    assert_eq!(v["torn_tail"]["offset"].as_u64(), Some(good_len));
+    assert_eq!(v["balanced"], true);
+
+    let out = run(&["journal", "--name", &market.name, "--records"]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("list    client 1 request 1: 3 × \"Dune\" at 5.00"),
+        "{text}"
+    );
+    assert!(text.contains("buy     client 2"), "{text}");
+    assert!(
+        text.contains(&format!("tail: 3 torn bytes at offset {good_len}")),
+        "{text}"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        good_len + 3,
+        "read only"
+    );
+
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[24 + 12] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let out = run(&["journal", "--name", &market.name]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(stderr(&out).contains("offset 24"), "{}", stderr(&out));
+}

@@ -11,6 +11,7 @@ mod bench;
 mod clients;
 mod demo;
 mod inspect;
+mod journal_cmd;
 mod market_cmd;
 
 /// Exit codes of every subcommand.
@@ -85,6 +86,9 @@ pub enum Command {
     /// Decode the store's shared object without attaching as a client.
     #[command(after_help = EXIT_CODES)]
     Inspect(InspectArgs),
+    /// Read a market's journal: its records, a torn tail, and the books it replays to.
+    #[command(after_help = EXIT_CODES)]
+    Journal(JournalArgs),
     /// Run a market, two sellers and two buyers as separate processes, and check the books.
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
@@ -217,6 +221,21 @@ pub struct InspectArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct JournalArgs {
+    #[command(flatten)]
+    pub store: StoreName,
+    /// The journal file [default: the market's default for --name].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<std::path::PathBuf>,
+    /// Print one JSON object.
+    #[arg(long, conflicts_with = "records")]
+    pub json: bool,
+    /// Print every record (offset, market clock, command) before the summary.
+    #[arg(long)]
+    pub records: bool,
+}
+
+#[derive(Args, Debug)]
 pub struct DemoArgs {
     /// Seller processes.
     #[arg(long, default_value_t = 2)]
@@ -322,6 +341,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Seller(args) => clients::seller(args),
         Command::Buyer(args) => clients::buyer(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Journal(args) => journal_cmd::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
