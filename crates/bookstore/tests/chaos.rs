@@ -35,6 +35,8 @@ struct Trader {
     role: &'static str,
     child: Child,
     feeder: JoinHandle<()>,
+    /// The session's stderr, shown if it misbehaves.
+    log: std::path::PathBuf,
 }
 
 /// One session line for `role`; `n` varies titles and prices.
@@ -50,10 +52,12 @@ fn order_line(role: &str, n: u64) -> String {
 }
 
 fn spawn_trader(market: &Market, role: &'static str, stop: &Arc<AtomicBool>, seed: u64) -> Trader {
+    let log = state_home().join(format!("{}-{role}-{seed}.log", &market.name[1..]));
+    std::fs::create_dir_all(state_home()).unwrap();
     let mut child = bookstore(&[role, "--name", &market.name, "--quiet", "--wait", "20"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("client starts");
     let mut stdin = child.stdin.take().expect("piped");
@@ -72,6 +76,7 @@ fn spawn_trader(market: &Market, role: &'static str, stop: &Arc<AtomicBool>, see
         role,
         child,
         feeder,
+        log,
     }
 }
 
@@ -128,22 +133,29 @@ fn traders_and_market_killed_at_random_lose_no_book() {
         old.child.kill().expect("SIGKILL delivered");
         old.child.wait().unwrap();
         old.feeder.join().unwrap();
+        let _ = std::fs::remove_file(&old.log);
         client_kills += 1;
     }
 
     // Every session is still running: none gave up when the market died under it (they
     // reconnect with --wait). Then the last round of kills.
-    stop.store(true, Ordering::Relaxed);
-    for mut t in traders {
+    // (All checked before any is told to stop: a stopped feeder closes stdin, ending its
+    // session normally.)
+    for t in &mut traders {
         let status = t.child.try_wait().unwrap();
         assert!(
             status.is_none(),
-            "a {} session exited on its own: {status:?}",
-            t.role
+            "a {} session exited on its own: {status:?}; its stderr:\n{}",
+            t.role,
+            std::fs::read_to_string(&t.log).unwrap_or_default()
         );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for mut t in traders {
         t.child.kill().expect("SIGKILL delivered");
         t.child.wait().unwrap();
         t.feeder.join().unwrap();
+        let _ = std::fs::remove_file(&t.log);
         client_kills += 1;
     }
     // Every slot is reclaimed; nothing rests for clients that are gone.

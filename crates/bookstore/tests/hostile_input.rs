@@ -348,6 +348,10 @@ fn absurd_command_line_values_name_the_field_and_exit_2() {
         stderr(&out)
     );
     assert!(!dev_shm(&name).exists());
+    assert!(
+        !journal_path(&name).exists(),
+        "a refused start leaves no journal behind"
+    );
 }
 
 /// A slot left CLAIMED (its claimant died between claiming and attaching) is freed, also when

@@ -472,6 +472,7 @@ fn the_object_is_owner_only_by_default_and_0666_comes_with_a_warning() {
         .unwrap();
     assert!(err.contains("ANY local user"), "{err}");
     assert!(!dev_shm(&name).exists());
+    std::fs::remove_file(journal_path(&name)).unwrap();
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! orders read line by line from stdin (a prompt when stdin is a terminal).
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use market::{BuyTarget, Price, Qty, RejectReason, Title};
 
@@ -298,15 +298,27 @@ fn session(
     let mut lines = stdin.lock().lines();
     let mut exit = Exit::Ok;
     let mut reconnecting = false;
+    // When the current attempt to connect began: `--wait` bounds each reconnection as a whole.
+    let mut connecting_since: Option<Instant> = None;
     loop {
-        let store = match open_store(&args.store.name, args.wait) {
+        let since = *connecting_since.get_or_insert_with(Instant::now);
+        let left = args.wait.saturating_sub(since.elapsed());
+        let store = match open_store(&args.store.name, left) {
             Ok(s) => s,
             Err(e) => return exit.then(connect_failed(role, e)),
         };
-        let mut client = match Client::attach_waiting(&store, spin(args), args.wait) {
+        let left = args.wait.saturating_sub(since.elapsed());
+        let mut client = match Client::attach_waiting(&store, spin(args), left) {
             Ok(c) => c,
+            // That market died between our open and our attach (a restart in progress): the
+            // next one is worth waiting for, within the same --wait.
+            Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             Err(e) => return exit.then(connect_failed(role, e)),
         };
+        connecting_since = None;
         if interactive || (reconnecting && !args.quiet) {
             eprintln!(
                 "{role} attached to the market (pid {}, slot {}). {help}",

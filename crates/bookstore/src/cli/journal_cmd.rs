@@ -77,16 +77,15 @@ pub fn run(args: JournalArgs) -> Exit {
     };
     let mut engine = Engine::new(report.capacity.unwrap_or(1));
     let mut events = Vec::new();
-    let mut offset = format::FILE_HEADER_LEN as u64;
     for entry in &scan.entries {
         if args.records && !args.json {
             println!(
-                "{offset:>10}  {:>10} ms  {}",
+                "{:>10}  {:>10} ms  {}",
+                entry.offset,
                 entry.now,
                 describe(&entry.command)
             );
         }
-        offset += record_len(entry);
         count(&mut report, entry);
         engine.apply(entry.now, entry.command.clone(), &mut events);
         events.clear();
@@ -116,12 +115,6 @@ pub fn run(args: JournalArgs) -> Exit {
     } else {
         Exit::Error
     }
-}
-
-fn record_len(entry: &format::Entry) -> u64 {
-    let mut buf = Vec::new();
-    format::encode_record(entry.now, &entry.command, &mut buf);
-    buf.len() as u64
 }
 
 fn count(report: &mut Report, entry: &format::Entry) {

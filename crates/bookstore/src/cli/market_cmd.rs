@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::{Exit, MarketArgs};
 use crate::journal::{self, Journal, OpenJournalError, Recovery};
-use crate::layout::MAX_CAPACITY;
+use crate::layout::{MAX_CAPACITY, MAX_SLOTS};
 use crate::server::{create_store, Market, MarketConfig, StartError, StoreGuard};
 use crate::shared::SharedStore;
 
@@ -45,8 +45,13 @@ pub fn run(args: MarketArgs) -> Exit {
         eprintln!("bookstore market: journal: neither XDG_STATE_HOME nor HOME is set; pass --journal PATH");
         return Exit::Usage;
     };
+    // Every value is checked before anything (journal or store) is touched.
     if let Some(c) = args.capacity.filter(|&c| c == 0 || c > MAX_CAPACITY) {
         eprintln!("bookstore market: {}", StartError::Capacity(c));
+        return Exit::Usage;
+    }
+    if args.slots == 0 || args.slots > MAX_SLOTS {
+        eprintln!("bookstore market: {}", StartError::Slots(args.slots));
         return Exit::Usage;
     }
     let (journal, recovery) = match Journal::open(

@@ -55,6 +55,8 @@ impl FileHeader {
 /// One command as the journal holds it, with the market's clock when it was applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
+    /// Where its record starts in the file.
+    pub offset: u64,
     pub now: Millis,
     pub command: Command,
 }
@@ -361,7 +363,11 @@ fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
     if !r.bytes.is_empty() {
         return Err(r.bad("payload", &format!("{} bytes left over", r.bytes.len())));
     }
-    Ok(Entry { now, command })
+    Ok(Entry {
+        offset,
+        now,
+        command,
+    })
 }
 
 struct Reader<'a> {
@@ -443,21 +449,22 @@ mod tests {
         Title::new(s).unwrap()
     }
 
+    /// Sample commands as the reader returns them, offsets included.
     fn sample() -> Vec<Entry> {
-        vec![
-            Entry {
-                now: 1,
-                command: Command::List {
+        let commands = vec![
+            (
+                1,
+                Command::List {
                     client: ClientId(1),
                     request: RequestId(7),
                     title: title("Dune"),
                     price: Price::from_cents(1250).unwrap(),
                     qty: Qty::new(3).unwrap(),
                 },
-            },
-            Entry {
-                now: 2,
-                command: Command::Buy {
+            ),
+            (
+                2,
+                Command::Buy {
                     client: ClientId(2),
                     request: RequestId(1),
                     target: BuyTarget::Any,
@@ -465,10 +472,10 @@ mod tests {
                     qty: Qty::new(1).unwrap(),
                     deadline: Some(5002),
                 },
-            },
-            Entry {
-                now: 3,
-                command: Command::Buy {
+            ),
+            (
+                3,
+                Command::Buy {
                     client: ClientId(2),
                     request: RequestId(2),
                     target: BuyTarget::Title(title(&"é".repeat(40))),
@@ -476,25 +483,37 @@ mod tests {
                     qty: Qty::new(1_000_000).unwrap(),
                     deadline: None,
                 },
-            },
-            Entry {
-                now: 4,
-                command: Command::Cancel {
+            ),
+            (
+                4,
+                Command::Cancel {
                     client: ClientId(2),
                     request: RequestId(2),
                 },
-            },
-            Entry {
-                now: 5,
-                command: Command::Expire,
-            },
-            Entry {
-                now: 6,
-                command: Command::ClientGone {
+            ),
+            (5, Command::Expire),
+            (
+                6,
+                Command::ClientGone {
                     client: ClientId(2),
                 },
-            },
-        ]
+            ),
+        ];
+        let mut offset = FILE_HEADER_LEN as u64;
+        commands
+            .into_iter()
+            .map(|(now, command)| {
+                let mut record = Vec::new();
+                encode_record(now, &command, &mut record);
+                let entry = Entry {
+                    offset,
+                    now,
+                    command,
+                };
+                offset += record.len() as u64;
+                entry
+            })
+            .collect()
     }
 
     fn image(entries: &[Entry]) -> Vec<u8> {

@@ -24,9 +24,10 @@ pub fn dev_shm(name: &str) -> PathBuf {
 }
 
 /// `XDG_STATE_HOME` for every process a test starts: journals land in the temp directory,
-/// one file per (unique) store name, never in the user's own state directory.
+/// one file per (unique) store name, never in the user's own state directory. Each market's
+/// journal is removed when its test is done.
 pub fn state_home() -> PathBuf {
-    std::env::temp_dir().join(format!("bookstore-test-state-{}", std::process::id()))
+    std::env::temp_dir().join("bookstore-test-state")
 }
 
 /// Where a market started by a test keeps the journal of store `name`.
