@@ -414,20 +414,20 @@ impl<'s> Market<'s> {
         self.apply(command);
     }
 
-    /// Applies a command to the engine and stages its journal record. Client requests are
-    /// always recorded; the market's own `Expire` and `ClientGone` only when they changed
-    /// something (each of their changes is an event), so an idle market writes nothing.
+    /// Applies a command to the engine and stages its journal record, if it changed anything.
+    /// The engine reports every change as an event, and a refusal (`Rejected`) changes
+    /// nothing, so a command with no other event is left out: an idle market (its `Expire`
+    /// every 50 ms) and a seller retrying on a full store write nothing.
     fn apply(&mut self, command: Command) {
         let now = self.now_ms();
         let mut events = std::mem::take(&mut self.events);
-        let from_client = matches!(
-            command,
-            Command::List { .. } | Command::Buy { .. } | Command::Cancel { .. }
-        );
         let mark = self.journal.staged_len();
         self.journal.stage(now, &command);
         self.engine.apply(now, command, &mut events);
-        if !from_client && events.is_empty() {
+        let changed = events
+            .iter()
+            .any(|e| !matches!(e, Event::Rejected { .. }));
+        if !changed {
             self.journal.unstage(mark);
         } else if self.journal.durability() == Durability::Always {
             self.commit_journal();

@@ -25,6 +25,11 @@ pub enum ListOutcome {
     StoreStayedFull {
         waited: Duration,
     },
+    /// The market exited while the listing waited for room. Every attempt had been answered
+    /// (refused: store full), so nothing was listed and trying again cannot list twice.
+    MarketGoneWhileFull {
+        pid: u32,
+    },
     Refused(RejectReason),
     Malformed(Malformed),
 }
@@ -77,7 +82,13 @@ pub fn list(
                 }
                 std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
                 pause = (pause * 2).min(FULL_RETRY_MAX);
-                client.check_market()?;
+                match client.check_market() {
+                    Ok(()) => {}
+                    Err(ClientError::MarketGone { pid } | ClientError::MarketClosing { pid }) => {
+                        return Ok(ListOutcome::MarketGoneWhileFull { pid })
+                    }
+                    Err(e) => return Err(e),
+                }
             }
             Reply::Rejected { reason, .. } => return Ok(ListOutcome::Refused(reason)),
             Reply::Malformed { error, .. } => return Ok(ListOutcome::Malformed(error)),

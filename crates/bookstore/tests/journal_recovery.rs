@@ -287,3 +287,47 @@ fn the_journal_command_shows_the_records_a_torn_tail_and_the_replayed_books() {
     assert_eq!(code(&out), 8, "{}", stderr(&out));
     assert!(stderr(&out).contains("offset 24"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_seller_waiting_for_room_carries_on_with_the_next_market_after_a_crash() {
+    let mut market = Market::start("seller-waits", &["--capacity", "1"]);
+    sell(&market, "Dune", "5", "1");
+    let waiting = market.spawn_client(
+        "seller",
+        &[
+            "--wait",
+            "10",
+            "sell",
+            "Emma",
+            "--price",
+            "3",
+            "--timeout",
+            "20",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    market.kill();
+    market.restart(&[]);
+    assert!(buy(&market, "Dune", "5", "1").contains("trade #1"));
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("listed 1 × \"Emma\""),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("exited while the store was full; \"Emma\" was not listed"),
+        "{}",
+        stderr(&out)
+    );
+    let v = market.assert_balanced();
+    assert_eq!(
+        (
+            v["books_listed_total"].as_u64(),
+            v["books_on_shelf"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    market.stop();
+}

@@ -355,4 +355,42 @@ proptest! {
         };
         prop_assert_eq!(run(), run());
     }
+
+    /// The journal leaves out commands that changed nothing (no event, or only `Rejected`).
+    /// An engine fed only the others must behave the same from then on, event for event.
+    #[test]
+    fn leaving_out_commands_that_changed_nothing_gives_an_engine_that_behaves_the_same(
+        capacity in 1u32..12,
+        prefix in prop::collection::vec(command(), 1..60),
+        suffix in prop::collection::vec(command(), 1..30),
+    ) {
+        let (mut full, mut journaled) = (Engine::new(capacity), Engine::new(capacity));
+        let mut now = 0;
+        let mut events = vec![];
+        for (dt, mut cmd) in prefix {
+            now += dt;
+            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
+                *d += now;
+            }
+            events.clear();
+            full.apply(now, cmd.clone(), &mut events);
+            if events.iter().any(|e| !matches!(e, Event::Rejected { .. })) {
+                journaled.apply(now, cmd, &mut vec![]);
+            }
+        }
+        prop_assert_eq!(full.stats(), journaled.stats());
+        prop_assert_eq!(full.shelf(), journaled.shelf());
+        prop_assert_eq!(full.next_trade_id(), journaled.next_trade_id());
+        prop_assert_eq!(full.clients_with_resting_buys(), journaled.clients_with_resting_buys());
+        for (dt, mut cmd) in suffix {
+            now += dt;
+            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
+                *d += now;
+            }
+            let (mut a, mut b) = (vec![], vec![]);
+            full.apply(now, cmd.clone(), &mut a);
+            journaled.apply(now, cmd.clone(), &mut b);
+            prop_assert_eq!(a, b, "after {:?}", cmd);
+        }
+    }
 }

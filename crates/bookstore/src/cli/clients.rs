@@ -17,18 +17,17 @@ use crate::wire::Reply;
 const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          help, quit";
 const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          help, quit";
 
-/// Attaches (waiting up to `--wait` for a market and for a free slot), runs one order, and
-/// maps connection errors to exit codes.
-fn with_client(args: &ClientArgs, role: &str, order: impl FnOnce(&mut Client<'_>) -> Exit) -> Exit {
-    let store = match open_store(&args.store.name, args.wait) {
-        Ok(s) => s,
-        Err(e) => return connect_failed(role, e),
-    };
-    let mut client = match Client::attach_waiting(&store, spin(args), args.wait) {
-        Ok(c) => c,
-        Err(e) => return connect_failed(role, e),
-    };
-    order(&mut client)
+/// Attaches (waiting up to `--wait` for a market and for a free slot) and runs one order. A
+/// connection failure is reported and becomes `Err` with its exit code.
+fn with_client<T>(
+    args: &ClientArgs,
+    role: &str,
+    order: impl FnOnce(&mut Client<'_>) -> T,
+) -> Result<T, Exit> {
+    let store = open_store(&args.store.name, args.wait).map_err(|e| connect_failed(role, e))?;
+    let mut client = Client::attach_waiting(&store, spin(args), args.wait)
+        .map_err(|e| connect_failed(role, e))?;
+    Ok(order(&mut client))
 }
 
 fn spin(args: &ClientArgs) -> Duration {
@@ -84,9 +83,34 @@ pub fn seller(args: SellerArgs) -> Exit {
     else {
         return seller_session(&args);
     };
-    with_client(&args.client, "seller", |client| {
-        sell(client, title, *price, *qty, *timeout, quiet)
-    })
+    // The timeout covers the whole wait for room, across market restarts.
+    let started = Instant::now();
+    loop {
+        let left = timeout.saturating_sub(started.elapsed());
+        let end = match with_client(&args.client, "seller", |client| {
+            sell(client, title, *price, *qty, left, quiet)
+        }) {
+            Ok(end) => end,
+            Err(exit) => return exit,
+        };
+        match end {
+            SellEnd::Exit(exit) => return exit,
+            SellEnd::MarketGoneWhileFull if !args.client.wait.is_zero() && !left.is_zero() => {
+                eprintln!(
+                    "bookstore seller: waiting up to {:.0?} for a market on {} to resume",
+                    args.client.wait, args.client.store.name
+                );
+            }
+            SellEnd::MarketGoneWhileFull => return Exit::NoMarket,
+        }
+    }
+}
+
+/// How a `sell` ended: with an exit code, or with its market gone while the listing waited for
+/// room (nothing in flight, so trying again on the next market cannot list twice).
+enum SellEnd {
+    Exit(Exit),
+    MarketGoneWhileFull,
 }
 
 /// The seller's stdin session: `sell` lines.
@@ -105,14 +129,19 @@ fn seller_session(args: &SellerArgs) -> Exit {
             [t, p, q, s] => (t, p, q.as_str(), s.as_str()),
             _ => return Err("usage: sell TITLE PRICE [QTY] [TIMEOUT_SECS]".into()),
         };
-        Ok(sell(
+        let end = sell(
             client,
             &parse_title(title)?,
             parse_price(price)?,
             parse_qty(qty)?,
             parse_seconds(timeout)?,
             quiet,
-        ))
+        );
+        // A session reconnects when its market is gone, whatever was in flight.
+        Ok(match end {
+            SellEnd::Exit(exit) => exit,
+            SellEnd::MarketGoneWhileFull => Exit::NoMarket,
+        })
     })
 }
 
@@ -123,7 +152,7 @@ fn sell(
     qty: Qty,
     timeout: Duration,
     quiet: bool,
-) -> Exit {
+) -> SellEnd {
     let on_full = |free: u32| {
         if !quiet {
             eprintln!(
@@ -133,7 +162,7 @@ fn sell(
             );
         }
     };
-    match trading::list(client, title, price, qty, timeout, on_full, |r| {
+    let exit = match trading::list(client, title, price, qty, timeout, on_full, |r| {
         print_sold(r, quiet)
     }) {
         Ok(ListOutcome::Listed { qty, sold_at_once }) => {
@@ -169,8 +198,16 @@ fn sell(
             eprintln!("bookstore seller: the market rejected the request: {e}");
             Exit::Refused
         }
+        Ok(ListOutcome::MarketGoneWhileFull { pid }) => {
+            eprintln!(
+                "bookstore seller: the market (pid {pid}) exited while the store was full; {:?} was not listed",
+                title.as_str()
+            );
+            return SellEnd::MarketGoneWhileFull;
+        }
         Err(e) => client_failed("seller", e),
-    }
+    };
+    SellEnd::Exit(exit)
 }
 
 pub fn buyer(args: BuyerArgs) -> Exit {
@@ -189,6 +226,7 @@ pub fn buyer(args: BuyerArgs) -> Exit {
     with_client(&args.client, "buyer", |client| {
         buy(client, target, *max_price, *qty, *timeout, quiet)
     })
+    .unwrap_or_else(|exit| exit)
 }
 
 /// The buyer's stdin session: `buy` lines.
