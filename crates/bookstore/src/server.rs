@@ -424,9 +424,7 @@ impl<'s> Market<'s> {
         let mark = self.journal.staged_len();
         self.journal.stage(now, &command);
         self.engine.apply(now, command, &mut events);
-        let changed = events
-            .iter()
-            .any(|e| !matches!(e, Event::Rejected { .. }));
+        let changed = events.iter().any(|e| !matches!(e, Event::Rejected { .. }));
         if !changed {
             self.journal.unstage(mark);
         } else if self.journal.durability() == Durability::Always {
