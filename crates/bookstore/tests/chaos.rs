@@ -19,7 +19,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::*;
-use market::Engine;
 
 fn env_or<T: std::str::FromStr>(key: &str, default: T) -> T {
     match std::env::var(key) {
@@ -178,12 +177,9 @@ fn traders_and_market_killed_at_random_lose_no_book() {
     let bytes = std::fs::read(&journal).expect("the journal exists");
     let scan = bookstore::journal::format::scan(&bytes).expect("the journal reads cleanly");
     assert_eq!(scan.torn, None, "a clean shutdown leaves no torn tail");
-    let mut engine = Engine::new(40);
-    let mut events = Vec::new();
-    for entry in scan.entries {
-        engine.apply(entry.now, entry.command, &mut events);
-        events.clear();
-    }
+    let capacity = scan.header.expect("the journal has a header").capacity;
+    assert_eq!(capacity, 40);
+    let engine = bookstore::journal::replay(capacity, &scan.entries);
     engine
         .check_invariants()
         .expect("replayed engine is consistent");

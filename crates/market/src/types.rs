@@ -182,6 +182,19 @@ pub enum Command {
     ClientGone { client: ClientId },
 }
 
+impl Command {
+    /// The client the command is from or about; `None` for the market's own `Expire`.
+    pub fn client(&self) -> Option<ClientId> {
+        match self {
+            Command::List { client, .. }
+            | Command::Buy { client, .. }
+            | Command::Cancel { client, .. }
+            | Command::ClientGone { client } => Some(*client),
+            Command::Expire => None,
+        }
+    }
+}
+
 /// Why a request was refused. Nothing changed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]

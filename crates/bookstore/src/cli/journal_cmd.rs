@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use market::{BuyTarget, Command, Engine};
+use market::{BuyTarget, Command};
 
 use super::{Exit, JournalArgs};
 use crate::journal::{self, format};
@@ -22,7 +22,7 @@ struct Report {
     clients_gone: u64,
     first_ms: Option<u64>,
     last_ms: Option<u64>,
-    torn_tail: Option<TornTail>,
+    torn_tail: Option<format::TornTail>,
     books_listed_total: u64,
     books_sold_total: u64,
     books_on_shelf: u64,
@@ -32,13 +32,6 @@ struct Report {
     revenue_cents: u64,
     /// listed = sold + on shelf, after replay.
     balanced: bool,
-}
-
-#[derive(Serialize)]
-struct TornTail {
-    offset: u64,
-    bytes: u64,
-    why: String,
 }
 
 pub fn run(args: JournalArgs) -> Exit {
@@ -68,15 +61,9 @@ pub fn run(args: JournalArgs) -> Exit {
         path: path.display().to_string(),
         size_bytes: bytes.len() as u64,
         capacity: scan.header.map(|h| h.capacity),
-        torn_tail: scan.torn.as_ref().map(|t| TornTail {
-            offset: t.offset,
-            bytes: t.bytes,
-            why: t.why.clone(),
-        }),
+        torn_tail: scan.torn.clone(),
         ..Report::default()
     };
-    let mut engine = Engine::new(report.capacity.unwrap_or(1));
-    let mut events = Vec::new();
     for entry in &scan.entries {
         if args.records && !args.json {
             println!(
@@ -87,9 +74,8 @@ pub fn run(args: JournalArgs) -> Exit {
             );
         }
         count(&mut report, entry);
-        engine.apply(entry.now, entry.command.clone(), &mut events);
-        events.clear();
     }
+    let engine = journal::replay(report.capacity.unwrap_or(1), &scan.entries);
     let stats = engine.stats();
     report.books_listed_total = stats.books_listed;
     report.books_sold_total = stats.books_sold;

@@ -108,7 +108,7 @@ impl FormatError {
 }
 
 /// An incomplete or damaged last record, cut off at `offset` (the end of the last good one).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TornTail {
     pub offset: u64,
     pub bytes: u64,

@@ -17,7 +17,7 @@ use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use market::{ClientId, Command, Engine, Millis};
+use market::{Command, Engine, Millis};
 
 pub use format::{FormatError, TornTail};
 
@@ -102,15 +102,6 @@ pub struct Recovery {
     pub orphaned_buys: u64,
 }
 
-/// What [`Journal::replay`] rebuilt.
-struct Replayed {
-    engine: Engine,
-    commands: u64,
-    last_now: Millis,
-    next_client: u64,
-    orphaned_buys: u64,
-}
-
 /// An open, locked journal positioned at its end.
 pub struct Journal {
     file: File,
@@ -132,14 +123,7 @@ impl Journal {
         default_capacity: u32,
         fresh: bool,
     ) -> Result<(Journal, Recovery), OpenJournalError> {
-        let io = |action: &'static str| {
-            let path = path.to_path_buf();
-            move |source| OpenJournalError::Io {
-                path,
-                action,
-                source,
-            }
-        };
+        let io = |action| io_error(path, action);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::DirBuilder::new()
                 .recursive(true)
@@ -197,65 +181,52 @@ impl Journal {
             durability,
             staged: Vec::new(),
         };
-        let replayed = journal.replay(capacity, scan.entries)?;
+        let mut engine = replay(capacity, &scan.entries);
+        let last_now = scan.entries.iter().map(|e| e.now).max().unwrap_or(0);
+        let last_client = scan
+            .entries
+            .iter()
+            .filter_map(|e| e.command.client())
+            .map(|c| c.0)
+            .max()
+            .unwrap_or(0);
+        let orphaned_buys = journal.cancel_orphaned_buys(&mut engine, last_now)?;
+        engine
+            .check_invariants()
+            .map_err(|problem| OpenJournalError::Inconsistent {
+                path: path.into(),
+                problem,
+            })?;
         Ok((
             journal,
             Recovery {
-                engine: replayed.engine,
+                engine,
                 capacity,
-                replayed: replayed.commands,
-                last_now: replayed.last_now,
-                next_client: replayed.next_client,
+                replayed: scan.entries.len() as u64,
+                last_now,
+                next_client: last_client + 1,
                 torn: scan.torn,
                 set_aside,
-                orphaned_buys: replayed.orphaned_buys,
+                orphaned_buys,
             },
         ))
     }
 
-    /// Applies the journal's entries to a new engine, then cancels (and journals the
-    /// cancelling of) the resting buys of the previous market's clients: they are gone with it.
-    fn replay(
+    /// Cancels the resting buys of the previous market's clients (they are gone with it) and
+    /// journals that, so the next replay does not revive them either. Returns how many.
+    fn cancel_orphaned_buys(
         &mut self,
-        capacity: u32,
-        entries: Vec<format::Entry>,
-    ) -> Result<Replayed, OpenJournalError> {
-        let mut engine = Engine::new(capacity);
+        engine: &mut Engine,
+        now: Millis,
+    ) -> Result<u64, WriteJournalError> {
         let mut events = Vec::new();
-        let (mut last_now, mut last_client) = (0, 0);
-        let commands = entries.len() as u64;
-        for entry in entries {
-            last_now = last_now.max(entry.now);
-            last_client = last_client.max(client_of(&entry.command).map_or(0, |c| c.0));
-            engine.apply(entry.now, entry.command, &mut events);
-            events.clear();
-        }
-        let mut orphaned_buys = 0;
         for client in engine.clients_with_resting_buys() {
             let command = Command::ClientGone { client };
-            self.stage(last_now, &command);
-            engine.apply(last_now, command, &mut events);
-            orphaned_buys += events.len() as u64;
-            events.clear();
+            self.stage(now, &command);
+            engine.apply(now, command, &mut events);
         }
-        self.commit().map_err(|e| OpenJournalError::Io {
-            path: e.path,
-            action: e.action,
-            source: e.source,
-        })?;
-        engine
-            .check_invariants()
-            .map_err(|problem| OpenJournalError::Inconsistent {
-                path: self.path.clone(),
-                problem,
-            })?;
-        Ok(Replayed {
-            engine,
-            commands,
-            last_now,
-            next_client: last_client + 1,
-            orphaned_buys,
-        })
+        self.commit()?;
+        Ok(events.len() as u64)
     }
 
     pub fn path(&self) -> &Path {
@@ -305,13 +276,7 @@ impl Journal {
 
 /// Opens (creating if need be) the journal file, checks it is ours, and takes its lock.
 fn open_locked(path: &Path) -> Result<File, OpenJournalError> {
-    let io = |action: &'static str| {
-        move |source| OpenJournalError::Io {
-            path: path.to_path_buf(),
-            action,
-            source,
-        }
-    };
+    let io = |action| io_error(path, action);
     let file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -336,15 +301,36 @@ fn open_locked(path: &Path) -> Result<File, OpenJournalError> {
     }
 }
 
-/// The client a command names, if any.
-fn client_of(command: &Command) -> Option<ClientId> {
-    match command {
-        Command::List { client, .. }
-        | Command::Buy { client, .. }
-        | Command::Cancel { client, .. }
-        | Command::ClientGone { client } => Some(*client),
-        Command::Expire => None,
+/// Maps an I/O error of `action` on the journal at `path`.
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> OpenJournalError {
+    let path = path.to_path_buf();
+    move |source| OpenJournalError::Io {
+        path,
+        action,
+        source,
     }
+}
+
+impl From<WriteJournalError> for OpenJournalError {
+    fn from(e: WriteJournalError) -> Self {
+        OpenJournalError::Io {
+            path: e.path,
+            action: e.action,
+            source: e.source,
+        }
+    }
+}
+
+/// The engine that `entries` build, from an empty store of `capacity` books: the replay that
+/// the market, `bookstore journal`, the fuzz target and the chaos test all rely on.
+pub fn replay(capacity: u32, entries: &[format::Entry]) -> Engine {
+    let mut engine = Engine::new(capacity);
+    let mut events = Vec::new();
+    for entry in entries {
+        engine.apply(entry.now, entry.command.clone(), &mut events);
+        events.clear();
+    }
+    engine
 }
 
 /// Renames `path` to `path.UNIXTIME.old` (or `.UNIXTIME.N.old` if that exists) and returns it.
