@@ -78,19 +78,24 @@ impl Drop for StoreGuard<'_> {
     }
 }
 
+/// The store's geometry, if `capacity` and `slots` are in range.
+pub fn checked_geometry(capacity: u32, slots: u32) -> Result<Geometry, StartError> {
+    if capacity == 0 || capacity > MAX_CAPACITY {
+        return Err(StartError::Capacity(capacity));
+    }
+    if slots == 0 || slots > MAX_SLOTS {
+        return Err(StartError::Slots(slots));
+    }
+    Ok(Geometry {
+        capacity,
+        slot_count: slots,
+    })
+}
+
 /// Creates the store, replacing a stale one (same owner, market dead) but never adopting or
 /// removing a live market's object or another user's.
 pub fn create_store(config: &MarketConfig) -> Result<SharedStore, StartError> {
-    if config.capacity == 0 || config.capacity > MAX_CAPACITY {
-        return Err(StartError::Capacity(config.capacity));
-    }
-    if config.slots == 0 || config.slots > MAX_SLOTS {
-        return Err(StartError::Slots(config.slots));
-    }
-    let geometry = Geometry {
-        capacity: config.capacity,
-        slot_count: config.slots,
-    };
+    let geometry = checked_geometry(config.capacity, config.slots)?;
     let name = &config.name;
     match SharedStore::create(name, geometry, config.mode) {
         Err(shm::CreateError::AlreadyExists(_)) => {}

@@ -1,18 +1,16 @@
 //! `bookstore market`: create the store, serve, remove it on the way out.
 
+use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shm::process::{ProcessHandle, ProcessSignal};
+use shm::process::{ProcessHandle, ProcessId, ProcessSignal};
 use shm::ShmName;
-
-use std::path::Path;
 
 use super::{Exit, MarketArgs};
 use crate::journal::{self, Journal, OpenJournalError, Recovery};
-use crate::layout::{MAX_CAPACITY, MAX_SLOTS};
-use crate::server::{create_store, Market, MarketConfig, StartError, StoreGuard};
+use crate::server::{checked_geometry, create_store, Market, MarketConfig, StartError, StoreGuard};
 use crate::shared::SharedStore;
 
 /// Capacity of a new store when `--capacity` is not given.
@@ -46,12 +44,9 @@ pub fn run(args: MarketArgs) -> Exit {
         return Exit::Usage;
     };
     // Every value is checked before anything (journal or store) is touched.
-    if let Some(c) = args.capacity.filter(|&c| c == 0 || c > MAX_CAPACITY) {
-        eprintln!("bookstore market: {}", StartError::Capacity(c));
-        return Exit::Usage;
-    }
-    if args.slots == 0 || args.slots > MAX_SLOTS {
-        eprintln!("bookstore market: {}", StartError::Slots(args.slots));
+    // (A journal's own capacity is checked when it is read.)
+    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.slots) {
+        eprintln!("bookstore market: {e}");
         return Exit::Usage;
     }
     let (journal, recovery) = match Journal::open(
@@ -180,29 +175,26 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
     }
 }
 
+/// The live market serving `name` (a pidfd on it), or why there is none.
+fn live_market(name: &ShmName) -> Result<(ProcessId, ProcessHandle), String> {
+    let store = SharedStore::open(name, false, shm::effective_uid()).map_err(|e| e.to_string())?;
+    let id = store.header().market_process();
+    let market = ProcessHandle::open(id)
+        .map_err(|e| format!("the market of {name} is not running ({e})"))?;
+    Ok((id, market))
+}
+
 /// The pid of the live market serving `name`, if there is one.
 fn running_market(name: &ShmName) -> Option<u32> {
-    let store = SharedStore::open(name, false, shm::effective_uid()).ok()?;
-    let h = store.header();
-    let id = h.market_process();
-    ProcessHandle::open(id).ok().map(|_| id.pid)
+    live_market(name).ok().map(|(id, _)| id.pid)
 }
 
 /// Sends SIGTERM to the market of `name` through a pidfd and waits for it to exit.
 fn stop(name: &ShmName) -> Exit {
-    let store = match SharedStore::open(name, false, shm::effective_uid()) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("bookstore market --stop: {e}");
-            return Exit::NoMarket;
-        }
-    };
-    let h = store.header();
-    let id = h.market_process();
-    let market = match ProcessHandle::open(id) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("bookstore market --stop: the market of {name} is not running ({e})");
+    let (id, market) = match live_market(name) {
+        Ok(found) => found,
+        Err(why) => {
+            eprintln!("bookstore market --stop: {why}");
             return Exit::NoMarket;
         }
     };
