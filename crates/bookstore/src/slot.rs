@@ -112,7 +112,9 @@ impl SlotControl {
         self.client_id.store(client, Relaxed);
     }
 
+    /// The id the market gave the slot's client, as last seen (for `inspect`).
     pub fn client_id(&self) -> u64 {
+        // Relaxed: informational; nothing read after it depends on it.
         self.client_id.load(Relaxed)
     }
 

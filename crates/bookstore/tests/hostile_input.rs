@@ -170,11 +170,7 @@ fn random_bytes_written_into_the_live_object_do_not_crash_the_market_or_change_t
     let before = market.assert_balanced();
     // A client that stays attached while its slot is scribbled on.
     let mut idle = market.spawn_client_with_stdin("seller");
-    assert!(eventually(Duration::from_secs(2), || {
-        market.inspect()["clients"]
-            .as_array()
-            .is_some_and(|c| !c.is_empty())
-    }));
+    assert!(eventually(Duration::from_secs(2), || market.slots_in_use() > 0));
 
     let geometry = Geometry {
         capacity: 50,
@@ -249,11 +245,7 @@ fn random_bytes_written_into_the_live_object_do_not_crash_the_market_or_change_t
 fn a_full_slot_table_is_a_clear_error_or_a_wait_with_wait() {
     let market = Market::start("slots-full", &["--slots", "1"]);
     let mut holder = market.spawn_client_with_stdin("seller");
-    assert!(eventually(Duration::from_secs(2), || {
-        market.inspect()["clients"]
-            .as_array()
-            .is_some_and(|c| c.len() == 1)
-    }));
+    assert!(eventually(Duration::from_secs(2), || market.slots_in_use() == 1));
     let out = market.client("seller", &["--wait", "0", "sell", "Dune", "--price", "1"]);
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(
@@ -381,11 +373,7 @@ fn a_slot_claimed_by_a_dead_or_reused_pid_is_freed() {
             )
             .unwrap();
     }
-    let freed = eventually(Duration::from_secs(2), || {
-        market.inspect()["clients"]
-            .as_array()
-            .is_some_and(|c| c.is_empty())
-    });
+    let freed = eventually(Duration::from_secs(2), || market.slots_in_use() == 0);
     assert!(
         freed,
         "claimed slots freed: {:#}",

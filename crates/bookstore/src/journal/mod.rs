@@ -39,10 +39,14 @@ pub fn default_path(name: &shm::ShmName) -> Option<PathBuf> {
         Some(state) => PathBuf::from(state),
         None => PathBuf::from(std::env::var_os("HOME")?).join(".local/state"),
     };
-    Some(
-        base.join("bookstore")
-            .join(format!("{}.journal", &name.as_str()[1..])),
-    )
+    Some(path_in(&base, name))
+}
+
+/// The journal of store `name` under the state directory `state_home`.
+pub fn path_in(state_home: &Path, name: &shm::ShmName) -> PathBuf {
+    state_home
+        .join("bookstore")
+        .join(format!("{}.journal", &name.as_str()[1..]))
 }
 
 /// Why the journal could not be opened and replayed. Nothing on disk was changed unless said.

@@ -32,9 +32,8 @@ pub fn state_home() -> PathBuf {
 
 /// Where a market started by a test keeps the journal of store `name`.
 pub fn journal_path(name: &str) -> PathBuf {
-    state_home()
-        .join("bookstore")
-        .join(format!("{}.journal", &name[1..]))
+    let name = shm::ShmName::new(name).expect("a valid store name");
+    bookstore::journal::path_in(&state_home(), &name)
 }
 
 pub fn bookstore(args: &[&str]) -> Command {
@@ -148,6 +147,14 @@ impl Market {
         let out = run(&["inspect", "--name", &self.name, "--json"]);
         assert_eq!(code(&out), 0, "inspect failed: {}", stderr(&out));
         self.json_of(&out)
+    }
+
+    /// How many slots are not free (attached, claimed or leaving), as `inspect` sees them.
+    pub fn slots_in_use(&self) -> usize {
+        self.inspect()["clients"]
+            .as_array()
+            .expect("inspect lists clients")
+            .len()
     }
 
     /// The market's published totals balance: listed = sold + on the shelf.
