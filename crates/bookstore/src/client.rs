@@ -2,15 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use market::RequestId;
+use engine::RequestId;
 use shm::process::{ProcessHandle, ProcessId};
 use shm::ShmName;
 
 use crate::layout::{StoreState, RING_CAPACITY};
-use crate::ring::{Consumer, Producer, RingError};
 use crate::shared::{OpenStoreError, SharedStore};
-use crate::sync::Ordering::{Acquire, Release};
 use crate::wire::{BadReply, Reply, Request};
+use bookstore_ipc::ring::{Consumer, Producer, RingError};
+use bookstore_ipc::sync::Ordering::{Acquire, Release};
 
 /// How often a waiting client checks that its market is still alive.
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
@@ -203,13 +203,13 @@ impl<'s> Client<'s> {
 
     /// Sends a message exactly as given, valid or not, and rings the market. For tests and
     /// fuzzing of the market's validation: a real client sends [`Request`]s.
-    pub fn send_raw(&mut self, message: &crate::ring::Message) -> Result<(), ClientError> {
+    pub fn send_raw(&mut self, message: &bookstore_ipc::ring::Message) -> Result<(), ClientError> {
         self.push_raw(message)?;
         self.flush();
         Ok(())
     }
 
-    fn push_raw(&mut self, message: &crate::ring::Message) -> Result<(), ClientError> {
+    fn push_raw(&mut self, message: &bookstore_ipc::ring::Message) -> Result<(), ClientError> {
         let mut waited = 0u32;
         loop {
             match self.requests.try_push(message) {

@@ -2,8 +2,8 @@
 //! libFuzzer's inputs, and `tests/fuzz_corpora.rs` replays the saved corpora through them in
 //! every test run. Each panics (so the fuzzer reports a crash) if a property fails.
 
-use crate::ring::{Message, MESSAGE_WORDS};
 use crate::wire::{Reply, Request};
+use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
 
 /// Bytes as a ring message: 16 little-endian words, zero-padded.
 fn message(data: &[u8]) -> Message {

@@ -20,9 +20,9 @@
 
 use std::mem::{align_of, size_of};
 
-use crate::doorbell::Doorbell;
-use crate::ring::{CacheLine, Ring, MESSAGE_WORDS};
-use crate::sync::{AtomicU32, AtomicU64};
+use bookstore_ipc::doorbell::Doorbell;
+use bookstore_ipc::ring::{CacheLine, Ring, MESSAGE_WORDS};
+use bookstore_ipc::sync::{AtomicU32, AtomicU64};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
@@ -32,7 +32,7 @@ pub const RING_CAPACITY: usize = 64;
 /// Trades kept in the published view's recent-trades ring.
 pub const RECENT_TRADES: usize = 32;
 pub const MAX_SLOTS: u32 = 1024;
-pub const MAX_CAPACITY: u32 = 100_000;
+pub use engine::MAX_CAPACITY;
 const PAGE: usize = 4096;
 
 pub type MessageRing = Ring<RING_CAPACITY>;
@@ -80,12 +80,12 @@ pub struct Header {
     pub doorbell: Doorbell,
 }
 
-pub use crate::slot::{slot_state, SlotControl};
+pub use bookstore_ipc::slot::{slot_state, SlotControl};
 
 impl Header {
     /// The market's identity and readiness words, with their handshake.
-    pub fn identity(&self) -> crate::slot::MarketIdentity<'_> {
-        crate::slot::MarketIdentity {
+    pub fn identity(&self) -> bookstore_ipc::slot::MarketIdentity<'_> {
+        bookstore_ipc::slot::MarketIdentity {
             state: &self.state,
             pid: &self.market_pid,
             start_time: &self.market_start_time,
@@ -212,7 +212,7 @@ pub enum HeaderError {
 /// Checks every header field against the layout before any offset in it is trusted, and
 /// returns the geometry the rest of the object has.
 pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, HeaderError> {
-    use crate::sync::Ordering::Acquire;
+    use bookstore_ipc::sync::Ordering::Acquire;
     // Acquire on `state` first: the market writes the identity line before it releases Ready.
     let state = header.state.load(Acquire);
     let magic = header.magic.load(Acquire);
@@ -277,8 +277,8 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
 /// Titles in cells: the byte length in one word, the bytes packed little-endian into the
 /// following words.
 pub mod title_words {
-    use crate::sync::{AtomicU64, Ordering::Relaxed};
-    use market::MAX_TITLE_BYTES;
+    use bookstore_ipc::sync::{AtomicU64, Ordering::Relaxed};
+    use engine::MAX_TITLE_BYTES;
 
     pub const WORDS: usize = MAX_TITLE_BYTES.div_ceil(8);
 

@@ -1,37 +1,25 @@
 //! bookstore: a single-writer book market over one POSIX shared-memory object.
 //!
-//! Layers, bottom up (see ARCHITECTURE.md):
-//! - [`sync`], [`ring`], [`doorbell`], [`slot`]: the lock-free building blocks and handshakes
-//!   (model-checked with loom);
+//! This crate is the store's API. Below it: `shm` (the OS), `engine` (the rules),
+//! `bookstore_ipc` (rings, doorbells, slots) and `bookstore_journal` (the command log). Above
+//! it: the `bookstore` command (`crates/cli`). Here, bottom up:
 //! - [`layout`], [`shared`], [`view`], [`wire`]: the object's bytes, the published view and the
 //!   messages, all validated on read;
-//! - [`journal`]: the market's append-only command log, replayed on start;
-//! - [`server`], [`client`]: the market's event loop and the client API;
-//! - [`cli`]: the `bookstore` command's subcommands, thin over the above.
+//! - [`journal`]: the journal crate, plus where a store's journal lives;
+//! - [`server`], [`client`], [`trading`]: the market's event loop, the client API, and whole
+//!   orders on top of it.
+//!
+//! Architecture invariant: this crate knows no command line, exit code or terminal. It prints
+//! nothing for users (diagnostics go to `tracing`); it returns typed outcomes and events, and
+//! the CLI decides what to say.
 
-pub mod doorbell;
-pub mod ring;
-pub mod slot;
-pub mod sync;
-
-#[cfg(not(loom))]
-pub mod cli;
-#[cfg(not(loom))]
 pub mod client;
-#[cfg(not(loom))]
 #[doc(hidden)]
 pub mod fuzzing;
-#[cfg(not(loom))]
 pub mod journal;
-#[cfg(not(loom))]
 pub mod layout;
-#[cfg(not(loom))]
 pub mod server;
-#[cfg(not(loom))]
 pub mod shared;
-#[cfg(not(loom))]
 pub mod trading;
-#[cfg(not(loom))]
 pub mod view;
-#[cfg(not(loom))]
 pub mod wire;

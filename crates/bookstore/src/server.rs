@@ -7,17 +7,17 @@ use std::io::Write;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use market::{ClientId, Command, Engine, Event, Trade};
+use engine::{ClientId, Command, Engine, Event, Trade};
 use shm::process::{ProcessError, ProcessHandle, ProcessId};
 use shm::{Mode, ShmName};
 
 use crate::journal::{Durability, Journal, Recovery, WriteJournalError};
 use crate::layout::{slot_state, Geometry, StoreState, MAX_CAPACITY, MAX_SLOTS};
-use crate::ring::{Consumer, Producer, RingError};
 use crate::shared::{OpenStoreError, SharedStore};
-use crate::sync::Ordering::{Acquire, Relaxed};
 use crate::view::{Counters, Publisher};
 use crate::wire::{Reply, Request};
+use bookstore_ipc::ring::{Consumer, Producer, RingError};
+use bookstore_ipc::sync::Ordering::{Acquire, Relaxed};
 
 /// How the market runs.
 #[derive(Debug, Clone)]
@@ -175,7 +175,7 @@ struct Attached<'s> {
     requests: Consumer<'s, { crate::layout::RING_CAPACITY }>,
     events: Producer<'s, { crate::layout::RING_CAPACITY }>,
     /// Replies that did not fit in the event ring yet, oldest first.
-    backlog: VecDeque<crate::ring::Message>,
+    backlog: VecDeque<bookstore_ipc::ring::Message>,
     /// Set when the client broke the protocol: we stop reading its slot and release it once
     /// its process is gone.
     quarantined: bool,
@@ -374,7 +374,7 @@ impl<'s> Market<'s> {
         taken > 0
     }
 
-    fn handle(&mut self, index: u32, client: ClientId, message: &crate::ring::Message) {
+    fn handle(&mut self, index: u32, client: ClientId, message: &bookstore_ipc::ring::Message) {
         let request = match Request::decode(message) {
             Ok(r) => r,
             Err(error) => {

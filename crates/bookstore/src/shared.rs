@@ -1,4 +1,9 @@
-//! The store's shared object, mapped and typed. The only module of this crate with `unsafe`.
+//! The store's shared object, mapped and typed.
+//!
+//! `unsafe` is allowed here (the crate's only module with it) to turn offsets of the mapping
+//! into typed references: `at` and the header image below. Every type so viewed is made of
+//! atomics only (see `AtomicsOnly`), which is what makes the references sound.
+#![allow(unsafe_code)]
 
 use std::mem::size_of;
 
@@ -8,7 +13,7 @@ use crate::layout::{
     self, Cell, Geometry, Header, HeaderError, Slot, ViewHeader, CELL_SIZE, HEADER_SIZE,
     LAYOUT_VERSION, MAGIC, RECENT_TRADES, RING_CAPACITY, SLOT_SIZE,
 };
-use crate::sync::Ordering::Relaxed;
+use bookstore_ipc::sync::Ordering::Relaxed;
 
 /// Why a store could not be opened.
 #[derive(Debug, thiserror::Error)]

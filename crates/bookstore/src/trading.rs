@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use market::{BuyTarget, Price, Qty, RejectReason, RequestId, Title};
+use engine::{BuyTarget, Price, Qty, RejectReason, RequestId, Title};
 
 use crate::client::{Client, ClientError};
 use crate::wire::{Malformed, Reply, Request, MAX_TIMEOUT_MS};

@@ -6,12 +6,12 @@
 //! Reader: `s1 = seq` (acquire) · relaxed loads · acquire fence · `s2 = seq`; the snapshot is
 //! good if `s1 == s2` and even. The fences order the data loads between the two reads of `seq`.
 
-use market::{ShelfRow, Stats, Trade};
+use engine::{ShelfRow, Stats, Trade};
 use serde::Serialize;
 
 use crate::layout::{title_words, Cell, RECENT_TRADES};
 use crate::shared::SharedStore;
-use crate::sync::{fence, Ordering::*};
+use bookstore_ipc::sync::{fence, Ordering::*};
 
 /// Totals the market keeps besides the engine's.
 #[derive(Debug, Clone, Copy, Default, Serialize)]

@@ -8,13 +8,13 @@
 //!
 //! Decoding validates every field: a message from another process is untrusted input.
 
-use market::{
+use engine::{
     BuyTarget, ClientId, Event, Price, Qty, RejectReason, RequestId, Title, MAX_PRICE_CENTS,
     MAX_QTY, MAX_TITLE_BYTES,
 };
 
 use crate::layout::title_words;
-use crate::ring::Message;
+use bookstore_ipc::ring::Message;
 
 const LIST: u64 = 1;
 const BUY: u64 = 2;

@@ -6,7 +6,6 @@
 //! cd fuzz && cargo +nightly fuzz run journal_reader -- -max_total_time=300
 //! ```
 //! `cargo test -p bookstore --test fuzz_corpora -- --ignored` rewrites the seed inputs.
-#![cfg(not(loom))]
 
 use std::path::PathBuf;
 
@@ -59,7 +58,7 @@ fn journal_reader_corpus_replays_cleanly() {
 fn write_seed_inputs() {
     use bookstore::journal::format::{encode_record, FileHeader};
     use bookstore::wire::Request;
-    use market::{BuyTarget, ClientId, Command, Price, Qty, RequestId, Title};
+    use engine::{BuyTarget, ClientId, Command, Price, Qty, RequestId, Title};
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
     let write = |target: &str, name: &str, bytes: &[u8]| {

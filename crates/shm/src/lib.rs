@@ -1,11 +1,13 @@
-//! The operating-system layer under bookstore: POSIX shared-memory objects, futexes and
-//! process handles.
+//! The operating-system layer under bookstore: POSIX shared-memory objects, futexes, process
+//! handles and file locks.
 //!
 //! Architecture invariant: this crate knows nothing of books, markets or the segment's layout.
 //! It creates, opens, checks and maps named objects; it waits on and wakes futex words; it
-//! tells whether a process is the same one that was seen before. Every `unsafe` block of the
-//! workspace that touches the OS lives here.
+//! tells whether a process is the same one that was seen before; it locks files. Every system
+//! call of the market's crates goes through here; the only `unsafe` is in [`Segment`]'s
+//! module (the mapping itself), which opts in to it.
 
+pub mod file_lock;
 pub mod futex;
 mod name;
 pub mod process;

@@ -49,9 +49,15 @@ impl ShmName {
         &self.0
     }
 
+    /// The name without its leading slash: the object's file name under `/dev/shm`, and a
+    /// safe file name anywhere else (it holds no other slash).
+    pub fn file_name(&self) -> &str {
+        &self.as_str()[1..]
+    }
+
     /// Where Linux shows the object: `/dev/shm` plus the name.
     pub fn dev_shm_path(&self) -> std::path::PathBuf {
-        std::path::Path::new("/dev/shm").join(&self.0[1..])
+        std::path::Path::new("/dev/shm").join(self.file_name())
     }
 }
 

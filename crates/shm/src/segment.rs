@@ -1,4 +1,9 @@
 //! Named POSIX shared-memory objects, mapped into this process.
+//!
+//! `unsafe` is allowed here, and only here among the market's OS wrappers: `mmap` and
+//! `munmap` hand out and take back raw memory, and the mapping is read by raw pointer (typed
+//! views in `bookstore::shared`, volatile byte copies for dumps). Each block says why it holds.
+#![allow(unsafe_code)]
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};

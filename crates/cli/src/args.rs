@@ -1,0 +1,311 @@
+//! The `bookstore` command line: subcommands, their options, and the parsers that turn each
+//! value into the library's validated types (naming the field when one is wrong).
+
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use engine::{Price, Qty, Title};
+use shm::{Mode, ShmName};
+
+use crate::exit::help_table;
+#[derive(Parser, Debug)]
+#[command(
+    name = "bookstore",
+    version,
+    about = "A book market over POSIX shared memory: one market process, any number of sellers and buyers",
+    after_help = help_table(),
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the store and serve sellers and buyers until SIGINT/SIGTERM.
+    #[command(after_help = help_table())]
+    Market(MarketArgs),
+    /// List books for sale (one command, or line by line from stdin).
+    #[command(after_help = help_table())]
+    Seller(SellerArgs),
+    /// Buy books (one command, or line by line from stdin).
+    #[command(after_help = help_table())]
+    Buyer(BuyerArgs),
+    /// Decode the store's shared object without attaching as a client.
+    #[command(after_help = help_table())]
+    Inspect(InspectArgs),
+    /// Read a market's journal: its records, a torn tail, and the books it replays to.
+    #[command(after_help = help_table())]
+    Journal(JournalArgs),
+    /// Run a market, two sellers and two buyers as separate processes, and check the books.
+    #[command(after_help = help_table())]
+    Demo(DemoArgs),
+    /// Measure round-trip latency and throughput against same-machine baselines.
+    #[command(after_help = help_table())]
+    Bench(BenchArgs),
+    /// Internal: the peer process of a bench baseline.
+    #[command(hide = true)]
+    BenchPeer(crate::bench::PeerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StoreName {
+    /// The store's shared-memory object name (shows as /dev/shm/NAME without the slash).
+    #[arg(long, env = "BOOKSTORE_NAME", default_value = "/bookstore", value_parser = parse_name)]
+    pub name: ShmName,
+}
+
+#[derive(Args, Debug)]
+pub struct MarketArgs {
+    #[command(flatten)]
+    pub store: StoreName,
+    /// Most books the store holds at once [default: the journal's, or 100 for a new store].
+    #[arg(long, allow_negative_numbers = true)]
+    pub capacity: Option<u32>,
+    /// Client slots: how many sellers and buyers can be attached at once.
+    #[arg(long, default_value_t = 64)]
+    pub slots: u32,
+    /// Permission bits of the object (octal). 0666 lets any local user read and corrupt the store.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    pub mode: Mode,
+    /// Microseconds to spin looking for work before parking (0: park at once; large: a dedicated core).
+    #[arg(long, default_value_t = 50)]
+    pub spin_us: u64,
+    /// Do not print a line per trade and per client.
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Stop the market running on this name (SIGTERM through a pidfd) and wait for it to exit.
+    #[arg(long)]
+    pub stop: bool,
+    /// The journal file [default: $XDG_STATE_HOME/bookstore/NAME.journal, or ~/.local/state/…].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<std::path::PathBuf>,
+    /// When the journal reaches the disk: `batch` fsyncs once per loop pass, before replies.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub durability: DurabilityArg,
+    /// Start with an empty store: the old journal is renamed aside (PATH.UNIXTIME.old), not deleted.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// `--durability`: when the journal reaches the disk (the journal's own `Durability`, as a
+/// command-line value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// Written once per batch, never fsynced: survives the market's crash, not the machine's.
+    None,
+    /// Written and fsynced once per batch, before the batch's replies are visible.
+    Batch,
+    /// Written and fsynced after every command: slowest, for comparison.
+    Always,
+}
+
+impl From<DurabilityArg> for bookstore::journal::Durability {
+    fn from(arg: DurabilityArg) -> Self {
+        match arg {
+            DurabilityArg::None => Self::None,
+            DurabilityArg::Batch => Self::Batch,
+            DurabilityArg::Always => Self::Always,
+        }
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    #[command(flatten)]
+    pub store: StoreName,
+    /// Seconds to wait for a market to come up before giving up.
+    #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub wait: Duration,
+    /// Microseconds to spin for a reply before parking.
+    #[arg(long, default_value_t = 50)]
+    pub spin_us: u64,
+    /// Print only errors.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct SellerArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub action: Option<SellerAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SellerAction {
+    /// List copies of a title at a price; waits while the store is full.
+    Sell {
+        #[arg(value_parser = parse_title)]
+        title: Title,
+        /// Price per copy, e.g. 12.50.
+        #[arg(long, value_parser = parse_price, allow_negative_numbers = true)]
+        price: Price,
+        #[arg(long, default_value = "1", value_parser = parse_qty, allow_negative_numbers = true)]
+        qty: Qty,
+        /// Seconds to keep retrying while the store is full.
+        #[arg(long, default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct BuyerArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    #[command(subcommand)]
+    pub action: Option<BuyerAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BuyerAction {
+    /// Buy copies of a title (or of any title with --any) at up to a price.
+    Buy {
+        #[arg(value_parser = parse_title, required_unless_present = "any", conflicts_with = "any")]
+        title: Option<Title>,
+        /// Buy the cheapest copies of any title.
+        #[arg(long)]
+        any: bool,
+        /// Highest price per copy, e.g. 10 or 9.99.
+        #[arg(long, value_parser = parse_price, allow_negative_numbers = true)]
+        max_price: Price,
+        #[arg(long, default_value = "1", value_parser = parse_qty, allow_negative_numbers = true)]
+        qty: Qty,
+        /// Seconds to wait for copies to be listed before giving up on the rest.
+        #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
+        timeout: Duration,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    #[command(flatten)]
+    pub store: StoreName,
+    /// Print one JSON object.
+    #[arg(long, conflicts_with = "hex")]
+    pub json: bool,
+    /// Print an xxd-style dump of the raw bytes, regions labelled.
+    #[arg(long)]
+    pub hex: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct JournalArgs {
+    #[command(flatten)]
+    pub store: StoreName,
+    /// The journal file [default: the market's default for --name].
+    #[arg(long, value_name = "PATH")]
+    pub journal: Option<std::path::PathBuf>,
+    /// Print one JSON object.
+    #[arg(long, conflicts_with = "records")]
+    pub json: bool,
+    /// Print every record (offset, market clock, command) before the summary.
+    #[arg(long)]
+    pub records: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Seller processes.
+    #[arg(long, default_value_t = 2)]
+    pub sellers: u32,
+    /// Buyer processes.
+    #[arg(long, default_value_t = 2)]
+    pub buyers: u32,
+    /// Books each seller lists (one listing per book).
+    #[arg(long, default_value_t = 10_000)]
+    pub books: u32,
+    /// The store's capacity (small, so sellers meet a full store).
+    #[arg(long, default_value_t = 100)]
+    pub capacity: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Round trips measured per latency row.
+    #[arg(long, default_value_t = 100_000)]
+    pub round_trips: u32,
+    /// Orders sent by the seller and by the buyer in the throughput run.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders: u32,
+}
+
+pub fn parse_name(s: &str) -> Result<ShmName, String> {
+    ShmName::new(s).map_err(|e| format!("name: {e}"))
+}
+
+pub fn parse_mode(s: &str) -> Result<Mode, String> {
+    s.parse::<Mode>().map_err(|e| format!("mode: {e}"))
+}
+
+pub fn parse_title(s: &str) -> Result<Title, String> {
+    Title::new(s).map_err(|e| e.to_string())
+}
+
+pub fn parse_qty(s: &str) -> Result<Qty, String> {
+    let n: u64 = s
+        .parse()
+        .map_err(|_| format!("qty: {s:?} is not a whole number of copies"))?;
+    Qty::new(n).map_err(|e| e.to_string())
+}
+
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("{s} seconds is outside 0..=86400"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Parses an amount such as `12`, `12.5` or `12.50` into cents: digits, at most two decimals.
+pub fn parse_price(s: &str) -> Result<Price, String> {
+    let bad = || {
+        format!("price: {s:?} is not an amount like 12.50 (digits, at most 2 decimals, no sign)")
+    };
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && frac.is_empty()) || !digits(whole) || !digits(frac) || frac.len() > 2 {
+        return Err(bad());
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().map_err(|_| bad())?
+    };
+    let frac: u64 = format!("{frac:0<2}").parse().map_err(|_| bad())?;
+    let cents = whole
+        .checked_mul(100)
+        .and_then(|c| c.checked_add(frac))
+        .ok_or_else(bad)?;
+    Price::from_cents(cents).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_parse_to_cents_and_bad_ones_name_the_field() {
+        assert_eq!(parse_price("12.50").unwrap().cents(), 1250);
+        assert_eq!(parse_price("12.5").unwrap().cents(), 1250);
+        assert_eq!(parse_price("9").unwrap().cents(), 900);
+        assert_eq!(parse_price(".99").unwrap().cents(), 99);
+        for bad in ["-1", "1.234", "abc", "", ".", "1e3", "99999999999999999999"] {
+            assert!(parse_price(bad).unwrap_err().starts_with("price:"), "{bad}");
+        }
+        assert!(parse_price("0").unwrap_err().starts_with("price:"));
+        assert!(parse_price("1000000.01").unwrap_err().starts_with("price:"));
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

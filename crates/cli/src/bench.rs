@@ -1,0 +1,595 @@
+//! `bookstore bench`: round-trip latency and throughput, each figure next to baselines measured
+//! by the same harness in the same run (the machine is shared and noisy; ratios travel better
+//! than absolute times).
+//!
+//! Every latency row times one round trip per sample with `Instant::now()` on both sides of it,
+//! so the clock's own cost (~20-40 ns through the vDSO) is in every row alike.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use engine::{BuyTarget, ClientId, Command as EngineCommand, Engine, Price, Qty, RequestId, Title};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use shm::{Mode, Segment, ShmName};
+
+use crate::args::BenchArgs;
+use crate::exit::Exit;
+use crate::scratch::ScratchJournal;
+use bookstore::client::{open_store, Client};
+use bookstore::wire::{Reply, Request};
+
+const WARMUP: u32 = 2_000;
+/// Requests a throughput peer keeps in flight.
+const WINDOW: usize = 48;
+
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    #[arg(value_enum)]
+    kind: PeerKind,
+    #[arg(long, value_parser = crate::args::parse_name)]
+    name: Option<ShmName>,
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PeerKind {
+    /// Spin on a shared cache line, answering each ping.
+    Floor,
+    /// Echo bytes from stdin to stdout.
+    Pipe,
+    /// Echo bytes on the socket passed as fd 0.
+    Uds,
+    /// List `count` books, pipelined.
+    Seller,
+    /// Buy `count` books, pipelined.
+    Buyer,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Percentiles {
+    p50: u64,
+    p99: u64,
+    p999: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        Self {
+            p50: h.value_at_quantile(0.5),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Report {
+    machine: String,
+    round_trips: u32,
+    floor_rtt_ns: Percentiles,
+    pipe_rtt_ns: Percentiles,
+    uds_rtt_ns: Percentiles,
+    market_spin_rtt_ns: Percentiles,
+    market_park_rtt_ns: Percentiles,
+    orders_per_sec: f64,
+    orders_per_sec_fsync: f64,
+    engine_ops_per_sec: f64,
+}
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds")
+}
+
+/// Runs `round_trip` `n` times after a warm-up, timing each.
+fn time_round_trips(
+    n: u32,
+    mut round_trip: impl FnMut() -> BenchResult<()>,
+) -> BenchResult<Percentiles> {
+    let mut h = histogram();
+    for i in 0..WARMUP + n {
+        let t = Instant::now();
+        round_trip()?;
+        let ns = t.elapsed().as_nanos() as u64;
+        if i >= WARMUP {
+            h.record(ns.max(1))?;
+        }
+    }
+    Ok(Percentiles::of(&h))
+}
+
+fn unique_name(what: &str) -> ShmName {
+    ShmName::new(&format!("/bookstore-bench-{}-{what}", std::process::id())).expect("valid name")
+}
+
+fn peer_command(kind: &str) -> BenchResult<Command> {
+    let mut c = Command::new(std::env::current_exe()?);
+    c.args(["bench-peer", kind]);
+    Ok(c)
+}
+
+/// Kills and reaps a child on every way out.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn floor(n: u32) -> BenchResult<Percentiles> {
+    let name = unique_name("floor");
+    let segment = Segment::create(&name, 4096, Mode::OWNER_ONLY)?;
+    let result = (|| {
+        let word = segment.atomic_u64(0);
+        let _peer = Reaped(
+            peer_command("floor")?
+                .args([
+                    "--name",
+                    name.as_str(),
+                    "--count",
+                    &(WARMUP + n).to_string(),
+                ])
+                .spawn()?,
+        );
+        let mut value = 0u64;
+        time_round_trips(n, || {
+            // Release/acquire: the ping publishes nothing but itself; the pair keeps the
+            // measurement honest (the same orderings a real message would need).
+            word.store(value + 1, Ordering::Release);
+            while word.load(Ordering::Acquire) != value + 2 {
+                std::hint::spin_loop();
+            }
+            value += 2;
+            Ok(())
+        })
+    })();
+    let _ = shm::unlink(&name);
+    result
+}
+
+fn echo_over(stream: &mut (impl Read + Write), n: u32) -> BenchResult<Percentiles> {
+    let mut byte = [0u8; 1];
+    time_round_trips(n, || {
+        stream.write_all(&[7])?;
+        stream.read_exact(&mut byte)?;
+        Ok(())
+    })
+}
+
+fn pipe(n: u32) -> BenchResult<Percentiles> {
+    let mut child = Reaped(
+        peer_command("pipe")?
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?,
+    );
+    let stdin = child.0.stdin.take().expect("piped");
+    let stdout = child.0.stdout.take().expect("piped");
+    struct Duplex(std::process::ChildStdin, std::process::ChildStdout);
+    impl Read for Duplex {
+        fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+            self.1.read(b)
+        }
+    }
+    impl Write for Duplex {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.write(b)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.0.flush()
+        }
+    }
+    echo_over(&mut Duplex(stdin, stdout), n)
+}
+
+fn uds(n: u32) -> BenchResult<Percentiles> {
+    let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
+    let theirs: OwnedFd = theirs.into();
+    let _child = Reaped(peer_command("uds")?.stdin(Stdio::from(theirs)).spawn()?);
+    echo_over(&mut ours, n)
+}
+
+/// A market for one measurement, with a journal in the temp directory removed afterwards.
+struct BenchMarket {
+    process: Reaped,
+    _journal: ScratchJournal,
+}
+
+fn start_market(name: &ShmName, spin_us: u64, durability: &str) -> BenchResult<BenchMarket> {
+    let journal = ScratchJournal::for_store(name)?;
+    let market = Command::new(std::env::current_exe()?)
+        .args([
+            "market",
+            "--name",
+            name.as_str(),
+            "--quiet",
+            "--capacity",
+            "100000",
+            "--fresh",
+            "--durability",
+            durability,
+            "--journal",
+        ])
+        .arg(journal.arg())
+        .args(["--spin-us", &spin_us.to_string()])
+        .spawn()?;
+    Ok(BenchMarket {
+        process: Reaped(market),
+        _journal: journal,
+    })
+}
+
+fn stop_market(mut market: BenchMarket) -> BenchResult<()> {
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&market.process.0),
+        rustix::process::Signal::TERM,
+    )?;
+    market.process.0.wait()?;
+    Ok(())
+}
+
+/// Buy-that-fills round trips against a market in spin (`spin_us` large) or park (`0`) mode.
+fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Percentiles> {
+    let name = unique_name(if spin_us == 0 { "park" } else { "spin" });
+    // Durability `none`: these rows measure the IPC path, not the disk.
+    let market = start_market(&name, spin_us, "none")?;
+    let result = (|| {
+        let store = open_store(&name, Duration::from_secs(10))?;
+        let mut client = Client::attach(&store, Duration::from_micros(spin_us))?;
+        let title = Title::new("Benchmark")?;
+        let price = Price::from_cents(1000)?;
+        let one = Qty::new(1)?;
+        let mut stocked = 0u32;
+        let mut h = histogram();
+        for i in 0..WARMUP + n {
+            if stocked == 0 {
+                // Untimed: put 1000 copies on the shelf for the next 1000 buys.
+                let request = client.next_request_id();
+                client.send(&Request::List {
+                    request,
+                    title: title.clone(),
+                    price,
+                    qty: Qty::new(1000)?,
+                })?;
+                while !matches!(client.recv(None)?, Some(Reply::Listed { .. })) {}
+                stocked = 1000;
+            }
+            let request = client.next_request_id();
+            let buy = Request::Buy {
+                request,
+                target: BuyTarget::Title(title.clone()),
+                max_price: price,
+                qty: one,
+                timeout_ms: None,
+            };
+            let t = Instant::now();
+            client.send(&buy)?;
+            loop {
+                match client.recv(None)? {
+                    Some(Reply::Filled { .. }) => break,
+                    Some(Reply::Bought { .. }) => {}
+                    other => return Err(format!("unexpected reply {other:?}").into()),
+                }
+            }
+            let ns = t.elapsed().as_nanos() as u64;
+            stocked -= 1;
+            if i >= WARMUP {
+                h.record(ns.max(1))?;
+            }
+        }
+        Ok(Percentiles::of(&h))
+    })();
+    stop_market(market)?;
+    result
+}
+
+/// One seller process and one buyer process, each pipelining `orders` orders, against a
+/// market journaling with `durability`.
+fn end_to_end_orders_per_sec(orders: u32, durability: &str) -> BenchResult<f64> {
+    let name = unique_name("throughput");
+    let market = start_market(&name, 1_000_000, durability)?;
+    let result = (|| {
+        let spawn = |kind: &str| -> BenchResult<Reaped> {
+            Ok(Reaped(
+                peer_command(kind)?
+                    .args(["--name", name.as_str(), "--count", &orders.to_string()])
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()?,
+            ))
+        };
+        let mut peers = [spawn("seller")?, spawn("buyer")?];
+        let mut outputs = Vec::new();
+        for p in &mut peers {
+            let mut out = BufReader::new(p.0.stdout.take().expect("piped"));
+            let mut line = String::new();
+            out.read_line(&mut line)?;
+            if line.trim() != "ready" {
+                return Err(format!("bench peer did not start: {line:?}").into());
+            }
+            outputs.push(out);
+        }
+        // Both attached: start them together.
+        for p in &mut peers {
+            p.0.stdin.take().expect("piped").write_all(b"go\n")?;
+        }
+        let mut slowest = 0f64;
+        for out in &mut outputs {
+            let mut line = String::new();
+            out.read_line(&mut line)?;
+            let secs: f64 = line
+                .trim()
+                .parse()
+                .map_err(|_| format!("bench peer failed: {line:?}"))?;
+            slowest = slowest.max(secs);
+        }
+        Ok(2.0 * f64::from(orders) / slowest)
+    })();
+    stop_market(market)?;
+    result
+}
+
+fn engine_ops_per_sec(pairs: u32) -> BenchResult<f64> {
+    let mut engine = Engine::new(100_000);
+    let title = Title::new("Benchmark")?;
+    let price = Price::from_cents(1000)?;
+    let one = Qty::new(1)?;
+    let mut events = Vec::with_capacity(8);
+    let t = Instant::now();
+    for i in 0..u64::from(pairs) {
+        let list = EngineCommand::List {
+            client: ClientId(1),
+            request: RequestId(i),
+            title: title.clone(),
+            price,
+            qty: one,
+        };
+        engine.apply(i, list, &mut events);
+        let buy = EngineCommand::Buy {
+            client: ClientId(2),
+            request: RequestId(i),
+            target: BuyTarget::Any,
+            max_price: price,
+            qty: one,
+            deadline: None,
+        };
+        engine.apply(i, buy, &mut events);
+        events.clear();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    std::hint::black_box(engine.stats());
+    Ok(2.0 * f64::from(pairs) / secs)
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+pub fn run(args: BenchArgs) -> Exit {
+    match bench(&args) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("bookstore bench: {e}");
+            Exit::Error
+        }
+    }
+}
+
+fn bench(args: &BenchArgs) -> BenchResult<()> {
+    let n = args.round_trips;
+    let progress = |what: &str| {
+        if !args.json {
+            eprintln!("measuring {what}…");
+        }
+    };
+    progress("the floor (two processes spinning on one cache line)");
+    let floor_rtt_ns = floor(n)?;
+    progress("pipe ping-pong");
+    let pipe_rtt_ns = pipe(n)?;
+    progress("Unix-socket ping-pong");
+    let uds_rtt_ns = uds(n)?;
+    progress("market round trips, spin mode");
+    let market_spin_rtt_ns = market_rtt(n, 1_000_000)?;
+    progress("market round trips, park mode");
+    let market_park_rtt_ns = market_rtt(n, 0)?;
+    progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
+    let orders_per_sec = end_to_end_orders_per_sec(args.orders, "none")?;
+    progress("end-to-end orders/s, journal fsynced once per batch (the default)");
+    let orders_per_sec_fsync = end_to_end_orders_per_sec(args.orders, "batch")?;
+    progress("the engine alone");
+    let engine_ops_per_sec = engine_ops_per_sec(args.orders)?;
+    let report = Report {
+        machine: machine(),
+        round_trips: n,
+        floor_rtt_ns,
+        pipe_rtt_ns,
+        uds_rtt_ns,
+        market_spin_rtt_ns,
+        market_park_rtt_ns,
+        orders_per_sec,
+        orders_per_sec_fsync,
+        engine_ops_per_sec,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", table(&report));
+    }
+    Ok(())
+}
+
+fn table(r: &Report) -> String {
+    let base = r.floor_rtt_ns.p50.max(1) as f64;
+    let mut s = format!(
+        "machine: {}; {} round trips per row\n\n",
+        r.machine, r.round_trips
+    );
+    s += &format!(
+        "{:<40} {:>10} {:>10} {:>10} {:>11}\n",
+        "round trip (ns)", "p50", "p99", "p99.9", "p50/floor"
+    );
+    for (label, p) in [
+        ("floor: shared cache line, both spinning", r.floor_rtt_ns),
+        ("pipe ping-pong", r.pipe_rtt_ns),
+        ("Unix-socket ping-pong", r.uds_rtt_ns),
+        ("market, spin mode (buy that fills)", r.market_spin_rtt_ns),
+        ("market, park mode (buy that fills)", r.market_park_rtt_ns),
+    ] {
+        s += &format!(
+            "{label:<40} {:>10} {:>10} {:>10} {:>10.1}×\n",
+            p.p50,
+            p.p99,
+            p.p999,
+            p.p50 as f64 / base
+        );
+    }
+    s += &format!(
+        "\n{:<40} {:>12.0}\n",
+        "orders/s end to end (1 seller + 1 buyer)", r.orders_per_sec
+    );
+    s += &format!(
+        "{:<40} {:>12.0} ({:.2}× the unsynced rate)\n",
+        "  same, journal fsynced per batch",
+        r.orders_per_sec_fsync,
+        r.orders_per_sec_fsync / r.orders_per_sec
+    );
+    s += &format!(
+        "{:<40} {:>12.0}\n",
+        "engine alone, ops/s", r.engine_ops_per_sec
+    );
+    s += &format!(
+        "{:<40} {:>12.1}%\n",
+        "end to end / engine alone",
+        100.0 * r.orders_per_sec / r.engine_ops_per_sec
+    );
+    s
+}
+
+pub fn peer(args: PeerArgs) -> Exit {
+    match run_peer(&args) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("bookstore bench-peer: {e}");
+            Exit::Error
+        }
+    }
+}
+
+fn run_peer(args: &PeerArgs) -> BenchResult<()> {
+    match args.kind {
+        PeerKind::Floor => {
+            let name = args.name.as_ref().ok_or("--name is required")?;
+            let segment = Segment::open(name, true, shm::effective_uid(), 8)?;
+            let word = segment.atomic_u64(0);
+            let mut expected = 1u64;
+            for _ in 0..args.count {
+                while word.load(Ordering::Acquire) != expected {
+                    std::hint::spin_loop();
+                }
+                word.store(expected + 1, Ordering::Release);
+                expected += 2;
+            }
+            Ok(())
+        }
+        PeerKind::Pipe => {
+            let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+            echo(&mut input, &mut output)
+        }
+        PeerKind::Uds => {
+            let mut socket = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+            let mut reply = socket.try_clone()?;
+            echo(&mut socket, &mut reply)
+        }
+        PeerKind::Seller | PeerKind::Buyer => throughput_peer(args),
+    }
+}
+
+fn echo(input: &mut impl Read, output: &mut impl Write) -> BenchResult<()> {
+    let mut byte = [0u8; 1];
+    while input.read(&mut byte)? == 1 {
+        output.write_all(&byte)?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+/// Sends `count` orders with up to WINDOW in flight; prints "ready", waits for "go", then
+/// prints the seconds it took.
+fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
+    let name = args.name.as_ref().ok_or("--name is required")?;
+    let store = open_store(name, Duration::from_secs(10))?;
+    let mut client = Client::attach(&store, Duration::from_micros(50))?;
+    let seller = matches!(args.kind, PeerKind::Seller);
+    let title = Title::new("Benchmark")?;
+    let price = Price::from_cents(1000)?;
+    let one = Qty::new(1)?;
+    let order = |request| {
+        if seller {
+            Request::List {
+                request,
+                title: title.clone(),
+                price,
+                qty: one,
+            }
+        } else {
+            Request::Buy {
+                request,
+                target: BuyTarget::Any,
+                max_price: price,
+                qty: one,
+                timeout_ms: None,
+            }
+        }
+    };
+    println!("ready");
+    std::io::stdout().flush()?;
+    let mut go = String::new();
+    std::io::stdin().read_line(&mut go)?;
+    let t = Instant::now();
+    // `in_flight`: sent and not yet answered with a final reply. A refused listing (store full)
+    // is simply sent again by the next pass.
+    let (mut done, mut in_flight) = (0u64, 0u64);
+    while done < args.count {
+        let mut pushed = false;
+        while in_flight < WINDOW as u64 && done + in_flight < args.count {
+            let request = client.next_request_id();
+            client.push(&order(request))?;
+            in_flight += 1;
+            pushed = true;
+        }
+        if pushed {
+            client.flush();
+        }
+        match client.recv(Some(Instant::now() + Duration::from_secs(30)))? {
+            Some(Reply::Listed { .. } | Reply::Filled { .. }) => {
+                done += 1;
+                in_flight -= 1;
+            }
+            Some(Reply::Rejected { .. }) => in_flight -= 1,
+            Some(Reply::Bought { .. } | Reply::Sold { .. } | Reply::Rested { .. }) => {}
+            Some(other) => return Err(format!("unexpected reply {other:?}").into()),
+            None => return Err("no reply within 30 s".into()),
+        }
+    }
+    println!("{}", t.elapsed().as_secs_f64());
+    Ok(())
+}

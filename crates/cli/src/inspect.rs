@@ -1,0 +1,350 @@
+//! `bookstore inspect`: read the shared object without attaching; never writes to it.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use shm::process::ProcessHandle;
+
+use crate::args::InspectArgs;
+use crate::exit::Exit;
+use bookstore::layout::{
+    self, slot_state, StoreState, CELL_SIZE, HEADER_SIZE, RECENT_TRADES, SLOT_SIZE,
+    VIEW_HEADER_SIZE,
+};
+use bookstore::shared::SharedStore;
+use bookstore::view::{self, SnapshotRow, SnapshotTrade};
+use std::sync::atomic::Ordering::Acquire;
+
+#[derive(Serialize)]
+struct Report {
+    name: String,
+    path: String,
+    size_bytes: usize,
+    mode: String,
+    owner_uid: u32,
+    layout_version: u32,
+    state: Option<StoreState>,
+    capacity: u32,
+    slots: u32,
+    market_pid: u32,
+    market_running: bool,
+    clients: Vec<ClientInfo>,
+    books_on_shelf: u64,
+    books_listed_total: u64,
+    books_sold_total: u64,
+    trades_total: u64,
+    revenue_cents: u64,
+    resting_buys: u64,
+    requests_total: u64,
+    rejected_total: u64,
+    malformed_total: u64,
+    /// listed = sold + on shelf, as published.
+    balanced: bool,
+    shelf: Vec<SnapshotRow>,
+    recent_trades: Vec<SnapshotTrade>,
+}
+
+#[derive(Serialize)]
+struct ClientInfo {
+    slot: u32,
+    client_id: u64,
+    pid: u32,
+    state: &'static str,
+    requests_in_flight: u32,
+    events_in_flight: u32,
+    parked: bool,
+}
+
+pub fn run(args: InspectArgs) -> Exit {
+    let name = &args.store.name;
+    if args.hex {
+        return hex(name);
+    }
+    let store = match SharedStore::open(name, false, shm::effective_uid()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bookstore inspect: {e}");
+            return match e {
+                bookstore::shared::OpenStoreError::Open(shm::OpenError::NotFound(_)) => {
+                    Exit::NoMarket
+                }
+                _ => Exit::Error,
+            };
+        }
+    };
+    let report = match build(&store) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bookstore inspect: {e}");
+            return Exit::Error;
+        }
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("report serializes")
+        );
+    } else {
+        print!("{}", render(&report));
+    }
+    Exit::Ok
+}
+
+fn build(store: &SharedStore) -> Result<Report, view::SnapshotError> {
+    let h = store.header();
+    let stat = store.segment().stat().ok();
+    let market = h.market_process();
+    let clients = (0..store.slot_count())
+        .filter_map(|i| {
+            let slot = store.slot(i);
+            let (state, pid) = slot.control.observe();
+            (state != slot_state::FREE).then(|| ClientInfo {
+                slot: i,
+                client_id: slot.control.client_id(),
+                pid,
+                state: slot_state::name(state),
+                requests_in_flight: slot.requests.len_hint(),
+                events_in_flight: slot.events.len_hint(),
+                parked: slot.doorbell.is_parked(),
+            })
+        })
+        .collect();
+    let snap = view::snapshot(store)?;
+    let geometry = store.geometry();
+    Ok(Report {
+        name: store.segment().name().to_string(),
+        path: store.segment().name().dev_shm_path().display().to_string(),
+        size_bytes: store.segment().len(),
+        mode: stat.map_or_else(|| "?".into(), |s| s.mode.to_string()),
+        owner_uid: stat.map_or(u32::MAX, |s| s.owner_uid),
+        layout_version: h.version.load(Acquire),
+        state: StoreState::from_raw(h.state.load(Acquire)),
+        capacity: geometry.capacity,
+        slots: geometry.slot_count,
+        market_pid: market.pid,
+        market_running: ProcessHandle::open(market).is_ok(),
+        clients,
+        balanced: snap.books_listed == snap.books_sold + snap.books_on_shelf,
+        books_on_shelf: snap.books_on_shelf,
+        books_listed_total: snap.books_listed,
+        books_sold_total: snap.books_sold,
+        trades_total: snap.trades,
+        revenue_cents: snap.revenue_cents,
+        resting_buys: snap.resting_buys,
+        requests_total: snap.requests,
+        rejected_total: snap.rejected,
+        malformed_total: snap.malformed,
+        shelf: snap.shelf,
+        recent_trades: snap.recent_trades,
+    })
+}
+
+fn money(cents: u64) -> String {
+    format!("{}.{:02}", cents / 100, cents % 100)
+}
+
+fn render(r: &Report) -> String {
+    let mut s = String::new();
+    let state = r.state.map_or("invalid", |st| match st {
+        StoreState::Initialising => "initialising",
+        StoreState::Ready => "ready",
+        StoreState::Closing => "closing",
+    });
+    let _ = writeln!(
+        s,
+        "store {} ({}, {} bytes, mode {}, owner uid {})",
+        r.name, r.path, r.size_bytes, r.mode, r.owner_uid
+    );
+    let _ = writeln!(
+        s,
+        "  layout version {}, state {state}, capacity {} books, {} client slots",
+        r.layout_version, r.capacity, r.slots
+    );
+    if r.market_running {
+        let _ = writeln!(s, "  market pid {} is running", r.market_pid);
+    } else {
+        let _ = writeln!(
+            s,
+            "  market pid {} is NOT running: this object is stale; below is what it last published",
+            r.market_pid
+        );
+    }
+    let _ = writeln!(s, "\nclients ({} attached)", r.clients.len());
+    for c in &r.clients {
+        let _ = writeln!(
+            s,
+            "  slot {:>3}  client {:>5}  pid {:>7}  {:<8} requests queued {:>2}, replies queued {:>2}{}",
+            c.slot, c.client_id, c.pid, c.state, c.requests_in_flight, c.events_in_flight,
+            if c.parked { ", parked" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nshelf ({} books in {} rows)",
+        r.books_on_shelf,
+        r.shelf.len()
+    );
+    if !r.shelf.is_empty() {
+        let _ = writeln!(s, "  {:<40} {:>10} {:>7}", "title", "price", "copies");
+    }
+    for row in &r.shelf {
+        let _ = writeln!(
+            s,
+            "  {:<40} {:>10} {:>7}",
+            row.title,
+            money(row.price_cents),
+            row.qty
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nrecent trades (last {} of {})",
+        r.recent_trades.len(),
+        r.trades_total
+    );
+    for t in &r.recent_trades {
+        let _ = writeln!(
+            s,
+            "  #{:<6} {:>3} × {:<32} at {:>9}  seller {} → buyer {}",
+            t.trade_id,
+            t.qty,
+            format!("{:?}", t.title),
+            money(t.price_cents),
+            t.seller,
+            t.buyer
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\ntotals: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}; {} resting buys",
+        r.books_listed_total,
+        r.books_sold_total,
+        r.books_on_shelf,
+        if r.balanced { "balanced" } else { "NOT BALANCED" },
+        r.trades_total,
+        money(r.revenue_cents),
+        r.resting_buys
+    );
+    let _ = writeln!(
+        s,
+        "        {} requests, {} rejected, {} malformed",
+        r.requests_total, r.rejected_total, r.malformed_total
+    );
+    s
+}
+
+/// An xxd-style dump, region by region. Works on any object, valid or not.
+fn hex(name: &shm::ShmName) -> Exit {
+    let segment = match shm::Segment::open(name, false, shm::effective_uid(), 1) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bookstore inspect: {e}");
+            return Exit::Error;
+        }
+    };
+    let bytes = segment.snapshot_bytes();
+    drop(segment);
+    let regions = match SharedStore::open(name, false, shm::effective_uid()) {
+        Ok(store) => regions(&store),
+        Err(e) => {
+            println!("# header is not valid ({e}); dumping raw bytes");
+            vec![(0, bytes.len(), "raw".to_string())]
+        }
+    };
+    let mut out = String::new();
+    for (start, end, label) in regions {
+        let region = &bytes[start..end.min(bytes.len())];
+        if region.iter().all(|&b| b == 0) {
+            let _ = writeln!(
+                out,
+                "# {label} [{start:#x}..{end:#x}): {} bytes, all zero",
+                end - start
+            );
+            continue;
+        }
+        let _ = writeln!(out, "# {label} [{start:#x}..{end:#x})");
+        dump(&mut out, start, region);
+    }
+    print!("{out}");
+    Exit::Ok
+}
+
+fn regions(store: &SharedStore) -> Vec<(usize, usize, String)> {
+    let g = store.geometry();
+    let mut r = vec![
+        (
+            0,
+            64,
+            "header: identity (magic, version, state, sizes, market pid)".to_string(),
+        ),
+        (64, 128, "header: attach epoch".to_string()),
+        (
+            128,
+            HEADER_SIZE,
+            "header: market doorbell (futex word)".to_string(),
+        ),
+    ];
+    for i in 0..g.slot_count as usize {
+        let base = g.slots_offset() + i * SLOT_SIZE;
+        let ring = std::mem::size_of::<layout::MessageRing>();
+        r.push((
+            base,
+            base + 64,
+            format!("slot {i}: control (state|pid, start time, client id)"),
+        ));
+        r.push((base + 64, base + 128, format!("slot {i}: client doorbell")));
+        r.push((
+            base + 128,
+            base + 128 + ring,
+            format!("slot {i}: request ring (head, tail, cells)"),
+        ));
+        r.push((
+            base + 128 + ring,
+            base + SLOT_SIZE,
+            format!("slot {i}: event ring (head, tail, cells)"),
+        ));
+    }
+    let v = g.view_offset();
+    r.push((v, v + VIEW_HEADER_SIZE, "view: seqlock and totals".into()));
+    r.push((
+        g.recent_trades_offset(),
+        g.shelf_offset(),
+        format!("view: recent trades ({RECENT_TRADES} cells)"),
+    ));
+    let shelf_end = g.shelf_offset() + g.shelf_rows() * CELL_SIZE;
+    r.push((g.shelf_offset(), shelf_end, "view: shelf rows".into()));
+    r.push((shelf_end, g.total_size(), "padding to the page".into()));
+    r
+}
+
+fn dump(out: &mut String, base: usize, bytes: &[u8]) {
+    let mut skipping = false;
+    for (n, line) in bytes.chunks(16).enumerate() {
+        if line.iter().all(|&b| b == 0) && n > 0 && (n + 1) * 16 < bytes.len() {
+            if !skipping {
+                out.push_str("*\n");
+                skipping = true;
+            }
+            continue;
+        }
+        skipping = false;
+        let _ = write!(out, "{:08x}: ", base + n * 16);
+        for pair in 0..8 {
+            match line.get(pair * 2..pair * 2 + 2) {
+                Some(p) => {
+                    let _ = write!(out, "{:02x}{:02x} ", p[0], p[1]);
+                }
+                None => out.push_str("     "),
+            }
+        }
+        out.push(' ');
+        out.extend(line.iter().map(|&b| {
+            if b.is_ascii_graphic() || b == b' ' {
+                b as char
+            } else {
+                '.'
+            }
+        }));
+        out.push('\n');
+    }
+}

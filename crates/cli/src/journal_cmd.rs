@@ -1,0 +1,202 @@
+//! `bookstore journal`: read a market's journal without a market: what it holds, whether its
+//! tail is torn, and what replaying it gives. Never writes to it (and takes no lock, so it can
+//! look at the journal of a running market; a record being written shows as a torn tail).
+
+use serde::Serialize;
+
+use engine::{BuyTarget, Command};
+
+use crate::args::JournalArgs;
+use crate::exit::Exit;
+use bookstore::journal::{self, format};
+
+#[derive(Serialize, Default)]
+struct Report {
+    path: String,
+    size_bytes: u64,
+    capacity: Option<u32>,
+    records: u64,
+    lists: u64,
+    buys: u64,
+    cancels: u64,
+    expires: u64,
+    clients_gone: u64,
+    first_ms: Option<u64>,
+    last_ms: Option<u64>,
+    torn_tail: Option<format::TornTail>,
+    books_listed_total: u64,
+    books_sold_total: u64,
+    books_on_shelf: u64,
+    trades_total: u64,
+    next_trade_id: u64,
+    resting_buys: u64,
+    revenue_cents: u64,
+    /// listed = sold + on shelf, after replay.
+    balanced: bool,
+}
+
+pub fn run(args: JournalArgs) -> Exit {
+    let Some(path) = args
+        .journal
+        .clone()
+        .or_else(|| journal::default_path(&args.store.name))
+    else {
+        eprintln!("bookstore journal: neither XDG_STATE_HOME nor HOME is set; pass --journal PATH");
+        return Exit::Usage;
+    };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("bookstore journal: {}: {e}", path.display());
+            return Exit::Error;
+        }
+    };
+    let scan = match format::scan(&bytes) {
+        Ok(scan) => scan,
+        Err(e) => {
+            eprintln!("bookstore journal: {}: {e}", path.display());
+            return Exit::Journal;
+        }
+    };
+    let mut report = Report {
+        path: path.display().to_string(),
+        size_bytes: bytes.len() as u64,
+        capacity: scan.header.map(|h| h.capacity),
+        torn_tail: scan.torn.clone(),
+        ..Report::default()
+    };
+    for entry in &scan.entries {
+        if args.records && !args.json {
+            println!(
+                "{:>10}  {:>10} ms  {}",
+                entry.offset,
+                entry.now,
+                describe(&entry.command)
+            );
+        }
+        count(&mut report, entry);
+    }
+    let engine = journal::replay(report.capacity.unwrap_or(1), &scan.entries);
+    let stats = engine.stats();
+    report.books_listed_total = stats.books_listed;
+    report.books_sold_total = stats.books_sold;
+    report.books_on_shelf = stats.books_on_shelf.into();
+    report.trades_total = stats.trades;
+    report.next_trade_id = engine.next_trade_id();
+    report.resting_buys = stats.resting_buys.into();
+    report.revenue_cents = stats.revenue_cents;
+    report.balanced = engine.check_invariants().is_ok();
+    if args.json {
+        match serde_json::to_string_pretty(&report) {
+            Ok(s) => println!("{s}"),
+            Err(e) => {
+                eprintln!("bookstore journal: {e}");
+                return Exit::Error;
+            }
+        }
+    } else {
+        print_summary(&report);
+    }
+    if report.balanced {
+        Exit::Ok
+    } else {
+        Exit::Error
+    }
+}
+
+fn count(report: &mut Report, entry: &format::Entry) {
+    report.records += 1;
+    report.first_ms.get_or_insert(entry.now);
+    report.last_ms = Some(entry.now);
+    match entry.command {
+        Command::List { .. } => report.lists += 1,
+        Command::Buy { .. } => report.buys += 1,
+        Command::Cancel { .. } => report.cancels += 1,
+        Command::Expire => report.expires += 1,
+        Command::ClientGone { .. } => report.clients_gone += 1,
+    }
+}
+
+fn describe(command: &Command) -> String {
+    match command {
+        Command::List {
+            client,
+            request,
+            title,
+            price,
+            qty,
+        } => format!(
+            "list    client {} request {}: {} × {:?} at {price}",
+            client.0,
+            request.0,
+            qty.get(),
+            title.as_str()
+        ),
+        Command::Buy {
+            client,
+            request,
+            target,
+            max_price,
+            qty,
+            deadline,
+        } => {
+            let what = match target {
+                BuyTarget::Title(t) => format!("{:?}", t.as_str()),
+                BuyTarget::Any => "any title".to_owned(),
+            };
+            let until = deadline.map_or("until filled".to_owned(), |d| format!("until {d} ms"));
+            format!(
+                "buy     client {} request {}: {} × {what} at up to {max_price}, {until}",
+                client.0,
+                request.0,
+                qty.get()
+            )
+        }
+        Command::Cancel { client, request } => {
+            format!("cancel  client {} request {}", client.0, request.0)
+        }
+        Command::Expire => "expire  resting buys past their deadline".to_owned(),
+        Command::ClientGone { client } => {
+            format!(
+                "gone    client {}: its resting buys are cancelled",
+                client.0
+            )
+        }
+    }
+}
+
+fn print_summary(r: &Report) {
+    let capacity = r.capacity.map_or("none yet".to_owned(), |c| c.to_string());
+    println!(
+        "journal {} ({} bytes, format {}, capacity {capacity})",
+        r.path,
+        r.size_bytes,
+        format::VERSION
+    );
+    println!(
+        "  {} records: {} list, {} buy, {} cancel, {} expire, {} client gone",
+        r.records, r.lists, r.buys, r.cancels, r.expires, r.clients_gone
+    );
+    if let (Some(first), Some(last)) = (r.first_ms, r.last_ms) {
+        println!("  market clock: {first} ms .. {last} ms");
+    }
+    match &r.torn_tail {
+        None => println!("  tail: clean"),
+        Some(t) => println!(
+            "  tail: {} torn bytes at offset {} ({}); a market starting now cuts them off (or one is writing it right now)",
+            t.bytes, t.offset, t.why
+        ),
+    }
+    println!(
+        "  replayed: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}.{:02}; next trade #{}; {} resting buys",
+        r.books_listed_total,
+        r.books_sold_total,
+        r.books_on_shelf,
+        if r.balanced { "balanced" } else { "NOT BALANCED" },
+        r.trades_total,
+        r.revenue_cents / 100,
+        r.revenue_cents % 100,
+        r.next_trade_id,
+        r.resting_buys
+    );
+}

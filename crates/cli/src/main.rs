@@ -1,0 +1,45 @@
+//! The `bookstore` command: parses the command line and runs one subcommand.
+//!
+//! Architecture invariant: this crate is the only one that knows clap, exit codes, terminal
+//! output, progress bars, signals and the bench harness. Each subcommand module is thin over
+//! the `bookstore` library, which returns typed outcomes; what the user reads is decided here.
+
+mod args;
+mod bench;
+mod clients;
+mod demo;
+mod exit;
+mod inspect;
+mod journal_cmd;
+mod market_cmd;
+mod scratch;
+
+use args::{Cli, Command};
+use exit::Exit;
+
+fn main() -> std::process::ExitCode {
+    use clap::Parser;
+    // Diagnostics (tracing) go to stderr, apart from what the subcommands print for users.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BOOKSTORE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    std::process::ExitCode::from(run(cli) as u8)
+}
+
+fn run(cli: Cli) -> Exit {
+    match cli.command {
+        Command::Market(args) => market_cmd::run(args),
+        Command::Seller(args) => clients::seller(args),
+        Command::Buyer(args) => clients::buyer(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Journal(args) => journal_cmd::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchPeer(args) => bench::peer(args),
+    }
+}

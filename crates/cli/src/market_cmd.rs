@@ -1,0 +1,218 @@
+//! `bookstore market`: create the store, serve, remove it on the way out.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use shm::process::{ProcessHandle, ProcessId, ProcessSignal};
+use shm::ShmName;
+
+use crate::args::MarketArgs;
+use crate::exit::Exit;
+use bookstore::journal::{self, Journal, OpenJournalError, Recovery};
+use bookstore::server::{
+    checked_geometry, create_store, Market, MarketConfig, StartError, StoreGuard,
+};
+use bookstore::shared::SharedStore;
+
+/// Capacity of a new store when `--capacity` is not given.
+const DEFAULT_CAPACITY: u32 = 100;
+
+pub fn run(args: MarketArgs) -> Exit {
+    let name = args.store.name;
+    if args.stop {
+        return stop(&name);
+    }
+    if args.mode.is_world_accessible() {
+        eprintln!(
+            "warning: --mode {} lets ANY local user read the store, corrupt it and pose as its clients; \
+             use 0600 (only you) or 0660 (your group) unless you really mean it",
+            args.mode
+        );
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("bookstore market: cannot install a signal handler: {e}");
+            return Exit::Error;
+        }
+    }
+    let Some(journal_path) = args
+        .journal
+        .clone()
+        .or_else(|| journal::default_path(&name))
+    else {
+        eprintln!("bookstore market: journal: neither XDG_STATE_HOME nor HOME is set; pass --journal PATH");
+        return Exit::Usage;
+    };
+    // Every value is checked before anything (journal or store) is touched.
+    // (A journal's own capacity is checked when it is read.)
+    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.slots) {
+        eprintln!("bookstore market: {e}");
+        return Exit::Usage;
+    }
+    let (journal, recovery) = match Journal::open(
+        &journal_path,
+        args.durability.into(),
+        args.capacity,
+        DEFAULT_CAPACITY,
+        args.fresh,
+    ) {
+        Ok(opened) => opened,
+        Err(e @ OpenJournalError::Locked { .. }) => {
+            // Most likely a market already serves this name: say so, with its pid.
+            return match running_market(&name) {
+                Some(pid) => {
+                    eprintln!(
+                        "bookstore market: {}",
+                        StartError::AlreadyRunning { name, pid }
+                    );
+                    Exit::AlreadyRunning
+                }
+                None => {
+                    eprintln!("bookstore market: {e}");
+                    Exit::AlreadyRunning
+                }
+            };
+        }
+        Err(e @ OpenJournalError::CapacityMismatch { .. }) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Usage;
+        }
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Journal;
+        }
+    };
+    if !args.quiet {
+        report_recovery(&recovery, journal.path());
+    }
+    let config = MarketConfig {
+        name: name.clone(),
+        capacity: recovery.capacity,
+        slots: args.slots,
+        mode: args.mode,
+        spin: Duration::from_micros(args.spin_us),
+        verbose: !args.quiet,
+    };
+    let store = match create_store(&config) {
+        Ok(store) => store,
+        Err(e @ (StartError::AlreadyRunning { .. } | StartError::OwnedByOther { .. })) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::AlreadyRunning;
+        }
+        Err(e @ (StartError::Capacity(_) | StartError::Slots(_))) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Usage;
+        }
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Error;
+        }
+    };
+    // Removes the object on every way out of this function, panics included.
+    let guard = StoreGuard::new(&store);
+    if !args.quiet {
+        println!(
+            "market: serving {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
+            name.file_name(),
+            store.segment().len(),
+            args.mode,
+            std::process::id(),
+            config.capacity,
+            args.slots,
+        );
+        println!("market: stop with Ctrl-C or `bookstore market --stop --name {name}`");
+    }
+    let summary = Market::new(&store, config, journal, recovery).run(&stop);
+    drop(guard);
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(e) => {
+            eprintln!("bookstore market: stopped, acknowledging nothing more: {e}");
+            return Exit::Journal;
+        }
+    };
+    if !args.quiet {
+        println!(
+            "market: stopped after {} requests and {} trades from {} clients; {} books were on the shelf; {name} removed",
+            summary.requests, summary.trades, summary.clients_served, summary.books_on_shelf
+        );
+    }
+    Exit::Ok
+}
+
+/// Tells the learner what the journal held and what was done with it.
+fn report_recovery(recovery: &Recovery, path: &Path) {
+    if let Some(aside) = &recovery.set_aside {
+        println!(
+            "market: --fresh: the previous journal is kept as {}",
+            aside.display()
+        );
+    }
+    if let Some(torn) = &recovery.torn {
+        println!(
+            "market: journal: cut off a torn last record at offset {} ({} bytes: {}); it was never acknowledged",
+            torn.offset, torn.bytes, torn.why
+        );
+    }
+    if recovery.replayed == 0 {
+        println!("market: journal {}: new, empty store", path.display());
+        return;
+    }
+    let stats = recovery.engine.stats();
+    println!(
+        "market: journal {}: replayed {} commands: {} books on the shelf, {} trades, next trade #{}",
+        path.display(),
+        recovery.replayed,
+        stats.books_on_shelf,
+        stats.trades,
+        recovery.engine.next_trade_id(),
+    );
+    if recovery.orphaned_buys > 0 {
+        println!(
+            "market: cancelled {} resting buys of the previous market's clients (they cannot reattach)",
+            recovery.orphaned_buys
+        );
+    }
+}
+
+/// The live market serving `name` (a pidfd on it), or why there is none.
+fn live_market(name: &ShmName) -> Result<(ProcessId, ProcessHandle), String> {
+    let store = SharedStore::open(name, false, shm::effective_uid()).map_err(|e| e.to_string())?;
+    let id = store.header().market_process();
+    let market = ProcessHandle::open(id)
+        .map_err(|e| format!("the market of {name} is not running ({e})"))?;
+    Ok((id, market))
+}
+
+/// The pid of the live market serving `name`, if there is one.
+fn running_market(name: &ShmName) -> Option<u32> {
+    live_market(name).ok().map(|(id, _)| id.pid)
+}
+
+/// Sends SIGTERM to the market of `name` through a pidfd and waits for it to exit.
+fn stop(name: &ShmName) -> Exit {
+    let (id, market) = match live_market(name) {
+        Ok(found) => found,
+        Err(why) => {
+            eprintln!("bookstore market --stop: {why}");
+            return Exit::NoMarket;
+        }
+    };
+    if let Err(e) = market.signal(ProcessSignal::TERM) {
+        eprintln!("bookstore market --stop: {e}");
+        return Exit::Error;
+    }
+    if market.wait_exit(Duration::from_secs(10)) {
+        println!("stopped the market of {name} (pid {})", id.pid);
+        Exit::Ok
+    } else {
+        eprintln!(
+            "bookstore market --stop: pid {} did not exit within 10 s",
+            id.pid
+        );
+        Exit::Error
+    }
+}

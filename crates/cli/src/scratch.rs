@@ -1,0 +1,56 @@
+//! A journal for a short-lived market (demo, bench): in a private directory of its own, removed
+//! with it.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::PathBuf;
+
+use shm::ShmName;
+
+/// A fresh 0700 directory under the temp directory holding one journal path; both are removed
+/// on drop. The directory is created new (never an existing one, so never someone else's
+/// symlink), which makes the journal's path private whatever the temp directory allows.
+pub struct ScratchJournal {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ScratchJournal {
+    pub fn for_store(name: &ShmName) -> std::io::Result<Self> {
+        let base = std::env::temp_dir();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut attempt = 0u32;
+        let dir = loop {
+            let dir = base.join(format!(
+                "bookstore-{}-{}-{nanos:x}-{attempt}",
+                name.file_name(),
+                std::process::id()
+            ));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let path = dir.join(format!("{}.journal", name.file_name()));
+        Ok(Self { dir, path })
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    pub fn arg(&self) -> &std::ffi::OsStr {
+        self.path.as_os_str()
+    }
+}
+
+impl Drop for ScratchJournal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}

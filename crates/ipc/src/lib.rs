@@ -1,0 +1,21 @@
+//! Lock-free building blocks for processes that share memory but not trust: an SPSC ring of
+//! fixed-size messages, a futex doorbell that never loses a wake-up, and the protocol by which
+//! a client owns a slot and a server announces itself.
+//!
+//! Architecture invariant: this crate knows nothing of books, of the store's layout (offsets,
+//! sizes, versions), of processes beyond a pid number, or of any command line. Every type here
+//! is made of atomics only, so it can live in a shared mapping that another process scribbles
+//! on; each index or stamp read from the other side is checked before it is trusted.
+//!
+//! Architecture invariant: every lock-free protocol here has a loom model (`tests/loom.rs`),
+//! and the whole crate builds under `RUSTFLAGS="--cfg loom"` with nothing switched off: the
+//! [`sync`] shim swaps in loom's atomics and a futex emulation.
+
+pub mod doorbell;
+pub mod ring;
+pub mod slot;
+pub mod sync;
+
+pub use doorbell::Doorbell;
+pub use ring::{CacheLine, Cell, Consumer, Message, Producer, Ring, RingError, MESSAGE_WORDS};
+pub use slot::{slot_state, MarketIdentity, SlotControl};

@@ -1,0 +1,300 @@
+//! Model checks of the lock-free protocols. Run with:
+//!
+//! ```sh
+//! RUSTFLAGS="--cfg loom" cargo test -p bookstore --test loom --release
+//! ```
+#![cfg(loom)]
+
+use bookstore_ipc::doorbell::Doorbell;
+use bookstore_ipc::ring::{Consumer, Message, Producer, Ring, RingError, MESSAGE_WORDS};
+use loom::sync::Arc;
+use loom::thread;
+
+fn message(n: u64) -> Message {
+    let mut m = [0; MESSAGE_WORDS];
+    m[0] = n;
+    m[MESSAGE_WORDS - 1] = n * 7;
+    m
+}
+
+fn check(m: Message, n: u64) {
+    assert_eq!(m[0], n, "messages arrive in order");
+    assert_eq!(
+        m[MESSAGE_WORDS - 1],
+        n * 7,
+        "a message is seen whole, never half-written"
+    );
+}
+
+#[test]
+fn ring_delivers_every_message_whole_and_in_order_across_wraparound() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        let producer_ring = ring.clone();
+        let producer = thread::spawn(move || {
+            let mut p = Producer::new(&producer_ring);
+            for n in 1..=3 {
+                loop {
+                    match p.try_push(&message(n)) {
+                        Ok(()) => break,
+                        Err(RingError::Full) => thread::yield_now(),
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        });
+        let mut c = Consumer::new(&ring);
+        for n in 1..=3 {
+            loop {
+                match c.try_pop().unwrap() {
+                    Some(m) => break check(m, n),
+                    None => thread::yield_now(),
+                }
+            }
+        }
+        producer.join().unwrap();
+    });
+}
+
+/// Two messages written and made visible by one publish: the consumer sees neither or both,
+/// each whole.
+#[test]
+fn a_published_batch_is_seen_whole() {
+    loom::model(|| {
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        let producer_ring = ring.clone();
+        let producer = thread::spawn(move || {
+            let mut p = Producer::new(&producer_ring);
+            p.try_write(&message(1)).unwrap();
+            p.try_write(&message(2)).unwrap();
+            assert_eq!(
+                p.try_write(&message(3)),
+                Err(RingError::Full),
+                "written cells count as used"
+            );
+            assert!(p.publish());
+        });
+        let mut c = Consumer::new(&ring);
+        let first = loop {
+            match c.try_pop().unwrap() {
+                Some(m) => break m,
+                None => thread::yield_now(),
+            }
+        };
+        check(first, 1);
+        check(
+            c.try_pop()
+                .unwrap()
+                .expect("the second message of the batch is there too"),
+            2,
+        );
+        producer.join().unwrap();
+    });
+}
+
+struct Lane {
+    ring: Box<Ring<2>>,
+}
+
+/// The market's situation: two clients each publish a request and ring one doorbell; the
+/// market parks whenever it sees nothing. A lost wake-up would leave it parked forever, which
+/// loom reports as a deadlock (its futex emulation has no timeout).
+#[test]
+fn a_parked_sleeper_is_always_woken_by_ringers_on_other_rings() {
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let bell = Arc::new(Doorbell::default());
+        let lanes: Arc<[Lane; 2]> = Arc::new([
+            Lane {
+                ring: Ring::new_boxed(),
+            },
+            Lane {
+                ring: Ring::new_boxed(),
+            },
+        ]);
+        let ringers: Vec<_> = (0..2)
+            .map(|i| {
+                let (bell, lanes) = (bell.clone(), lanes.clone());
+                thread::spawn(move || {
+                    Producer::new(&lanes[i].ring)
+                        .try_push(&message(i as u64 + 1))
+                        .unwrap();
+                    bell.ring();
+                })
+            })
+            .collect();
+        let mut consumers: Vec<_> = lanes.iter().map(|l| Consumer::new(&l.ring)).collect();
+        let mut received = 0;
+        while received < 2 {
+            let mut got = false;
+            for c in &mut consumers {
+                if let Some(m) = c.try_pop().unwrap() {
+                    assert!(m[0] == 1 || m[0] == 2);
+                    received += 1;
+                    got = true;
+                }
+            }
+            if !got {
+                bell.park(|| lanes.iter().any(|l| l.ring.has_messages()), None);
+            }
+        }
+        for r in ringers {
+            r.join().unwrap();
+        }
+    });
+}
+
+/// A client waiting for its reply: one ringer (the market) publishing two events in two
+/// rounds, the sleeper parking between them.
+#[test]
+fn a_sleeper_parking_between_two_rounds_misses_neither() {
+    loom::model(|| {
+        let bell = Arc::new(Doorbell::default());
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        let (b, r) = (bell.clone(), ring.clone());
+        let ringer = thread::spawn(move || {
+            let mut p = Producer::new(&r);
+            for n in 1..=2 {
+                p.try_push(&message(n)).unwrap();
+                b.ring();
+            }
+        });
+        let mut c = Consumer::new(&ring);
+        for n in 1..=2 {
+            loop {
+                if let Some(m) = c.try_pop().unwrap() {
+                    check(m, n);
+                    break;
+                }
+                bell.park(|| ring.has_messages(), None);
+            }
+        }
+        ringer.join().unwrap();
+    });
+}
+
+/// The slot hand-over: the market resets a departed client's rings and frees the slot while a
+/// new client tries to claim it. The claimant must see the reset rings (its first request
+/// lands where the market will read it), and the market must see the claimant's start time.
+#[test]
+fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
+    use bookstore_ipc::slot::{slot_state, SlotControl};
+    loom::model(|| {
+        let control = Arc::new(SlotControl::new());
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        // The previous client: one request served (head = tail = 1), then it left.
+        {
+            let mut p = Producer::new(&ring);
+            p.try_push(&message(99)).unwrap();
+            Consumer::new(&ring).try_pop().unwrap();
+            control.try_claim(5, 50);
+            control.leave(5);
+        }
+        let (c_control, c_ring) = (control.clone(), ring.clone());
+        let client = thread::spawn(move || {
+            while !c_control.try_claim(7, 42) {
+                thread::yield_now();
+            }
+            Producer::new(&c_ring).try_push(&message(1)).unwrap();
+        });
+        // The market releases the LEAVING slot, then waits for the new claimant.
+        assert_eq!(control.observe().0, slot_state::LEAVING);
+        ring.reset();
+        control.release();
+        loop {
+            let (state, pid) = control.observe();
+            if state == slot_state::ACTIVE {
+                assert_eq!(pid, 7);
+                assert_eq!(control.claimant_start_time(), 42, "identity before ACTIVE");
+                break;
+            }
+            thread::yield_now();
+        }
+        let mut consumer = Consumer::new(&ring);
+        loop {
+            match consumer.try_pop().unwrap() {
+                Some(m) => break check(m, 1),
+                None => thread::yield_now(),
+            }
+        }
+        client.join().unwrap();
+    });
+}
+
+/// A client pushes a last request and leaves at once: a market that sees LEAVING must find the
+/// request in the ring (regression: requests sent just before detaching were dropped).
+#[test]
+fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
+    use bookstore_ipc::slot::{slot_state, SlotControl};
+    loom::model(|| {
+        let control = Arc::new(SlotControl::new());
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        assert!(control.try_claim(7, 42));
+        let (c_control, c_ring) = (control.clone(), ring.clone());
+        let client = thread::spawn(move || {
+            Producer::new(&c_ring).try_push(&message(1)).unwrap();
+            c_control.leave(7);
+        });
+        let mut consumer = Consumer::new(&ring);
+        let mut served = Vec::new();
+        loop {
+            let (state, _) = control.observe();
+            // The market drains before it looks again, as `scan_slots` does for LEAVING.
+            while let Some(m) = consumer.try_pop().unwrap() {
+                served.push(m);
+            }
+            if state == slot_state::LEAVING {
+                break;
+            }
+            thread::yield_now();
+        }
+        assert_eq!(served.len(), 1, "the last request is served");
+        check(served[0], 1);
+        client.join().unwrap();
+    });
+}
+
+/// The liveness handshake: a client that sees Ready sees the market's pid and start time (to
+/// open its pidfd); a client that sees Closing also sees the final view written before it.
+#[test]
+fn a_client_that_sees_ready_or_closing_sees_the_identity_and_final_view_before_it() {
+    use bookstore_ipc::slot::MarketIdentity;
+    use loom::sync::atomic::{AtomicU32, AtomicU64};
+    use std::sync::atomic::Ordering::Relaxed;
+    const READY: u32 = 1;
+    const CLOSING: u32 = 2;
+    loom::model(|| {
+        let words = Arc::new((
+            AtomicU32::new(0),
+            AtomicU32::new(0),
+            AtomicU64::new(0),
+            AtomicU64::new(0),
+        ));
+        let m = words.clone();
+        let market = thread::spawn(move || {
+            let identity = MarketIdentity {
+                state: &m.0,
+                pid: &m.1,
+                start_time: &m.2,
+            };
+            identity.publish(7, 42, READY);
+            // The final view, then Closing.
+            m.3.store(1234, Relaxed);
+            identity.set_state(CLOSING);
+        });
+        let identity = MarketIdentity {
+            state: &words.0,
+            pid: &words.1,
+            start_time: &words.2,
+        };
+        let (state, pid, start_time) = identity.read();
+        if state == READY || state == CLOSING {
+            assert_eq!((pid, start_time), (7, 42));
+        }
+        if state == CLOSING {
+            assert_eq!(words.3.load(Relaxed), 1234, "the final view is visible");
+        }
+        market.join().unwrap();
+    });
+}

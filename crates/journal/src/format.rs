@@ -1,0 +1,621 @@
+//! The journal's bytes: a file header, then records, each `length | !length | crc32 | payload`.
+//!
+//! Pure functions over byte slices (no file I/O), so the reader can be fuzzed and unit-tested.
+//!
+//! ```text
+//! file header (24 bytes)  "BKJOURNL" | version u32 | capacity u32 | crc32 of the 16 bytes before | 0u32
+//! record                  len u32 | !len u32 | crc32(payload) u32 | payload (len bytes, ≤ 256)
+//! payload                 now u64 | tag u8 | fields (little-endian)
+//!   1 List        client u64, request u64, price u64, qty u32, title_len u8, title
+//!   2 Buy         client u64, request u64, max_price u64, qty u32, deadline_flag u8, deadline u64,
+//!                 title_len u8 (0 = any title), title
+//!   3 Cancel      client u64, request u64
+//!   4 Expire
+//!   5 ClientGone  client u64
+//! ```
+//!
+//! The length is stored twice (`len` and its complement) so that a damaged length is told apart
+//! from a record cut short by a crash: a torn write leaves a *prefix* of a record, whose length
+//! words are intact or missing, never present and disagreeing.
+
+use engine::{BuyTarget, ClientId, Command, Millis, Price, Qty, RequestId, Title};
+
+pub const MAGIC: [u8; 8] = *b"BKJOURNL";
+pub const VERSION: u32 = 1;
+pub const FILE_HEADER_LEN: usize = 24;
+pub const RECORD_HEADER_LEN: usize = 12;
+/// Largest payload a valid record has (a buy with an 80-byte title is 124 bytes).
+pub const MAX_PAYLOAD: usize = 256;
+
+const TAG_LIST: u8 = 1;
+const TAG_BUY: u8 = 2;
+const TAG_CANCEL: u8 = 3;
+const TAG_EXPIRE: u8 = 4;
+const TAG_CLIENT_GONE: u8 = 5;
+
+/// The journal's file header: which format, and the capacity of the store it describes
+/// (replaying under another capacity would decide `StoreFull` differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileHeader {
+    pub capacity: u32,
+}
+
+impl FileHeader {
+    pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
+        let mut b = [0u8; FILE_HEADER_LEN];
+        b[..8].copy_from_slice(&MAGIC);
+        b[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        b[12..16].copy_from_slice(&self.capacity.to_le_bytes());
+        let crc = crc32fast::hash(&b[..16]);
+        b[16..20].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+}
+
+/// One command as the journal holds it, with the market's clock when it was applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Where its record starts in the file.
+    pub offset: u64,
+    pub now: Millis,
+    pub command: Command,
+}
+
+/// Why a journal cannot be read past some point. Offsets are byte offsets in the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("not a bookstore journal (the first 8 bytes are not \"BKJOURNL\")")]
+    NotAJournal,
+    #[error(
+        "journal format version {found} is not supported (this build reads version {VERSION})"
+    )]
+    Version { found: u32 },
+    #[error("the file header's checksum does not match")]
+    HeaderChecksum,
+    #[error("the file header's reserved bytes are not zero")]
+    HeaderPadding,
+    #[error("capacity in the file header is {0}, outside 1..={max}", max = engine::MAX_CAPACITY)]
+    Capacity(u32),
+    #[error("record at offset {offset}: its length words disagree ({len} vs !{not_len})")]
+    Length { offset: u64, len: u32, not_len: u32 },
+    #[error("record at offset {offset}: length {len} is over the {MAX_PAYLOAD}-byte maximum")]
+    TooLong { offset: u64, len: u32 },
+    #[error("record at offset {offset}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    Checksum {
+        offset: u64,
+        stored: u32,
+        computed: u32,
+    },
+    #[error("record at offset {offset}: {field}: {problem}")]
+    Payload {
+        offset: u64,
+        field: &'static str,
+        problem: String,
+    },
+}
+
+impl FormatError {
+    /// The file offset where the damage starts, for record-level errors.
+    pub fn offset(&self) -> Option<u64> {
+        match self {
+            Self::Length { offset, .. }
+            | Self::TooLong { offset, .. }
+            | Self::Checksum { offset, .. }
+            | Self::Payload { offset, .. } => Some(*offset),
+            _ => None,
+        }
+    }
+}
+
+/// An incomplete or damaged last record, cut off at `offset` (the end of the last good one).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornTail {
+    pub offset: u64,
+    pub bytes: u64,
+    pub why: String,
+}
+
+/// What a whole journal file holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scan {
+    /// `None` for an empty file (or one cut short inside its header by a crash at creation).
+    pub header: Option<FileHeader>,
+    pub entries: Vec<Entry>,
+    /// Bytes from the start that are a valid journal; the rest is the torn tail, if any.
+    pub valid_len: u64,
+    pub torn: Option<TornTail>,
+}
+
+/// Reads a journal image. A damaged *last* record is a torn tail (reported, to be cut off);
+/// damage before the last record is an error naming its offset: nothing is silently skipped.
+pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
+    if bytes.len() < FILE_HEADER_LEN {
+        // A crash while creating the file: only a prefix of the header made it to disk.
+        let prefix = bytes.len().min(MAGIC.len());
+        if bytes[..prefix] != MAGIC[..prefix] {
+            return Err(FormatError::NotAJournal);
+        }
+        return Ok(Scan {
+            header: None,
+            entries: Vec::new(),
+            valid_len: 0,
+            torn: (!bytes.is_empty()).then(|| TornTail {
+                offset: 0,
+                bytes: bytes.len() as u64,
+                why: "the file header is incomplete".into(),
+            }),
+        });
+    }
+    let header = decode_file_header(&bytes[..FILE_HEADER_LEN])?;
+    let mut entries = Vec::new();
+    let mut at = FILE_HEADER_LEN;
+    let torn = loop {
+        let rest = &bytes[at..];
+        if rest.is_empty() {
+            break None;
+        }
+        let offset = at as u64;
+        let tail = |why: String| TornTail {
+            offset,
+            bytes: rest.len() as u64,
+            why,
+        };
+        if rest.len() < RECORD_HEADER_LEN {
+            break Some(tail(format!(
+                "{} bytes, shorter than a record header",
+                rest.len()
+            )));
+        }
+        let len = le_u32(&rest[0..4]);
+        let not_len = le_u32(&rest[4..8]);
+        let stored = le_u32(&rest[8..12]);
+        if len != !not_len {
+            if rest.iter().all(|&b| b == 0) {
+                break Some(tail("zero bytes where a record should start".into()));
+            }
+            return Err(FormatError::Length {
+                offset,
+                len,
+                not_len,
+            });
+        }
+        if len as usize > MAX_PAYLOAD {
+            return Err(FormatError::TooLong { offset, len });
+        }
+        let end = RECORD_HEADER_LEN + len as usize;
+        if rest.len() < end {
+            break Some(tail(format!(
+                "record of {len} bytes with only {} present",
+                rest.len() - RECORD_HEADER_LEN
+            )));
+        }
+        let payload = &rest[RECORD_HEADER_LEN..end];
+        let computed = crc32fast::hash(payload);
+        if computed != stored {
+            if rest.len() == end {
+                break Some(tail(format!(
+                    "last record's checksum does not match (stored {stored:#010x}, computed {computed:#010x})"
+                )));
+            }
+            return Err(FormatError::Checksum {
+                offset,
+                stored,
+                computed,
+            });
+        }
+        entries.push(decode_payload(payload, offset)?);
+        at += end;
+    };
+    Ok(Scan {
+        header: Some(header),
+        entries,
+        valid_len: at as u64,
+        torn,
+    })
+}
+
+/// Checks a file header: magic, version, checksum, capacity.
+pub fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, FormatError> {
+    if bytes.len() < FILE_HEADER_LEN || bytes[..8] != MAGIC {
+        return Err(FormatError::NotAJournal);
+    }
+    let version = le_u32(&bytes[8..12]);
+    if version != VERSION {
+        return Err(FormatError::Version { found: version });
+    }
+    if crc32fast::hash(&bytes[..16]) != le_u32(&bytes[16..20]) {
+        return Err(FormatError::HeaderChecksum);
+    }
+    if le_u32(&bytes[20..24]) != 0 {
+        return Err(FormatError::HeaderPadding);
+    }
+    let capacity = le_u32(&bytes[12..16]);
+    if capacity == 0 || capacity > engine::MAX_CAPACITY {
+        return Err(FormatError::Capacity(capacity));
+    }
+    Ok(FileHeader { capacity })
+}
+
+/// Appends one record (header and payload) for `entry` to `out`.
+pub fn encode_record(now: Millis, command: &Command, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+    out.extend_from_slice(&now.to_le_bytes());
+    match command {
+        Command::List {
+            client,
+            request,
+            title,
+            price,
+            qty,
+        } => {
+            out.push(TAG_LIST);
+            put_ids(out, *client, *request);
+            out.extend_from_slice(&price.cents().to_le_bytes());
+            out.extend_from_slice(&qty.get().to_le_bytes());
+            put_title(out, Some(title));
+        }
+        Command::Buy {
+            client,
+            request,
+            target,
+            max_price,
+            qty,
+            deadline,
+        } => {
+            out.push(TAG_BUY);
+            put_ids(out, *client, *request);
+            out.extend_from_slice(&max_price.cents().to_le_bytes());
+            out.extend_from_slice(&qty.get().to_le_bytes());
+            out.push(u8::from(deadline.is_some()));
+            out.extend_from_slice(&deadline.unwrap_or(0).to_le_bytes());
+            put_title(
+                out,
+                match target {
+                    BuyTarget::Title(t) => Some(t),
+                    BuyTarget::Any => None,
+                },
+            );
+        }
+        Command::Cancel { client, request } => {
+            out.push(TAG_CANCEL);
+            put_ids(out, *client, *request);
+        }
+        Command::Expire => out.push(TAG_EXPIRE),
+        Command::ClientGone { client } => {
+            out.push(TAG_CLIENT_GONE);
+            out.extend_from_slice(&client.0.to_le_bytes());
+        }
+    }
+    let len = (out.len() - start - RECORD_HEADER_LEN) as u32;
+    debug_assert!(len as usize <= MAX_PAYLOAD);
+    let crc = crc32fast::hash(&out[start + RECORD_HEADER_LEN..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&(!len).to_le_bytes());
+    out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_ids(out: &mut Vec<u8>, client: ClientId, request: RequestId) {
+    out.extend_from_slice(&client.0.to_le_bytes());
+    out.extend_from_slice(&request.0.to_le_bytes());
+}
+
+fn put_title(out: &mut Vec<u8>, title: Option<&Title>) {
+    let bytes = title.map_or(&[][..], |t| t.as_str().as_bytes());
+    out.push(bytes.len() as u8);
+    out.extend_from_slice(bytes);
+}
+
+/// Decodes and validates one payload; every field goes through the engine's own constructors.
+fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
+    let mut r = Reader {
+        bytes: payload,
+        offset,
+    };
+    let now = r.u64("now")?;
+    let command = match r.u8("tag")? {
+        TAG_LIST => {
+            let (client, request) = r.ids()?;
+            let price = r.price("price")?;
+            let qty = r.qty()?;
+            let title = r.title()?.ok_or_else(|| r.bad("title", "is empty"))?;
+            Command::List {
+                client,
+                request,
+                title,
+                price,
+                qty,
+            }
+        }
+        TAG_BUY => {
+            let (client, request) = r.ids()?;
+            let max_price = r.price("max_price")?;
+            let qty = r.qty()?;
+            let has_deadline = match r.u8("deadline_flag")? {
+                0 => false,
+                1 => true,
+                other => return Err(r.bad("deadline_flag", &format!("{other} is not 0 or 1"))),
+            };
+            let deadline = r.u64("deadline")?;
+            if !has_deadline && deadline != 0 {
+                return Err(r.bad("deadline", "is set but its flag is 0"));
+            }
+            let target = r.title()?.map_or(BuyTarget::Any, BuyTarget::Title);
+            Command::Buy {
+                client,
+                request,
+                target,
+                max_price,
+                qty,
+                deadline: has_deadline.then_some(deadline),
+            }
+        }
+        TAG_CANCEL => {
+            let (client, request) = r.ids()?;
+            Command::Cancel { client, request }
+        }
+        TAG_EXPIRE => Command::Expire,
+        TAG_CLIENT_GONE => Command::ClientGone {
+            client: ClientId(r.u64("client")?),
+        },
+        other => return Err(r.bad("tag", &format!("{other} is not a known command"))),
+    };
+    if !r.bytes.is_empty() {
+        return Err(r.bad("payload", &format!("{} bytes left over", r.bytes.len())));
+    }
+    Ok(Entry {
+        offset,
+        now,
+        command,
+    })
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: u64,
+}
+
+impl Reader<'_> {
+    fn bad(&self, field: &'static str, problem: &str) -> FormatError {
+        FormatError::Payload {
+            offset: self.offset,
+            field,
+            problem: problem.to_owned(),
+        }
+    }
+
+    fn take(&mut self, field: &'static str, n: usize) -> Result<&[u8], FormatError> {
+        if self.bytes.len() < n {
+            return Err(self.bad(field, "the payload ends early"));
+        }
+        let (head, rest) = self.bytes.split_at(n);
+        self.bytes = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, FormatError> {
+        Ok(self.take(field, 1)?[0])
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, FormatError> {
+        Ok(le_u32(self.take(field, 4)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, FormatError> {
+        let b = self.take(field, 8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    fn ids(&mut self) -> Result<(ClientId, RequestId), FormatError> {
+        let client = ClientId(self.u64("client")?);
+        if client.0 == 0 {
+            return Err(self.bad("client", "0 is not a client id"));
+        }
+        Ok((client, RequestId(self.u64("request")?)))
+    }
+
+    fn price(&mut self, field: &'static str) -> Result<Price, FormatError> {
+        let cents = self.u64(field)?;
+        Price::from_cents(cents).map_err(|e| self.bad(field, &e.to_string()))
+    }
+
+    fn qty(&mut self) -> Result<Qty, FormatError> {
+        let qty = self.u32("qty")?;
+        Qty::new(u64::from(qty)).map_err(|e| self.bad("qty", &e.to_string()))
+    }
+
+    /// A length-prefixed title; length 0 means none.
+    fn title(&mut self) -> Result<Option<Title>, FormatError> {
+        let len = self.u8("title_len")? as usize;
+        if len == 0 {
+            return Ok(None);
+        }
+        let bytes = self.take("title", len)?;
+        Title::from_bytes(bytes)
+            .map(Some)
+            .map_err(|e| self.bad("title", &e.to_string()))
+    }
+}
+
+fn le_u32(b: &[u8]) -> u32 {
+    u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn title(s: &str) -> Title {
+        Title::new(s).unwrap()
+    }
+
+    /// Sample commands as the reader returns them, offsets included.
+    fn sample() -> Vec<Entry> {
+        let commands = vec![
+            (
+                1,
+                Command::List {
+                    client: ClientId(1),
+                    request: RequestId(7),
+                    title: title("Dune"),
+                    price: Price::from_cents(1250).unwrap(),
+                    qty: Qty::new(3).unwrap(),
+                },
+            ),
+            (
+                2,
+                Command::Buy {
+                    client: ClientId(2),
+                    request: RequestId(1),
+                    target: BuyTarget::Any,
+                    max_price: Price::from_cents(99).unwrap(),
+                    qty: Qty::new(1).unwrap(),
+                    deadline: Some(5002),
+                },
+            ),
+            (
+                3,
+                Command::Buy {
+                    client: ClientId(2),
+                    request: RequestId(2),
+                    target: BuyTarget::Title(title(&"é".repeat(40))),
+                    max_price: Price::from_cents(100_000_000).unwrap(),
+                    qty: Qty::new(1_000_000).unwrap(),
+                    deadline: None,
+                },
+            ),
+            (
+                4,
+                Command::Cancel {
+                    client: ClientId(2),
+                    request: RequestId(2),
+                },
+            ),
+            (5, Command::Expire),
+            (
+                6,
+                Command::ClientGone {
+                    client: ClientId(2),
+                },
+            ),
+        ];
+        let mut offset = FILE_HEADER_LEN as u64;
+        commands
+            .into_iter()
+            .map(|(now, command)| {
+                let mut record = Vec::new();
+                encode_record(now, &command, &mut record);
+                let entry = Entry {
+                    offset,
+                    now,
+                    command,
+                };
+                offset += record.len() as u64;
+                entry
+            })
+            .collect()
+    }
+
+    fn image(entries: &[Entry]) -> Vec<u8> {
+        let mut bytes = FileHeader { capacity: 100 }.encode().to_vec();
+        for e in entries {
+            encode_record(e.now, &e.command, &mut bytes);
+        }
+        bytes
+    }
+
+    #[test]
+    fn every_command_round_trips() {
+        let bytes = image(&sample());
+        let scan = scan(&bytes).unwrap();
+        assert_eq!(scan.header, Some(FileHeader { capacity: 100 }));
+        assert_eq!(scan.entries, sample());
+        assert_eq!(scan.valid_len, bytes.len() as u64);
+        assert_eq!(scan.torn, None);
+    }
+
+    #[test]
+    fn every_prefix_of_a_journal_is_a_shorter_journal_with_a_torn_tail() {
+        let bytes = image(&sample());
+        let ends: Vec<u64> = {
+            let mut v = vec![FILE_HEADER_LEN as u64];
+            let mut b = FileHeader { capacity: 100 }.encode().to_vec();
+            for e in sample() {
+                encode_record(e.now, &e.command, &mut b);
+                v.push(b.len() as u64);
+            }
+            v
+        };
+        for cut in 0..bytes.len() {
+            let s = scan(&bytes[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+            let whole = ends.iter().filter(|&&e| e <= cut as u64).count();
+            assert_eq!(s.entries.len(), whole.saturating_sub(1), "cut at {cut}");
+            assert_eq!(s.valid_len + s.torn.map_or(0, |t| t.bytes), cut as u64);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_in_the_last_record_is_a_torn_tail() {
+        let mut bytes = image(&sample());
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        let s = scan(&bytes).unwrap();
+        assert_eq!(s.entries.len(), sample().len() - 1);
+        assert!(s.torn.unwrap().why.contains("checksum"));
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_middle_record_is_an_error_naming_its_offset() {
+        let mut bytes = image(&sample());
+        let second = {
+            let mut b = FileHeader { capacity: 100 }.encode().to_vec();
+            encode_record(sample()[0].now, &sample()[0].command, &mut b);
+            b.len()
+        };
+        bytes[second + RECORD_HEADER_LEN + 3] ^= 0x40;
+        let err = scan(&bytes).unwrap_err();
+        assert_eq!(err.offset(), Some(second as u64), "{err}");
+        assert!(err.to_string().contains(&format!("offset {second}")));
+        // A damaged length word in the middle is an error too, not a torn tail.
+        let mut bytes = image(&sample());
+        bytes[second] ^= 0x01;
+        assert!(matches!(
+            scan(&bytes),
+            Err(FormatError::Length { offset, .. }) if offset == second as u64
+        ));
+    }
+
+    #[test]
+    fn a_valid_checksum_over_invalid_values_is_refused() {
+        let mut bytes = FileHeader { capacity: 100 }.encode().to_vec();
+        encode_record(
+            0,
+            &Command::ClientGone {
+                client: ClientId(1),
+            },
+            &mut bytes,
+        );
+        // Turn the tag into an unknown one and fix up the checksum.
+        let payload_at = FILE_HEADER_LEN + RECORD_HEADER_LEN;
+        bytes[payload_at + 8] = 99;
+        let crc = crc32fast::hash(&bytes[payload_at..]);
+        bytes[FILE_HEADER_LEN + 8..payload_at].copy_from_slice(&crc.to_le_bytes());
+        let err = scan(&bytes).unwrap_err();
+        assert!(err.to_string().contains("tag: 99"), "{err}");
+    }
+
+    #[test]
+    fn foreign_files_are_not_journals() {
+        assert_eq!(
+            scan(b"hello world, this is not it"),
+            Err(FormatError::NotAJournal)
+        );
+        assert_eq!(scan(b"hello"), Err(FormatError::NotAJournal));
+        let mut bytes = image(&[]);
+        bytes[8] = 2;
+        assert!(matches!(
+            scan(&bytes),
+            Err(FormatError::Version { found: 2 })
+        ));
+    }
+}
