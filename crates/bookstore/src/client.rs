@@ -10,7 +10,7 @@ use crate::layout::{StoreState, RING_CAPACITY};
 use crate::shared::{OpenStoreError, SharedStore};
 use crate::wire::{BadReply, Reply, Request};
 use bookstore_ipc::ring::{Consumer, Producer, RingError};
-use bookstore_ipc::sync::Ordering::{Acquire, Release};
+use bookstore_ipc::sync::Ordering::Release;
 
 /// How often a waiting client checks that its market is still alive.
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
@@ -30,6 +30,8 @@ pub enum ConnectError {
     },
     #[error(transparent)]
     Open(#[from] OpenStoreError),
+    #[error("cannot read this process's own identity: {0}")]
+    Identity(#[source] shm::process::ProcessError),
 }
 
 /// Why a request could not be completed.
@@ -61,14 +63,17 @@ impl ClientError {
 pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, ConnectError> {
     let started = Instant::now();
     loop {
-        let attempt = SharedStore::open(name, true, shm::effective_uid());
+        let attempt = SharedStore::open(name, shm::effective_uid());
         let retry_reason = match attempt {
             Ok(store) => {
                 let h = store.header();
                 // The state is acquired before the identity it publishes (`MarketIdentity`).
-                let (state, pid, start_time) = h.identity().read();
-                let market = ProcessId { pid, start_time };
-                let ready = state == StoreState::Ready as u32;
+                let seen = h.identity().read();
+                let market = ProcessId {
+                    pid: seen.pid,
+                    start_time: seen.start_time,
+                };
+                let ready = seen.state() == Some(StoreState::Ready);
                 match ProcessHandle::open(market) {
                     Ok(_) if ready => return Ok(store),
                     Ok(_) => None,
@@ -103,7 +108,7 @@ pub struct Client<'s> {
     pid: u32,
     market: ProcessHandle,
     requests: Producer<'s, RING_CAPACITY>,
-    events: Consumer<'s, RING_CAPACITY>,
+    replies: Consumer<'s, RING_CAPACITY>,
     next_request: u64,
     spin: Duration,
 }
@@ -120,7 +125,7 @@ impl<'s> Client<'s> {
             name: name.clone(),
             pid: market_id.pid,
         })?;
-        let me = ProcessId::current();
+        let me = ProcessId::current().map_err(ConnectError::Identity)?;
         for index in 0..store.slot_count() {
             let slot = store.slot(index);
             // Claiming synchronises with the market's release of the slot (rings reset).
@@ -129,14 +134,14 @@ impl<'s> Client<'s> {
             }
             // Release: a market that sees the new epoch also sees our ACTIVE.
             h.attach_epoch.0.fetch_add(1, Release);
-            h.doorbell.ring();
+            h.doorbell.notify();
             return Ok(Self {
                 store,
                 slot: index,
                 pid: me.pid,
                 market,
                 requests: Producer::new(&slot.requests),
-                events: Consumer::new(&slot.events),
+                replies: Consumer::new(&slot.replies),
                 next_request: 1,
                 spin,
             });
@@ -192,11 +197,11 @@ impl<'s> Client<'s> {
     /// the request ring is full, which only happens when pipelining.
     pub fn send(&mut self, request: &Request) -> Result<(), ClientError> {
         self.push(request)?;
-        self.store.header().doorbell.ring();
+        self.store.header().doorbell.notify();
         Ok(())
     }
 
-    /// Pushes without ringing: for pipelines that ring once per batch with [`Self::flush`].
+    /// Pushes without ringing: for pipelines that ring once per batch with [`Self::notify_market`].
     pub fn push(&mut self, request: &Request) -> Result<(), ClientError> {
         self.push_raw(&request.encode())
     }
@@ -205,7 +210,7 @@ impl<'s> Client<'s> {
     /// fuzzing of the market's validation: a real client sends [`Request`]s.
     pub fn send_raw(&mut self, message: &bookstore_ipc::ring::Message) -> Result<(), ClientError> {
         self.push_raw(message)?;
-        self.flush();
+        self.notify_market();
         Ok(())
     }
 
@@ -215,7 +220,7 @@ impl<'s> Client<'s> {
             match self.requests.try_push(message) {
                 Ok(()) => return Ok(()),
                 Err(RingError::Full) => {
-                    self.store.header().doorbell.ring();
+                    self.store.header().doorbell.notify();
                     waited += 1;
                     if waited % 1024 == 0 {
                         self.check_market()?;
@@ -228,13 +233,13 @@ impl<'s> Client<'s> {
     }
 
     /// Rings the market's doorbell (after [`Self::push`]).
-    pub fn flush(&self) {
-        self.store.header().doorbell.ring();
+    pub fn notify_market(&self) {
+        self.store.header().doorbell.notify();
     }
 
     /// A reply if one is ready.
     pub fn try_recv(&mut self) -> Result<Option<Reply>, ClientError> {
-        match self.events.try_pop() {
+        match self.replies.try_pop() {
             Ok(Some(m)) => Ok(Some(Reply::decode(&m)?)),
             Ok(None) => Ok(None),
             Err(e) => Err(ClientError::Corrupt(e)),
@@ -267,12 +272,12 @@ impl<'s> Client<'s> {
                 continue;
             }
             let timeout = deadline.map_or(LIVENESS_EVERY, |d| (d - now).min(LIVENESS_EVERY));
-            let ring = self.events.ring();
+            let replies = self.replies.shared();
             self.store
                 .slot(self.slot)
                 .doorbell
-                .park(|| ring.has_messages(), Some(timeout));
-            if !self.events.ring().has_messages() {
+                .park(|| replies.has_messages(), Some(timeout));
+            if !replies.has_messages() {
                 self.check_market()?;
             }
         }
@@ -284,8 +289,8 @@ impl<'s> Client<'s> {
         if self.market.has_exited() {
             return Err(ClientError::MarketGone { pid });
         }
-        // Acquire: pairs with the market's release of Closing (after its final view).
-        if self.store.header().state.load(Acquire) == StoreState::Closing as u32 {
+        // Acquired (in `read`): pairs with the market's release of Closing (after its final view).
+        if self.store.header().identity().read().state() == Some(StoreState::Closing) {
             return Err(ClientError::MarketClosing { pid });
         }
         Ok(())
@@ -302,6 +307,6 @@ impl Drop for Client<'_> {
         slot.control.leave(self.pid);
         // Release: a market that sees the new epoch also sees our LEAVING.
         h.attach_epoch.0.fetch_add(1, Release);
-        h.doorbell.ring();
+        h.doorbell.notify();
     }
 }

@@ -7,7 +7,7 @@
 //! | offset                    | size                  | what                                  |
 //! |---------------------------|-----------------------|---------------------------------------|
 //! | 0                         | 64                    | [`Header`] identity line              |
-//! | 64                        | 64                    | [`Header`] counters line              |
+//! | 64                        | 64                    | [`Header`] attach-epoch line          |
 //! | 128                       | 64                    | [`Header`] market doorbell            |
 //! | 192                       | `slots × 16 768`      | [`Slot`] table                        |
 //! | `view_offset`             | 128                   | [`ViewHeader`] (seqlock + totals)     |
@@ -15,19 +15,25 @@
 //! | `... + 4096`              | `capacity × 128`      | shelf rows ([`Cell`])                 |
 //! | end, rounded up to 4 KiB  |                       |                                       |
 //!
-//! A slot is: control line (64) · client doorbell (64) · request ring (8 320) · event ring (8 320).
+//! A slot is: control line (64) · client doorbell (64) · request ring (8 320) · reply ring (8 320).
 //! A ring is: head line (64) · tail line (64) · 64 cells of 128 bytes.
 
 use std::mem::{align_of, size_of};
 
 use bookstore_ipc::doorbell::Doorbell;
-use bookstore_ipc::ring::{CacheLine, Ring, MESSAGE_WORDS};
+use bookstore_ipc::ring::{CacheLine, Ring};
+use bookstore_ipc::seqlock::SeqLock;
 use bookstore_ipc::sync::{AtomicU32, AtomicU64};
+
+pub use bookstore_ipc::ring::{Cell, Message, MESSAGE_WORDS};
+/// The market's lifecycle, in [`Header::state`]: the IPC crate's server states.
+pub use bookstore_ipc::slot::ServerState as StoreState;
+pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
 pub const LAYOUT_VERSION: u32 = 1;
-/// Messages in each request ring and each event ring.
+/// Messages in each request ring and each reply ring.
 pub const RING_CAPACITY: usize = 64;
 /// Trades kept in the published view's recent-trades ring.
 pub const RECENT_TRADES: usize = 32;
@@ -36,26 +42,6 @@ pub use engine::MAX_CAPACITY;
 const PAGE: usize = 4096;
 
 pub type MessageRing = Ring<RING_CAPACITY>;
-
-/// The market's lifecycle, in [`Header::state`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreState {
-    Initialising = 1,
-    Ready = 2,
-    Closing = 3,
-}
-
-impl StoreState {
-    pub fn from_raw(raw: u32) -> Option<Self> {
-        match raw {
-            1 => Some(Self::Initialising),
-            2 => Some(Self::Ready),
-            3 => Some(Self::Closing),
-            _ => None,
-        }
-    }
-}
 
 #[repr(C, align(64))]
 pub struct Header {
@@ -72,15 +58,13 @@ pub struct Header {
     pub market_start_time: AtomicU64,
     pub slots_offset: AtomicU64,
     pub view_offset: AtomicU64,
-    // Counters line.
+    // Attach-epoch line.
     /// Bumped by a client after it activates a slot, so a busy market (not parked, so not rung)
     /// still notices new clients by watching one word.
     pub attach_epoch: CacheLine<AtomicU64>,
     /// Rung by clients after pushing a request or activating a slot; the market parks on it.
     pub doorbell: Doorbell,
 }
-
-pub use bookstore_ipc::slot::{slot_state, SlotControl};
 
 impl Header {
     /// The market's identity and readiness words, with their handshake.
@@ -94,8 +78,11 @@ impl Header {
 
     /// The market process as the header names it (state acquired first: see `identity`).
     pub fn market_process(&self) -> shm::process::ProcessId {
-        let (_, pid, start_time) = self.identity().read();
-        shm::process::ProcessId { pid, start_time }
+        let seen = self.identity().read();
+        shm::process::ProcessId {
+            pid: seen.pid,
+            start_time: seen.start_time,
+        }
     }
 }
 
@@ -107,17 +94,13 @@ pub struct Slot {
     /// Client → market.
     pub requests: MessageRing,
     /// Market → client.
-    pub events: MessageRing,
+    pub replies: MessageRing,
 }
-
-/// One 128-byte row of the view: a shelf row or a recent trade.
-#[repr(C, align(64))]
-pub struct Cell(pub [AtomicU64; MESSAGE_WORDS]);
 
 #[repr(C, align(64))]
 pub struct ViewHeader {
-    /// Seqlock: odd while the market is writing the view.
-    pub seq: AtomicU64,
+    /// Odd while the market is writing the view (see `bookstore_ipc::seqlock`).
+    pub seq: SeqLock,
     pub books_listed: AtomicU64,
     pub books_sold: AtomicU64,
     pub books_on_shelf: AtomicU64,
@@ -186,6 +169,83 @@ impl Geometry {
     }
 }
 
+/// A labelled byte range of the object, for dumps (`inspect --hex`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Region {
+    pub start: usize,
+    pub end: usize,
+    pub label: String,
+}
+
+impl Geometry {
+    /// Every region of the object in order, from the layout's own types and offsets: a dump
+    /// labelled with these never disagrees with the structs.
+    pub fn regions(&self) -> Vec<Region> {
+        use std::mem::offset_of;
+        let mut out = Vec::new();
+        let mut push =
+            |start: usize, end: usize, label: String| out.push(Region { start, end, label });
+        push(
+            0,
+            offset_of!(Header, attach_epoch),
+            "header: identity (magic, version, state, sizes, market pid)".into(),
+        );
+        push(
+            offset_of!(Header, attach_epoch),
+            offset_of!(Header, doorbell),
+            "header: attach epoch".into(),
+        );
+        push(
+            offset_of!(Header, doorbell),
+            HEADER_SIZE,
+            "header: market doorbell (futex word)".into(),
+        );
+        for i in 0..self.slot_count as usize {
+            let base = self.slots_offset() + i * SLOT_SIZE;
+            let parts = [
+                (
+                    0,
+                    offset_of!(Slot, doorbell),
+                    "control (state|pid, start time, client id)",
+                ),
+                (
+                    offset_of!(Slot, doorbell),
+                    offset_of!(Slot, requests),
+                    "client doorbell",
+                ),
+                (
+                    offset_of!(Slot, requests),
+                    offset_of!(Slot, replies),
+                    "request ring (head, tail, cells)",
+                ),
+                (
+                    offset_of!(Slot, replies),
+                    SLOT_SIZE,
+                    "reply ring (head, tail, cells)",
+                ),
+            ];
+            for (start, end, what) in parts {
+                push(base + start, base + end, format!("slot {i}: {what}"));
+            }
+        }
+        let view = self.view_offset();
+        push(
+            view,
+            view + VIEW_HEADER_SIZE,
+            "view: seqlock and totals".into(),
+        );
+        push(
+            self.recent_trades_offset(),
+            self.shelf_offset(),
+            format!("view: recent trades ({RECENT_TRADES} cells)"),
+        );
+        let shelf_end = self.shelf_offset() + self.shelf_rows() * CELL_SIZE;
+        push(self.shelf_offset(), shelf_end, "view: shelf rows".into());
+        push(shelf_end, self.total_size(), "padding to the page".into());
+        out
+    }
+}
+
 /// A header field that is not what a valid store has.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HeaderError {
@@ -212,14 +272,17 @@ pub enum HeaderError {
 /// Checks every header field against the layout before any offset in it is trusted, and
 /// returns the geometry the rest of the object has.
 pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, HeaderError> {
-    use bookstore_ipc::sync::Ordering::Acquire;
-    // Acquire on `state` first: the market writes the identity line before it releases Ready.
-    let state = header.state.load(Acquire);
-    let magic = header.magic.load(Acquire);
+    use bookstore_ipc::sync::{fence, Ordering::Acquire, Ordering::Relaxed};
+    // The one acquire: on `state`, which the market stores (release) after the identity line.
+    // A relaxed load and a fence, so that this is sound on a read-only mapping too. Every
+    // other field is then read relaxed: this fence orders them.
+    let state = header.state.load(Relaxed);
+    fence(Acquire);
+    let magic = header.magic.load(Relaxed);
     if magic != MAGIC {
         return Err(HeaderError::Magic { found: magic });
     }
-    let version = header.version.load(Acquire);
+    let version = header.version.load(Relaxed);
     if version != LAYOUT_VERSION {
         return Err(HeaderError::Version { found: version });
     }
@@ -236,8 +299,8 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
         }
     };
     let geometry = Geometry {
-        capacity: in_range("capacity", header.capacity.load(Acquire), MAX_CAPACITY)?,
-        slot_count: in_range("slot_count", header.slot_count.load(Acquire), MAX_SLOTS)?,
+        capacity: in_range("capacity", header.capacity.load(Relaxed), MAX_CAPACITY)?,
+        slot_count: in_range("slot_count", header.slot_count.load(Relaxed), MAX_SLOTS)?,
     };
     let expect = |field, found: u64, expected: usize| {
         if found == expected as u64 {
@@ -252,23 +315,23 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
     };
     expect(
         "ring_capacity",
-        header.ring_capacity.load(Acquire).into(),
+        header.ring_capacity.load(Relaxed).into(),
         RING_CAPACITY,
     )?;
     expect(
         "total_size",
-        header.total_size.load(Acquire),
+        header.total_size.load(Relaxed),
         geometry.total_size(),
     )?;
     expect("mapped size", mapped_len as u64, geometry.total_size())?;
     expect(
         "slots_offset",
-        header.slots_offset.load(Acquire),
+        header.slots_offset.load(Relaxed),
         geometry.slots_offset(),
     )?;
     expect(
         "view_offset",
-        header.view_offset.load(Acquire),
+        header.view_offset.load(Relaxed),
         geometry.view_offset(),
     )?;
     Ok(geometry)
@@ -277,7 +340,6 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
 /// Titles in cells: the byte length in one word, the bytes packed little-endian into the
 /// following words.
 pub mod title_words {
-    use bookstore_ipc::sync::{AtomicU64, Ordering::Relaxed};
     use engine::MAX_TITLE_BYTES;
 
     pub const WORDS: usize = MAX_TITLE_BYTES.div_ceil(8);
@@ -304,10 +366,5 @@ pub mod title_words {
             .collect();
         bytes.truncate(len);
         Some(bytes)
-    }
-
-    /// Relaxed loads: callers order them (seqlock or ring index).
-    pub fn load(cells: &[AtomicU64]) -> [u64; 16] {
-        std::array::from_fn(|i| cells.get(i).map_or(0, |c| c.load(Relaxed)))
     }
 }

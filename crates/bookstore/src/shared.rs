@@ -1,18 +1,23 @@
-//! The store's shared object, mapped and typed.
+//! The store's shared object, mapped and typed: [`SharedStore`] for the market and its clients
+//! (read-write), [`StoreReader`] for observers that must never write (`inspect`, a market
+//! examining a name, `market --stop`).
 //!
 //! `unsafe` is allowed here (the crate's only module with it) to turn offsets of the mapping
-//! into typed references: `at` and the header image below. Every type so viewed is made of
-//! atomics only (see `AtomicsOnly`), which is what makes the references sound.
+//! into typed references: `Mapping::at` and the header image below. Every type so viewed is
+//! made of atomics only ([`AtomicsOnly`]), which is what makes the references sound.
 #![allow(unsafe_code)]
 
 use std::mem::size_of;
 
+use bookstore_ipc::slot::{IdentitySeen, SlotState};
+use shm::process::ProcessId;
 use shm::{Mode, Segment, ShmName};
 
 use crate::layout::{
-    self, Cell, Geometry, Header, HeaderError, Slot, ViewHeader, CELL_SIZE, HEADER_SIZE,
-    LAYOUT_VERSION, MAGIC, RECENT_TRADES, RING_CAPACITY, SLOT_SIZE,
+    self, Cell, Geometry, Header, HeaderError, Slot, StoreState, ViewHeader, CELL_SIZE,
+    HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES, RING_CAPACITY, SLOT_SIZE,
 };
+use crate::view::{Snapshot, SnapshotError};
 use bookstore_ipc::sync::Ordering::Relaxed;
 
 /// Why a store could not be opened.
@@ -28,10 +33,103 @@ pub enum OpenStoreError {
     },
 }
 
-/// A mapped store whose header has been validated (or, for the market, written).
-pub struct SharedStore {
+/// Types that may be viewed in the shared mapping through a shared reference.
+///
+/// # Safety
+/// The type must consist of atomics (and padding) only: valid for every bit pattern, and
+/// without interior state that a plain write by another process could make unsound. Another
+/// process is outside Rust's abstract machine; whatever it writes (even with plain stores, as
+/// a hostile one may) is, to us, an atomic write of some value, which validation then judges.
+pub(crate) unsafe trait AtomicsOnly {}
+// SAFETY: each is `#[repr(C)]` and made of `AtomicU32`, `AtomicU64` and types that are
+// themselves made of them (`CacheLine`, `Doorbell`, `Ring`, `Cell`, `SeqLock`), plus padding;
+// the sizes are pinned by the layout's compile-time assertions.
+unsafe impl AtomicsOnly for Header {}
+// SAFETY: as above.
+unsafe impl AtomicsOnly for Slot {}
+// SAFETY: as above.
+unsafe impl AtomicsOnly for ViewHeader {}
+// SAFETY: as above.
+unsafe impl AtomicsOnly for Cell {}
+
+/// The mapped object and its geometry. Crate-private: the two public store types decide
+/// whether anyone may write through it.
+pub(crate) struct Mapping {
     segment: Segment,
     geometry: Geometry,
+}
+
+impl Mapping {
+    /// Validates the header of an opened segment before any offset in it is used.
+    fn validated(segment: Segment) -> Result<Self, OpenStoreError> {
+        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked by `open_*`), page-aligned,
+        // and `Header` is `AtomicsOnly`.
+        let header = unsafe { &*segment.as_ptr().cast::<Header>() };
+        let geometry = layout::validate_header(header, segment.len()).map_err(|source| {
+            OpenStoreError::Header {
+                name: segment.name().clone(),
+                source,
+            }
+        })?;
+        Ok(Self { segment, geometry })
+    }
+
+    /// The atomics at byte `offset` of the mapping, as a `T`.
+    fn at<T: AtomicsOnly>(&self, offset: usize) -> &T {
+        assert!(
+            offset + size_of::<T>() <= self.segment.len(),
+            "offset inside the mapping"
+        );
+        assert_eq!(
+            offset % std::mem::align_of::<T>(),
+            0,
+            "offset aligned for T"
+        );
+        // SAFETY: in bounds and aligned (asserted above; the mapping itself is page-aligned).
+        // `T: AtomicsOnly`, valid for any bit pattern; what other processes write is, to us, an
+        // atomic write of some value (see `AtomicsOnly`). The reference cannot outlive the
+        // mapping: it borrows `self`. On a read-only mapping only `StoreReader` holds `self`,
+        // and it does relaxed loads only.
+        unsafe { &*self.segment.as_ptr().add(offset).cast::<T>() }
+    }
+
+    pub(crate) fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        self.at(0)
+    }
+
+    pub(crate) fn slot(&self, index: u32) -> &Slot {
+        assert!(
+            index < self.geometry.slot_count,
+            "slot {index} out of range"
+        );
+        self.at(self.geometry.slots_offset() + index as usize * SLOT_SIZE)
+    }
+
+    pub(crate) fn view_header(&self) -> &ViewHeader {
+        self.at(self.geometry.view_offset())
+    }
+
+    pub(crate) fn recent_trade(&self, index: usize) -> &Cell {
+        self.at(self.geometry.recent_trades_offset() + (index % RECENT_TRADES) * CELL_SIZE)
+    }
+
+    pub(crate) fn shelf_row(&self, index: usize) -> &Cell {
+        assert!(
+            index < self.geometry.shelf_rows(),
+            "shelf row {index} out of range"
+        );
+        self.at(self.geometry.shelf_offset() + index * CELL_SIZE)
+    }
+}
+
+/// A store mapped read-write, its header validated (or, for the market, written): the market
+/// and its clients, who take part in the protocols.
+pub struct SharedStore {
+    map: Mapping,
 }
 
 impl SharedStore {
@@ -41,11 +139,13 @@ impl SharedStore {
         name: &ShmName,
         geometry: Geometry,
         mode: Mode,
+        market: ProcessId,
     ) -> Result<Self, shm::CreateError> {
         let segment = Segment::create(name, geometry.total_size(), mode)?;
-        let store = Self { segment, geometry };
+        let store = Self {
+            map: Mapping { segment, geometry },
+        };
         let h = store.header();
-        let me = shm::process::ProcessId::current();
         // Relaxed: nobody may trust these before the release store of `state` below.
         h.version.store(LAYOUT_VERSION, Relaxed);
         h.total_size.store(geometry.total_size() as u64, Relaxed);
@@ -57,84 +157,127 @@ impl SharedStore {
         h.view_offset.store(geometry.view_offset() as u64, Relaxed);
         h.magic.store(MAGIC, Relaxed);
         // Publishes the whole identity line with the release store of `state`.
-        h.identity().publish(
-            me.pid,
-            me.start_time,
-            layout::StoreState::Initialising as u32,
-        );
+        h.identity()
+            .publish(market.pid, market.start_time, StoreState::Initialising);
         Ok(store)
     }
 
-    /// Opens an existing object owned by `owner`, and validates its header.
-    pub fn open(name: &ShmName, writable: bool, owner: u32) -> Result<Self, OpenStoreError> {
-        let segment = Segment::open(name, writable, owner, HEADER_SIZE)?;
-        // SAFETY: the mapping is at least HEADER_SIZE bytes (checked by `open`) and page-aligned.
-        let header = unsafe { &*segment.as_ptr().cast::<Header>() };
-        let geometry = layout::validate_header(header, segment.len()).map_err(|source| {
-            OpenStoreError::Header {
-                name: name.clone(),
-                source,
-            }
-        })?;
-        Ok(Self { segment, geometry })
+    /// `shm_open` read-write an existing object owned by `owner`, and validates its header.
+    pub fn open(name: &ShmName, owner: u32) -> Result<Self, OpenStoreError> {
+        let segment = Segment::open_read_write(name, owner, HEADER_SIZE)?;
+        Ok(Self {
+            map: Mapping::validated(segment)?,
+        })
     }
 
     pub fn segment(&self) -> &Segment {
-        &self.segment
+        &self.map.segment
     }
 
     pub fn geometry(&self) -> Geometry {
-        self.geometry
-    }
-
-    /// The atomics at byte `offset` of the mapping, as a `T`.
-    fn at<T>(&self, offset: usize) -> &T {
-        assert!(
-            offset + size_of::<T>() <= self.segment.len(),
-            "offset inside the mapping"
-        );
-        assert_eq!(
-            offset % std::mem::align_of::<T>(),
-            0,
-            "offset aligned for T"
-        );
-        // SAFETY: in bounds and aligned (asserted above; the mapping itself is page-aligned).
-        // Every `T` used here is made only of atomics, valid for any bit pattern, and shared
-        // mutation by other processes goes through those atomics, so a shared reference is
-        // sound. The reference cannot outlive the mapping: it borrows `self`.
-        unsafe { &*self.segment.as_ptr().add(offset).cast::<T>() }
+        self.map.geometry
     }
 
     pub fn header(&self) -> &Header {
-        self.at(0)
+        self.map.header()
     }
 
     pub fn slot_count(&self) -> u32 {
-        self.geometry.slot_count
+        self.map.geometry.slot_count
     }
 
     pub fn slot(&self, index: u32) -> &Slot {
-        assert!(
-            index < self.geometry.slot_count,
-            "slot {index} out of range"
-        );
-        self.at(self.geometry.slots_offset() + index as usize * SLOT_SIZE)
+        self.map.slot(index)
     }
 
-    pub fn view_header(&self) -> &ViewHeader {
-        self.at(self.geometry.view_offset())
+    /// A consistent copy of the published view.
+    pub fn view(&self) -> Result<Snapshot, SnapshotError> {
+        crate::view::snapshot(&self.map)
     }
 
-    pub fn recent_trade(&self, index: usize) -> &Cell {
-        self.at(self.geometry.recent_trades_offset() + (index % RECENT_TRADES) * CELL_SIZE)
+    pub(crate) fn mapping(&self) -> &Mapping {
+        &self.map
+    }
+}
+
+/// What an observer sees of one client slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotReport {
+    pub state: SlotState,
+    pub pid: u32,
+    pub client_id: u64,
+    pub requests_queued: u32,
+    pub replies_queued: u32,
+    /// The client is parked on its doorbell, waiting for a reply.
+    pub client_parked: bool,
+}
+
+/// A store mapped read-only, its header validated: it offers copies of what it reads, never a
+/// reference through which anything could be written, and reads with relaxed loads (plus
+/// acquire fences where order matters), the only atomic accesses Rust allows on read-only
+/// memory.
+pub struct StoreReader {
+    map: Mapping,
+}
+
+impl StoreReader {
+    /// `shm_open` read-only an existing object owned by `owner`, and validates its header.
+    pub fn open(name: &ShmName, owner: u32) -> Result<Self, OpenStoreError> {
+        let segment = Segment::open_read_only(name, owner, HEADER_SIZE)?;
+        Ok(Self {
+            map: Mapping::validated(segment)?,
+        })
     }
 
-    pub fn shelf_row(&self, index: usize) -> &Cell {
-        assert!(
-            index < self.geometry.shelf_rows(),
-            "shelf row {index} out of range"
-        );
-        self.at(self.geometry.shelf_offset() + index * CELL_SIZE)
+    pub fn segment(&self) -> &Segment {
+        &self.map.segment
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.map.geometry
+    }
+
+    /// The market's state and identity, the state acquired first (relaxed load and fence).
+    pub fn identity(&self) -> IdentitySeen {
+        self.map.header().identity().read()
+    }
+
+    /// The market process as the header names it.
+    pub fn market(&self) -> ProcessId {
+        let seen = self.identity();
+        ProcessId {
+            pid: seen.pid,
+            start_time: seen.start_time,
+        }
+    }
+
+    pub fn layout_version(&self) -> u32 {
+        // Relaxed: validated already; informational.
+        self.map.header().version.load(Relaxed)
+    }
+
+    /// Whether the market is parked on its doorbell (idle).
+    pub fn market_parked(&self) -> bool {
+        self.map.header().doorbell.is_parked()
+    }
+
+    /// One slot as it looks now (the state acquired first; the rest may be a moment stale).
+    pub fn slot(&self, index: u32) -> SlotReport {
+        let slot = self.map.slot(index);
+        let (state, pid) = slot.control.observe();
+        SlotReport {
+            state,
+            pid,
+            client_id: slot.control.client_id(),
+            requests_queued: slot.requests.len_hint(),
+            replies_queued: slot.replies.len_hint(),
+            client_parked: slot.doorbell.is_parked(),
+        }
+    }
+
+    /// A consistent copy of the published view.
+    pub fn view(&self) -> Result<Snapshot, SnapshotError> {
+        crate::view::snapshot(&self.map)
     }
 }
 
@@ -152,9 +295,9 @@ pub fn validate_header_bytes(
     let mut image = Box::new(HeaderImage([0; HEADER_SIZE]));
     let n = bytes.len().min(HEADER_SIZE);
     image.0[..n].copy_from_slice(&bytes[..n]);
-    // SAFETY: `HeaderImage` has `Header`'s size and (64-byte) alignment; `Header` is made of
-    // atomics and padding only, for which every bit pattern is valid; the box outlives the
-    // reference, which does not escape this function.
+    // SAFETY: `HeaderImage` has `Header`'s size and (64-byte) alignment; `Header` is
+    // `AtomicsOnly`, so every bit pattern is valid; the box outlives the reference, which does
+    // not escape this function.
     let header = unsafe { &*std::ptr::from_ref(&*image).cast::<Header>() };
     layout::validate_header(header, mapped_len)
 }

@@ -2,16 +2,20 @@
 //! a seqlock so that `inspect` (and anyone else) reads a consistent snapshot without locks and
 //! without being able to disturb the market.
 //!
-//! Writer (market): `seq += 1` (odd) · release fence · relaxed stores · `seq += 1` (release).
-//! Reader: `s1 = seq` (acquire) · relaxed loads · acquire fence · `s2 = seq`; the snapshot is
-//! good if `s1 == s2` and even. The fences order the data loads between the two reads of `seq`.
+//! The protocol is `bookstore_ipc::seqlock` (loom-checked): the market writes inside
+//! `SeqLock::write`, readers copy inside `SeqLock::read` with relaxed loads only, so a reader
+//! on a read-only mapping is sound. Each row's words are written and read by one codec
+//! ([`ShelfRowCell`], [`TradeCell`]), so the format is stated once.
 
 use engine::{ShelfRow, Stats, Trade};
 use serde::Serialize;
 
-use crate::layout::{title_words, Cell, RECENT_TRADES};
-use crate::shared::SharedStore;
-use bookstore_ipc::sync::{fence, Ordering::*};
+use crate::layout::{title_words, Message, MESSAGE_WORDS, RECENT_TRADES};
+use crate::shared::{Mapping, SharedStore};
+use bookstore_ipc::sync::Ordering::Relaxed;
+
+/// Tries a reader makes before it reports the view as unstable.
+const READ_ATTEMPTS: u32 = 10_000;
 
 /// Totals the market keeps besides the engine's.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -69,6 +73,64 @@ pub enum SnapshotError {
     },
 }
 
+/// A shelf row in a cell: `[title length, price cents, qty, title words…]`.
+pub struct ShelfRowCell;
+
+impl ShelfRowCell {
+    pub fn encode(row: &ShelfRow) -> Message {
+        let mut words = [0u64; MESSAGE_WORDS];
+        words[0] = row.title.as_str().len() as u64;
+        words[1] = row.price.cents();
+        words[2] = row.qty.into();
+        title_words::pack(row.title.as_str(), &mut words[3..]);
+        words
+    }
+
+    pub fn decode(words: &Message) -> Result<SnapshotRow, SnapshotError> {
+        Ok(SnapshotRow {
+            title: title(words[0], &words[3..], "shelf row title")?,
+            price_cents: words[1],
+            qty: words[2],
+        })
+    }
+}
+
+/// A recent trade in a cell: `[trade id, price cents, qty, seller, buyer, title length, title
+/// words…]`.
+pub struct TradeCell;
+
+impl TradeCell {
+    pub fn encode(t: &Trade) -> Message {
+        let mut words = [0u64; MESSAGE_WORDS];
+        words[0] = t.trade_id;
+        words[1] = t.price.cents();
+        words[2] = t.qty.into();
+        words[3] = t.seller.0;
+        words[4] = t.buyer.0;
+        words[5] = t.title.as_str().len() as u64;
+        title_words::pack(t.title.as_str(), &mut words[6..]);
+        words
+    }
+
+    pub fn decode(words: &Message) -> Result<SnapshotTrade, SnapshotError> {
+        Ok(SnapshotTrade {
+            trade_id: words[0],
+            price_cents: words[1],
+            qty: words[2],
+            seller: words[3],
+            buyer: words[4],
+            title: title(words[5], &words[6..], "recent trade title")?,
+        })
+    }
+}
+
+fn title(len: u64, words: &[u64], field: &'static str) -> Result<String, SnapshotError> {
+    let corrupt = |problem: String| SnapshotError::Corrupt { field, problem };
+    let bytes =
+        title_words::unpack(len, words).ok_or_else(|| corrupt(format!("has length {len}")))?;
+    String::from_utf8(bytes).map_err(|_| corrupt("is not UTF-8".into()))
+}
+
 /// The market's writer of the view.
 pub struct Publisher {
     trades_recorded: u64,
@@ -95,32 +157,8 @@ impl Publisher {
         new_trades: &[Trade],
         now_ms: u64,
     ) {
-        let v = store.view_header();
-        // We are the only writer, so our own last value of `seq` is current.
-        let seq = v.seq.load(Relaxed);
-        v.seq.store(seq.wrapping_add(1) | 1, Relaxed);
-        // Release fence: a reader that sees any store below also sees the odd `seq`.
-        fence(Release);
-        v.books_listed.store(stats.books_listed, Relaxed);
-        v.books_sold.store(stats.books_sold, Relaxed);
-        v.books_on_shelf.store(stats.books_on_shelf.into(), Relaxed);
-        v.trades.store(stats.trades, Relaxed);
-        v.revenue_cents.store(stats.revenue_cents, Relaxed);
-        v.resting_buys.store(stats.resting_buys.into(), Relaxed);
-        v.requests.store(counters.requests, Relaxed);
-        v.rejected.store(counters.rejected, Relaxed);
-        v.malformed.store(counters.malformed, Relaxed);
-        v.published_at_ms.store(now_ms, Relaxed);
-        let rows = shelf.len().min(store.geometry().shelf_rows());
-        for (i, row) in shelf[..rows].iter().enumerate() {
-            let mut words = [0u64; 16];
-            words[0] = row.title.as_str().len() as u64;
-            words[1] = row.price.cents();
-            words[2] = row.qty.into();
-            title_words::pack(row.title.as_str(), &mut words[3..]);
-            store_cell(store.shelf_row(i), &words);
-        }
-        v.shelf_rows.store(rows as u64, Relaxed);
+        let map = store.mapping();
+        let v = map.view_header();
         // Only the last RECENT_TRADES of this batch can survive in the ring.
         for t in new_trades {
             if self.recent.len() == RECENT_TRADES {
@@ -129,21 +167,29 @@ impl Publisher {
             self.recent.push_back(t.clone());
         }
         self.trades_recorded += new_trades.len() as u64;
-        let first = self.trades_recorded - self.recent.len() as u64;
-        for (n, t) in (first..).zip(&self.recent) {
-            let mut words = [0u64; 16];
-            words[0] = t.trade_id;
-            words[1] = t.price.cents();
-            words[2] = t.qty.into();
-            words[3] = t.seller.0;
-            words[4] = t.buyer.0;
-            words[5] = t.title.as_str().len() as u64;
-            title_words::pack(t.title.as_str(), &mut words[6..]);
-            store_cell(store.recent_trade(n as usize), &words);
-        }
-        v.trades_recorded.store(self.trades_recorded, Relaxed);
-        // Release: the data stores above happen before a reader's acquire of the even `seq`.
-        v.seq.store(seq.wrapping_add(2) & !1, Release);
+        // Relaxed stores inside the write: the sequence lock publishes them whole.
+        v.seq.write(|| {
+            v.books_listed.store(stats.books_listed, Relaxed);
+            v.books_sold.store(stats.books_sold, Relaxed);
+            v.books_on_shelf.store(stats.books_on_shelf.into(), Relaxed);
+            v.trades.store(stats.trades, Relaxed);
+            v.revenue_cents.store(stats.revenue_cents, Relaxed);
+            v.resting_buys.store(stats.resting_buys.into(), Relaxed);
+            v.requests.store(counters.requests, Relaxed);
+            v.rejected.store(counters.rejected, Relaxed);
+            v.malformed.store(counters.malformed, Relaxed);
+            v.published_at_ms.store(now_ms, Relaxed);
+            let rows = shelf.len().min(map.geometry().shelf_rows());
+            for (i, row) in shelf[..rows].iter().enumerate() {
+                map.shelf_row(i).store(&ShelfRowCell::encode(row));
+            }
+            v.shelf_rows.store(rows as u64, Relaxed);
+            let first = self.trades_recorded - self.recent.len() as u64;
+            for (n, t) in (first..).zip(&self.recent) {
+                map.recent_trade(n as usize).store(&TradeCell::encode(t));
+            }
+            v.trades_recorded.store(self.trades_recorded, Relaxed);
+        });
     }
 }
 
@@ -153,75 +199,33 @@ impl Default for Publisher {
     }
 }
 
-fn store_cell(cell: &Cell, words: &[u64; 16]) {
-    for (c, w) in cell.0.iter().zip(words) {
-        c.store(*w, Relaxed);
-    }
-}
-
 /// Takes a consistent snapshot, retrying while the market is mid-write.
-pub fn snapshot(store: &SharedStore) -> Result<Snapshot, SnapshotError> {
-    let v = store.view_header();
-    let mut last_seq = 0;
-    for attempt in 0..10_000 {
-        let s1 = v.seq.load(Acquire);
-        last_seq = s1;
-        if s1 & 1 == 1 {
-            if attempt > 100 {
-                std::thread::sleep(std::time::Duration::from_micros(50));
-            }
-            std::hint::spin_loop();
-            continue;
-        }
-        let read = read_unchecked(store);
-        // Acquire fence: the loads above happen before the re-read of `seq`.
-        fence(Acquire);
-        if v.seq.load(Relaxed) == s1 {
-            return read;
-        }
-    }
-    Err(SnapshotError::Unstable { seq: last_seq })
+pub(crate) fn snapshot(map: &Mapping) -> Result<Snapshot, SnapshotError> {
+    map.view_header()
+        .seq
+        .read(READ_ATTEMPTS, || read_unchecked(map))
+        .map_err(|unstable| SnapshotError::Unstable { seq: unstable.seq })?
 }
 
-fn read_unchecked(store: &SharedStore) -> Result<Snapshot, SnapshotError> {
-    let v = store.view_header();
-    let corrupt = |field, problem: String| SnapshotError::Corrupt { field, problem };
+/// Reads the view with relaxed loads; only a read the sequence lock confirms is kept.
+fn read_unchecked(map: &Mapping) -> Result<Snapshot, SnapshotError> {
+    let v = map.view_header();
     let rows = v.shelf_rows.load(Relaxed);
-    let max_rows = store.geometry().shelf_rows() as u64;
+    let max_rows = map.geometry().shelf_rows() as u64;
     if rows > max_rows {
-        return Err(corrupt(
-            "shelf_rows",
-            format!("is {rows}, above the capacity {max_rows}"),
-        ));
-    }
-    let title = |len: u64, words: &[u64], field| -> Result<String, SnapshotError> {
-        let bytes = title_words::unpack(len, words)
-            .ok_or_else(|| corrupt(field, format!("has length {len}")))?;
-        String::from_utf8(bytes).map_err(|_| corrupt(field, "is not UTF-8".into()))
-    };
-    let mut shelf = Vec::with_capacity(rows as usize);
-    for i in 0..rows as usize {
-        let w = title_words::load(&store.shelf_row(i).0);
-        shelf.push(SnapshotRow {
-            title: title(w[0], &w[3..], "shelf row title")?,
-            price_cents: w[1],
-            qty: w[2],
+        return Err(SnapshotError::Corrupt {
+            field: "shelf_rows",
+            problem: format!("is {rows}, above the capacity {max_rows}"),
         });
     }
+    let shelf = (0..rows as usize)
+        .map(|i| ShelfRowCell::decode(&map.shelf_row(i).load()))
+        .collect::<Result<Vec<_>, _>>()?;
     let recorded = v.trades_recorded.load(Relaxed);
     let first = recorded.saturating_sub(RECENT_TRADES as u64);
-    let mut recent_trades = Vec::new();
-    for n in first..recorded {
-        let w = title_words::load(&store.recent_trade(n as usize).0);
-        recent_trades.push(SnapshotTrade {
-            trade_id: w[0],
-            price_cents: w[1],
-            qty: w[2],
-            seller: w[3],
-            buyer: w[4],
-            title: title(w[5], &w[6..], "recent trade title")?,
-        });
-    }
+    let recent_trades = (first..recorded)
+        .map(|n| TradeCell::decode(&map.recent_trade(n as usize).load()))
+        .collect::<Result<Vec<_>, _>>()?;
     Ok(Snapshot {
         books_listed: v.books_listed.load(Relaxed),
         books_sold: v.books_sold.load(Relaxed),
@@ -236,4 +240,29 @@ fn read_unchecked(store: &SharedStore) -> Result<Snapshot, SnapshotError> {
         shelf,
         recent_trades,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{ClientId, Price, Qty, RequestId, Title};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn shelf_rows_and_trades_round_trip_through_their_cells(
+            title in "\\PC{1,20}", cents in 1u64..=engine::MAX_PRICE_CENTS, qty in 1u32..=engine::MAX_QTY,
+            trade_id in any::<u64>(), seller in any::<u64>(), buyer in any::<u64>(),
+        ) {
+            let Ok(title) = Title::new(&title) else { return Ok(()) };
+            let price = Price::from_cents(cents).unwrap();
+            let qty = Qty::new(qty.into()).unwrap();
+            let row = ShelfRow { title: title.clone(), price, qty: qty.get() };
+            let back = ShelfRowCell::decode(&ShelfRowCell::encode(&row)).unwrap();
+            prop_assert_eq!(back, SnapshotRow { title: title.as_str().into(), price_cents: cents, qty: qty.get().into() });
+            let trade = Trade { trade_id, title: title.clone(), price, qty: qty.get(), seller: ClientId(seller), buyer: ClientId(buyer), buy_request: RequestId(1), list_request: RequestId(2) };
+            let back = TradeCell::decode(&TradeCell::encode(&trade)).unwrap();
+            prop_assert_eq!(back, SnapshotTrade { trade_id, title: title.as_str().into(), price_cents: cents, qty: qty.get().into(), seller, buyer });
+        }
+    }
 }

@@ -46,6 +46,43 @@ pub enum Request {
     Cancel { request: RequestId },
 }
 
+impl Request {
+    /// The engine command this request asks for, from `client`, at `now` on the market's
+    /// clock (a buy's timeout becomes a deadline).
+    pub fn into_command(self, client: engine::ClientId, now: engine::Millis) -> engine::Command {
+        use engine::Command;
+        match self {
+            Request::List {
+                request,
+                title,
+                price,
+                qty,
+            } => Command::List {
+                client,
+                request,
+                title,
+                price,
+                qty,
+            },
+            Request::Buy {
+                request,
+                target,
+                max_price,
+                qty,
+                timeout_ms,
+            } => Command::Buy {
+                client,
+                request,
+                target,
+                max_price,
+                qty,
+                deadline: timeout_ms.map(|t| now + u64::from(t)),
+            },
+            Request::Cancel { request } => Command::Cancel { client, request },
+        }
+    }
+}
+
 /// A request the market could not decode; the reply names the field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {

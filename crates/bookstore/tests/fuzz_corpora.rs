@@ -104,8 +104,13 @@ fn write_seed_inputs() {
         capacity: 100,
         slot_count: 4,
     };
-    let store = bookstore::shared::SharedStore::create(&name, geometry, shm::Mode::OWNER_ONLY)
-        .expect("create a store for its header");
+    let store = bookstore::shared::SharedStore::create(
+        &name,
+        geometry,
+        shm::Mode::OWNER_ONLY,
+        shm::process::ProcessId::current().unwrap(),
+    )
+    .expect("create a store for its header");
     let mut header = (store.segment().len() as u64).to_le_bytes().to_vec();
     header.extend_from_slice(&store.segment().snapshot_bytes()[..bookstore::layout::HEADER_SIZE]);
     shm::unlink(&name).unwrap();

@@ -230,10 +230,7 @@ fn start_market(name: &ShmName, spin_us: u64, durability: &str) -> BenchResult<B
 }
 
 fn stop_market(mut market: BenchMarket) -> BenchResult<()> {
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&market.process.0),
-        rustix::process::Signal::TERM,
-    )?;
+    shm::process::signal_child(&market.process.0, shm::process::ProcessSignal::TERM)?;
     market.process.0.wait()?;
     Ok(())
 }
@@ -498,7 +495,7 @@ fn run_peer(args: &PeerArgs) -> BenchResult<()> {
     match args.kind {
         PeerKind::Floor => {
             let name = args.name.as_ref().ok_or("--name is required")?;
-            let segment = Segment::open(name, true, shm::effective_uid(), 8)?;
+            let segment = Segment::open_read_write(name, shm::effective_uid(), 8)?;
             let word = segment.atomic_u64(0);
             let mut expected = 1u64;
             for _ in 0..args.count {
@@ -577,7 +574,7 @@ fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
             pushed = true;
         }
         if pushed {
-            client.flush();
+            client.notify_market();
         }
         match client.recv(Some(Instant::now() + Duration::from_secs(30)))? {
             Some(Reply::Listed { .. } | Reply::Filled { .. }) => {

@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use engine::{BuyTarget, Price, Qty, RejectReason, Title};
+use engine::{BuyTarget, Cents, Price, Qty, RejectReason, Title};
 
 use crate::args::{
     parse_price, parse_qty, parse_seconds, parse_title, BuyerAction, BuyerArgs, ClientArgs,
@@ -41,7 +41,7 @@ fn connect_failed(role: &str, e: ConnectError) -> Exit {
         ConnectError::NoMarket { .. }
         | ConnectError::MarketGone { .. }
         | ConnectError::SlotsFull { .. } => Exit::NoMarket,
-        ConnectError::Open(_) => Exit::Error,
+        ConnectError::Open(_) | ConnectError::Identity(_) => Exit::Error,
     }
 }
 
@@ -290,11 +290,7 @@ fn buy(
         BuyEnd::Filled => {
             if !quiet {
                 let spent = outcome.spent_cents();
-                println!(
-                    "filled: {got} of {wanted}, spent {}.{:02}",
-                    spent / 100,
-                    spent % 100
-                );
+                println!("filled: {got} of {wanted}, spent {}", Cents(spent));
             }
             Exit::Ok
         }

@@ -6,6 +6,7 @@ use std::io::Write;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use engine::Cents;
 use indicatif::{ProgressBar, ProgressStyle};
 use shm::ShmName;
 
@@ -13,7 +14,6 @@ use crate::args::DemoArgs;
 use crate::exit::Exit;
 use crate::scratch::ScratchJournal;
 use bookstore::client::open_store;
-use bookstore::view;
 
 /// Titles and prices (cents) the sellers list.
 const CATALOG: [(&str, u64); 8] = [
@@ -46,12 +46,7 @@ fn seller_script(seller: u32, books: u32) -> String {
     (0..books)
         .map(|n| {
             let (title, cents) = CATALOG[((seller + n) as usize) % CATALOG.len()];
-            format!(
-                "sell {:?} {}.{:02} 1 {ORDER_TIMEOUT}\n",
-                title,
-                cents / 100,
-                cents % 100
-            )
+            format!("sell {title:?} {} 1 {ORDER_TIMEOUT}\n", Cents(cents))
         })
         .collect()
 }
@@ -154,7 +149,7 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
                 *status = child.try_wait()?;
             }
         }
-        if let Ok(snap) = view::snapshot(&store) {
+        if let Ok(snap) = store.view() {
             bar.set_position(snap.books_sold);
             bar.set_message(format!(
                 "{} on the shelf, {} trades",
@@ -166,14 +161,11 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let elapsed = started.elapsed();
     // Clients have exited; give the market a moment to publish their last trades.
     std::thread::sleep(Duration::from_millis(100));
-    let snap = view::snapshot(&store)?;
+    let snap = store.view()?;
     bar.set_position(snap.books_sold);
     bar.finish();
 
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&market),
-        rustix::process::Signal::TERM,
-    )?;
+    shm::process::signal_child(&market, shm::process::ProcessSignal::TERM)?;
     let market_status = market.wait()?;
     drop(store);
     let left_behind = name.dev_shm_path().exists();
@@ -192,11 +184,7 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     println!("  books sold        {}", snap.books_sold);
     println!("  on the shelf      {}", snap.books_on_shelf);
     println!("  trades            {}", snap.trades);
-    println!(
-        "  revenue           {}.{:02}",
-        snap.revenue_cents / 100,
-        snap.revenue_cents % 100
-    );
+    println!("  revenue           {}", Cents(snap.revenue_cents));
     println!(
         "  orders            {orders} ({} refused because the store was full, then retried)",
         snap.rejected

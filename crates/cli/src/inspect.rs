@@ -7,13 +7,10 @@ use shm::process::ProcessHandle;
 
 use crate::args::InspectArgs;
 use crate::exit::Exit;
-use bookstore::layout::{
-    self, slot_state, StoreState, CELL_SIZE, HEADER_SIZE, RECENT_TRADES, SLOT_SIZE,
-    VIEW_HEADER_SIZE,
-};
-use bookstore::shared::SharedStore;
+use bookstore::layout::{Region, SlotState};
+use bookstore::shared::{OpenStoreError, StoreReader};
 use bookstore::view::{self, SnapshotRow, SnapshotTrade};
-use std::sync::atomic::Ordering::Acquire;
+use engine::Cents;
 
 #[derive(Serialize)]
 struct Report {
@@ -23,7 +20,7 @@ struct Report {
     mode: String,
     owner_uid: u32,
     layout_version: u32,
-    state: Option<StoreState>,
+    state: Option<&'static str>,
     capacity: u32,
     slots: u32,
     market_pid: u32,
@@ -60,14 +57,12 @@ pub fn run(args: InspectArgs) -> Exit {
     if args.hex {
         return hex(name);
     }
-    let store = match SharedStore::open(name, false, shm::effective_uid()) {
+    let store = match StoreReader::open(name, shm::effective_uid()) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("bookstore inspect: {e}");
             return match e {
-                bookstore::shared::OpenStoreError::Open(shm::OpenError::NotFound(_)) => {
-                    Exit::NoMarket
-                }
+                OpenStoreError::Open(shm::OpenError::NotFound(_)) => Exit::NoMarket,
                 _ => Exit::Error,
             };
         }
@@ -90,35 +85,34 @@ pub fn run(args: InspectArgs) -> Exit {
     Exit::Ok
 }
 
-fn build(store: &SharedStore) -> Result<Report, view::SnapshotError> {
-    let h = store.header();
+fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
     let stat = store.segment().stat().ok();
-    let market = h.market_process();
-    let clients = (0..store.slot_count())
+    let identity = store.identity();
+    let market = store.market();
+    let geometry = store.geometry();
+    let clients = (0..geometry.slot_count)
         .filter_map(|i| {
             let slot = store.slot(i);
-            let (state, pid) = slot.control.observe();
-            (state != slot_state::FREE).then(|| ClientInfo {
+            (slot.state != SlotState::Free).then(|| ClientInfo {
                 slot: i,
-                client_id: slot.control.client_id(),
-                pid,
-                state: slot_state::name(state),
-                requests_in_flight: slot.requests.len_hint(),
-                events_in_flight: slot.events.len_hint(),
-                parked: slot.doorbell.is_parked(),
+                client_id: slot.client_id,
+                pid: slot.pid,
+                state: slot.state.name(),
+                requests_in_flight: slot.requests_queued,
+                events_in_flight: slot.replies_queued,
+                parked: slot.client_parked,
             })
         })
         .collect();
-    let snap = view::snapshot(store)?;
-    let geometry = store.geometry();
+    let snap = store.view()?;
     Ok(Report {
         name: store.segment().name().to_string(),
         path: store.segment().name().dev_shm_path().display().to_string(),
         size_bytes: store.segment().len(),
         mode: stat.map_or_else(|| "?".into(), |s| s.mode.to_string()),
         owner_uid: stat.map_or(u32::MAX, |s| s.owner_uid),
-        layout_version: h.version.load(Acquire),
-        state: StoreState::from_raw(h.state.load(Acquire)),
+        layout_version: store.layout_version(),
+        state: identity.state().map(|state| state.name()),
         capacity: geometry.capacity,
         slots: geometry.slot_count,
         market_pid: market.pid,
@@ -139,17 +133,9 @@ fn build(store: &SharedStore) -> Result<Report, view::SnapshotError> {
     })
 }
 
-fn money(cents: u64) -> String {
-    format!("{}.{:02}", cents / 100, cents % 100)
-}
-
 fn render(r: &Report) -> String {
     let mut s = String::new();
-    let state = r.state.map_or("invalid", |st| match st {
-        StoreState::Initialising => "initialising",
-        StoreState::Ready => "ready",
-        StoreState::Closing => "closing",
-    });
+    let state = r.state.unwrap_or("invalid");
     let _ = writeln!(
         s,
         "store {} ({}, {} bytes, mode {}, owner uid {})",
@@ -192,7 +178,7 @@ fn render(r: &Report) -> String {
             s,
             "  {:<40} {:>10} {:>7}",
             row.title,
-            money(row.price_cents),
+            Cents(row.price_cents),
             row.qty
         );
     }
@@ -209,7 +195,7 @@ fn render(r: &Report) -> String {
             t.trade_id,
             t.qty,
             format!("{:?}", t.title),
-            money(t.price_cents),
+            Cents(t.price_cents),
             t.seller,
             t.buyer
         );
@@ -222,7 +208,7 @@ fn render(r: &Report) -> String {
         r.books_on_shelf,
         if r.balanced { "balanced" } else { "NOT BALANCED" },
         r.trades_total,
-        money(r.revenue_cents),
+        Cents(r.revenue_cents),
         r.resting_buys
     );
     let _ = writeln!(
@@ -235,7 +221,7 @@ fn render(r: &Report) -> String {
 
 /// An xxd-style dump, region by region. Works on any object, valid or not.
 fn hex(name: &shm::ShmName) -> Exit {
-    let segment = match shm::Segment::open(name, false, shm::effective_uid(), 1) {
+    let segment = match shm::Segment::open_read_only(name, shm::effective_uid(), 1) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("bookstore inspect: {e}");
@@ -244,15 +230,19 @@ fn hex(name: &shm::ShmName) -> Exit {
     };
     let bytes = segment.snapshot_bytes();
     drop(segment);
-    let regions = match SharedStore::open(name, false, shm::effective_uid()) {
-        Ok(store) => regions(&store),
+    let regions = match StoreReader::open(name, shm::effective_uid()) {
+        Ok(store) => store.geometry().regions(),
         Err(e) => {
             println!("# header is not valid ({e}); dumping raw bytes");
-            vec![(0, bytes.len(), "raw".to_string())]
+            vec![Region {
+                start: 0,
+                end: bytes.len(),
+                label: "raw".to_string(),
+            }]
         }
     };
     let mut out = String::new();
-    for (start, end, label) in regions {
+    for Region { start, end, label } in regions {
         let region = &bytes[start..end.min(bytes.len())];
         if region.iter().all(|&b| b == 0) {
             let _ = writeln!(
@@ -267,54 +257,6 @@ fn hex(name: &shm::ShmName) -> Exit {
     }
     print!("{out}");
     Exit::Ok
-}
-
-fn regions(store: &SharedStore) -> Vec<(usize, usize, String)> {
-    let g = store.geometry();
-    let mut r = vec![
-        (
-            0,
-            64,
-            "header: identity (magic, version, state, sizes, market pid)".to_string(),
-        ),
-        (64, 128, "header: attach epoch".to_string()),
-        (
-            128,
-            HEADER_SIZE,
-            "header: market doorbell (futex word)".to_string(),
-        ),
-    ];
-    for i in 0..g.slot_count as usize {
-        let base = g.slots_offset() + i * SLOT_SIZE;
-        let ring = std::mem::size_of::<layout::MessageRing>();
-        r.push((
-            base,
-            base + 64,
-            format!("slot {i}: control (state|pid, start time, client id)"),
-        ));
-        r.push((base + 64, base + 128, format!("slot {i}: client doorbell")));
-        r.push((
-            base + 128,
-            base + 128 + ring,
-            format!("slot {i}: request ring (head, tail, cells)"),
-        ));
-        r.push((
-            base + 128 + ring,
-            base + SLOT_SIZE,
-            format!("slot {i}: event ring (head, tail, cells)"),
-        ));
-    }
-    let v = g.view_offset();
-    r.push((v, v + VIEW_HEADER_SIZE, "view: seqlock and totals".into()));
-    r.push((
-        g.recent_trades_offset(),
-        g.shelf_offset(),
-        format!("view: recent trades ({RECENT_TRADES} cells)"),
-    ));
-    let shelf_end = g.shelf_offset() + g.shelf_rows() * CELL_SIZE;
-    r.push((g.shelf_offset(), shelf_end, "view: shelf rows".into()));
-    r.push((shelf_end, g.total_size(), "padding to the page".into()));
-    r
 }
 
 fn dump(out: &mut String, base: usize, bytes: &[u8]) {

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use engine::{BuyTarget, Command};
+use engine::{BuyTarget, Cents, Command};
 
 use crate::args::JournalArgs;
 use crate::exit::Exit;
@@ -188,14 +188,13 @@ fn print_summary(r: &Report) {
         ),
     }
     println!(
-        "  replayed: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}.{:02}; next trade #{}; {} resting buys",
+        "  replayed: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}; next trade #{}; {} resting buys",
         r.books_listed_total,
         r.books_sold_total,
         r.books_on_shelf,
         if r.balanced { "balanced" } else { "NOT BALANCED" },
         r.trades_total,
-        r.revenue_cents / 100,
-        r.revenue_cents % 100,
+        Cents(r.revenue_cents),
         r.next_trade_id,
         r.resting_buys
     );

@@ -1,20 +1,21 @@
 //! `bookstore market`: create the store, serve, remove it on the way out.
 
+use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shm::process::{ProcessHandle, ProcessId, ProcessSignal};
+use shm::process::ProcessSignal;
 use shm::ShmName;
 
 use crate::args::MarketArgs;
 use crate::exit::Exit;
 use bookstore::journal::{self, Journal, OpenJournalError, Recovery};
 use bookstore::server::{
-    checked_geometry, create_store, Market, MarketConfig, StartError, StoreGuard,
+    checked_geometry, create_store, live_market, LoopConfig, Market, MarketEvent, StartError,
+    StoreGuard, StoreSpec,
 };
-use bookstore::shared::SharedStore;
 
 /// Capacity of a new store when `--capacity` is not given.
 const DEFAULT_CAPACITY: u32 = 100;
@@ -88,15 +89,20 @@ pub fn run(args: MarketArgs) -> Exit {
     if !args.quiet {
         report_recovery(&recovery, journal.path());
     }
-    let config = MarketConfig {
-        name: name.clone(),
-        capacity: recovery.capacity,
-        slots: args.slots,
-        mode: args.mode,
-        spin: Duration::from_micros(args.spin_us),
-        verbose: !args.quiet,
+    // The journal's capacity wins (it was checked against --capacity when opened).
+    let geometry = match checked_geometry(recovery.capacity, args.slots) {
+        Ok(geometry) => geometry,
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Usage;
+        }
     };
-    let store = match create_store(&config) {
+    let spec = StoreSpec {
+        name: name.clone(),
+        geometry,
+        mode: args.mode,
+    };
+    let store = match create_store(&spec) {
         Ok(store) => store,
         Err(e @ (StartError::AlreadyRunning { .. } | StartError::OwnedByOther { .. })) => {
             eprintln!("bookstore market: {e}");
@@ -120,12 +126,21 @@ pub fn run(args: MarketArgs) -> Exit {
             store.segment().len(),
             args.mode,
             std::process::id(),
-            config.capacity,
-            args.slots,
+            geometry.capacity,
+            geometry.slot_count,
         );
         println!("market: stop with Ctrl-C or `bookstore market --stop --name {name}`");
     }
-    let summary = Market::new(&store, config, journal, recovery).run(&stop);
+    let config = LoopConfig {
+        spin: Duration::from_micros(args.spin_us),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut market = Market::new(&store, config, journal, recovery);
+    if !args.quiet {
+        market = market.observe(|event| say(&mut out, event));
+    }
+    let summary = market.run(&stop);
+    drop(market);
     drop(guard);
     let summary = match summary {
         Ok(summary) => summary,
@@ -141,6 +156,27 @@ pub fn run(args: MarketArgs) -> Exit {
         );
     }
     Exit::Ok
+}
+
+/// One line per trade and per client arriving or leaving; flushed when the market idles.
+fn say(out: &mut impl Write, event: MarketEvent) {
+    let _ = match event {
+        MarketEvent::Traded(t) => writeln!(
+            out,
+            "trade #{}: {} × {:?} at {} (seller {}, buyer {})",
+            t.trade_id,
+            t.qty,
+            t.title.as_str(),
+            t.price,
+            t.seller.0,
+            t.buyer.0
+        ),
+        MarketEvent::Attached { client, pid, slot } => {
+            writeln!(out, "client {} attached (pid {pid}, slot {slot})", client.0)
+        }
+        MarketEvent::Left { client, why } => writeln!(out, "client {} left ({why})", client.0),
+        MarketEvent::Idle => out.flush(),
+    };
 }
 
 /// Tells the learner what the journal held and what was done with it.
@@ -178,23 +214,14 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
     }
 }
 
-/// The live market serving `name` (a pidfd on it), or why there is none.
-fn live_market(name: &ShmName) -> Result<(ProcessId, ProcessHandle), String> {
-    let store = SharedStore::open(name, false, shm::effective_uid()).map_err(|e| e.to_string())?;
-    let id = store.header().market_process();
-    let market = ProcessHandle::open(id)
-        .map_err(|e| format!("the market of {name} is not running ({e})"))?;
-    Ok((id, market))
-}
-
 /// The pid of the live market serving `name`, if there is one.
 fn running_market(name: &ShmName) -> Option<u32> {
-    live_market(name).ok().map(|(id, _)| id.pid)
+    live_market(name).ok().map(|market| market.id().pid)
 }
 
 /// Sends SIGTERM to the market of `name` through a pidfd and waits for it to exit.
 fn stop(name: &ShmName) -> Exit {
-    let (id, market) = match live_market(name) {
+    let market = match live_market(name) {
         Ok(found) => found,
         Err(why) => {
             eprintln!("bookstore market --stop: {why}");
@@ -205,13 +232,19 @@ fn stop(name: &ShmName) -> Exit {
         eprintln!("bookstore market --stop: {e}");
         return Exit::Error;
     }
-    if market.wait_exit(Duration::from_secs(10)) {
-        println!("stopped the market of {name} (pid {})", id.pid);
+    if market
+        .wait_exit(Duration::from_secs(10))
+        .unwrap_or_else(|e| {
+            eprintln!("bookstore market --stop: {e}");
+            false
+        })
+    {
+        println!("stopped the market of {name} (pid {})", market.id().pid);
         Exit::Ok
     } else {
         eprintln!(
             "bookstore market --stop: pid {} did not exit within 10 s",
-            id.pid
+            market.id().pid
         );
         Exit::Error
     }

@@ -350,7 +350,7 @@ fn absurd_command_line_values_name_the_field_and_exit_2() {
 /// the claimant's pid now belongs to a live process: the start time tells them apart.
 #[test]
 fn a_slot_claimed_by_a_dead_or_reused_pid_is_freed() {
-    use bookstore::layout::slot_state;
+    use bookstore::layout::SlotState;
     let market = Market::start("claimed", &["--slots", "2"]);
     let geometry = Geometry {
         capacity: 100,
@@ -367,10 +367,7 @@ fn a_slot_claimed_by_a_dead_or_reused_pid_is_freed() {
         let at = (geometry.slots_offset() + slot * SLOT_SIZE) as u64;
         object.write_at(&start_time.to_le_bytes(), at + 8).unwrap();
         object
-            .write_at(
-                &slot_state::pack(slot_state::CLAIMED, pid).to_le_bytes(),
-                at,
-            )
+            .write_at(&SlotState::Claimed.word(pid).to_le_bytes(), at)
             .unwrap();
     }
     let freed = eventually(Duration::from_secs(2), || market.slots_in_use() == 0);

@@ -19,6 +19,6 @@ mod types;
 
 pub use engine::{Engine, ShelfRow, Stats};
 pub use types::{
-    BuyTarget, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title, Trade,
-    ValueError, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_QTY, MAX_TITLE_BYTES,
+    BuyTarget, Cents, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title,
+    Trade, ValueError, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_QTY, MAX_TITLE_BYTES,
 };

@@ -2,7 +2,7 @@
 //! the sleeper is awake.
 //!
 //! One side (the *sleeper*: the market for its requests, a client for its events) waits for
-//! work; any number of *ringers* publish work and then call [`Doorbell::ring`]. The word is
+//! work; any number of *ringers* publish work and then call [`Doorbell::notify`]. The word is
 //! `AWAKE` or `PARKED`. The handshake is a Dekker-style pair of SeqCst fences:
 //!
 //! ```text
@@ -51,8 +51,8 @@ impl Default for Doorbell {
 
 impl Doorbell {
     /// After publishing work: wakes the sleeper if (and only if) it is parked.
-    /// Returns whether a wake-up was sent.
-    pub fn ring(&self) -> bool {
+    /// Returns whether a wake-up (a system call) was sent.
+    pub fn notify(&self) -> bool {
         // SeqCst fence: orders our publication of the work before the load of the word,
         // against the sleeper's store of PARKED before its re-check (see the module docs).
         fence(Ordering::SeqCst);

@@ -1,6 +1,7 @@
 //! Lock-free building blocks for processes that share memory but not trust: an SPSC ring of
-//! fixed-size messages, a futex doorbell that never loses a wake-up, and the protocol by which
-//! a client owns a slot and a server announces itself.
+//! fixed-size messages, a futex doorbell that never loses a wake-up, a sequence lock for a
+//! published view, and the protocol by which a client owns a slot and a server announces
+//! itself.
 //!
 //! Architecture invariant: this crate knows nothing of books, of the store's layout (offsets,
 //! sizes, versions), of processes beyond a pid number, or of any command line. Every type here
@@ -13,9 +14,11 @@
 
 pub mod doorbell;
 pub mod ring;
+pub mod seqlock;
 pub mod slot;
 pub mod sync;
 
 pub use doorbell::Doorbell;
 pub use ring::{CacheLine, Cell, Consumer, Message, Producer, Ring, RingError, MESSAGE_WORDS};
-pub use slot::{slot_state, MarketIdentity, SlotControl};
+pub use seqlock::SeqLock;
+pub use slot::{IdentitySeen, MarketIdentity, ServerState, SlotControl, SlotState};

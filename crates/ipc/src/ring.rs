@@ -22,8 +22,36 @@ pub type Message = [u64; MESSAGE_WORDS];
 #[repr(C, align(64))]
 pub struct CacheLine<T>(pub T);
 
+/// One message's worth of atomic words, cache-line aligned: a ring cell, and any other
+/// 128-byte record in shared memory (the store's view rows). Its loads and stores are relaxed:
+/// whoever uses a cell orders them (a ring index, a sequence lock).
 #[repr(C, align(64))]
 pub struct Cell([AtomicU64; MESSAGE_WORDS]);
+
+impl Cell {
+    /// A zeroed cell, for models and tests. In shared memory a cell is zeroed bytes.
+    pub fn new() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+
+    /// Copies the words in. Relaxed: the caller's release store publishes them.
+    pub fn store(&self, message: &Message) {
+        for (slot, word) in self.0.iter().zip(message) {
+            slot.store(*word, Ordering::Relaxed);
+        }
+    }
+
+    /// Copies the words out. Relaxed: the caller's acquire load (or fence) orders them.
+    pub fn load(&self) -> Message {
+        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    }
+}
+
+impl Default for Cell {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The ring's shared state. `N` must be a power of two.
 #[repr(C)]
@@ -53,7 +81,7 @@ impl<const N: usize> Ring<N> {
         Box::new(Self {
             head: CacheLine(AtomicU32::new(0)),
             tail: CacheLine(AtomicU32::new(0)),
-            cells: std::array::from_fn(|_| Cell(std::array::from_fn(|_| AtomicU64::new(0)))),
+            cells: std::array::from_fn(|_| Cell::new()),
         })
     }
 
@@ -137,11 +165,8 @@ impl<'a, const N: usize> Producer<'a, N> {
                 return Err(RingError::Full);
             }
         }
-        let cell = &self.ring.cells[self.tail as usize % N];
-        for (slot, word) in cell.0.iter().zip(message) {
-            // Relaxed: the release store of `tail` in `publish` publishes these words.
-            slot.store(*word, Ordering::Relaxed);
-        }
+        // Relaxed word stores: the release store of `tail` in `publish` publishes them.
+        self.ring.cells[self.tail as usize % N].store(message);
         self.tail = self.tail.wrapping_add(1);
         Ok(())
     }
@@ -182,7 +207,8 @@ impl<'a, const N: usize> Consumer<'a, N> {
         }
     }
 
-    pub fn ring(&self) -> &'a Ring<N> {
+    /// The ring this end reads, for a sleeper's "is there work?" check.
+    pub fn shared(&self) -> &'a Ring<N> {
         self.ring
     }
 
@@ -198,12 +224,8 @@ impl<'a, const N: usize> Consumer<'a, N> {
         if self.tail_seen.wrapping_sub(self.head) as usize > N {
             return Err(Ring::<N>::corrupt(self.head, self.tail_seen));
         }
-        let cell = &self.ring.cells[self.head as usize % N];
-        let mut message = [0u64; MESSAGE_WORDS];
-        for (word, slot) in message.iter_mut().zip(&cell.0) {
-            // Relaxed: ordered after the acquire load of `tail` above.
-            *word = slot.load(Ordering::Relaxed);
-        }
+        // Relaxed word loads: ordered after the acquire load of `tail` above.
+        let message = self.ring.cells[self.head as usize % N].load();
         self.head = self.head.wrapping_add(1);
         // Release: our loads of the cell happen before the producer, acquiring `head`, reuses it.
         self.ring.head.0.store(self.head, Ordering::Release);

@@ -11,41 +11,74 @@
 //! the slot and says who won it. Only a client moves a slot out of FREE; only the market moves
 //! it back.
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering::*};
+use crate::sync::{fence, AtomicU32, AtomicU64, Ordering::*};
 
-/// Slot states, the low half of [`SlotControl::state`]; the high half is the claimant's pid.
-pub mod slot_state {
+/// A slot's state, the low half of [`SlotControl::state`]; the high half is the claimant's pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotState {
     /// Nobody holds the slot; its rings are empty.
-    pub const FREE: u32 = 0;
+    Free,
     /// A client won the slot and is writing its identity.
-    pub const CLAIMED: u32 = 1;
+    Claimed,
     /// The client is attached; the market serves its request ring.
-    pub const ACTIVE: u32 = 2;
+    Active,
     /// The client detached; the market will release the slot.
-    pub const LEAVING: u32 = 3;
+    Leaving,
+    /// A value no protocol step writes (a scribbling process): the raw low half.
+    Invalid(u32),
+}
 
-    pub fn pack(state: u32, pid: u32) -> u64 {
-        (u64::from(pid) << 32) | u64::from(state)
+impl SlotState {
+    const FREE: u32 = 0;
+    const CLAIMED: u32 = 1;
+    const ACTIVE: u32 = 2;
+    const LEAVING: u32 = 3;
+
+    fn raw(self) -> u32 {
+        match self {
+            SlotState::Free => Self::FREE,
+            SlotState::Claimed => Self::CLAIMED,
+            SlotState::Active => Self::ACTIVE,
+            SlotState::Leaving => Self::LEAVING,
+            SlotState::Invalid(raw) => raw,
+        }
     }
 
-    pub fn unpack(word: u64) -> (u32, u32) {
-        (word as u32, (word >> 32) as u32)
+    fn from_raw(raw: u32) -> Self {
+        match raw {
+            Self::FREE => SlotState::Free,
+            Self::CLAIMED => SlotState::Claimed,
+            Self::ACTIVE => SlotState::Active,
+            Self::LEAVING => SlotState::Leaving,
+            other => SlotState::Invalid(other),
+        }
     }
 
-    pub fn name(state: u32) -> &'static str {
-        match state {
-            FREE => "free",
-            CLAIMED => "claimed",
-            ACTIVE => "active",
-            LEAVING => "leaving",
-            _ => "invalid",
+    /// The state word this state has when `pid` holds the slot: what the protocol stores, and
+    /// what a test writes to plant a slot in this state.
+    pub fn word(self, pid: u32) -> u64 {
+        (u64::from(pid) << 32) | u64::from(self.raw())
+    }
+
+    /// The state and pid a state word holds.
+    pub fn from_word(word: u64) -> (SlotState, u32) {
+        (Self::from_raw(word as u32), (word >> 32) as u32)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotState::Free => "free",
+            SlotState::Claimed => "claimed",
+            SlotState::Active => "active",
+            SlotState::Leaving => "leaving",
+            SlotState::Invalid(_) => "invalid",
         }
     }
 }
 
 #[repr(C, align(64))]
 pub struct SlotControl {
-    /// `pack(state, pid)`. Claimed by a client with a CAS from FREE; set back to FREE only by
+    /// [`SlotState::word`]. Claimed by a client with a CAS from FREE; set back to FREE only by
     /// the market, after it has reset the rings.
     pub state: AtomicU64,
     /// The claimant's start time (see `shm::process`), written before ACTIVE (release).
@@ -69,8 +102,8 @@ impl SlotControl {
         // Acquire on success: pairs with the market's release store of FREE in `release`, so
         // the ring resets it did before are visible before we touch the rings.
         let won = self.state.compare_exchange(
-            slot_state::pack(slot_state::FREE, 0),
-            slot_state::pack(slot_state::CLAIMED, pid),
+            SlotState::Free.word(0),
+            SlotState::Claimed.word(pid),
             Acquire,
             Relaxed,
         );
@@ -80,8 +113,7 @@ impl SlotControl {
         // Relaxed: published by the release store of ACTIVE just below.
         self.start_time.store(start_time, Relaxed);
         // Release: the market's acquire load in `observe` that sees ACTIVE sees our start time.
-        self.state
-            .store(slot_state::pack(slot_state::ACTIVE, pid), Release);
+        self.state.store(SlotState::Active.word(pid), Release);
         true
     }
 
@@ -89,15 +121,19 @@ impl SlotControl {
     /// before the market sees LEAVING.
     pub fn leave(&self, pid: u32) {
         // Release: pairs with the market's acquire load in `observe`.
-        self.state
-            .store(slot_state::pack(slot_state::LEAVING, pid), Release);
+        self.state.store(SlotState::Leaving.word(pid), Release);
     }
 
     /// Market (and `inspect`): the slot's state and claimant pid.
-    pub fn observe(&self) -> (u32, u32) {
-        // Acquire: pairs with the client's release stores of ACTIVE and LEAVING, so its start
-        // time and everything it pushed before leaving are visible.
-        slot_state::unpack(self.state.load(Acquire))
+    ///
+    /// An acquire load written as a relaxed load and `fence(Acquire)`, so that it is also
+    /// sound on a read-only mapping (`inspect`), where only relaxed atomic loads are allowed.
+    pub fn observe(&self) -> (SlotState, u32) {
+        let word = self.state.load(Relaxed);
+        // Acquire fence: pairs with the client's release stores of ACTIVE and LEAVING, so its
+        // start time and everything it pushed before leaving are visible to what we read next.
+        fence(Acquire);
+        SlotState::from_word(word)
     }
 
     /// Market: the claimant's start time. Valid after `observe` returned ACTIVE or LEAVING
@@ -125,14 +161,59 @@ impl SlotControl {
         self.start_time.store(0, Relaxed);
         // Release: the ring resets and the stores above happen before a new claimant's
         // acquire compare-exchange on FREE.
-        self.state
-            .store(slot_state::pack(slot_state::FREE, 0), Release);
+        self.state.store(SlotState::Free.word(0), Release);
     }
 }
 
 impl Default for SlotControl {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+/// A server's lifecycle, as its identity publishes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum ServerState {
+    /// Writing its shared object; not serving yet.
+    Initialising = 1,
+    /// Serving.
+    Ready = 2,
+    /// Shutting down: its final view is published, it serves no more requests.
+    Closing = 3,
+}
+
+impl ServerState {
+    pub fn from_raw(raw: u32) -> Option<Self> {
+        match raw {
+            1 => Some(Self::Initialising),
+            2 => Some(Self::Ready),
+            3 => Some(Self::Closing),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Initialising => "initialising",
+            Self::Ready => "ready",
+            Self::Closing => "closing",
+        }
+    }
+}
+
+/// What a reader saw of a server's identity: the raw state word (a scribbled one is kept, so
+/// it can be reported) and the identity it publishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentitySeen {
+    pub raw_state: u32,
+    pub pid: u32,
+    pub start_time: u64,
+}
+
+impl IdentitySeen {
+    pub fn state(&self) -> Option<ServerState> {
+        ServerState::from_raw(self.raw_state)
     }
 }
 
@@ -146,7 +227,7 @@ pub struct MarketIdentity<'a> {
 
 impl MarketIdentity<'_> {
     /// Market: writes its identity, then makes it visible with the release store of `state`.
-    pub fn publish(&self, pid: u32, start_time: u64, state: u32) {
+    pub fn publish(&self, pid: u32, start_time: u64, state: ServerState) {
         // Relaxed: nobody may trust these before the release store of `state`.
         self.pid.store(pid, Relaxed);
         self.start_time.store(start_time, Relaxed);
@@ -155,14 +236,22 @@ impl MarketIdentity<'_> {
 
     /// Market: a new state (Ready, Closing). Release: everything written before (the identity,
     /// the final view before Closing) is visible to a client that acquires the new state.
-    pub fn set_state(&self, state: u32) {
-        self.state.store(state, Release);
+    pub fn set_state(&self, state: ServerState) {
+        self.state.store(state as u32, Release);
     }
 
-    /// Client: the state, then the identity it publishes: `(state, pid, start_time)`.
-    pub fn read(&self) -> (u32, u32, u64) {
-        // Acquire on `state` first: pairs with `set_state`'s release store.
-        let state = self.state.load(Acquire);
-        (state, self.pid.load(Relaxed), self.start_time.load(Relaxed))
+    /// Client (or observer): the state, then the identity it publishes.
+    ///
+    /// The acquire is a relaxed load and `fence(Acquire)`, sound on a read-only mapping too.
+    pub fn read(&self) -> IdentitySeen {
+        let raw_state = self.state.load(Relaxed);
+        // Acquire fence: pairs with `set_state`'s release store, so the pid and start time
+        // read below are at least those published with the state we saw.
+        fence(Acquire);
+        IdentitySeen {
+            raw_state,
+            pid: self.pid.load(Relaxed),
+            start_time: self.start_time.load(Relaxed),
+        }
     }
 }

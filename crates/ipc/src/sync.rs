@@ -11,19 +11,43 @@ pub use std::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 pub use std::sync::atomic::Ordering;
 
+/// A retry loop's pause after `attempt` failed tries: spin at first, then sleep briefly so a
+/// stuck peer does not cost a whole core. Under loom, a yield (loom explores the others).
+pub(crate) fn back_off(attempt: u32) {
+    #[cfg(loom)]
+    {
+        let _ = attempt;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        if attempt > 100 {
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        std::hint::spin_loop();
+    }
+}
+
 #[cfg(not(loom))]
 pub(crate) mod futex {
     use super::AtomicU32;
     use std::time::Duration;
 
-    /// Sleeps while `*word == expected`, at most `timeout`.
+    /// Sleeps while `*word == expected`, at most `timeout`. How the wait ended does not
+    /// matter: every caller re-checks its condition afterwards. An error (a bad address or
+    /// timeout: impossible for a reference and a `Duration`) is a bug, and panics rather than
+    /// turning into a silent busy loop.
     pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        shm::futex::wait(word, expected, timeout);
+        if let Err(error) = shm::futex::wait(word, expected, timeout) {
+            panic!("futex wait on a valid word failed: {error}");
+        }
     }
 
-    /// Wakes the (single) waiter on `word`.
+    /// Wakes the (single) waiter on `word`. An error is a bug, as for [`wait`].
     pub(crate) fn wake(word: &AtomicU32) {
-        shm::futex::wake(word, 1);
+        if let Err(error) = shm::futex::wake(word, 1) {
+            panic!("futex wake on a valid word failed: {error}");
+        }
     }
 }
 

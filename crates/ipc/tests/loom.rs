@@ -120,7 +120,7 @@ fn a_parked_sleeper_is_always_woken_by_ringers_on_other_rings() {
                     Producer::new(&lanes[i].ring)
                         .try_push(&message(i as u64 + 1))
                         .unwrap();
-                    bell.ring();
+                    bell.notify();
                 })
             })
             .collect();
@@ -157,7 +157,7 @@ fn a_sleeper_parking_between_two_rounds_misses_neither() {
             let mut p = Producer::new(&r);
             for n in 1..=2 {
                 p.try_push(&message(n)).unwrap();
-                b.ring();
+                b.notify();
             }
         });
         let mut c = Consumer::new(&ring);
@@ -179,7 +179,7 @@ fn a_sleeper_parking_between_two_rounds_misses_neither() {
 /// lands where the market will read it), and the market must see the claimant's start time.
 #[test]
 fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
-    use bookstore_ipc::slot::{slot_state, SlotControl};
+    use bookstore_ipc::slot::{SlotControl, SlotState};
     loom::model(|| {
         let control = Arc::new(SlotControl::new());
         let ring = Arc::new(Ring::<2>::new_boxed());
@@ -199,12 +199,12 @@ fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
             Producer::new(&c_ring).try_push(&message(1)).unwrap();
         });
         // The market releases the LEAVING slot, then waits for the new claimant.
-        assert_eq!(control.observe().0, slot_state::LEAVING);
+        assert_eq!(control.observe().0, SlotState::Leaving);
         ring.reset();
         control.release();
         loop {
             let (state, pid) = control.observe();
-            if state == slot_state::ACTIVE {
+            if state == SlotState::Active {
                 assert_eq!(pid, 7);
                 assert_eq!(control.claimant_start_time(), 42, "identity before ACTIVE");
                 break;
@@ -226,7 +226,7 @@ fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
 /// request in the ring (regression: requests sent just before detaching were dropped).
 #[test]
 fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
-    use bookstore_ipc::slot::{slot_state, SlotControl};
+    use bookstore_ipc::slot::{SlotControl, SlotState};
     loom::model(|| {
         let control = Arc::new(SlotControl::new());
         let ring = Arc::new(Ring::<2>::new_boxed());
@@ -244,7 +244,7 @@ fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
             while let Some(m) = consumer.try_pop().unwrap() {
                 served.push(m);
             }
-            if state == slot_state::LEAVING {
+            if state == SlotState::Leaving {
                 break;
             }
             thread::yield_now();
@@ -259,11 +259,11 @@ fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
 /// open its pidfd); a client that sees Closing also sees the final view written before it.
 #[test]
 fn a_client_that_sees_ready_or_closing_sees_the_identity_and_final_view_before_it() {
-    use bookstore_ipc::slot::MarketIdentity;
+    use bookstore_ipc::slot::{MarketIdentity, ServerState};
     use loom::sync::atomic::{AtomicU32, AtomicU64};
     use std::sync::atomic::Ordering::Relaxed;
-    const READY: u32 = 1;
-    const CLOSING: u32 = 2;
+    const READY: ServerState = ServerState::Ready;
+    const CLOSING: ServerState = ServerState::Closing;
     loom::model(|| {
         let words = Arc::new((
             AtomicU32::new(0),
@@ -288,13 +288,42 @@ fn a_client_that_sees_ready_or_closing_sees_the_identity_and_final_view_before_i
             pid: &words.1,
             start_time: &words.2,
         };
-        let (state, pid, start_time) = identity.read();
-        if state == READY || state == CLOSING {
+        let seen = identity.read();
+        let (state, pid, start_time) = (seen.state(), seen.pid, seen.start_time);
+        if state == Some(READY) || state == Some(CLOSING) {
             assert_eq!((pid, start_time), (7, 42));
         }
-        if state == CLOSING {
+        if state == Some(CLOSING) {
             assert_eq!(words.3.load(Relaxed), 1234, "the final view is visible");
         }
         market.join().unwrap();
+    });
+}
+
+/// The published view's sequence lock: a reader that gets a snapshot gets one write's data
+/// whole, never half of one write and half of the next (the view's totals must balance).
+#[test]
+fn a_seqlock_reader_sees_each_write_whole_or_retries() {
+    use bookstore_ipc::seqlock::SeqLock;
+    use loom::sync::atomic::AtomicU64;
+    use std::sync::atomic::Ordering::Relaxed;
+    loom::model(|| {
+        let shared = Arc::new((SeqLock::new(), AtomicU64::new(0), AtomicU64::new(0)));
+        let w = shared.clone();
+        let writer = thread::spawn(move || {
+            for n in 1..=2 {
+                w.0.write(|| {
+                    w.1.store(n, Relaxed);
+                    w.2.store(n, Relaxed);
+                });
+            }
+        });
+        let (lock, a, b) = &*shared;
+        if let Ok((x, y)) = lock.read(3, || (a.load(Relaxed), b.load(Relaxed))) {
+            assert_eq!(x, y, "a snapshot is one write's data, whole");
+        }
+        writer.join().unwrap();
+        let (x, y) = lock.read(1, || (a.load(Relaxed), b.load(Relaxed))).unwrap();
+        assert_eq!((x, y), (2, 2), "after the writer, the last write is seen");
     });
 }

@@ -32,12 +32,22 @@ pub enum ProcessError {
 }
 
 impl ProcessId {
-    /// This process.
-    pub fn current() -> Self {
+    /// This process (its start time from `/proc/self/stat`: an error if `/proc` is missing).
+    pub fn current() -> Result<Self, ProcessError> {
         let pid = std::process::id();
-        let start_time = start_time(pid).expect("/proc/self/stat is readable");
-        Self { pid, start_time }
+        let start_time = start_time(pid).map_err(|source| ProcessError::Os {
+            op: "read /proc/PID/stat",
+            pid,
+            source,
+        })?;
+        Ok(Self { pid, start_time })
     }
+}
+
+/// Whether a process with this pid exists now (any process: pids are reused). For the brief
+/// window where only a pid is known; prefer [`ProcessHandle::open`] with a start time.
+pub fn pid_exists(pid: u32) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
 /// The start time of `pid`, field 22 of `/proc/PID/stat` (see
@@ -78,7 +88,18 @@ impl ProcessHandle {
             },
         })?;
         // The pidfd pins the process: if the start time matches now, the pidfd is that process.
-        let found = start_time(id.pid).map_err(|_| ProcessError::Gone { pid: id.pid })?;
+        let found = start_time(id.pid).map_err(|e| match e.kind() {
+            // ESRCH (it exited between the two calls) reads as "not found".
+            std::io::ErrorKind::NotFound => ProcessError::Gone { pid: id.pid },
+            _ if e.raw_os_error() == Some(rustix::io::Errno::SRCH.raw_os_error()) => {
+                ProcessError::Gone { pid: id.pid }
+            }
+            _ => ProcessError::Os {
+                op: "read /proc/PID/stat",
+                pid: id.pid,
+                source: e,
+            },
+        })?;
         if found != id.start_time {
             return Err(ProcessError::Reused {
                 pid: id.pid,
@@ -98,21 +119,35 @@ impl ProcessHandle {
     }
 
     /// `poll(2)` on the pidfd with a zero timeout: a pidfd becomes readable when its process
-    /// exits (zombies count as exited).
+    /// exits (zombies count as exited). If `poll` fails (it cannot for a valid pidfd and no
+    /// timeout), the answer is "not exited": a live process is never given up for dead.
     pub fn has_exited(&self) -> bool {
-        self.wait_exit(Duration::ZERO)
+        self.wait_exit(Duration::ZERO).unwrap_or(false)
     }
 
-    /// Waits up to `timeout` for the process to exit; true if it has.
-    pub fn wait_exit(&self, timeout: Duration) -> bool {
-        let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-        let ts = rustix::time::Timespec {
-            tv_sec: timeout.as_secs() as i64,
-            tv_nsec: i64::from(timeout.subsec_nanos()),
-        };
-        match rustix::event::poll(&mut fds, Some(&ts)) {
-            Ok(n) => n > 0,
-            Err(_) => false,
+    /// `poll(2)` on the pidfd: waits up to `timeout` for the process to exit; true if it has.
+    /// A signal that interrupts the wait (`EINTR`) does not end it: it goes on for the rest of
+    /// `timeout`.
+    pub fn wait_exit(&self, timeout: Duration) -> Result<bool, ProcessError> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+            let ts = rustix::time::Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(n) => return Ok(n > 0),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    return Err(ProcessError::Os {
+                        op: "poll(pidfd)",
+                        pid: self.id.pid,
+                        source: e.into(),
+                    })
+                }
+            }
         }
     }
 
@@ -131,6 +166,16 @@ impl ProcessHandle {
 
 pub use rustix::process::Signal as ProcessSignal;
 
+/// `kill(pid, signal)` on a child process we spawned and have not reaped yet. Until it is
+/// reaped (`wait`), its pid cannot be reused, so the signal cannot reach another process.
+///
+/// # References
+/// - [kill(2)](https://man7.org/linux/man-pages/man2/kill.2.html)
+pub fn signal_child(child: &std::process::Child, signal: ProcessSignal) -> std::io::Result<()> {
+    let pid = rustix::process::Pid::from_child(child);
+    Ok(rustix::process::kill_process(pid, signal)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,7 +188,7 @@ mod tests {
 
     #[test]
     fn this_process_is_alive_and_a_child_is_seen_to_exit() {
-        let me = ProcessHandle::open(ProcessId::current()).unwrap();
+        let me = ProcessHandle::open(ProcessId::current().unwrap()).unwrap();
         assert!(!me.has_exited());
         let mut child = std::process::Command::new("sleep")
             .arg("0.05")
@@ -154,13 +199,13 @@ mod tests {
             start_time: start_time(child.id()).unwrap(),
         };
         let handle = ProcessHandle::open(id).unwrap();
-        assert!(handle.wait_exit(Duration::from_secs(5)));
+        assert!(handle.wait_exit(Duration::from_secs(5)).unwrap());
         child.wait().unwrap();
     }
 
     #[test]
     fn a_wrong_start_time_is_a_reused_pid() {
-        let mut id = ProcessId::current();
+        let mut id = ProcessId::current().unwrap();
         id.start_time += 1;
         assert!(matches!(
             ProcessHandle::open(id),

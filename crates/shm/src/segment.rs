@@ -113,6 +113,13 @@ pub struct Stat {
     pub size: usize,
 }
 
+/// How an object is opened and mapped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadOnly,
+    ReadWrite,
+}
+
 /// A named shared-memory object mapped read-write (or read-only) into this process.
 ///
 /// The mapping lives as long as the value; dropping it unmaps but does not unlink.
@@ -179,7 +186,7 @@ impl Segment {
             })
         };
         setup().map_err(unlink_on_error)?;
-        let ptr = map(&fd, size, true).map_err(|e| {
+        let ptr = map(&fd, size, Access::ReadWrite).map_err(|e| {
             unlink_on_error(CreateError::Os {
                 op: "mmap",
                 source: e.into(),
@@ -194,20 +201,46 @@ impl Segment {
         })
     }
 
-    /// `shm_open(name, O_RDWR or O_RDONLY)`, `fstat`, then `mmap(MAP_SHARED)` of the whole object.
+    /// `shm_open(name, O_RDWR)`, `fstat`, then `mmap(PROT_READ | PROT_WRITE, MAP_SHARED)` of the
+    /// whole object.
     ///
     /// Refuses an object not owned by `expected_owner` or smaller than `min_size` before mapping
     /// it: a client must not trust memory that someone else could have prepared.
-    pub fn open(
+    ///
+    /// # References
+    /// - [shm_open(3)](https://man7.org/linux/man-pages/man3/shm_open.3.html)
+    /// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
+    pub fn open_read_write(
         name: &ShmName,
-        writable: bool,
         expected_owner: u32,
         min_size: usize,
     ) -> Result<Self, OpenError> {
-        let flags = if writable {
-            OFlags::RDWR
-        } else {
-            OFlags::RDONLY
+        Self::open(name, Access::ReadWrite, expected_owner, min_size)
+    }
+
+    /// `shm_open(name, O_RDONLY)`, `fstat`, then `mmap(PROT_READ, MAP_SHARED)` of the whole
+    /// object: for observers that must never write (`inspect`, a market examining a name).
+    ///
+    /// The same checks as [`open_read_write`](Self::open_read_write). Memory mapped this way
+    /// may only be read with relaxed atomic loads (Rust's atomics docs, "Atomic accesses to
+    /// read-only memory"); an acquire load is a relaxed load followed by `fence(Acquire)`.
+    pub fn open_read_only(
+        name: &ShmName,
+        expected_owner: u32,
+        min_size: usize,
+    ) -> Result<Self, OpenError> {
+        Self::open(name, Access::ReadOnly, expected_owner, min_size)
+    }
+
+    fn open(
+        name: &ShmName,
+        access: Access,
+        expected_owner: u32,
+        min_size: usize,
+    ) -> Result<Self, OpenError> {
+        let flags = match access {
+            Access::ReadWrite => OFlags::RDWR,
+            Access::ReadOnly => OFlags::RDONLY,
         };
         let fd =
             rustix::shm::open(name.as_str(), flags, RawMode::empty()).map_err(|e| match e {
@@ -236,7 +269,7 @@ impl Segment {
                 min: min_size,
             });
         }
-        let ptr = map(&fd, stat.size, writable).map_err(|e| OpenError::Os {
+        let ptr = map(&fd, stat.size, access).map_err(|e| OpenError::Os {
             op: "mmap",
             source: e.into(),
         })?;
@@ -245,7 +278,7 @@ impl Segment {
             fd,
             ptr,
             len: stat.size,
-            writable,
+            writable: access == Access::ReadWrite,
         })
     }
 
@@ -266,10 +299,6 @@ impl Segment {
         self.len == 0
     }
 
-    pub fn is_writable(&self) -> bool {
-        self.writable
-    }
-
     /// `fstat(2)` on the object: owner, permission bits and size as they are now.
     pub fn stat(&self) -> std::io::Result<Stat> {
         stat_fd(&self.fd).map_err(Into::into)
@@ -279,6 +308,7 @@ impl Segment {
     /// nothing else of the object (benchmarks, tests). Panics if `offset` is out of bounds or
     /// not 8-aligned.
     pub fn atomic_u64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
+        assert!(self.writable, "atomic_u64 needs a read-write mapping");
         assert!(
             offset + 8 <= self.len && offset % 8 == 0,
             "offset {offset} in bounds and aligned"
@@ -345,14 +375,13 @@ fn stat_fd(fd: impl AsFd) -> Result<Stat, Errno> {
     })
 }
 
-fn map(fd: &OwnedFd, len: usize, writable: bool) -> Result<NonNull<u8>, Errno> {
+fn map(fd: &OwnedFd, len: usize, access: Access) -> Result<NonNull<u8>, Errno> {
     if len == 0 {
         return Err(Errno::INVAL);
     }
-    let prot = if writable {
-        ProtFlags::READ | ProtFlags::WRITE
-    } else {
-        ProtFlags::READ
+    let prot = match access {
+        Access::ReadWrite => ProtFlags::READ | ProtFlags::WRITE,
+        Access::ReadOnly => ProtFlags::READ,
     };
     // SAFETY: a fresh shared mapping at an address the kernel picks cannot alias any Rust
     // object; `fd` is a valid shared-memory descriptor of at least `len` bytes.
@@ -379,7 +408,7 @@ mod tests {
         ));
         // SAFETY: test-only write inside the 4096-byte mapping.
         unsafe { a.as_ptr().add(10).write_volatile(42) };
-        let b = Segment::open(&name, false, effective_uid(), 4096).unwrap();
+        let b = Segment::open_read_only(&name, effective_uid(), 4096).unwrap();
         assert_eq!(b.snapshot_bytes()[10], 42);
         unlink(&name).unwrap();
     }
@@ -397,11 +426,11 @@ mod tests {
         let name = unique("small");
         let _seg = Segment::create(&name, 4096, Mode::OWNER_ONLY).unwrap();
         assert!(matches!(
-            Segment::open(&name, false, effective_uid(), 8192),
+            Segment::open_read_only(&name, effective_uid(), 8192),
             Err(OpenError::TooSmall { size: 4096, .. })
         ));
         assert!(matches!(
-            Segment::open(&name, false, effective_uid() + 1, 0),
+            Segment::open_read_only(&name, effective_uid() + 1, 0),
             Err(OpenError::WrongOwner { .. })
         ));
         unlink(&name).unwrap();

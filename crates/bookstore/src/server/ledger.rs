@@ -1,0 +1,75 @@
+//! The ledger: the engine (the store's truth) and the journal that makes it durable, kept in
+//! step. Every command that changes the engine is staged in the journal as it is applied; a
+//! batch is committed before anything that depends on it is shown.
+
+use engine::{Command, Engine, Event, Millis, Stats};
+
+use crate::journal::{Durability, Journal, WriteJournalError};
+
+pub(super) struct Ledger {
+    engine: Engine,
+    journal: Journal,
+    /// Set when the journal could not be written: nothing more may be acknowledged.
+    failed: Option<WriteJournalError>,
+}
+
+impl Ledger {
+    pub(super) fn new(engine: Engine, journal: Journal) -> Self {
+        Self {
+            engine,
+            journal,
+            failed: None,
+        }
+    }
+
+    /// Applies a command to the engine and stages its journal record, if it changed anything.
+    /// The engine reports every change as an event, and a refusal (`Rejected`) changes
+    /// nothing, so a command with no other event is left out: an idle market (its `Expire`
+    /// every 50 ms) and a seller retrying on a full store write nothing.
+    pub(super) fn apply(&mut self, now: Millis, command: Command, events: &mut Vec<Event>) {
+        let mark = self.journal.staged_len();
+        self.journal.stage(now, &command);
+        let first = events.len();
+        self.engine.apply(now, command, events);
+        let changed = events[first..]
+            .iter()
+            .any(|e| !matches!(e, Event::Rejected { .. }));
+        if !changed {
+            self.journal.unstage(mark);
+        } else if self.journal.durability() == Durability::Always {
+            self.commit();
+        }
+    }
+
+    /// Writes the staged records (group commit). True if everything applied so far is in the
+    /// journal, so replies and the view may show it.
+    pub(super) fn commit(&mut self) -> bool {
+        if self.failed.is_some() {
+            return false;
+        }
+        match self.journal.commit() {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "stopping: the journal cannot be written");
+                self.failed = Some(error);
+                false
+            }
+        }
+    }
+
+    pub(super) fn has_failed(&self) -> bool {
+        self.failed.is_some()
+    }
+
+    pub(super) fn take_failure(&mut self) -> Option<WriteJournalError> {
+        self.failed.take()
+    }
+
+    pub(super) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(super) fn stats(&self) -> Stats {
+        self.engine.stats()
+    }
+}

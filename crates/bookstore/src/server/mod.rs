@@ -1,0 +1,335 @@
+//! The market: the only writer of the store's state. One thread runs one loop: accept clients,
+//! drain their request rings, apply each request to the ledger, route the events back, publish
+//! the view, and park on the doorbell when there is nothing to do.
+//!
+//! The parts, each with one job: [`store`] makes and guards the shared object; `sessions` is
+//! the slot table and the per-client outboxes; `ledger` keeps the engine and the journal in
+//! step; `publish` schedules the view. [`Market`] composes them; the parts never call each
+//! other (sessions report what they saw, the loop applies it), so each pass reads top to
+//! bottom: drain → apply → route → commit → publish.
+
+mod ledger;
+mod publish;
+mod sessions;
+pub mod store;
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use engine::{ClientId, Command, Event, Trade};
+
+use crate::journal::{Recovery, WriteJournalError};
+use crate::layout::{StoreState, RING_CAPACITY};
+use crate::shared::SharedStore;
+use crate::wire::{Reply, Request};
+use ledger::Ledger;
+use publish::ViewSchedule;
+use sessions::{Popped, Sessions, SlotChange};
+
+pub use store::{
+    checked_geometry, create_store, live_market, NoLiveMarket, StartError, StoreGuard, StoreSpec,
+};
+
+/// How the loop runs (the store's own sizes are in [`StoreSpec`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LoopConfig {
+    /// How long to spin looking for work before parking on the futex.
+    pub spin: Duration,
+}
+
+/// What the market did that a user may want to see; the CLI decides whether and how to say it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarketEvent {
+    Traded(Trade),
+    Attached {
+        client: ClientId,
+        pid: u32,
+        slot: u32,
+    },
+    Left {
+        client: ClientId,
+        why: &'static str,
+    },
+    /// The market is about to park: a good moment to flush buffered output.
+    Idle,
+}
+
+/// What the market did, for its exit line.
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub requests: u64,
+    pub trades: u64,
+    pub books_on_shelf: u32,
+    pub clients_served: u64,
+}
+
+/// Requests taken from one client before moving to the next: fairness between clients.
+const BATCH_PER_CLIENT: usize = 64;
+const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
+
+/// The market's clock: read once per pass; in milliseconds it continues from the journal.
+struct Clock {
+    /// The market's clock at start: after the journal's last entry, so time never runs back.
+    base_ms: u64,
+    started: Instant,
+    now: Instant,
+}
+
+impl Clock {
+    fn tick(&mut self) {
+        self.now = Instant::now();
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.base_ms + self.now.duration_since(self.started).as_millis() as u64
+    }
+}
+
+/// The market's state and loop. Borrows the store so that ring handles can borrow it too.
+pub struct Market<'s> {
+    store: &'s SharedStore,
+    config: LoopConfig,
+    sessions: Sessions<'s>,
+    ledger: Ledger,
+    view: ViewSchedule,
+    clock: Clock,
+    last_housekeeping: Instant,
+    /// Scratch for the engine's events, reused by every command.
+    events: Vec<Event>,
+    observer: Option<Box<dyn FnMut(MarketEvent) + 's>>,
+}
+
+impl<'s> Market<'s> {
+    /// A market over `store`, carrying on from what the journal held (`recovery`).
+    pub fn new(
+        store: &'s SharedStore,
+        config: LoopConfig,
+        journal: crate::journal::Journal,
+        recovery: Recovery,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            store,
+            config,
+            sessions: Sessions::new(store, recovery.next_client),
+            ledger: Ledger::new(recovery.engine, journal),
+            view: ViewSchedule::new(now),
+            clock: Clock {
+                base_ms: recovery.last_now + 1,
+                started: now,
+                now,
+            },
+            last_housekeeping: now,
+            events: Vec::with_capacity(256),
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` with each [`MarketEvent`]. Without one, trades are not even copied.
+    pub fn observe(mut self, observer: impl FnMut(MarketEvent) + 's) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    fn tell(&mut self, event: impl FnOnce() -> MarketEvent) {
+        if let Some(observer) = self.observer.as_mut() {
+            observer(event());
+        }
+    }
+
+    /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view. Stops
+    /// early, acknowledging nothing more, if the journal cannot be written.
+    pub fn run(&mut self, stop: &AtomicBool) -> Result<Summary, WriteJournalError> {
+        self.publish();
+        // Clients see Ready (and the first view) before they claim a slot.
+        self.store.header().identity().set_state(StoreState::Ready);
+        let mut idle_since: Option<Instant> = None;
+        // Relaxed: the flag carries no data; the signal handler only asks us to stop.
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) && !self.ledger.has_failed() {
+            let worked = self.poll_once();
+            self.housekeeping_if_due();
+            if worked {
+                idle_since = None;
+                continue;
+            }
+            let idle = *idle_since.get_or_insert(self.clock.now);
+            if self.clock.now.duration_since(idle) < self.config.spin {
+                std::hint::spin_loop();
+                continue;
+            }
+            if self.view.is_dirty() {
+                self.publish();
+            }
+            self.tell(|| MarketEvent::Idle);
+            let sessions = &self.sessions;
+            self.store
+                .header()
+                .doorbell
+                .park(|| sessions.has_work(), Some(HOUSEKEEPING_EVERY));
+            idle_since = None;
+        }
+        self.publish();
+        self.tell(|| MarketEvent::Idle);
+        if let Some(error) = self.ledger.take_failure() {
+            return Err(error);
+        }
+        let stats = self.ledger.stats();
+        Ok(Summary {
+            requests: self.view.counters.requests,
+            trades: stats.trades,
+            books_on_shelf: stats.books_on_shelf,
+            clients_served: self.sessions.clients_served(),
+        })
+    }
+
+    /// One pass over everything; true if anything was done. The only clock read of the pass.
+    fn poll_once(&mut self) -> bool {
+        self.clock.tick();
+        if self.sessions.epoch_moved() {
+            self.scan_slots();
+        }
+        let mut worked = false;
+        for index in self.sessions.attached_slots() {
+            worked |= self.drain(index, BATCH_PER_CLIENT) > 0;
+        }
+        worked |= self.sessions.flush_backlogs();
+        self.settle_dropped();
+        self.publish_replies();
+        if self.view.due_while_busy(self.clock.now) {
+            self.publish();
+        }
+        worked
+    }
+
+    /// Serves up to `limit` requests of one slot; returns how many.
+    fn drain(&mut self, index: u32, limit: usize) -> usize {
+        let mut taken = 0;
+        while taken < limit {
+            let Popped::Request(client, message) = self.sessions.pop_request(index) else {
+                break;
+            };
+            taken += 1;
+            self.handle(index, client, &message);
+        }
+        taken
+    }
+
+    fn handle(&mut self, index: u32, client: ClientId, message: &crate::layout::Message) {
+        let request = match Request::decode(message) {
+            Ok(r) => r,
+            Err(error) => {
+                self.view.counters.malformed += 1;
+                tracing::warn!(client = client.0, %error, "malformed request");
+                let request = Request::raw_request_id(message);
+                self.sessions
+                    .send_to_slot(index, Reply::Malformed { request, error });
+                return;
+            }
+        };
+        self.view.counters.requests += 1;
+        let command = request.into_command(client, self.clock.now_ms());
+        self.apply(command);
+    }
+
+    /// Applies a command (staging its journal record) and routes its events.
+    fn apply(&mut self, command: Command) {
+        let mut events = std::mem::take(&mut self.events);
+        self.ledger.apply(self.clock.now_ms(), command, &mut events);
+        for event in events.drain(..) {
+            self.view.record(&event);
+            if let Event::Traded(t) = &event {
+                self.tell(|| MarketEvent::Traded(t.clone()));
+            }
+            let (first, second) = event.recipients();
+            for client in std::iter::once(first).chain(second) {
+                if let Some(reply) = Reply::for_client(&event, client) {
+                    self.sessions.send(client, reply);
+                }
+            }
+        }
+        self.events = events;
+    }
+
+    /// Applies `ClientGone` for every client the sessions dropped (which may drop more).
+    fn settle_dropped(&mut self) {
+        loop {
+            let dropped = self.sessions.take_dropped();
+            if dropped.is_empty() {
+                return;
+            }
+            for client in dropped {
+                self.apply(Command::ClientGone { client });
+            }
+        }
+    }
+
+    /// Acts on what a scan of the slot table found.
+    fn scan_slots(&mut self) {
+        for change in self.sessions.scan() {
+            match change {
+                SlotChange::Joined { client, pid, slot } => {
+                    self.tell(|| MarketEvent::Attached { client, pid, slot })
+                }
+                SlotChange::Leaving { slot } => {
+                    // A LEAVING client pushes nothing more, so its ring holds at most one
+                    // ring's worth: serve exactly that, whatever a misbehaving client does.
+                    self.drain(slot, RING_CAPACITY);
+                    self.release(slot, "detached");
+                }
+                SlotChange::ClaimantGone { slot } => self.release(slot, "claimant exited"),
+            }
+        }
+        self.settle_dropped();
+    }
+
+    /// Releases a slot, forgetting its client in the ledger (its resting buys are cancelled).
+    fn release(&mut self, index: u32, why: &'static str) {
+        if let Some(released) = self.sessions.release(index) {
+            if released.needs_gone {
+                self.apply(Command::ClientGone {
+                    client: released.client,
+                });
+            }
+            let client = released.client;
+            self.tell(|| MarketEvent::Left { client, why });
+        }
+    }
+
+    fn housekeeping_if_due(&mut self) {
+        // The pass's clock read: no second read of the clock in one pass.
+        let now = self.clock.now;
+        if now.duration_since(self.last_housekeeping) < HOUSEKEEPING_EVERY {
+            return;
+        }
+        self.last_housekeeping = now;
+        self.apply(Command::Expire);
+        for index in self.sessions.exited() {
+            self.release(index, "process exited");
+        }
+        self.scan_slots();
+        self.sessions.flush_backlogs();
+        self.settle_dropped();
+        self.publish_replies();
+        if self.view.due_for_healing(now) {
+            self.publish();
+        }
+    }
+
+    /// Commits the journal, then makes the pass's replies visible. Nothing is shown that is
+    /// not in the journal.
+    fn publish_replies(&mut self) {
+        if self.ledger.commit() {
+            self.sessions.publish_replies();
+        }
+    }
+
+    /// Commits the journal, then writes the view.
+    fn publish(&mut self) {
+        if !self.ledger.commit() {
+            return;
+        }
+        let (now, now_ms) = (self.clock.now, self.clock.now_ms());
+        self.view
+            .publish(self.store, self.ledger.engine(), now, now_ms);
+    }
+}

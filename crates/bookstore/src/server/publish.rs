@@ -1,0 +1,81 @@
+//! When the market publishes the view: at most every 20 ms while busy, whenever it goes idle,
+//! and at least once a second (so a view scribbled on by a buggy client heals by itself).
+
+use std::time::{Duration, Instant};
+
+use engine::{Engine, Event, Trade};
+
+use crate::shared::SharedStore;
+use crate::view::{Counters, Publisher};
+
+const PUBLISH_EVERY: Duration = Duration::from_millis(20);
+/// The view is republished at least this often even when nothing changed.
+const REPUBLISH_EVERY: Duration = Duration::from_secs(1);
+
+pub(super) struct ViewSchedule {
+    publisher: Publisher,
+    pub(super) counters: Counters,
+    unpublished_trades: Vec<Trade>,
+    dirty: bool,
+    last_publish: Instant,
+}
+
+impl ViewSchedule {
+    pub(super) fn new(now: Instant) -> Self {
+        Self {
+            publisher: Publisher::new(),
+            counters: Counters::default(),
+            unpublished_trades: Vec::new(),
+            dirty: true,
+            last_publish: now,
+        }
+    }
+
+    /// Notes what an event changes in the view.
+    pub(super) fn record(&mut self, event: &Event) {
+        match event {
+            Event::Traded(t) => self.unpublished_trades.push(t.clone()),
+            Event::Rejected { .. } => self.counters.rejected += 1,
+            _ => {}
+        }
+        self.dirty = true;
+    }
+
+    pub(super) fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Whether a busy market should publish now.
+    pub(super) fn due_while_busy(&self, now: Instant) -> bool {
+        self.dirty && now.duration_since(self.last_publish) >= PUBLISH_EVERY
+    }
+
+    /// Whether the view should be rewritten even if nothing changed (healing).
+    pub(super) fn due_for_healing(&self, now: Instant) -> bool {
+        now.duration_since(self.last_publish) >= REPUBLISH_EVERY
+    }
+
+    /// Writes the whole view. The caller has committed the journal: nothing shown here is
+    /// less durable than what the journal holds.
+    pub(super) fn publish(
+        &mut self,
+        store: &SharedStore,
+        engine: &Engine,
+        now: Instant,
+        now_ms: u64,
+    ) {
+        let stats = engine.stats();
+        let shelf = engine.shelf();
+        self.publisher.publish(
+            store,
+            &stats,
+            &self.counters,
+            &shelf,
+            &self.unpublished_trades,
+            now_ms,
+        );
+        self.unpublished_trades.clear();
+        self.dirty = false;
+        self.last_publish = now;
+    }
+}

@@ -1,0 +1,353 @@
+//! The market's side of the client slots: who is attached where, their ring ends, and the
+//! replies that did not fit yet. It decides nothing about the books: what it observes (a client
+//! joined, is leaving, was dropped) it returns, and the loop applies it to the ledger.
+
+use std::collections::{HashMap, VecDeque};
+
+use bookstore_ipc::ring::{Consumer, Message, Producer, RingError};
+use bookstore_ipc::sync::Ordering::Acquire;
+use engine::ClientId;
+use shm::process::{ProcessHandle, ProcessId};
+
+use super::store::claimant_alive;
+use crate::layout::{SlotState, RING_CAPACITY};
+use crate::shared::SharedStore;
+use crate::wire::Reply;
+
+/// Most replies queued for one client that is not reading before it is dropped.
+const BACKLOG_LIMIT: usize = 1 << 16;
+
+/// What a scan of the slot table found that the loop must act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum SlotChange {
+    /// A client attached (accepted just now).
+    Joined {
+        client: ClientId,
+        pid: u32,
+        slot: u32,
+    },
+    /// An attached client detached: serve what it sent, then release the slot.
+    Leaving { slot: u32 },
+    /// An attached client's claimant died (its slot says CLAIMED again): release the slot.
+    ClaimantGone { slot: u32 },
+}
+
+/// What popping a client's next request gave.
+pub(super) enum Popped {
+    Request(ClientId, Message),
+    /// Nothing waiting (or the slot is not served: free or quarantined).
+    Nothing,
+}
+
+/// A slot handed back, and the client that held it if the ledger must still forget it.
+pub(super) struct Released {
+    pub(super) client: ClientId,
+    /// The client was not quarantined, so `ClientGone` has not been applied for it yet.
+    pub(super) needs_gone: bool,
+}
+
+struct Attached<'s> {
+    client: ClientId,
+    process: ProcessHandle,
+    requests: Consumer<'s, RING_CAPACITY>,
+    replies: Producer<'s, RING_CAPACITY>,
+    /// Replies that did not fit in the reply ring yet, oldest first.
+    backlog: VecDeque<Message>,
+    /// Set when the client broke the protocol: we stop reading its slot and release it once
+    /// its process is gone.
+    quarantined: bool,
+}
+
+pub(super) struct Sessions<'s> {
+    store: &'s SharedStore,
+    slots: Vec<Option<Attached<'s>>>,
+    slot_of: HashMap<ClientId, u32>,
+    /// Slots with a client, in slot order: the loop visits only these.
+    attached: Vec<u32>,
+    next_client: u64,
+    clients_served: u64,
+    seen_epoch: u64,
+    /// Clients quarantined since the last `take_dropped`: the ledger must apply `ClientGone`.
+    dropped: Vec<ClientId>,
+}
+
+impl<'s> Sessions<'s> {
+    pub(super) fn new(store: &'s SharedStore, next_client: u64) -> Self {
+        Self {
+            store,
+            slots: (0..store.slot_count()).map(|_| None).collect(),
+            slot_of: HashMap::new(),
+            attached: Vec::new(),
+            next_client,
+            clients_served: 0,
+            seen_epoch: u64::MAX,
+            dropped: Vec::new(),
+        }
+    }
+
+    pub(super) fn clients_served(&self) -> u64 {
+        self.clients_served
+    }
+
+    /// The slots with a client, in order (a copy: the loop changes the table as it goes).
+    pub(super) fn attached_slots(&self) -> Vec<u32> {
+        self.attached.clone()
+    }
+
+    /// Whether a client changed its slot since the last look (the attach epoch moved).
+    pub(super) fn epoch_moved(&mut self) -> bool {
+        // Acquire: pairs with the client's release bump, so the slot states it changed before
+        // bumping are visible to `scan`.
+        let epoch = self.store.header().attach_epoch.0.load(Acquire);
+        let moved = epoch != self.seen_epoch;
+        self.seen_epoch = epoch;
+        moved
+    }
+
+    /// Whether the market has anything to do: for the check after announcing a park.
+    pub(super) fn has_work(&self) -> bool {
+        // Acquire: pairs with a client's release bump after it changed its slot.
+        self.store.header().attach_epoch.0.load(Acquire) != self.seen_epoch
+            || self
+                .slots
+                .iter()
+                .flatten()
+                .any(|a| !a.quarantined && a.requests.shared().has_messages())
+    }
+
+    /// Looks at every slot's state word: accepts new clients, frees slots whose claimant
+    /// died, reports departures. Slots with invalid words are freed, or their client dropped.
+    pub(super) fn scan(&mut self) -> Vec<SlotChange> {
+        let mut changes = Vec::new();
+        for index in 0..self.store.slot_count() {
+            let control = &self.store.slot(index).control;
+            // Orders the claimant's start time and last requests before what we read next.
+            let (state, pid) = control.observe();
+            let attached = self.slots[index as usize].is_some();
+            match state {
+                SlotState::Active if !attached => changes.extend(self.accept(index, pid)),
+                SlotState::Active | SlotState::Free => {}
+                SlotState::Claimed => {
+                    // A claimant that died before activating leaves the slot claimed: free it.
+                    if !claimant_alive(pid, control.claimant_start_time()) {
+                        if attached {
+                            changes.push(SlotChange::ClaimantGone { slot: index });
+                        } else {
+                            self.free(index);
+                        }
+                    }
+                }
+                SlotState::Leaving => {
+                    // Requests sent before detaching are still the client's word: serve them,
+                    // even if the client attached and left between two scans. (If it has
+                    // exited already, `accept` frees the slot: nothing was acknowledged.)
+                    if !attached {
+                        changes.extend(self.accept(index, pid));
+                    }
+                    if self.slots[index as usize].is_some() {
+                        changes.push(SlotChange::Leaving { slot: index });
+                    }
+                }
+                SlotState::Invalid(_)
+                    if self.slots[index as usize]
+                        .as_ref()
+                        .is_some_and(|a| a.quarantined) => {}
+                SlotState::Invalid(raw) => {
+                    tracing::warn!(slot = index, raw, "slot has an invalid state word");
+                    if attached {
+                        self.quarantine(index, "its slot state is invalid");
+                    } else {
+                        self.free(index);
+                    }
+                }
+            }
+        }
+        changes
+    }
+
+    fn accept(&mut self, index: u32, pid: u32) -> Option<SlotChange> {
+        let slot = self.store.slot(index);
+        let id = ProcessId {
+            pid,
+            // Ordered by `scan`'s `observe` of ACTIVE or LEAVING.
+            start_time: slot.control.claimant_start_time(),
+        };
+        let process = match ProcessHandle::open(id) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(slot = index, pid, error = %e, "not accepting the slot's claimant");
+                self.free(index);
+                return None;
+            }
+        };
+        let client = ClientId(self.next_client);
+        self.next_client += 1;
+        self.clients_served += 1;
+        slot.control.set_client_id(client.0);
+        self.slots[index as usize] = Some(Attached {
+            client,
+            process,
+            requests: Consumer::new(&slot.requests),
+            replies: Producer::new(&slot.replies),
+            backlog: VecDeque::new(),
+            quarantined: false,
+        });
+        self.slot_of.insert(client, index);
+        if let Err(at) = self.attached.binary_search(&index) {
+            self.attached.insert(at, index);
+        }
+        Some(SlotChange::Joined {
+            client,
+            pid,
+            slot: index,
+        })
+    }
+
+    /// The slot's next request, if it has a served client with one waiting.
+    pub(super) fn pop_request(&mut self, index: u32) -> Popped {
+        let Some(attached) = self.slots[index as usize].as_mut() else {
+            return Popped::Nothing;
+        };
+        if attached.quarantined {
+            return Popped::Nothing;
+        }
+        match attached.requests.try_pop() {
+            Ok(Some(message)) => Popped::Request(attached.client, message),
+            Ok(None) => Popped::Nothing,
+            Err(e) => {
+                self.quarantine(index, &e.to_string());
+                Popped::Nothing
+            }
+        }
+    }
+
+    /// Sends a reply to a client, if it is still attached here.
+    pub(super) fn send(&mut self, client: ClientId, reply: Reply) {
+        if let Some(&index) = self.slot_of.get(&client) {
+            self.send_to_slot(index, reply);
+        }
+    }
+
+    /// Writes a reply into the slot's reply ring (or its backlog if the ring is full). It
+    /// becomes visible at the end of the pass, with the pass's other replies to that client.
+    pub(super) fn send_to_slot(&mut self, index: u32, reply: Reply) {
+        let Some(attached) = self.slots[index as usize].as_mut() else {
+            return;
+        };
+        if attached.quarantined {
+            return;
+        }
+        let message = reply.encode();
+        if attached.backlog.is_empty() {
+            match attached.replies.try_write(&message) {
+                Ok(()) => return,
+                Err(RingError::Full) => {}
+                Err(e @ RingError::Corrupt { .. }) => {
+                    return self.quarantine(index, &e.to_string())
+                }
+            }
+        }
+        attached.backlog.push_back(message);
+        if attached.backlog.len() > BACKLOG_LIMIT {
+            self.quarantine(index, "it stopped reading its replies");
+        }
+    }
+
+    /// Moves backlogged replies into reply rings that have room again.
+    pub(super) fn flush_backlogs(&mut self) -> bool {
+        let mut moved = false;
+        for i in 0..self.attached.len() {
+            let index = self.attached[i];
+            let Some(a) = self.slots[index as usize].as_mut() else {
+                continue;
+            };
+            while let Some(message) = a.backlog.front() {
+                match a.replies.try_write(message) {
+                    Ok(()) => {
+                        a.backlog.pop_front();
+                        moved = true;
+                    }
+                    Err(RingError::Full) => break,
+                    Err(e) => {
+                        self.quarantine(index, &e.to_string());
+                        break;
+                    }
+                }
+            }
+        }
+        moved
+    }
+
+    /// Makes each client's replies of this pass visible with one store, and rings its doorbell
+    /// once, however many replies it got. The caller has committed the journal.
+    pub(super) fn publish_replies(&mut self) {
+        for &index in &self.attached {
+            if let Some(a) = self.slots[index as usize].as_mut() {
+                if a.replies.publish() {
+                    self.store.slot(index).doorbell.notify();
+                }
+            }
+        }
+    }
+
+    /// Slots whose client process has exited.
+    pub(super) fn exited(&self) -> Vec<u32> {
+        self.attached
+            .iter()
+            .copied()
+            .filter(|&index| {
+                self.slots[index as usize]
+                    .as_ref()
+                    .is_some_and(|a| a.process.has_exited())
+            })
+            .collect()
+    }
+
+    /// Stops serving a client that broke the protocol; the loop applies `ClientGone` for it
+    /// (see [`take_dropped`](Self::take_dropped)). The slot is released once its process is
+    /// gone (it might still be writing into it).
+    fn quarantine(&mut self, index: u32, why: &str) {
+        let Some(a) = self.slots[index as usize].as_mut() else {
+            return;
+        };
+        if a.quarantined {
+            return;
+        }
+        a.quarantined = true;
+        a.backlog.clear();
+        let client = a.client;
+        tracing::warn!(client = client.0, slot = index, why, "dropping client");
+        self.slot_of.remove(&client);
+        self.dropped.push(client);
+    }
+
+    /// Clients dropped since the last call, for the loop to apply `ClientGone`.
+    pub(super) fn take_dropped(&mut self) -> Vec<ClientId> {
+        std::mem::take(&mut self.dropped)
+    }
+
+    /// Forgets the slot's client, empties its rings and frees it. Returns the client it held.
+    pub(super) fn release(&mut self, index: u32) -> Option<Released> {
+        let released = self.slots[index as usize].take().map(|a| {
+            self.attached.retain(|&i| i != index);
+            if !a.quarantined {
+                self.slot_of.remove(&a.client);
+            }
+            Released {
+                client: a.client,
+                needs_gone: !a.quarantined,
+            }
+        });
+        self.free(index);
+        released
+    }
+
+    /// Empties the slot's rings and hands it back to the next claimant.
+    fn free(&mut self, index: u32) {
+        let slot = self.store.slot(index);
+        slot.requests.reset();
+        slot.replies.reset();
+        // Publishes the ring resets above to the next claimant.
+        slot.control.release();
+    }
+}
