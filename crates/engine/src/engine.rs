@@ -1,34 +1,32 @@
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
 use serde::Serialize;
 
+use crate::book::{BuyBook, Listing, RestingBuy, Seq, Shelf, ShelfKey};
 use crate::types::*;
 
-/// Arrival order: a global sequence number, so "oldest first" is well defined across titles.
-type Seq = u64;
-/// Shelf order: cheapest first, then oldest.
-type AskKey = (Price, Seq);
-/// Resting-buy order: highest limit first, then oldest.
-type BidKey = (Reverse<Price>, Seq);
-
-#[derive(Debug, Clone)]
-struct Listing {
-    title: Title,
-    seller: ClientId,
-    request: RequestId,
-    qty: u32,
-}
-
-#[derive(Debug, Clone)]
-struct RestingBuy {
+/// A buy as the engine handles it: the command's fields, with the quantity as a number.
+struct BuyOrder {
     client: ClientId,
     request: RequestId,
     target: BuyTarget,
     max_price: Price,
-    filled: u32,
-    remaining: u32,
+    qty: u32,
     deadline: Option<Millis>,
+}
+
+/// One side of a trade: who, and which of their requests.
+#[derive(Clone, Copy)]
+struct Party {
+    client: ClientId,
+    request: RequestId,
+}
+
+/// A trade about to be recorded.
+struct Fill<'t> {
+    title: &'t Title,
+    price: Price,
+    qty: u32,
+    seller: Party,
+    buyer: Party,
 }
 
 /// Totals since the store opened. `books_listed == books_sold + books_on_shelf` always.
@@ -57,14 +55,28 @@ pub struct Engine {
     capacity: u32,
     next_seq: Seq,
     next_trade_id: u64,
-    asks: BTreeMap<AskKey, Listing>,
-    asks_by_title: HashMap<Title, BTreeSet<AskKey>>,
-    bids: HashMap<Seq, RestingBuy>,
-    bids_by_title: HashMap<Title, BTreeSet<BidKey>>,
-    bids_any: BTreeSet<BidKey>,
-    bid_by_request: BTreeMap<(ClientId, RequestId), Seq>,
-    deadlines: BTreeSet<(Millis, Seq)>,
+    shelf: Shelf,
+    buys: BuyBook,
     stats: Stats,
+}
+
+/// A broken internal invariant: a bug in the engine (or a journal that replays into one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvariantViolation {
+    #[error("balance: listed {listed} != sold {sold} + shelf {shelf}")]
+    Unbalanced { listed: u64, sold: u64, shelf: u32 },
+    #[error("shelf count {counted} != listings {listed}")]
+    ShelfCount { counted: u32, listed: u64 },
+    #[error("shelf {shelf} over capacity {capacity}")]
+    OverCapacity { shelf: u32, capacity: u32 },
+    #[error("listing #{seq} is empty but still on the shelf")]
+    EmptyListing { seq: u64 },
+    #[error("resting buy #{seq} is empty but still indexed")]
+    EmptyBuy { seq: u64 },
+    #[error("resting-buy count {counted} != resting buys {indexed}")]
+    RestingCount { counted: u32, indexed: usize },
+    #[error("the index of {index} disagrees with the orders")]
+    IndexDisagrees { index: &'static str },
 }
 
 impl Engine {
@@ -74,13 +86,8 @@ impl Engine {
             capacity,
             next_seq: 1,
             next_trade_id: 1,
-            asks: BTreeMap::new(),
-            asks_by_title: HashMap::new(),
-            bids: HashMap::new(),
-            bids_by_title: HashMap::new(),
-            bids_any: BTreeSet::new(),
-            bid_by_request: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            shelf: Shelf::default(),
+            buys: BuyBook::default(),
             stats: Stats {
                 capacity,
                 ..Stats::default()
@@ -94,9 +101,7 @@ impl Engine {
 
     /// Clients that have at least one resting buy, in id order.
     pub fn clients_with_resting_buys(&self) -> Vec<ClientId> {
-        let mut clients: Vec<ClientId> = self.bid_by_request.keys().map(|&(c, _)| c).collect();
-        clients.dedup();
-        clients
+        self.buys.clients()
     }
 
     /// The id the next trade will get.
@@ -113,7 +118,7 @@ impl Engine {
                 title,
                 price,
                 qty,
-            } => self.list(client, request, title, price, qty.get(), out),
+            } => self.list(Party { client, request }, title, price, qty.get(), out),
             Command::Buy {
                 client,
                 request,
@@ -121,39 +126,35 @@ impl Engine {
                 max_price,
                 qty,
                 deadline,
-            } => self.buy(
-                now,
-                client,
-                request,
-                target,
-                max_price,
-                qty.get(),
-                deadline,
-                out,
-            ),
-            Command::Cancel { client, request } => {
-                match self.bid_by_request.get(&(client, request)) {
-                    Some(&seq) => {
-                        let bid = self.remove_bid(seq);
-                        out.push(Event::Cancelled {
-                            client,
-                            request,
-                            filled: bid.filled,
-                            unfilled: bid.remaining,
-                        });
-                    }
-                    None => out.push(Event::Rejected {
+            } => {
+                let order = BuyOrder {
+                    client,
+                    request,
+                    target,
+                    max_price,
+                    qty: qty.get(),
+                    deadline,
+                };
+                self.buy(now, order, out)
+            }
+            Command::Cancel { client, request } => match self.buys.seq_of(client, request) {
+                Some(seq) => {
+                    let bid = self.remove_bid(seq);
+                    out.push(Event::Cancelled {
                         client,
                         request,
-                        reason: RejectReason::UnknownOrder,
-                    }),
+                        filled: bid.filled,
+                        unfilled: bid.remaining,
+                    });
                 }
-            }
+                None => out.push(Event::Rejected {
+                    client,
+                    request,
+                    reason: RejectReason::UnknownOrder,
+                }),
+            },
             Command::Expire => {
-                while let Some(&(deadline, seq)) = self.deadlines.first() {
-                    if deadline > now {
-                        break;
-                    }
+                while let Some(seq) = self.buys.first_due(now) {
                     let bid = self.remove_bid(seq);
                     out.push(Event::Expired {
                         client: bid.client,
@@ -164,11 +165,7 @@ impl Engine {
                 }
             }
             Command::ClientGone { client } => {
-                let range = (client, RequestId(0))..=(client, RequestId(u64::MAX));
-                let mut seqs: Vec<Seq> =
-                    self.bid_by_request.range(range).map(|(_, &s)| s).collect();
-                seqs.sort_unstable();
-                for seq in seqs {
+                for seq in self.buys.of_client(client) {
                     let bid = self.remove_bid(seq);
                     out.push(Event::Cancelled {
                         client,
@@ -181,17 +178,10 @@ impl Engine {
         }
     }
 
-    fn list(
-        &mut self,
-        client: ClientId,
-        request: RequestId,
-        title: Title,
-        price: Price,
-        qty: u32,
-        out: &mut Vec<Event>,
-    ) {
+    fn list(&mut self, seller: Party, title: Title, price: Price, qty: u32, out: &mut Vec<Event>) {
+        let Party { client, request } = seller;
         // Decide acceptance before changing anything: a listing is taken whole or not at all.
-        let sold_at_once = self.matchable_for_listing(&title, price, qty);
+        let sold_at_once = self.buys.matchable(&title, price, qty);
         let to_shelf = qty - sold_at_once;
         if to_shelf > self.capacity {
             let reason = RejectReason::LargerThanStore {
@@ -215,39 +205,42 @@ impl Engine {
         self.stats.books_listed += u64::from(qty);
         let mut remaining = qty;
         while remaining > 0 {
-            let Some(bid_seq) = self.best_bid_for(&title, price) else {
+            let Some(bid_seq) = self.buys.best_for(&title, price) else {
                 break;
             };
-            let bid = self.bids.get_mut(&bid_seq).expect("indexed bid exists");
+            let bid = self.buys.get_mut(bid_seq);
             let take = remaining.min(bid.remaining);
             bid.remaining -= take;
             bid.filled += take;
             remaining -= take;
-            let (buyer, buy_request, bid_done, filled) =
-                (bid.client, bid.request, bid.remaining == 0, bid.filled);
+            let buyer = Party {
+                client: bid.client,
+                request: bid.request,
+            };
+            let (bid_done, filled) = (bid.remaining == 0, bid.filled);
             self.record_trade(
-                &title,
-                price,
-                take,
-                client,
-                request,
-                buyer,
-                buy_request,
+                Fill {
+                    title: &title,
+                    price,
+                    qty: take,
+                    seller,
+                    buyer,
+                },
                 out,
             );
             if bid_done {
                 self.remove_bid(bid_seq);
                 out.push(Event::Filled {
-                    client: buyer,
-                    request: buy_request,
+                    client: buyer.client,
+                    request: buyer.request,
                     qty: filled,
                 });
             }
         }
         debug_assert_eq!(qty - remaining, sold_at_once);
         if remaining > 0 {
-            self.asks.insert(
-                (price, seq),
+            self.shelf.insert(
+                ShelfKey { price, seq },
                 Listing {
                     title: title.clone(),
                     seller: client,
@@ -255,10 +248,6 @@ impl Engine {
                     qty: remaining,
                 },
             );
-            self.asks_by_title
-                .entry(title.clone())
-                .or_default()
-                .insert((price, seq));
             self.stats.books_on_shelf += remaining;
         }
         out.push(Event::Listed {
@@ -271,19 +260,16 @@ impl Engine {
         });
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn buy(
-        &mut self,
-        now: Millis,
-        client: ClientId,
-        request: RequestId,
-        target: BuyTarget,
-        max_price: Price,
-        qty: u32,
-        deadline: Option<Millis>,
-        out: &mut Vec<Event>,
-    ) {
-        if self.bid_by_request.contains_key(&(client, request)) {
+    fn buy(&mut self, now: Millis, order: BuyOrder, out: &mut Vec<Event>) {
+        let BuyOrder {
+            client,
+            request,
+            target,
+            max_price,
+            qty,
+            deadline,
+        } = order;
+        if self.buys.seq_of(client, request).is_some() {
             let reason = RejectReason::DuplicateRequest;
             return out.push(Event::Rejected {
                 client,
@@ -291,34 +277,27 @@ impl Engine {
                 reason,
             });
         }
+        let buyer = Party { client, request };
         let mut filled = 0;
         while filled < qty {
-            let Some(key) = self.best_ask_for(&target, max_price) else {
+            let Some(key) = self.shelf.best_for(&target, max_price) else {
                 break;
             };
-            let listing = self.asks.get_mut(&key).expect("indexed listing exists");
-            let take = (qty - filled).min(listing.qty);
-            listing.qty -= take;
+            let (listing, take) = self.shelf.take(key, qty - filled);
             filled += take;
-            let (title, seller, list_request, empty) = (
-                listing.title.clone(),
-                listing.seller,
-                listing.request,
-                listing.qty == 0,
-            );
-            if empty {
-                self.asks.remove(&key);
-                remove_from_index(&mut self.asks_by_title, &title, &key);
-            }
             self.stats.books_on_shelf -= take;
+            let seller = Party {
+                client: listing.seller,
+                request: listing.request,
+            };
             self.record_trade(
-                &title,
-                key.0,
-                take,
-                seller,
-                list_request,
-                client,
-                request,
+                Fill {
+                    title: &listing.title,
+                    price: key.price,
+                    qty: take,
+                    seller,
+                    buyer,
+                },
                 out,
             );
         }
@@ -338,20 +317,7 @@ impl Engine {
             });
         } else {
             let seq = self.take_seq();
-            let key = (Reverse(max_price), seq);
-            match &target {
-                BuyTarget::Title(t) => {
-                    self.bids_by_title.entry(t.clone()).or_default().insert(key);
-                }
-                BuyTarget::Any => {
-                    self.bids_any.insert(key);
-                }
-            }
-            if let Some(d) = deadline {
-                self.deadlines.insert((d, seq));
-            }
-            self.bid_by_request.insert((client, request), seq);
-            self.bids.insert(
+            self.buys.insert(
                 seq,
                 RestingBuy {
                     client,
@@ -373,88 +339,29 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn record_trade(
-        &mut self,
-        title: &Title,
-        price: Price,
-        qty: u32,
-        seller: ClientId,
-        list_request: RequestId,
-        buyer: ClientId,
-        buy_request: RequestId,
-        out: &mut Vec<Event>,
-    ) {
+    fn record_trade(&mut self, fill: Fill<'_>, out: &mut Vec<Event>) {
         let trade_id = self.next_trade_id;
         self.next_trade_id += 1;
         self.stats.trades += 1;
-        self.stats.books_sold += u64::from(qty);
-        self.stats.revenue_cents += price.cents() * u64::from(qty);
+        self.stats.books_sold += u64::from(fill.qty);
+        // At most 1e8 cents × 1e6 copies = 1e14 a trade: u64 holds 1.8e5 such trades. The
+        // total saturates at u64::MAX cents (1.8e17 currency units) rather than wrap.
+        let amount = fill.price.cents().saturating_mul(u64::from(fill.qty));
+        self.stats.revenue_cents = self.stats.revenue_cents.saturating_add(amount);
         out.push(Event::Traded(Trade {
             trade_id,
-            title: title.clone(),
-            price,
-            qty,
-            seller,
-            buyer,
-            buy_request,
-            list_request,
+            title: fill.title.clone(),
+            price: fill.price,
+            qty: fill.qty,
+            seller: fill.seller.client,
+            buyer: fill.buyer.client,
+            buy_request: fill.buyer.request,
+            list_request: fill.seller.request,
         }));
     }
 
-    /// The cheapest, then oldest, listing a buy may take.
-    fn best_ask_for(&self, target: &BuyTarget, max_price: Price) -> Option<AskKey> {
-        let best = match target {
-            BuyTarget::Title(t) => self.asks_by_title.get(t)?.first().copied(),
-            BuyTarget::Any => self.asks.keys().next().copied(),
-        }?;
-        (best.0 <= max_price).then_some(best)
-    }
-
-    /// The resting buy a new listing at `price` fills first: highest limit, then oldest,
-    /// among buys of this title and buys of any title.
-    fn best_bid_for(&self, title: &Title, price: Price) -> Option<Seq> {
-        let for_title = self.bids_by_title.get(title).and_then(|s| s.first());
-        let best = match (for_title, self.bids_any.first()) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
-        (best.0 .0 >= price).then_some(best.1)
-    }
-
-    /// How many of `qty` new copies at `price` resting buys would take at once.
-    fn matchable_for_listing(&self, title: &Title, price: Price, qty: u32) -> u32 {
-        let accepts = |k: &&BidKey| k.0 .0 >= price;
-        let titled = self
-            .bids_by_title
-            .get(title)
-            .into_iter()
-            .flatten()
-            .take_while(accepts);
-        let any = self.bids_any.iter().take_while(accepts);
-        let mut total = 0u32;
-        for key in titled.chain(any) {
-            total = total.saturating_add(self.bids[&key.1].remaining);
-            if total >= qty {
-                return qty;
-            }
-        }
-        total
-    }
-
     fn remove_bid(&mut self, seq: Seq) -> RestingBuy {
-        let bid = self.bids.remove(&seq).expect("bid exists");
-        let key = (Reverse(bid.max_price), seq);
-        match &bid.target {
-            BuyTarget::Title(t) => remove_from_index(&mut self.bids_by_title, t, &key),
-            BuyTarget::Any => {
-                self.bids_any.remove(&key);
-            }
-        }
-        if let Some(d) = bid.deadline {
-            self.deadlines.remove(&(d, seq));
-        }
-        self.bid_by_request.remove(&(bid.client, bid.request));
+        let bid = self.buys.remove(seq);
         self.stats.resting_buys -= 1;
         bid
     }
@@ -467,10 +374,9 @@ impl Engine {
 
     /// The shelf grouped by title and price, sorted by title then price.
     pub fn shelf(&self) -> Vec<ShelfRow> {
-        let mut rows: BTreeMap<(&Title, Price), u32> = BTreeMap::new();
-        for listing_key in self.asks.keys() {
-            let listing = &self.asks[listing_key];
-            *rows.entry((&listing.title, listing_key.0)).or_default() += listing.qty;
+        let mut rows: std::collections::BTreeMap<(&Title, Price), u32> = Default::default();
+        for (key, listing) in self.shelf.listings() {
+            *rows.entry((&listing.title, key.price)).or_default() += listing.qty;
         }
         rows.into_iter()
             .map(|((title, price), qty)| ShelfRow {
@@ -481,45 +387,37 @@ impl Engine {
             .collect()
     }
 
-    /// Checks the engine's internal consistency; tests call it after every command.
-    pub fn check_invariants(&self) -> Result<(), String> {
+    /// Checks the engine's internal consistency: the totals balance, and every index of both
+    /// books holds exactly what the orders imply. Tests call it after every command.
+    pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let s = &self.stats;
         if s.books_listed != s.books_sold + u64::from(s.books_on_shelf) {
-            return Err(format!(
-                "balance: listed {} != sold {} + shelf {}",
-                s.books_listed, s.books_sold, s.books_on_shelf
-            ));
+            return Err(InvariantViolation::Unbalanced {
+                listed: s.books_listed,
+                sold: s.books_sold,
+                shelf: s.books_on_shelf,
+            });
         }
-        let shelf: u64 = self.asks.values().map(|l| u64::from(l.qty)).sum();
-        if shelf != u64::from(s.books_on_shelf) {
-            return Err(format!(
-                "shelf count {} != listings {}",
-                s.books_on_shelf, shelf
-            ));
+        let listed: u64 = self.shelf.listings().map(|(_, l)| u64::from(l.qty)).sum();
+        if listed != u64::from(s.books_on_shelf) {
+            return Err(InvariantViolation::ShelfCount {
+                counted: s.books_on_shelf,
+                listed,
+            });
         }
         if s.books_on_shelf > self.capacity {
-            return Err(format!(
-                "shelf {} over capacity {}",
-                s.books_on_shelf, self.capacity
-            ));
+            return Err(InvariantViolation::OverCapacity {
+                shelf: s.books_on_shelf,
+                capacity: self.capacity,
+            });
         }
-        if self.asks.values().any(|l| l.qty == 0) || self.bids.values().any(|b| b.remaining == 0) {
-            return Err("an empty order is still indexed".into());
+        if self.buys.len() != s.resting_buys as usize {
+            return Err(InvariantViolation::RestingCount {
+                counted: s.resting_buys,
+                indexed: self.buys.len(),
+            });
         }
-        if self.bids.len() != s.resting_buys as usize
-            || self.bid_by_request.len() != self.bids.len()
-        {
-            return Err("resting-buy indexes disagree".into());
-        }
-        Ok(())
-    }
-}
-
-fn remove_from_index<K: Ord>(index: &mut HashMap<Title, BTreeSet<K>>, title: &Title, key: &K) {
-    if let Some(set) = index.get_mut(title) {
-        set.remove(key);
-        if set.is_empty() {
-            index.remove(title);
-        }
+        self.shelf.check()?;
+        self.buys.check()
     }
 }

@@ -14,10 +14,11 @@
 //! - Invariant: books listed = books sold + books on the shelf.
 #![forbid(unsafe_code)]
 
+mod book;
 mod engine;
 mod types;
 
-pub use engine::{Engine, ShelfRow, Stats};
+pub use engine::{Engine, InvariantViolation, ShelfRow, Stats};
 pub use types::{
     BuyTarget, Cents, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title,
     Trade, ValueError, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_QTY, MAX_TITLE_BYTES,

@@ -58,7 +58,10 @@ pub enum OpenJournalError {
         asked: u32,
     },
     #[error("journal {path}: replaying it breaks the store's invariants ({problem}); please report this")]
-    Inconsistent { path: PathBuf, problem: String },
+    Inconsistent {
+        path: PathBuf,
+        problem: engine::InvariantViolation,
+    },
 }
 
 /// A failed write or flush: the market stops without acknowledging the batch.
