@@ -49,16 +49,6 @@ pub enum ClientError {
     Corrupt(RingError),
 }
 
-impl ClientError {
-    /// True when the market is no longer there to serve us.
-    pub fn is_market_gone(&self) -> bool {
-        matches!(
-            self,
-            ClientError::MarketGone { .. } | ClientError::MarketClosing { .. }
-        )
-    }
-}
-
 /// Opens `name`, waiting up to `wait` for a market to create it and become ready.
 pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, ConnectError> {
     let started = Instant::now();

@@ -34,17 +34,56 @@ pub enum ListOutcome {
     Malformed(Malformed),
 }
 
-/// Lists `qty` copies, retrying while the store is full until `timeout` has passed.
-/// `on_full(free)` is called once, the first time the store is found full.
+/// A listing: `qty` copies of `title` at `price`, retried while the store is full for up to
+/// `timeout`.
+#[derive(Debug, Clone)]
+pub struct ListOrder {
+    pub title: Title,
+    pub price: Price,
+    pub qty: Qty,
+    pub timeout: Duration,
+}
+
+/// A buy: up to `qty` copies (of a title or any) at `max_price` or less, waiting up to
+/// `timeout` for copies to be listed.
+#[derive(Debug, Clone)]
+pub struct BuyOrder {
+    pub target: BuyTarget,
+    pub max_price: Price,
+    pub qty: Qty,
+    pub timeout: Duration,
+}
+
+/// What a caller may want to hear while an order runs. Every method does nothing by default.
+pub trait TradingObserver {
+    /// The store was found full (`free` places), the first time only: the listing now waits.
+    fn store_full(&mut self, _free: u32) {}
+    /// A trade of the buy in progress.
+    fn bought(&mut self, _trade: &Bought) {}
+    /// A reply about another of this client's requests (say, a copy of an earlier listing
+    /// sold while this order waits).
+    fn other_reply(&mut self, _reply: &Reply) {}
+}
+
+/// An observer that wants to hear nothing.
+pub struct Quietly;
+
+impl TradingObserver for Quietly {}
+
+/// Lists `order.qty` copies, retrying while the store is full until `order.timeout` has
+/// passed.
 pub fn list(
     client: &mut Client<'_>,
-    title: &Title,
-    price: Price,
-    qty: Qty,
-    timeout: Duration,
-    mut on_full: impl FnMut(u32),
-    mut on_other: impl FnMut(&Reply),
+    order: &ListOrder,
+    observer: &mut impl TradingObserver,
 ) -> Result<ListOutcome, ClientError> {
+    let ListOrder {
+        title,
+        price,
+        qty,
+        timeout,
+    } = order;
+    let (price, qty, timeout) = (*price, *qty, *timeout);
     let started = Instant::now();
     let mut told = false;
     let mut pause = FULL_RETRY_FIRST;
@@ -61,7 +100,7 @@ pub fn list(
             request,
             Some(Instant::now() + REPLY_GRACE),
             |r| !matches!(r, Reply::Sold { .. }),
-            &mut on_other,
+            observer,
         )?;
         match reply {
             Reply::Listed {
@@ -77,7 +116,7 @@ pub fn list(
                     });
                 }
                 if !told {
-                    on_full(free);
+                    observer.store_full(free);
                     told = true;
                 }
                 std::thread::sleep(pause.min(timeout.saturating_sub(started.elapsed())));
@@ -113,6 +152,11 @@ pub enum BuyEnd {
     Expired {
         unfilled: u32,
     },
+    /// The market cancelled the rest (`unfilled` copies): it dropped this client, or a
+    /// restarted market cancelled the buys of clients it cannot reach.
+    Cancelled {
+        unfilled: u32,
+    },
     Refused(RejectReason),
     Malformed(Malformed),
 }
@@ -137,24 +181,20 @@ impl BuyOutcome {
     }
 }
 
-/// Buys up to `qty` copies at `max_price` or less, waiting up to `timeout` for copies to be
-/// listed; the market expires what is unfilled at the deadline. `on_trade` sees each trade as it
-/// happens.
+/// Buys up to `order.qty` copies at `order.max_price` or less, waiting up to `order.timeout`
+/// for copies to be listed; the market expires what is unfilled at the deadline.
 pub fn buy(
     client: &mut Client<'_>,
-    target: BuyTarget,
-    max_price: Price,
-    qty: Qty,
-    timeout: Duration,
-    mut on_trade: impl FnMut(&Bought),
-    mut on_other: impl FnMut(&Reply),
+    order: &BuyOrder,
+    observer: &mut impl TradingObserver,
 ) -> Result<BuyOutcome, ClientError> {
-    let timeout_ms = timeout.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u32;
+    let qty = order.qty;
+    let timeout_ms = order.timeout.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u32;
     let request = client.next_request_id();
     client.send(&Request::Buy {
         request,
-        target,
-        max_price,
+        target: order.target.clone(),
+        max_price: order.max_price,
         qty,
         timeout_ms: Some(timeout_ms),
     })?;
@@ -165,7 +205,7 @@ pub fn buy(
         end: BuyEnd::Filled,
     };
     loop {
-        match wait_for(client, request, Some(deadline), |_| true, &mut on_other)? {
+        match wait_for(client, request, Some(deadline), |_| true, observer)? {
             Reply::Bought {
                 trade_id,
                 title,
@@ -179,13 +219,17 @@ pub fn buy(
                     price,
                     qty,
                 };
-                on_trade(&b);
+                observer.bought(&b);
                 outcome.trades.push(b);
             }
             Reply::Rested { .. } => {}
             Reply::Filled { .. } => return Ok(outcome),
-            Reply::Expired { unfilled, .. } | Reply::Cancelled { unfilled, .. } => {
+            Reply::Expired { unfilled, .. } => {
                 outcome.end = BuyEnd::Expired { unfilled };
+                return Ok(outcome);
+            }
+            Reply::Cancelled { unfilled, .. } => {
+                outcome.end = BuyEnd::Cancelled { unfilled };
                 return Ok(outcome);
             }
             Reply::Rejected { reason, .. } => {
@@ -196,7 +240,7 @@ pub fn buy(
                 outcome.end = BuyEnd::Malformed(error);
                 return Ok(outcome);
             }
-            other => on_other(&other),
+            other => observer.other_reply(&other),
         }
     }
 }
@@ -207,13 +251,13 @@ fn wait_for(
     request: RequestId,
     deadline: Option<Instant>,
     wanted: impl Fn(&Reply) -> bool,
-    on_other: &mut impl FnMut(&Reply),
+    observer: &mut impl TradingObserver,
 ) -> Result<Reply, ClientError> {
     let started = Instant::now();
     loop {
         match client.recv(deadline)? {
             Some(reply) if reply.request_id() == request && wanted(&reply) => return Ok(reply),
-            Some(other) => on_other(&other),
+            Some(other) => observer.other_reply(&other),
             None => return Err(ClientError::NoReply(started.elapsed())),
         }
     }

@@ -14,7 +14,7 @@ use engine::{
 };
 
 use crate::layout::title_words;
-use bookstore_ipc::ring::Message;
+use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
 
 const LIST: u64 = 1;
 const BUY: u64 = 2;
@@ -149,16 +149,8 @@ fn get_title(words: &Message) -> Result<Title, Malformed> {
 }
 
 impl Request {
-    pub fn request_id(&self) -> RequestId {
-        match self {
-            Request::List { request, .. }
-            | Request::Buy { request, .. }
-            | Request::Cancel { request } => *request,
-        }
-    }
-
     pub fn encode(&self) -> Message {
-        let mut w = [0u64; 16];
+        let mut w = [0u64; MESSAGE_WORDS];
         match self {
             Request::List {
                 request,
@@ -312,8 +304,42 @@ pub enum Reply {
 
 /// A reply the client could not decode: the market (or something in its place) is broken.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("reply from the market is malformed: {0}")]
-pub struct BadReply(pub &'static str);
+#[error("reply from the market is malformed: {field} is {value:#x}")]
+pub struct BadReply {
+    /// The field that is wrong.
+    pub field: &'static str,
+    /// The word found in it.
+    pub value: u64,
+}
+
+fn bad(field: &'static str, value: u64) -> BadReply {
+    BadReply { field, value }
+}
+
+/// A refusal's reason on the wire: a code and an auxiliary number. Encode and decode side by
+/// side, so the table is written once.
+mod reject_code {
+    use engine::RejectReason;
+
+    pub(super) fn encode(reason: &RejectReason) -> (u64, u32) {
+        match reason {
+            RejectReason::StoreFull { free } => (1, *free),
+            RejectReason::LargerThanStore { capacity } => (2, *capacity),
+            RejectReason::UnknownOrder => (3, 0),
+            RejectReason::DuplicateRequest => (4, 0),
+        }
+    }
+
+    pub(super) fn decode(code: u64, aux: u32) -> Option<RejectReason> {
+        Some(match code {
+            1 => RejectReason::StoreFull { free: aux },
+            2 => RejectReason::LargerThanStore { capacity: aux },
+            3 => RejectReason::UnknownOrder,
+            4 => RejectReason::DuplicateRequest,
+            _ => return None,
+        })
+    }
+}
 
 mod reply_kind {
     pub const LISTED: u64 = 1;
@@ -422,7 +448,7 @@ impl Reply {
 
     pub fn encode(&self) -> Message {
         use reply_kind::*;
-        let mut w = [0u64; 16];
+        let mut w = [0u64; MESSAGE_WORDS];
         let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
         match self {
             Reply::Listed {
@@ -481,12 +507,7 @@ impl Reply {
                 w[5] = (*filled).into();
             }
             Reply::Rejected { reason, .. } => {
-                let (code, aux) = match reason {
-                    RejectReason::StoreFull { free } => (1, *free),
-                    RejectReason::LargerThanStore { capacity } => (2, *capacity),
-                    RejectReason::UnknownOrder => (3, 0),
-                    RejectReason::DuplicateRequest => (4, 0),
-                };
+                let (code, aux) = reject_code::encode(reason);
                 w[0] = REJECTED | code << 16;
                 w[4] = pair(0, aux);
             }
@@ -506,10 +527,10 @@ impl Reply {
         let code = w[0] >> 16;
         let qty = w[4] as u32;
         let aux = (w[4] >> 32) as u32;
-        let filled = u32::try_from(w[5]).map_err(|_| BadReply("filled"))?;
+        let filled = u32::try_from(w[5]).map_err(|_| bad("filled", w[5]))?;
         let trade = || -> Result<(Title, Price), BadReply> {
-            let title = get_title(w).map_err(|_| BadReply("title"))?;
-            let price = Price::from_cents(w[3]).map_err(|_| BadReply("price"))?;
+            let title = get_title(w).map_err(|_| bad("title (length byte)", (w[0] >> 8) & 0xff))?;
+            let price = Price::from_cents(w[3]).map_err(|_| bad("price", w[3]))?;
             Ok((title, price))
         };
         Ok(match w[0] & 0xff {
@@ -556,19 +577,13 @@ impl Reply {
             },
             REJECTED => Reply::Rejected {
                 request,
-                reason: match code {
-                    1 => RejectReason::StoreFull { free: aux },
-                    2 => RejectReason::LargerThanStore { capacity: aux },
-                    3 => RejectReason::UnknownOrder,
-                    4 => RejectReason::DuplicateRequest,
-                    _ => return Err(BadReply("reject reason")),
-                },
+                reason: reject_code::decode(code, aux).ok_or(bad("reject reason", code))?,
             },
             MALFORMED => Reply::Malformed {
                 request,
-                error: Malformed::from_code(code, w[2]).ok_or(BadReply("malformed code"))?,
+                error: Malformed::from_code(code, w[2]).ok_or(bad("malformed code", code))?,
             },
-            _ => return Err(BadReply("kind")),
+            kind => return Err(bad("kind", kind)),
         })
     }
 }

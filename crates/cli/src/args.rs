@@ -8,6 +8,11 @@ use engine::{Price, Qty, Title};
 use shm::{Mode, ShmName};
 
 use crate::exit::help_table;
+
+/// A listing's default `--timeout` (also a stdin session's `sell` line without one).
+pub const SELL_TIMEOUT_SECS: &str = "10";
+/// A buy's default `--timeout` (also a stdin session's `buy` line without one).
+pub const BUY_TIMEOUT_SECS: &str = "5";
 #[derive(Parser, Debug)]
 #[command(
     name = "bookstore",
@@ -145,7 +150,7 @@ pub enum SellerAction {
         #[arg(long, default_value = "1", value_parser = parse_qty, allow_negative_numbers = true)]
         qty: Qty,
         /// Seconds to keep retrying while the store is full.
-        #[arg(long, default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
+        #[arg(long, default_value = SELL_TIMEOUT_SECS, value_parser = parse_seconds, allow_negative_numbers = true)]
         timeout: Duration,
     },
 }
@@ -173,7 +178,7 @@ pub enum BuyerAction {
         #[arg(long, default_value = "1", value_parser = parse_qty, allow_negative_numbers = true)]
         qty: Qty,
         /// Seconds to wait for copies to be listed before giving up on the rest.
-        #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
+        #[arg(long, default_value = BUY_TIMEOUT_SECS, value_parser = parse_seconds, allow_negative_numbers = true)]
         timeout: Duration,
     },
 }

@@ -8,7 +8,7 @@ use engine::{BuyTarget, Cents, Price, Qty, RejectReason, Title};
 
 use crate::args::{
     parse_price, parse_qty, parse_seconds, parse_title, BuyerAction, BuyerArgs, ClientArgs,
-    SellerAction, SellerArgs,
+    SellerAction, SellerArgs, BUY_TIMEOUT_SECS, SELL_TIMEOUT_SECS,
 };
 use crate::exit::Exit;
 use bookstore::client::{open_store, Client, ClientError, ConnectError};
@@ -45,12 +45,69 @@ fn connect_failed(role: &str, e: ConnectError) -> Exit {
     }
 }
 
-fn client_failed(role: &str, e: ClientError) -> Exit {
+/// How one order ended, for a one-order command or a session line.
+enum OrderEnd {
+    /// Finished, successfully or not, with its exit code.
+    Done(Exit),
+    /// The market exited or is closing. `nothing_in_flight`: every attempt had been answered
+    /// (a listing waiting for room), so trying again on the next market cannot order twice.
+    MarketGone { nothing_in_flight: bool },
+}
+
+/// Reports a client error and says how the order ended: the typed error decides, never an
+/// exit code read back.
+fn client_failed(role: &str, e: ClientError) -> OrderEnd {
     eprintln!("bookstore {role}: {e}");
-    if e.is_market_gone() || matches!(e, ClientError::NoReply(_)) {
-        Exit::NoMarket
-    } else {
-        Exit::Error
+    match e {
+        ClientError::MarketGone { .. } | ClientError::MarketClosing { .. } => {
+            OrderEnd::MarketGone {
+                nothing_in_flight: false,
+            }
+        }
+        // A live market that stopped answering: no market serves us, but it has not gone.
+        ClientError::NoReply(_) => OrderEnd::Done(Exit::NoMarket),
+        ClientError::BadReply(_) | ClientError::Corrupt(_) => OrderEnd::Done(Exit::Error),
+    }
+}
+
+/// What a seller hears while its listing runs.
+struct SellerVoice {
+    quiet: bool,
+    qty: u32,
+    timeout: Duration,
+}
+
+impl trading::TradingObserver for SellerVoice {
+    fn store_full(&mut self, free: u32) {
+        if !self.quiet {
+            eprintln!(
+                "store is full ({free} free places for {} copies); waiting up to {:.0?} for room…",
+                self.qty, self.timeout
+            );
+        }
+    }
+
+    fn other_reply(&mut self, reply: &Reply) {
+        print_sold(reply, self.quiet);
+    }
+}
+
+/// What a buyer hears while its buy runs.
+struct BuyerVoice {
+    quiet: bool,
+}
+
+impl trading::TradingObserver for BuyerVoice {
+    fn bought(&mut self, b: &trading::Bought) {
+        if !self.quiet {
+            println!(
+                "bought {} × {:?} at {} (trade #{})",
+                b.qty,
+                b.title.as_str(),
+                b.price,
+                b.trade_id
+            );
+        }
     }
 }
 
@@ -95,23 +152,18 @@ pub fn seller(args: SellerArgs) -> Exit {
             Err(exit) => return exit,
         };
         match end {
-            SellEnd::Exit(exit) => return exit,
-            SellEnd::MarketGoneWhileFull if !args.client.wait.is_zero() && !left.is_zero() => {
+            OrderEnd::Done(exit) => return exit,
+            OrderEnd::MarketGone {
+                nothing_in_flight: true,
+            } if !args.client.wait.is_zero() && !left.is_zero() => {
                 eprintln!(
                     "bookstore seller: waiting up to {:.0?} for a market on {} to resume",
                     args.client.wait, args.client.store.name
                 );
             }
-            SellEnd::MarketGoneWhileFull => return Exit::NoMarket,
+            OrderEnd::MarketGone { .. } => return Exit::NoMarket,
         }
     }
-}
-
-/// How a `sell` ended: with an exit code, or with its market gone while the listing waited for
-/// room (nothing in flight, so trying again on the next market cannot list twice).
-enum SellEnd {
-    Exit(Exit),
-    MarketGoneWhileFull,
 }
 
 /// The seller's stdin session: `sell` lines.
@@ -119,30 +171,25 @@ fn seller_session(args: &SellerArgs) -> Exit {
     let quiet = args.client.quiet;
     session(&args.client, "seller", SELLER_HELP, |client, words| {
         let [verb, rest @ ..] = words else {
-            return Ok(Exit::Ok);
+            return Ok(OrderEnd::Done(Exit::Ok));
         };
         if verb != "sell" {
             return Err(format!("unknown command {verb:?}"));
         }
         let (title, price, qty, timeout) = match rest {
-            [t, p] => (t, p, "1", "10"),
-            [t, p, q] => (t, p, q.as_str(), "10"),
+            [t, p] => (t, p, "1", SELL_TIMEOUT_SECS),
+            [t, p, q] => (t, p, q.as_str(), SELL_TIMEOUT_SECS),
             [t, p, q, s] => (t, p, q.as_str(), s.as_str()),
             _ => return Err("usage: sell TITLE PRICE [QTY] [TIMEOUT_SECS]".into()),
         };
-        let end = sell(
+        Ok(sell(
             client,
             &parse_title(title)?,
             parse_price(price)?,
             parse_qty(qty)?,
             parse_seconds(timeout)?,
             quiet,
-        );
-        // A session reconnects when its market is gone, whatever was in flight.
-        Ok(match end {
-            SellEnd::Exit(exit) => exit,
-            SellEnd::MarketGoneWhileFull => Exit::NoMarket,
-        })
+        ))
     })
 }
 
@@ -153,19 +200,19 @@ fn sell(
     qty: Qty,
     timeout: Duration,
     quiet: bool,
-) -> SellEnd {
-    let on_full = |free: u32| {
-        if !quiet {
-            eprintln!(
-                "store is full ({free} free places for {} copies); waiting up to {:.0?} for room…",
-                qty.get(),
-                timeout
-            );
-        }
+) -> OrderEnd {
+    let order = trading::ListOrder {
+        title: title.clone(),
+        price,
+        qty,
+        timeout,
     };
-    let exit = match trading::list(client, title, price, qty, timeout, on_full, |r| {
-        print_sold(r, quiet)
-    }) {
+    let mut voice = SellerVoice {
+        quiet,
+        qty: qty.get(),
+        timeout,
+    };
+    let exit = match trading::list(client, &order, &mut voice) {
         Ok(ListOutcome::Listed { qty, sold_at_once }) => {
             if !quiet {
                 let sold = if sold_at_once > 0 {
@@ -192,7 +239,7 @@ fn sell(
             Exit::Refused
         }
         Ok(ListOutcome::Refused(reason)) => {
-            eprintln!("bookstore seller: refused: {reason:?}");
+            eprintln!("bookstore seller: refused: {reason}");
             Exit::Refused
         }
         Ok(ListOutcome::Malformed(e)) => {
@@ -204,11 +251,13 @@ fn sell(
                 "bookstore seller: the market (pid {pid}) exited while the store was full; {:?} was not listed",
                 title.as_str()
             );
-            return SellEnd::MarketGoneWhileFull;
+            return OrderEnd::MarketGone {
+                nothing_in_flight: true,
+            };
         }
-        Err(e) => client_failed("seller", e),
+        Err(e) => return client_failed("seller", e),
     };
-    SellEnd::Exit(exit)
+    OrderEnd::Done(exit)
 }
 
 pub fn buyer(args: BuyerArgs) -> Exit {
@@ -224,10 +273,12 @@ pub fn buyer(args: BuyerArgs) -> Exit {
         return buyer_session(&args);
     };
     let target = title.clone().map_or(BuyTarget::Any, BuyTarget::Title);
-    with_client(&args.client, "buyer", |client| {
+    match with_client(&args.client, "buyer", |client| {
         buy(client, target, *max_price, *qty, *timeout, quiet)
-    })
-    .unwrap_or_else(|exit| exit)
+    }) {
+        Ok(OrderEnd::Done(exit)) | Err(exit) => exit,
+        Ok(OrderEnd::MarketGone { .. }) => Exit::NoMarket,
+    }
 }
 
 /// The buyer's stdin session: `buy` lines.
@@ -235,7 +286,7 @@ fn buyer_session(args: &BuyerArgs) -> Exit {
     let quiet = args.client.quiet;
     session(&args.client, "buyer", BUYER_HELP, |client, words| {
         let [verb, rest @ ..] = words else {
-            return Ok(Exit::Ok);
+            return Ok(OrderEnd::Done(Exit::Ok));
         };
         if verb != "buy" {
             return Err(format!("unknown command {verb:?}"));
@@ -246,8 +297,8 @@ fn buyer_session(args: &BuyerArgs) -> Exit {
             [] => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
         };
         let (price, qty, timeout) = match rest {
-            [p] => (p, "1", "5"),
-            [p, q] => (p, q.as_str(), "5"),
+            [p] => (p, "1", BUY_TIMEOUT_SECS),
+            [p, q] => (p, q.as_str(), BUY_TIMEOUT_SECS),
             [p, q, s] => (p, q.as_str(), s.as_str()),
             _ => return Err("usage: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]".into()),
         };
@@ -269,24 +320,19 @@ fn buy(
     qty: Qty,
     timeout: Duration,
     quiet: bool,
-) -> Exit {
-    let on_trade = |b: &trading::Bought| {
-        if !quiet {
-            println!(
-                "bought {} × {:?} at {} (trade #{})",
-                b.qty,
-                b.title.as_str(),
-                b.price,
-                b.trade_id
-            );
-        }
+) -> OrderEnd {
+    let order = trading::BuyOrder {
+        target,
+        max_price,
+        qty,
+        timeout,
     };
-    let outcome = match trading::buy(client, target, max_price, qty, timeout, on_trade, |_| {}) {
+    let outcome = match trading::buy(client, &order, &mut BuyerVoice { quiet }) {
         Ok(o) => o,
         Err(e) => return client_failed("buyer", e),
     };
     let (got, wanted) = (outcome.filled(), outcome.wanted);
-    match outcome.end {
+    OrderEnd::Done(match outcome.end {
         BuyEnd::Filled => {
             if !quiet {
                 let spent = outcome.spent_cents();
@@ -304,15 +350,25 @@ fn buy(
             );
             Exit::Partial
         }
+        BuyEnd::Cancelled { unfilled } => {
+            eprintln!(
+                "bookstore buyer: the market cancelled the buy with {got} of {wanted} copies ({unfilled} unfilled)"
+            );
+            if got == 0 {
+                Exit::TimedOut
+            } else {
+                Exit::Partial
+            }
+        }
         BuyEnd::Refused(reason) => {
-            eprintln!("bookstore buyer: refused: {reason:?}");
+            eprintln!("bookstore buyer: refused: {reason}");
             Exit::Refused
         }
         BuyEnd::Malformed(e) => {
             eprintln!("bookstore buyer: the market rejected the request: {e}");
             Exit::Refused
         }
-    }
+    })
 }
 
 /// Reads commands line by line. A bad line is reported (exit code 2 at the end) and skipped;
@@ -326,7 +382,7 @@ fn session(
     args: &ClientArgs,
     role: &str,
     help: &str,
-    mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<Exit, String>,
+    mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
 ) -> Exit {
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
@@ -361,14 +417,13 @@ fn session(
                 client.slot()
             );
         }
-        match session_lines(
-            &mut client,
-            &mut lines,
+        let how = SessionStyle {
             role,
             help,
-            args.quiet,
-            &mut command,
-        ) {
+            quiet: args.quiet,
+            interactive,
+        };
+        match session_lines(&mut client, &mut lines, &how, &mut command) {
             SessionEnd::Done(code) => return exit.keep_first_failure(code),
             SessionEnd::MarketGone(code) if args.wait > Duration::ZERO => {
                 exit = exit.keep_first_failure(code);
@@ -390,15 +445,26 @@ enum SessionEnd {
     MarketGone(Exit),
 }
 
+/// How a session talks: who it is, its help text, and whether a person is typing.
+struct SessionStyle<'a> {
+    role: &'a str,
+    help: &'a str,
+    quiet: bool,
+    interactive: bool,
+}
+
 fn session_lines(
     client: &mut Client<'_>,
     lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    role: &str,
-    help: &str,
-    quiet: bool,
-    command: &mut impl FnMut(&mut Client<'_>, &[String]) -> Result<Exit, String>,
+    how: &SessionStyle<'_>,
+    command: &mut impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
 ) -> SessionEnd {
-    let interactive = std::io::stdin().is_terminal();
+    let &SessionStyle {
+        role,
+        help,
+        quiet,
+        interactive,
+    } = how;
     let mut exit = Exit::Ok;
     loop {
         if interactive {
@@ -428,10 +494,11 @@ fn session_lines(
             _ => {}
         }
         match command(client, &words) {
-            Ok(Exit::NoMarket) => {
+            // A session reconnects when its market is gone, whatever was in flight.
+            Ok(OrderEnd::MarketGone { .. }) => {
                 return SessionEnd::MarketGone(exit.keep_first_failure(Exit::NoMarket))
             }
-            Ok(code) => exit = exit.keep_first_failure(code),
+            Ok(OrderEnd::Done(code)) => exit = exit.keep_first_failure(code),
             Err(message) => {
                 eprintln!("bookstore {role}: {message}");
                 if !interactive && !quiet {

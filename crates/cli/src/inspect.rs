@@ -25,6 +25,9 @@ struct Report {
     slots: u32,
     market_pid: u32,
     market_running: bool,
+    /// The market is parked on its doorbell: nothing to do, and its view is current (it
+    /// publishes before it parks).
+    market_idle: bool,
     clients: Vec<ClientInfo>,
     books_on_shelf: u64,
     books_listed_total: u64,
@@ -117,6 +120,7 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
         slots: geometry.slot_count,
         market_pid: market.pid,
         market_running: ProcessHandle::open(market).is_ok(),
+        market_idle: store.market_parked(),
         clients,
         balanced: snap.books_listed == snap.books_sold + snap.books_on_shelf,
         books_on_shelf: snap.books_on_shelf,
@@ -147,7 +151,8 @@ fn render(r: &Report) -> String {
         r.layout_version, r.capacity, r.slots
     );
     if r.market_running {
-        let _ = writeln!(s, "  market pid {} is running", r.market_pid);
+        let doing = if r.market_idle { "idle" } else { "busy" };
+        let _ = writeln!(s, "  market pid {} is running ({doing})", r.market_pid);
     } else {
         let _ = writeln!(
             s,

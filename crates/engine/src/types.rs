@@ -223,6 +223,19 @@ pub enum RejectReason {
     DuplicateRequest,
 }
 
+impl fmt::Display for RejectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::StoreFull { free } => write!(f, "the store is full ({free} free places)"),
+            Self::LargerThanStore { capacity } => {
+                write!(f, "more copies than the store holds ({capacity} books)")
+            }
+            Self::UnknownOrder => write!(f, "no resting buy has that request id"),
+            Self::DuplicateRequest => write!(f, "a resting buy already has that request id"),
+        }
+    }
+}
+
 /// One sale: `qty` copies of `title` at the listing's `price`.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct Trade {

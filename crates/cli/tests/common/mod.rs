@@ -143,10 +143,21 @@ impl Market {
     }
 
     /// `inspect --json`, parsed.
+    /// The store as `inspect --json` shows it once the market has settled: it publishes the
+    /// view before it parks, so a parked (idle) market's view includes every reply it sent.
+    /// (A client can hold its reply a moment before the view shows it.) Waits up to 2 s.
     pub fn inspect(&self) -> serde_json::Value {
-        let out = run(&["inspect", "--name", &self.name, "--json"]);
-        assert_eq!(code(&out), 0, "inspect failed: {}", stderr(&out));
-        self.json_of(&out)
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let out = run(&["inspect", "--name", &self.name, "--json"]);
+            assert_eq!(code(&out), 0, "inspect failed: {}", stderr(&out));
+            let v = self.json_of(&out);
+            let settled = v["market_idle"] == true || v["market_running"] == false;
+            if settled || std::time::Instant::now() >= deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// How many slots are not free (attached, claimed or leaving), as `inspect` sees them.
