@@ -24,7 +24,14 @@ pub fn request_decoder(data: &[u8]) {
     if let Ok(request) = Request::decode(&m) {
         assert_eq!(Request::decode(&request.encode()), Ok(request));
     }
-    let _ = Request::raw_request_id(&m);
+    // The id the market echoes in a `Malformed` reply is the request's, accepted or not.
+    let id = Request::raw_request_id(&m);
+    if let Ok(
+        Request::List { request, .. } | Request::Buy { request, .. } | Request::Cancel { request },
+    ) = Request::decode(&m)
+    {
+        assert_eq!(id, request);
+    }
     if let Ok(reply) = Reply::decode(&m) {
         assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
     }

@@ -522,5 +522,6 @@ fn bench_prints_every_documented_figure() {
         }
     }
     assert!(v["orders_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(v["orders_per_sec_fsync"].as_f64().unwrap() > 0.0);
     assert!(v["engine_ops_per_sec"].as_f64().unwrap() > 0.0);
 }

@@ -115,6 +115,12 @@ impl<const N: usize> Ring<N> {
 
 /// The producing end, held by exactly one thread of one process.
 ///
+/// Nothing here stops a second producer: exclusivity comes from whoever hands the ring out.
+/// In the store that is the slot protocol ([`crate::slot`]): only the client that won a slot's
+/// claim makes its request ring's producer, only the market its consumer, and the reply ring
+/// the other way round. A second producer would corrupt only the rings of its own slot, and
+/// the consumer's index checks report that as `Corrupt`.
+///
 /// Messages can be pushed one by one ([`try_push`](Self::try_push)) or written in a batch and
 /// made visible together by one [`publish`](Self::publish): one release store of `tail`, so the
 /// consumer gets the whole batch with one acquire load.

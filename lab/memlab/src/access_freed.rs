@@ -60,14 +60,19 @@ fn glibc_version() -> Option<String> {
     v.to_str().ok().map(str::to_owned)
 }
 
+/// Reads `COUNT` ints at `p` with volatile reads.
+///
+/// # Safety
+/// `p` must point to `COUNT` readable ints. The experiment calls it on freed blocks too, which
+/// breaks that contract on purpose: see its block's comment.
+unsafe fn read_ints(p: *const i32) -> [i32; COUNT] {
+    // SAFETY: the caller's contract (above).
+    std::array::from_fn(|i| unsafe { p.add(i).read_volatile() })
+}
+
 /// Runs the experiment once.
 pub fn run() -> Experiment {
     let layout = Layout::array::<i32>(COUNT).expect("20 ints fit a layout");
-    let read = |p: *const i32| -> [i32; COUNT] {
-        // SAFETY: only called inside the experiment's unsafe block below, on pointers that
-        // were allocated with `layout`; see there for what is and is not sound about it.
-        std::array::from_fn(|i| unsafe { p.add(i).read_volatile() })
-    };
     // SAFETY: none: this block is NOT sound, on purpose; it is the lesson. Everything below that
     // touches `first` or `second` after `dealloc` is a use-after-free: undefined behaviour in
     // Rust as in C. It is here because
@@ -83,14 +88,14 @@ pub fn run() -> Experiment {
         for i in 0..COUNT {
             first.add(i).write_volatile(2 * i as i32);
         }
-        let before = read(first);
+        let before = read_ints(first);
         dealloc(first.cast(), layout);
-        let after_free = read(first);
+        let after_free = read_ints(first);
         dealloc(second.cast(), layout);
-        let second_words = read(second);
+        let second_words = read_ints(second);
         let reused_first = alloc(layout);
         let reused_second = alloc(layout);
-        let after_reuse = read(first);
+        let after_reuse = read_ints(first);
         dealloc(reused_first, layout);
         dealloc(reused_second, layout);
         let address = first as u64;

@@ -10,13 +10,19 @@
 use std::ffi::CStr;
 
 /// `setlocale(LC_ALL, "")`: adopt the locale from the environment, as pmap does at start.
-/// See [`setlocale(3)`](https://man7.org/linux/man-pages/man3/setlocale.3.html).
+/// At most once per process (later calls do nothing). See
+/// [`setlocale(3)`](https://man7.org/linux/man-pages/man3/setlocale.3.html).
 pub fn adopt_environment_locale() {
-    // SAFETY: called once at start, before any other thread exists; the empty string is a
-    // valid NUL-terminated C string.
-    unsafe {
-        libc::setlocale(libc::LC_ALL, c"".as_ptr());
-    }
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: setlocale races with other threads' locale-dependent calls. `Once` makes
+        // this the only call; its one caller, `main_with`, is documented to run before the
+        // program starts any thread (pmap's `main` calls it first thing, and pmap never
+        // starts one). The empty string is a valid NUL-terminated C string.
+        unsafe {
+            libc::setlocale(libc::LC_ALL, c"".as_ptr());
+        }
+    });
 }
 
 /// `nl_langinfo(CODESET)` is `UTF-8` (compared case-insensitively, as libproc2 does).

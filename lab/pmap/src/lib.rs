@@ -74,6 +74,9 @@ pub(crate) struct Pmap {
 
 /// Runs pmap with these arguments (`args[0]` is the program name); returns the exit code.
 /// Output goes to the process's stdout and stderr.
+///
+/// Call it from `main` before the program starts any other thread: it adopts the
+/// environment's locale (`setlocale`), which C does not make safe against other threads.
 pub fn main_with(args: Vec<OsString>) -> i32 {
     clib::adopt_environment_locale();
     let Finished(code, stdout, stderr) = run(&args);

@@ -16,6 +16,10 @@ use crate::wire::Reply;
 
 /// Most replies queued for one client that is not reading before it is dropped.
 const BACKLOG_LIMIT: usize = 1 << 16;
+/// Most replies queued for all clients together (32 MiB of 128-byte messages), so many slow
+/// clients cannot make the market hold `slots × BACKLOG_LIMIT` messages (8 GiB at 1,024
+/// slots). The client whose reply would pass it is dropped.
+const MARKET_BACKLOG_LIMIT: usize = 1 << 18;
 
 /// What a scan of the slot table found that the loop must act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +73,8 @@ pub(super) struct Sessions<'s> {
     seen_epoch: u64,
     /// Clients quarantined since the last `take_dropped`: the ledger must apply `ClientGone`.
     dropped: Vec<ClientId>,
+    /// Replies in all backlogs together.
+    backlogged: usize,
 }
 
 impl<'s> Sessions<'s> {
@@ -82,6 +88,7 @@ impl<'s> Sessions<'s> {
             clients_served: 0,
             seen_epoch: u64::MAX,
             dropped: Vec::new(),
+            backlogged: 0,
         }
     }
 
@@ -248,8 +255,11 @@ impl<'s> Sessions<'s> {
             }
         }
         attached.backlog.push_back(message);
+        self.backlogged += 1;
         if attached.backlog.len() > BACKLOG_LIMIT {
             self.quarantine(index, "it stopped reading its replies");
+        } else if self.backlogged > MARKET_BACKLOG_LIMIT {
+            self.quarantine(index, "the market's reply backlog is full");
         }
     }
 
@@ -265,6 +275,7 @@ impl<'s> Sessions<'s> {
                 match a.replies.try_write(message) {
                     Ok(()) => {
                         a.backlog.pop_front();
+                        self.backlogged -= 1;
                         moved = true;
                     }
                     Err(RingError::Full) => break,
@@ -314,6 +325,7 @@ impl<'s> Sessions<'s> {
             return;
         }
         a.quarantined = true;
+        self.backlogged -= a.backlog.len();
         a.backlog.clear();
         let client = a.client;
         tracing::warn!(client = client.0, slot = index, why, "dropping client");
@@ -330,6 +342,7 @@ impl<'s> Sessions<'s> {
     pub(super) fn release(&mut self, index: u32) -> Option<Released> {
         let released = self.slots[index as usize].take().map(|a| {
             self.attached.retain(|&i| i != index);
+            self.backlogged -= a.backlog.len();
             if !a.quarantined {
                 self.slot_of.remove(&a.client);
             }

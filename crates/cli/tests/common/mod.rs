@@ -1,4 +1,8 @@
 //! Helpers for tests that run the real `bookstore` binary as separate processes.
+//!
+//! Each test binary compiles this module and uses part of it, so an unused helper warns in
+//! some binaries and not others: `dead_code` is allowed here for that reason only. The cost:
+//! a helper no test uses goes unnoticed, so delete a helper with its last caller.
 #![allow(dead_code)]
 
 use std::io::Write;
