@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# kernel/test.sh: the lab's kernel-module steps, proven in a real kernel under qemu.
+# lab/kernel/test.sh: the lab's kernel-module steps, proven in a real kernel under qemu.
 #
 # On a fresh Debian 12 machine this installs what it needs, builds a small Rust-enabled kernel
 # from Debian's packaged source (cached, keyed by source version, configuration, compiler and
@@ -7,8 +7,8 @@
 # with a busybox initramfs, runs insmod / lsmod / modinfo / dmesg / rmmod for each module inside
 # the guest, and checks every step's output from the serial console.
 #
-# Usage: kernel/test.sh            run everything; exit 0 only if every check passes
-#        kernel/test.sh --kernel   only install and build (or find) the kernel
+# Usage: lab/kernel/test.sh            run everything; exit 0 only if every check passes
+#        lab/kernel/test.sh --kernel   only install and build (or find) the kernel
 # Environment: BOOKSTORE_KERNEL_BREAK=rust|c  builds that module with a wrong load message,
 #              to show that the checks catch it (the run must then fail).
 set -euo pipefail
@@ -34,7 +34,7 @@ CONFIG_OPTIONS=(
 )
 
 say() { printf '\n==> %s\n' "$*"; }
-die() { printf 'kernel/test.sh: %s\n' "$*" >&2; exit 1; }
+die() { printf 'lab/kernel/test.sh: %s\n' "$*" >&2; exit 1; }
 
 install_packages() {
   local missing=()

@@ -189,7 +189,8 @@ impl<'s> Market<'s> {
             self.scan_slots();
         }
         let mut worked = false;
-        for index in self.sessions.attached_slots() {
+        for i in 0..self.sessions.attached_count() {
+            let index = self.sessions.attached_slot(i);
             worked |= self.drain(index, BATCH_PER_CLIENT) > 0;
         }
         worked |= self.sessions.flush_backlogs();

@@ -96,9 +96,16 @@ impl<'s> Sessions<'s> {
         self.clients_served
     }
 
-    /// The slots with a client, in order (a copy: the loop changes the table as it goes).
-    pub(super) fn attached_slots(&self) -> Vec<u32> {
-        self.attached.clone()
+    /// How many slots have a client. With [`attached_slot`](Self::attached_slot), lets the
+    /// loop visit them without copying the list on every pass (serving a slot never removes
+    /// one from the list: only `release` does, and the loop releases outside that visit).
+    pub(super) fn attached_count(&self) -> usize {
+        self.attached.len()
+    }
+
+    /// The `i`th slot with a client, in slot order.
+    pub(super) fn attached_slot(&self, i: usize) -> u32 {
+        self.attached[i]
     }
 
     /// Whether a client changed its slot since the last look (the attach epoch moved).
