@@ -5,11 +5,11 @@
 //! Every latency row times one round trip per sample with `Instant::now()` on both sides of it,
 //! so the clock's own cost (~20-40 ns through the vDSO) is in every row alike.
 
+use bookstore_ipc::pingpong::{self, Pinger};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -130,7 +130,7 @@ fn floor(n: u32) -> BenchResult<Percentiles> {
     let name = unique_name("floor");
     let segment = Segment::create(&name, 4096, Mode::OWNER_ONLY)?;
     let result = (|| {
-        let word = segment.atomic_u64(0);
+        let mut pinger = Pinger::new(segment.atomic_u64(0));
         let _peer = Reaped(
             peer_command("floor")?
                 .args([
@@ -141,15 +141,8 @@ fn floor(n: u32) -> BenchResult<Percentiles> {
                 ])
                 .spawn()?,
         );
-        let mut value = 0u64;
         time_round_trips(n, || {
-            // Release/acquire: the ping publishes nothing but itself; the pair keeps the
-            // measurement honest (the same orderings a real message would need).
-            word.store(value + 1, Ordering::Release);
-            while word.load(Ordering::Acquire) != value + 2 {
-                std::hint::spin_loop();
-            }
-            value += 2;
+            pinger.round_trip();
             Ok(())
         })
     })();
@@ -496,15 +489,7 @@ fn run_peer(args: &PeerArgs) -> BenchResult<()> {
         PeerKind::Floor => {
             let name = args.name.as_ref().ok_or("--name is required")?;
             let segment = Segment::open_read_write(name, shm::effective_uid(), 8)?;
-            let word = segment.atomic_u64(0);
-            let mut expected = 1u64;
-            for _ in 0..args.count {
-                while word.load(Ordering::Acquire) != expected {
-                    std::hint::spin_loop();
-                }
-                word.store(expected + 1, Ordering::Release);
-                expected += 2;
-            }
+            pingpong::respond(segment.atomic_u64(0), args.count);
             Ok(())
         }
         PeerKind::Pipe => {

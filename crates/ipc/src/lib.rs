@@ -13,6 +13,7 @@
 //! [`sync`] shim swaps in loom's atomics and a futex emulation.
 
 pub mod doorbell;
+pub mod pingpong;
 pub mod ring;
 pub mod seqlock;
 pub mod slot;

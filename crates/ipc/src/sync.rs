@@ -11,6 +11,15 @@ pub use std::sync::atomic::{fence, AtomicU32, AtomicU64};
 
 pub use std::sync::atomic::Ordering;
 
+/// One turn of a spin-wait: a CPU hint normally; under loom a yield, so that loom explores the
+/// other threads instead of spinning forever.
+pub(crate) fn spin() {
+    #[cfg(loom)]
+    loom::thread::yield_now();
+    #[cfg(not(loom))]
+    std::hint::spin_loop();
+}
+
 /// A retry loop's pause after `attempt` failed tries: spin at first, then sleep briefly so a
 /// stuck peer does not cost a whole core. Under loom, a yield (loom explores the others).
 pub(crate) fn back_off(attempt: u32) {

@@ -327,3 +327,21 @@ fn a_seqlock_reader_sees_each_write_whole_or_retries() {
         assert_eq!((x, y), (2, 2), "after the writer, the last write is seen");
     });
 }
+
+/// The bench's floor: every ping is answered, and the pinger sees each pong (no round trip is
+/// lost or doubled).
+#[test]
+fn a_ping_pong_completes_every_round_trip() {
+    use bookstore_ipc::pingpong::{respond, Pinger};
+    use loom::sync::atomic::AtomicU64;
+    loom::model(|| {
+        let word = Arc::new(AtomicU64::new(0));
+        let w = word.clone();
+        let responder = thread::spawn(move || respond(&w, 2));
+        let mut pinger = Pinger::new(&word);
+        pinger.round_trip();
+        pinger.round_trip();
+        responder.join().unwrap();
+        assert_eq!(word.load(std::sync::atomic::Ordering::Relaxed), 4);
+    });
+}
