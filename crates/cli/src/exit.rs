@@ -36,7 +36,7 @@ impl Exit {
             Exit::Error => "unexpected error (I/O, corrupt object, broken invariant)",
             Exit::Usage => "bad command-line value (the message names the field)",
             Exit::NoMarket => {
-                "no market to serve us: none running, `--wait` elapsed, it exited, or all its client slots are taken"
+                "no market to serve us: none running, `--wait` elapsed, it exited or stopped answering, or all its client slots are taken"
             }
             Exit::TimedOut => {
                 "timed out: the store stayed full (seller) / nothing bought (buyer)"
@@ -58,6 +58,33 @@ impl Exit {
             next
         } else {
             self
+        }
+    }
+}
+
+impl From<&bookstore::server::StartError> for Exit {
+    fn from(e: &bookstore::server::StartError) -> Self {
+        use bookstore::server::StartError::*;
+        match e {
+            AlreadyRunning { .. } | OwnedByOther { .. } => Exit::AlreadyRunning,
+            Capacity(_) | Slots(_) => Exit::Usage,
+            Foreign { .. } | Create(_) | Identity(_) => Exit::Error,
+        }
+    }
+}
+
+impl From<&bookstore::journal::OpenJournalError> for Exit {
+    fn from(e: &bookstore::journal::OpenJournalError) -> Self {
+        use bookstore::journal::OpenJournalError::*;
+        match e {
+            // Another market holds it: most likely one already serves this name.
+            Locked { .. } => Exit::AlreadyRunning,
+            CapacityMismatch { .. } => Exit::Usage,
+            Io { .. }
+            | WrongOwner { .. }
+            | NotAFile { .. }
+            | Corrupt { .. }
+            | Inconsistent { .. } => Exit::Journal,
         }
     }
 }

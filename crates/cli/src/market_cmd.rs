@@ -11,7 +11,9 @@ use shm::ShmName;
 
 use crate::args::MarketArgs;
 use crate::exit::Exit;
-use bookstore::journal::{self, Journal, OpenJournalError, Recovery};
+use bookstore::journal::{
+    self, CapacityChoice, Journal, JournalOptions, OpenJournalError, Recovery, Start,
+};
 use bookstore::server::{
     checked_geometry, create_store, live_market, LoopConfig, Market, MarketEvent, StartError,
     StoreGuard, StoreSpec,
@@ -51,39 +53,36 @@ pub fn run(args: MarketArgs) -> Exit {
     // (A journal's own capacity is checked when it is read.)
     if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.slots) {
         eprintln!("bookstore market: {e}");
-        return Exit::Usage;
+        return Exit::from(&e);
     }
-    let (journal, recovery) = match Journal::open(
-        &journal_path,
-        args.durability.into(),
-        args.capacity,
-        DEFAULT_CAPACITY,
-        args.fresh,
-    ) {
+    let options = JournalOptions {
+        durability: args.durability.into(),
+        capacity: args.capacity.map_or(
+            CapacityChoice::JournalsOr(DEFAULT_CAPACITY),
+            CapacityChoice::Exactly,
+        ),
+        start: if args.fresh {
+            Start::Fresh
+        } else {
+            Start::Continue
+        },
+    };
+    let (journal, recovery) = match Journal::open(&journal_path, &options) {
         Ok(opened) => opened,
         Err(e @ OpenJournalError::Locked { .. }) => {
             // Most likely a market already serves this name: say so, with its pid.
-            return match running_market(&name) {
-                Some(pid) => {
-                    eprintln!(
-                        "bookstore market: {}",
-                        StartError::AlreadyRunning { name, pid }
-                    );
-                    Exit::AlreadyRunning
-                }
-                None => {
-                    eprintln!("bookstore market: {e}");
-                    Exit::AlreadyRunning
-                }
-            };
-        }
-        Err(e @ OpenJournalError::CapacityMismatch { .. }) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::Usage;
+            match running_market(&name) {
+                Some(pid) => eprintln!(
+                    "bookstore market: {}",
+                    StartError::AlreadyRunning { name, pid }
+                ),
+                None => eprintln!("bookstore market: {e}"),
+            }
+            return Exit::from(&e);
         }
         Err(e) => {
             eprintln!("bookstore market: {e}");
-            return Exit::Journal;
+            return Exit::from(&e);
         }
     };
     if !args.quiet {
@@ -94,7 +93,7 @@ pub fn run(args: MarketArgs) -> Exit {
         Ok(geometry) => geometry,
         Err(e) => {
             eprintln!("bookstore market: {e}");
-            return Exit::Usage;
+            return Exit::from(&e);
         }
     };
     let spec = StoreSpec {
@@ -104,17 +103,9 @@ pub fn run(args: MarketArgs) -> Exit {
     };
     let store = match create_store(&spec) {
         Ok(store) => store,
-        Err(e @ (StartError::AlreadyRunning { .. } | StartError::OwnedByOther { .. })) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::AlreadyRunning;
-        }
-        Err(e @ (StartError::Capacity(_) | StartError::Slots(_))) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::Usage;
-        }
         Err(e) => {
             eprintln!("bookstore market: {e}");
-            return Exit::Error;
+            return Exit::from(&e);
         }
     };
     // Removes the object on every way out of this function, panics included.

@@ -92,6 +92,32 @@ pub struct Recovery {
     pub orphaned_buys: u64,
 }
 
+/// How to open a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    pub durability: Durability,
+    pub capacity: CapacityChoice,
+    pub start: Start,
+}
+
+/// The store's capacity, as the opener asks for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityChoice {
+    /// This capacity; an existing journal of another capacity is refused.
+    Exactly(u32),
+    /// An existing journal's capacity, or this one for a new journal.
+    JournalsOr(u32),
+}
+
+/// Whether to carry on from an existing journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// Replay the existing journal, if any.
+    Continue,
+    /// Rename an existing journal aside (`PATH.UNIXTIME.old`) and start empty.
+    Fresh,
+}
+
 /// An open, locked journal positioned at its end.
 pub struct Journal {
     file: File,
@@ -101,17 +127,12 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`, cuts a torn tail, and replays it.
-    ///
-    /// `capacity`: `None` takes the journal's (or `default_capacity` for a new journal);
-    /// `Some` must match an existing journal's. With `fresh`, an existing file is renamed
-    /// aside (`PATH.UNIXTIME.old`) and a new one started.
+    /// Opens (or creates) the journal at `path`, cuts a torn tail, and replays it: lock →
+    /// read and scan → reconcile the capacity → repair the file → recover the engine. Every
+    /// refusal comes before the first change to the file.
     pub fn open(
         path: &Path,
-        durability: Durability,
-        capacity: Option<u32>,
-        default_capacity: u32,
-        fresh: bool,
+        options: &JournalOptions,
     ) -> Result<(Journal, Recovery), OpenJournalError> {
         let io = |action| io_error(path, action);
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -123,54 +144,32 @@ impl Journal {
         }
         let mut file = open_locked(path)?;
         let mut set_aside = None;
-        if fresh && file.metadata().map_err(io("stat"))?.len() > 0 {
+        if options.start == Start::Fresh && file.metadata().map_err(io("stat"))?.len() > 0 {
             // Renamed while we hold its lock: no other market is using it.
             set_aside = Some(move_aside(path).map_err(io("move the old journal aside"))?);
             file = open_locked(path)?;
         }
-        let meta = file.metadata().map_err(io("stat"))?;
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        file.read_to_end(&mut bytes).map_err(io("read"))?;
-        let scan = format::scan(&bytes).map_err(|error| OpenJournalError::Corrupt {
-            path: path.into(),
-            error,
-        })?;
-        // Every refusal comes before the first change to the file.
-        let capacity = match (scan.header, capacity) {
-            (Some(h), Some(asked)) if h.capacity != asked => {
-                return Err(OpenJournalError::CapacityMismatch {
-                    path: path.into(),
-                    journal: h.capacity,
-                    asked,
-                })
-            }
-            (Some(h), _) => h.capacity,
-            (None, asked) => asked.unwrap_or(default_capacity),
-        };
-        if scan.torn.is_some() {
-            file.set_len(scan.valid_len)
-                .map_err(io("cut off the torn tail"))?;
-        }
-        if scan.header.is_none() {
-            file.write_all(&format::FileHeader { capacity }.encode())
-                .map_err(io("write the header"))?;
-        }
-        if scan.header.is_none() || scan.torn.is_some() {
-            file.sync_all().map_err(io("sync"))?;
-            if let Some(dir) = path.parent() {
-                // The new file's directory entry must be durable too.
-                File::open(dir)
-                    .and_then(|d| d.sync_all())
-                    .map_err(io("sync its directory"))?;
-            }
-        }
-
+        let scan = read_and_scan(&mut file, path)?;
+        let capacity = reconcile_capacity(path, scan.header, options.capacity)?;
+        repair(&mut file, path, &scan, capacity)?;
         let mut journal = Journal {
             file,
             path: path.into(),
-            durability,
+            durability: options.durability,
             staged: Vec::new(),
         };
+        let recovery = journal.recover(&scan, capacity, set_aside)?;
+        Ok((journal, recovery))
+    }
+
+    /// Replays the scanned entries, cancels the previous market's clients' resting buys, and
+    /// checks the result.
+    fn recover(
+        &mut self,
+        scan: &format::Scan,
+        capacity: u32,
+        set_aside: Option<PathBuf>,
+    ) -> Result<Recovery, OpenJournalError> {
         let mut engine = replay(capacity, &scan.entries);
         let last_now = scan.entries.iter().map(|e| e.now).max().unwrap_or(0);
         let last_client = scan
@@ -180,26 +179,23 @@ impl Journal {
             .map(|c| c.0)
             .max()
             .unwrap_or(0);
-        let orphaned_buys = journal.cancel_orphaned_buys(&mut engine, last_now)?;
+        let orphaned_buys = self.cancel_orphaned_buys(&mut engine, last_now)?;
         engine
             .check_invariants()
             .map_err(|problem| OpenJournalError::Inconsistent {
-                path: path.into(),
+                path: self.path.clone(),
                 problem,
             })?;
-        Ok((
-            journal,
-            Recovery {
-                engine,
-                capacity,
-                replayed: scan.entries.len() as u64,
-                last_now,
-                next_client: last_client + 1,
-                torn: scan.torn,
-                set_aside,
-                orphaned_buys,
-            },
-        ))
+        Ok(Recovery {
+            engine,
+            capacity,
+            replayed: scan.entries.len() as u64,
+            last_now,
+            next_client: last_client + 1,
+            torn: scan.torn.clone(),
+            set_aside,
+            orphaned_buys,
+        })
     }
 
     /// Cancels the resting buys of the previous market's clients (they are gone with it) and
@@ -289,6 +285,67 @@ fn open_locked(path: &Path) -> Result<File, OpenJournalError> {
         Ok(false) => Err(OpenJournalError::Locked { path: path.into() }),
         Err(e) => Err(io("lock")(e)),
     }
+}
+
+/// Reads the whole file and scans it into entries (a torn tail reported, not yet cut).
+fn read_and_scan(file: &mut File, path: &Path) -> Result<format::Scan, OpenJournalError> {
+    let io = |action| io_error(path, action);
+    let meta = file.metadata().map_err(io("stat"))?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes).map_err(io("read"))?;
+    format::scan(&bytes).map_err(|error| OpenJournalError::Corrupt {
+        path: path.into(),
+        error,
+    })
+}
+
+/// The store's capacity: the journal's if it has a header (and then `asked` must match),
+/// else what was asked for.
+fn reconcile_capacity(
+    path: &Path,
+    header: Option<format::FileHeader>,
+    asked: CapacityChoice,
+) -> Result<u32, OpenJournalError> {
+    match (header, asked) {
+        (Some(h), CapacityChoice::Exactly(asked)) if h.capacity != asked => {
+            Err(OpenJournalError::CapacityMismatch {
+                path: path.into(),
+                journal: h.capacity,
+                asked,
+            })
+        }
+        (Some(h), _) => Ok(h.capacity),
+        (None, CapacityChoice::Exactly(asked) | CapacityChoice::JournalsOr(asked)) => Ok(asked),
+    }
+}
+
+/// Cuts a torn tail, writes the header of a new journal, and makes both durable (the file
+/// and, for a new file, its directory entry).
+fn repair(
+    file: &mut File,
+    path: &Path,
+    scan: &format::Scan,
+    capacity: u32,
+) -> Result<(), OpenJournalError> {
+    let io = |action| io_error(path, action);
+    if scan.torn.is_some() {
+        file.set_len(scan.valid_len)
+            .map_err(io("cut off the torn tail"))?;
+    }
+    if scan.header.is_none() {
+        file.write_all(&format::FileHeader { capacity }.encode())
+            .map_err(io("write the header"))?;
+    }
+    if scan.header.is_none() || scan.torn.is_some() {
+        file.sync_all().map_err(io("sync"))?;
+        if let Some(dir) = path.parent() {
+            // The new file's directory entry must be durable too.
+            File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io("sync its directory"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Maps an I/O error of `action` on the journal at `path`.
