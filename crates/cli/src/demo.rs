@@ -14,6 +14,8 @@ use crate::args::DemoArgs;
 use crate::exit::Exit;
 use crate::scratch::ScratchJournal;
 use bookstore::client::open_store;
+use bookstore::shared::SharedStore;
+use bookstore::view::Snapshot;
 
 /// Titles and prices (cents) the sellers list.
 const CATALOG: [(&str, u64); 8] = [
@@ -136,34 +138,8 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
         ));
     }
 
-    let bar = ProgressBar::new(total);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} books sold  {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    let mut statuses: Vec<Option<ExitStatus>> = vec![None; clients.len()];
-    while statuses.iter().any(Option::is_none) {
-        for (status, (_, child)) in statuses.iter_mut().zip(&mut clients) {
-            if status.is_none() {
-                *status = child.try_wait()?;
-            }
-        }
-        if let Ok(snap) = store.view() {
-            bar.set_position(snap.books_sold);
-            bar.set_message(format!(
-                "{} on the shelf, {} trades",
-                snap.books_on_shelf, snap.trades
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (statuses, snap) = watch(&store, &mut clients, total)?;
     let elapsed = started.elapsed();
-    // Clients have exited; give the market a moment to publish their last trades.
-    std::thread::sleep(Duration::from_millis(100));
-    let snap = store.view()?;
-    bar.set_position(snap.books_sold);
-    bar.finish();
 
     shm::process::signal_child(&market, shm::process::ProcessSignal::TERM)?;
     let market_status = market.wait()?;
@@ -172,28 +148,12 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
 
     let mut ok = true;
     for ((who, _), status) in clients.iter().zip(&statuses) {
-        let status = status.expect("all exited");
         if !status.success() {
             println!("demo: {who} failed ({status})");
             ok = false;
         }
     }
-    let orders = snap.requests;
-    println!("\nsummary");
-    println!("  books listed      {}", snap.books_listed);
-    println!("  books sold        {}", snap.books_sold);
-    println!("  on the shelf      {}", snap.books_on_shelf);
-    println!("  trades            {}", snap.trades);
-    println!("  revenue           {}", Cents(snap.revenue_cents));
-    println!(
-        "  orders            {orders} ({} refused because the store was full, then retried)",
-        snap.rejected
-    );
-    println!("  time              {elapsed:.2?}");
-    println!(
-        "  orders/s          {:.0}",
-        orders as f64 / elapsed.as_secs_f64()
-    );
+    print_summary(&snap, elapsed);
     let balanced = snap.books_listed == snap.books_sold + snap.books_on_shelf;
     let checks = [
         ("listed = sold + on the shelf", balanced),
@@ -215,6 +175,62 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
         let _ = shm::unlink(&name);
     }
     Ok(ok)
+}
+
+/// Shows a progress bar from the published view until every client has exited; returns their
+/// exit statuses and the final view.
+fn watch(
+    store: &SharedStore,
+    clients: &mut [(String, Child)],
+    total: u64,
+) -> Result<(Vec<ExitStatus>, Snapshot), Box<dyn std::error::Error>> {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} books sold  {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut statuses: Vec<Option<ExitStatus>> = vec![None; clients.len()];
+    while statuses.iter().any(Option::is_none) {
+        for (status, (_, child)) in statuses.iter_mut().zip(clients.iter_mut()) {
+            if status.is_none() {
+                *status = child.try_wait()?;
+            }
+        }
+        if let Ok(snap) = store.view() {
+            bar.set_position(snap.books_sold);
+            bar.set_message(format!(
+                "{} on the shelf, {} trades",
+                snap.books_on_shelf, snap.trades
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Clients have exited; give the market a moment to publish their last trades.
+    std::thread::sleep(Duration::from_millis(100));
+    let snap = store.view()?;
+    bar.set_position(snap.books_sold);
+    bar.finish();
+    Ok((statuses.into_iter().flatten().collect(), snap))
+}
+
+fn print_summary(snap: &Snapshot, elapsed: Duration) {
+    let orders = snap.requests;
+    println!("\nsummary");
+    println!("  books listed      {}", snap.books_listed);
+    println!("  books sold        {}", snap.books_sold);
+    println!("  on the shelf      {}", snap.books_on_shelf);
+    println!("  trades            {}", snap.trades);
+    println!("  revenue           {}", Cents(snap.revenue_cents));
+    println!(
+        "  orders            {orders} ({} refused because the store was full, then retried)",
+        snap.rejected
+    );
+    println!("  time              {elapsed:.2?}");
+    println!(
+        "  orders/s          {:.0}",
+        orders as f64 / elapsed.as_secs_f64()
+    );
 }
 
 #[cfg(test)]

@@ -57,6 +57,16 @@ fn wait_for_enter(what: &str) {
     let _ = std::io::stdin().lock().lines().next();
 }
 
+/// How `allocate` runs, from its options.
+struct AllocateRun {
+    from: usize,
+    to: usize,
+    factor: u32,
+    pause: bool,
+    hold: bool,
+    json: bool,
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Allocate {
@@ -66,61 +76,14 @@ fn main() -> ExitCode {
             pause,
             hold,
             json,
-        } => {
-            if to < from {
-                eprintln!(
-                    "memlab allocate: to: {} is smaller than --from {}",
-                    size::human(to),
-                    size::human(from)
-                );
-                return ExitCode::from(2);
-            }
-            let sizes = allocate::sizes(from, to, factor as usize);
-            if !json {
-                println!(
-                    "memlab allocate: pid {}, {} blocks from {} to {}, every page written\n",
-                    std::process::id(),
-                    sizes.len(),
-                    size::human(from),
-                    size::human(to)
-                );
-                println!("{}", allocate::table_header());
-            }
-            let mut blocks = Vec::new();
-            let mut steps = Vec::new();
-            for (n, &s) in sizes.iter().enumerate() {
-                let (block, step) = match allocate::step(s) {
-                    Ok(v) => v,
-                    Err(e) => {
-                        eprintln!("memlab allocate: {e}");
-                        return ExitCode::FAILURE;
-                    }
-                };
-                if !json {
-                    println!("{}", allocate::table_row(n + 1, &step));
-                }
-                blocks.push(block);
-                steps.push(step);
-                if pause {
-                    wait_for_enter(&format!("paused after step {}", n + 1));
-                }
-            }
-            if json {
-                let switch = allocate::switch(&steps).map(|(h, m)| serde_json::json!({"last_heap_block": h, "first_own_mapping_block": m}));
-                let out = serde_json::json!({"pid": std::process::id(), "steps": steps, "switch": switch});
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&out).expect("serializes")
-                );
-            } else {
-                println!("\n{}", allocate::summary(&steps));
-            }
-            if hold {
-                wait_for_enter("holding all blocks");
-            }
-            drop(blocks);
-            ExitCode::SUCCESS
-        }
+        } => run_allocate(&AllocateRun {
+            from,
+            to,
+            factor,
+            pause,
+            hold,
+            json,
+        }),
         Command::AccessFreed { json } => {
             let e = access_freed::run();
             if json {
@@ -131,4 +94,71 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// `memlab allocate`: the blocks one by one (each kept until the end), a row per step, then a
+/// summary (or one JSON object).
+fn run_allocate(run: &AllocateRun) -> ExitCode {
+    let &AllocateRun {
+        from,
+        to,
+        factor,
+        pause,
+        hold,
+        json,
+    } = run;
+    if to < from {
+        eprintln!(
+            "memlab allocate: to: {} is smaller than --from {}",
+            size::human(to),
+            size::human(from)
+        );
+        return ExitCode::from(2);
+    }
+    let sizes = allocate::sizes(from, to, factor as usize);
+    if !json {
+        println!(
+            "memlab allocate: pid {}, {} blocks from {} to {}, every page written\n",
+            std::process::id(),
+            sizes.len(),
+            size::human(from),
+            size::human(to)
+        );
+        println!("{}", allocate::table_header());
+    }
+    let mut blocks = Vec::new();
+    let mut steps = Vec::new();
+    for (n, &s) in sizes.iter().enumerate() {
+        let (block, step) = match allocate::step(s) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("memlab allocate: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if !json {
+            println!("{}", allocate::table_row(n + 1, &step));
+        }
+        blocks.push(block);
+        steps.push(step);
+        if pause {
+            wait_for_enter(&format!("paused after step {}", n + 1));
+        }
+    }
+    if json {
+        let switch = allocate::switch(&steps)
+            .map(|(h, m)| serde_json::json!({"last_heap_block": h, "first_own_mapping_block": m}));
+        let out = serde_json::json!({"pid": std::process::id(), "steps": steps, "switch": switch});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serializes")
+        );
+    } else {
+        println!("\n{}", allocate::summary(&steps));
+    }
+    if hold {
+        wait_for_enter("holding all blocks");
+    }
+    drop(blocks);
+    ExitCode::SUCCESS
 }
