@@ -53,7 +53,7 @@ pub enum ClientError {
 pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, ConnectError> {
     let started = Instant::now();
     loop {
-        let attempt = SharedStore::open(name, shm::effective_uid());
+        let attempt = SharedStore::open(name);
         let retry_reason = match attempt {
             Ok(store) => {
                 let h = store.header();

@@ -31,6 +31,18 @@ pub enum OpenStoreError {
         #[source]
         source: HeaderError,
     },
+    /// Another user's object that no live market of that user serves.
+    #[error("{name} belongs to uid {owner}{}, not to you, and {why}: refusing to trust it", user_suffix(*.owner))]
+    Untrusted {
+        name: ShmName,
+        owner: u32,
+        why: String,
+    },
+}
+
+/// ` (name)` for a uid with a name in `/etc/passwd`.
+pub fn user_suffix(uid: u32) -> String {
+    shm::users::user_name(uid).map_or_else(String::new, |n| format!(" ({n})"))
 }
 
 /// Types that may be viewed in the shared mapping through a shared reference.
@@ -60,6 +72,49 @@ pub(crate) struct Mapping {
 }
 
 impl Mapping {
+    /// Validates the header of an opened segment, then decides whether to trust it: an object
+    /// of ours, or another user's that a live market of that same user serves (the mode let
+    /// us open it; every byte is validated either way).
+    fn trusted(segment: Segment) -> Result<Self, OpenStoreError> {
+        let owner = segment
+            .stat()
+            .map_err(|source| shm::OpenError::Os {
+                op: "fstat",
+                source,
+            })?
+            .owner_uid;
+        if owner == shm::effective_uid() {
+            return Self::validated(segment);
+        }
+        let name = segment.name().clone();
+        let untrusted = |why: String| OpenStoreError::Untrusted {
+            name: name.clone(),
+            owner,
+            why,
+        };
+        let map =
+            Self::validated(segment).map_err(|e| untrusted(format!("it is not valid ({e})")))?;
+        let seen = map.header().identity().read();
+        let market = ProcessId {
+            pid: seen.pid,
+            start_time: seen.start_time,
+        };
+        let live = shm::process::ProcessHandle::open(market).is_ok();
+        if !live {
+            return Err(untrusted(format!(
+                "its market (pid {}) is not running",
+                market.pid
+            )));
+        }
+        if shm::users::process_uid(market.pid) != Some(owner) {
+            return Err(untrusted(format!(
+                "the process it names (pid {}) is not that user's",
+                market.pid
+            )));
+        }
+        Ok(map)
+    }
+
     /// Validates the header of an opened segment before any offset in it is used.
     fn validated(segment: Segment) -> Result<Self, OpenStoreError> {
         // SAFETY: the mapping is at least HEADER_SIZE bytes (checked by `open_*`), page-aligned,
@@ -162,11 +217,13 @@ impl SharedStore {
         Ok(store)
     }
 
-    /// `shm_open` read-write an existing object owned by `owner`, and validates its header.
-    pub fn open(name: &ShmName, owner: u32) -> Result<Self, OpenStoreError> {
-        let segment = Segment::open_read_write(name, owner, HEADER_SIZE)?;
+    /// `shm_open` read-write an existing object, validates its header and decides whether to
+    /// trust it: ours, or another user's while that user's live market serves it (the mode
+    /// must let us open it).
+    pub fn open(name: &ShmName) -> Result<Self, OpenStoreError> {
+        let segment = Segment::open_read_write(name, shm::Owner::Anyone, HEADER_SIZE)?;
         Ok(Self {
-            map: Mapping::validated(segment)?,
+            map: Mapping::trusted(segment)?,
         })
     }
 
@@ -221,8 +278,19 @@ pub struct StoreReader {
 }
 
 impl StoreReader {
-    /// `shm_open` read-only an existing object owned by `owner`, and validates its header.
-    pub fn open(name: &ShmName, owner: u32) -> Result<Self, OpenStoreError> {
+    /// `shm_open` read-only an existing object, validates its header and decides whether to
+    /// trust it, as [`SharedStore::open`] does.
+    pub fn open(name: &ShmName) -> Result<Self, OpenStoreError> {
+        let segment = Segment::open_read_only(name, shm::Owner::Anyone, HEADER_SIZE)?;
+        Ok(Self {
+            map: Mapping::trusted(segment)?,
+        })
+    }
+
+    /// `shm_open` read-only an existing object of ours only, and validates its header: for a
+    /// market deciding about an object under a name it holds.
+    pub fn open_own(name: &ShmName) -> Result<Self, OpenStoreError> {
+        let owner = shm::Owner::Is(shm::effective_uid());
         let segment = Segment::open_read_only(name, owner, HEADER_SIZE)?;
         Ok(Self {
             map: Mapping::validated(segment)?,

@@ -70,9 +70,12 @@ pub struct MarketArgs {
     /// Client slots: how many sellers and buyers can be attached at once.
     #[arg(long, default_value_t = 64)]
     pub slots: u32,
-    /// Permission bits of the object (octal). 0666 lets any local user read and corrupt the store.
+    /// Permission bits of the object (octal): 0600 only you, 0660 you and --group, 0666 every local user (who can then also corrupt the store).
     #[arg(long, default_value = "0600", value_parser = parse_mode)]
     pub mode: Mode,
+    /// The object's group, for --mode 0660 [default: your own primary group].
+    #[arg(long, value_name = "NAME")]
+    pub group: Option<String>,
     /// Microseconds to spin looking for work before parking (0: park at once; large: a dedicated core).
     #[arg(long, default_value_t = 50)]
     pub spin_us: u64,

@@ -488,7 +488,7 @@ fn run_peer(args: &PeerArgs) -> BenchResult<()> {
     match args.kind {
         PeerKind::Floor => {
             let name = args.name.as_ref().ok_or("--name is required")?;
-            let segment = Segment::open_read_write(name, shm::effective_uid(), 8)?;
+            let segment = Segment::open_read_write(name, shm::Owner::Is(shm::effective_uid()), 8)?;
             pingpong::respond(segment.atomic_u64(0), args.count);
             Ok(())
         }

@@ -66,9 +66,11 @@ impl From<&bookstore::server::StartError> for Exit {
     fn from(e: &bookstore::server::StartError) -> Self {
         use bookstore::server::StartError::*;
         match e {
-            AlreadyRunning { .. } | OwnedByOther { .. } => Exit::AlreadyRunning,
+            NameTaken(bookstore::server::NameLockError::Held { .. }) | OwnedByOther { .. } => {
+                Exit::AlreadyRunning
+            }
             Capacity(_) | Slots(_) => Exit::Usage,
-            Foreign { .. } | Create(_) | Identity(_) => Exit::Error,
+            NameTaken(_) | Foreign { .. } | Create(_) | Group { .. } | Identity(_) => Exit::Error,
         }
     }
 }

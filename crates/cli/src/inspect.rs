@@ -18,7 +18,14 @@ struct Report {
     path: String,
     size_bytes: usize,
     mode: String,
+    /// The permission table's view of the mode, e.g. `rw-rw----`.
+    permissions: String,
     owner_uid: u32,
+    owner_name: Option<String>,
+    group_gid: u32,
+    group_name: Option<String>,
+    /// Who the mode lets attach (open the object read-write).
+    may_attach: String,
     layout_version: u32,
     state: Option<&'static str>,
     capacity: u32,
@@ -60,7 +67,7 @@ pub fn run(args: InspectArgs) -> Exit {
     if args.hex {
         return hex(name);
     }
-    let store = match StoreReader::open(name, shm::effective_uid()) {
+    let store = match StoreReader::open(name) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("bookstore inspect: {e}");
@@ -113,7 +120,12 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
         path: store.segment().name().dev_shm_path().display().to_string(),
         size_bytes: store.segment().len(),
         mode: stat.map_or_else(|| "?".into(), |s| s.mode.to_string()),
+        permissions: stat.map_or_else(|| "?".into(), |s| rwx(s.mode.bits())),
         owner_uid: stat.map_or(u32::MAX, |s| s.owner_uid),
+        owner_name: stat.and_then(|s| shm::users::user_name(s.owner_uid)),
+        group_gid: stat.map_or(u32::MAX, |s| s.group_gid),
+        group_name: stat.and_then(|s| shm::users::group_name(s.group_gid)),
+        may_attach: stat.map_or_else(|| "?".into(), may_attach),
         layout_version: store.layout_version(),
         state: identity.state().map(|state| state.name()),
         capacity: geometry.capacity,
@@ -137,6 +149,67 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
     })
 }
 
+/// The nine permission bits as `ls -l` and the lab's permission table write them.
+fn rwx(bits: u32) -> String {
+    (0..9)
+        .map(|i| {
+            let bit = 1 << (8 - i);
+            match (bits & bit != 0, i % 3) {
+                (false, _) => '-',
+                (true, 0) => 'r',
+                (true, 1) => 'w',
+                (true, _) => 'x',
+            }
+        })
+        .collect()
+}
+
+/// `rw-rw----` → "owner read/write, group read/write, others none".
+fn explain_permissions(rwx: &str) -> String {
+    if rwx.len() != 9 {
+        return "unknown".into();
+    }
+    let class = |chunk: &str| {
+        let can: Vec<&str> = [("r", "read"), ("w", "write"), ("x", "execute")]
+            .iter()
+            .filter(|(flag, _)| chunk.contains(flag))
+            .map(|(_, word)| *word)
+            .collect();
+        if can.is_empty() {
+            "none".to_string()
+        } else {
+            can.join("/")
+        }
+    };
+    format!(
+        "owner {}, group {}, others {}",
+        class(&rwx[0..3]),
+        class(&rwx[3..6]),
+        class(&rwx[6..9])
+    )
+}
+
+/// Who may attach (open the object for reading and writing), from the mode.
+fn may_attach(stat: shm::Stat) -> String {
+    let bits = stat.mode.bits();
+    let group = shm::users::group_name(stat.group_gid).map_or_else(
+        || format!("gid {}", stat.group_gid),
+        |n| format!("group {n}"),
+    );
+    let owner = if bits & 0o600 == 0o600 {
+        "the owner"
+    } else {
+        "nobody but root"
+    };
+    if bits & 0o006 == 0o006 {
+        "every local user (any of them can also corrupt the store)".into()
+    } else if bits & 0o060 == 0o060 {
+        format!("{owner} and members of {group}")
+    } else {
+        owner.to_string()
+    }
+}
+
 fn render(r: &Report) -> String {
     let mut s = String::new();
     let state = r.state.unwrap_or("invalid");
@@ -145,6 +218,20 @@ fn render(r: &Report) -> String {
         "store {} ({}, {} bytes, mode {}, owner uid {})",
         r.name, r.path, r.size_bytes, r.mode, r.owner_uid
     );
+    let named = |id: u32, name: &Option<String>| match name {
+        Some(n) => format!("{id} ({n})"),
+        None => id.to_string(),
+    };
+    let _ = writeln!(
+        s,
+        "  permissions {} {} ({}); owner uid {}, group {}",
+        r.mode,
+        r.permissions,
+        explain_permissions(&r.permissions),
+        named(r.owner_uid, &r.owner_name),
+        named(r.group_gid, &r.group_name)
+    );
+    let _ = writeln!(s, "  may attach: {}", r.may_attach);
     let _ = writeln!(
         s,
         "  layout version {}, state {state}, capacity {} books, {} client slots",
@@ -226,7 +313,8 @@ fn render(r: &Report) -> String {
 
 /// An xxd-style dump, region by region. Works on any object, valid or not.
 fn hex(name: &shm::ShmName) -> Exit {
-    let segment = match shm::Segment::open_read_only(name, shm::effective_uid(), 1) {
+    // Any owner: a read-only dump shows what the mode lets us read anyway (as xxd would).
+    let segment = match shm::Segment::open_read_only(name, shm::Owner::Anyone, 1) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("bookstore inspect: {e}");
@@ -235,7 +323,7 @@ fn hex(name: &shm::ShmName) -> Exit {
     };
     let bytes = segment.snapshot_bytes();
     drop(segment);
-    let regions = match StoreReader::open(name, shm::effective_uid()) {
+    let regions = match StoreReader::open(name) {
         Ok(store) => store.geometry().regions(),
         Err(e) => {
             println!("# header is not valid ({e}); dumping raw bytes");
@@ -293,5 +381,26 @@ fn dump(out: &mut String, base: usize, bytes: &[u8]) {
             }
         }));
         out.push('\n');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes_read_as_the_labs_permission_table() {
+        assert_eq!(rwx(0o660), "rw-rw----");
+        assert_eq!(rwx(0o600), "rw-------");
+        assert_eq!(rwx(0o666), "rw-rw-rw-");
+        assert_eq!(rwx(0o751), "rwxr-x--x");
+        assert_eq!(
+            explain_permissions("rw-rw----"),
+            "owner read/write, group read/write, others none"
+        );
+        assert_eq!(
+            explain_permissions("rw-r--r--"),
+            "owner read/write, group read, others read"
+        );
     }
 }

@@ -36,19 +36,24 @@ struct Report {
 }
 
 pub fn run(args: JournalArgs) -> Exit {
-    let Some(path) = args
-        .journal
-        .clone()
-        .or_else(|| journal::default_path(&args.store.name))
-    else {
-        eprintln!("bookstore journal: neither XDG_STATE_HOME nor HOME is set; pass --journal PATH");
-        return Exit::Usage;
+    let path = match journal::chosen_path(args.journal.as_deref(), &args.store.name) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("bookstore journal: {e}");
+            return Exit::Usage;
+        }
     };
-    let bytes = match std::fs::read(&path) {
+    // A regular file only, checked before the first read: a FIFO would block, a device such
+    // as /dev/zero would be read until memory runs out.
+    let read = shm::file::open_regular_for_reading(&path).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+    });
+    let bytes = match read {
         Ok(b) => b,
         Err(e) => {
-            eprintln!("bookstore journal: {}: {e}", path.display());
-            return Exit::Error;
+            eprintln!("bookstore journal: journal {}: {e}", path.display());
+            return Exit::Journal;
         }
     };
     let scan = match format::scan(&bytes) {

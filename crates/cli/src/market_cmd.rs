@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shm::process::ProcessSignal;
+use shm::process::{ProcessId, ProcessSignal};
 use shm::ShmName;
 
 use crate::args::MarketArgs;
@@ -15,8 +15,8 @@ use bookstore::journal::{
     self, CapacityChoice, Journal, JournalOptions, OpenJournalError, Recovery, Start,
 };
 use bookstore::server::{
-    checked_geometry, create_store, live_market, LoopConfig, Market, MarketEvent, StartError,
-    StoreGuard, StoreSpec,
+    checked_geometry, create_store, live_market, LoopConfig, Market, MarketEvent, NameLock,
+    StartError, StoreGuard, StoreSpec,
 };
 
 /// Capacity of a new store when `--capacity` is not given.
@@ -41,20 +41,45 @@ pub fn run(args: MarketArgs) -> Exit {
             return Exit::Error;
         }
     }
-    let Some(journal_path) = args
-        .journal
-        .clone()
-        .or_else(|| journal::default_path(&name))
-    else {
-        eprintln!("bookstore market: journal: neither XDG_STATE_HOME nor HOME is set; pass --journal PATH");
-        return Exit::Usage;
+    let journal_path = match journal::chosen_path(args.journal.as_deref(), &name) {
+        Ok(path) => path,
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::Usage;
+        }
     };
-    // Every value is checked before anything (journal or store) is touched.
+    let group = match &args.group {
+        None => None,
+        Some(group) => match shm::users::group_id(group) {
+            Some(gid) => Some(gid),
+            None => {
+                eprintln!("bookstore market: group: no group named {group:?} in /etc/group");
+                return Exit::Usage;
+            }
+        },
+    };
+    // Every value is checked before anything (lock, journal or store) is touched.
     // (A journal's own capacity is checked when it is read.)
     if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.slots) {
         eprintln!("bookstore market: {e}");
         return Exit::from(&e);
     }
+    let me = match ProcessId::current() {
+        Ok(me) => me,
+        Err(e) => {
+            eprintln!("bookstore market: cannot read this process's identity: {e}");
+            return Exit::Error;
+        }
+    };
+    // The name first: only its holder may look at, create, replace or remove the object.
+    let lock = match NameLock::acquire(&name, me) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("bookstore market: {e}");
+            return Exit::from(&StartError::from(e));
+        }
+    };
+    test_pause("after-lock");
     let options = JournalOptions {
         durability: args.durability.into(),
         capacity: args.capacity.map_or(
@@ -70,14 +95,10 @@ pub fn run(args: MarketArgs) -> Exit {
     let (journal, recovery) = match Journal::open(&journal_path, &options) {
         Ok(opened) => opened,
         Err(e @ OpenJournalError::Locked { .. }) => {
-            // Most likely a market already serves this name: say so, with its pid.
-            match running_market(&name) {
-                Some(pid) => eprintln!(
-                    "bookstore market: {}",
-                    StartError::AlreadyRunning { name, pid }
-                ),
-                None => eprintln!("bookstore market: {e}"),
-            }
+            // We hold our name, so the journal's holder serves another name with it.
+            eprintln!(
+                "bookstore market: {e} (one serving another name with the same --journal); give each store its own journal"
+            );
             return Exit::from(&e);
         }
         Err(e) => {
@@ -85,6 +106,7 @@ pub fn run(args: MarketArgs) -> Exit {
             return Exit::from(&e);
         }
     };
+    test_pause("after-journal");
     if !args.quiet {
         report_recovery(&recovery, journal.path());
     }
@@ -100,8 +122,9 @@ pub fn run(args: MarketArgs) -> Exit {
         name: name.clone(),
         geometry,
         mode: args.mode,
+        group,
     };
-    let store = match create_store(&spec) {
+    let store = match create_store(&spec, &lock, me) {
         Ok(store) => store,
         Err(e) => {
             eprintln!("bookstore market: {e}");
@@ -110,6 +133,7 @@ pub fn run(args: MarketArgs) -> Exit {
     };
     // Removes the object on every way out of this function, panics included.
     let guard = StoreGuard::new(&store);
+    test_pause("after-create");
     if !args.quiet {
         println!(
             "market: serving {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
@@ -133,6 +157,8 @@ pub fn run(args: MarketArgs) -> Exit {
     let summary = market.run(&stop);
     drop(market);
     drop(guard);
+    // The object is gone; now the name is free again.
+    drop(lock);
     let summary = match summary {
         Ok(summary) => summary,
         Err(e) => {
@@ -205,9 +231,21 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
     }
 }
 
-/// The pid of the live market serving `name`, if there is one.
-fn running_market(name: &ShmName) -> Option<u32> {
-    live_market(name).ok().map(|market| market.id().pid)
+/// A test hook: `BOOKSTORE_TEST_PAUSE=STEP:MILLIS` sleeps that long at that step of the start
+/// (`after-lock`, `after-journal`, `after-create`), so a test can race a second market
+/// against a slow first one at each step. Unset, it does nothing.
+fn test_pause(step: &str) {
+    let Some(value) = std::env::var_os("BOOKSTORE_TEST_PAUSE") else {
+        return;
+    };
+    let value = value.to_string_lossy();
+    if let Some(millis) = value
+        .strip_prefix(step)
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|ms| ms.parse().ok())
+    {
+        std::thread::sleep(Duration::from_millis(millis));
+    }
 }
 
 /// Sends SIGTERM to the market of `name` through a pidfd and waits for it to exit.

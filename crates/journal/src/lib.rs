@@ -12,9 +12,9 @@
 
 pub mod format;
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use engine::{Command, Engine, Millis};
@@ -45,7 +45,7 @@ pub enum OpenJournalError {
     Locked { path: PathBuf },
     #[error("journal {path} belongs to uid {owner}, not to you; refusing to replay it")]
     WrongOwner { path: PathBuf, owner: u32 },
-    #[error("journal {path} is not a regular file")]
+    #[error("journal {path} is not a regular file (a symlink, FIFO, device or directory); give the path of a regular file, or a new one")]
     NotAFile { path: PathBuf },
     #[error(
         "journal {path}: {error}; nothing was changed: move the file aside or start with --fresh"
@@ -263,24 +263,23 @@ impl Journal {
 /// Opens (creating if need be) the journal file, checks it is ours, and takes its lock.
 fn open_locked(path: &Path) -> Result<File, OpenJournalError> {
     let io = |action| io_error(path, action);
-    let file = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io("open"))?;
-    let meta = file.metadata().map_err(io("stat"))?;
-    if !meta.is_file() {
-        return Err(OpenJournalError::NotAFile { path: path.into() });
+    // Refused before anything is read or written: a symlink (a dangling one would be created,
+    // one to another file written into), or anything but a regular file of ours.
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() || !meta.is_file() {
+            return Err(OpenJournalError::NotAFile { path: path.into() });
+        }
+        if meta.uid() != shm::effective_uid() {
+            return Err(OpenJournalError::WrongOwner {
+                path: path.into(),
+                owner: meta.uid(),
+            });
+        }
     }
-    if meta.uid() != shm::effective_uid() {
-        return Err(OpenJournalError::WrongOwner {
-            path: path.into(),
-            owner: meta.uid(),
-        });
-    }
-    match shm::file_lock::try_lock_exclusive(&file) {
+    let file = shm::file::open_private(path, shm::file::IfMissing::Create)
+        .map_err(io("open"))?
+        .expect("created if missing");
+    match shm::file::try_lock_exclusive(&file) {
         Ok(true) => Ok(file),
         Ok(false) => Err(OpenJournalError::Locked { path: path.into() }),
         Err(e) => Err(io("lock")(e)),

@@ -7,11 +7,14 @@
 //! call of the market's crates goes through here; the only `unsafe` is in [`Segment`]'s
 //! module (the mapping itself), which opts in to it.
 
-pub mod file_lock;
+pub mod file;
 pub mod futex;
 mod name;
 pub mod process;
 mod segment;
+pub mod users;
 
 pub use name::{NameError, ShmName};
-pub use segment::{effective_uid, unlink, CreateError, Mode, OpenError, Segment, Stat};
+pub use segment::{
+    effective_gid, effective_uid, unlink, CreateError, Mode, OpenError, Owner, Segment, Stat,
+};

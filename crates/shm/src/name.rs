@@ -19,6 +19,8 @@ pub enum NameError {
     InnerSlash(String),
     #[error("name {0:?} contains a NUL byte")]
     Nul(String),
+    #[error("name {0:?} is a directory entry ('.' or '..'), which shm_open refuses")]
+    Dot(String),
     #[error("name is {len} bytes long; the limit is {MAX_NAME_LEN}")]
     TooLong { len: usize },
 }
@@ -38,6 +40,9 @@ impl ShmName {
         }
         if rest.contains('\0') {
             return Err(NameError::Nul(owned()));
+        }
+        if rest == "." || rest == ".." {
+            return Err(NameError::Dot(owned()));
         }
         if name.len() > MAX_NAME_LEN {
             return Err(NameError::TooLong { len: name.len() });
@@ -101,6 +106,9 @@ mod tests {
             Err(NameError::InnerSlash(_))
         ));
         assert!(matches!(ShmName::new("/a\0b"), Err(NameError::Nul(_))));
+        assert!(matches!(ShmName::new("/.."), Err(NameError::Dot(_))));
+        assert!(matches!(ShmName::new("/."), Err(NameError::Dot(_))));
+        assert!(ShmName::new("/...").is_ok());
         let long = format!("/{}", "x".repeat(MAX_NAME_LEN));
         assert!(matches!(
             ShmName::new(&long),

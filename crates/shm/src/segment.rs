@@ -109,8 +109,19 @@ pub enum OpenError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat {
     pub owner_uid: u32,
+    pub group_gid: u32,
     pub mode: Mode,
     pub size: usize,
+}
+
+/// Whose object an open accepts. An object of another user is refused before it is mapped
+/// unless the caller asks for `Anyone`, and then must decide itself whether to trust it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// Only an object owned by this uid.
+    Is(u32),
+    /// Any owner (the kernel's permission check still applies).
+    Anyone,
 }
 
 /// How an object is opened and mapped.
@@ -204,7 +215,7 @@ impl Segment {
     /// `shm_open(name, O_RDWR)`, `fstat`, then `mmap(PROT_READ | PROT_WRITE, MAP_SHARED)` of the
     /// whole object.
     ///
-    /// Refuses an object not owned by `expected_owner` or smaller than `min_size` before mapping
+    /// Refuses an object not owned as `owner` requires, or smaller than `min_size`, before mapping
     /// it: a client must not trust memory that someone else could have prepared.
     ///
     /// # References
@@ -212,10 +223,10 @@ impl Segment {
     /// - [mmap(2)](https://man7.org/linux/man-pages/man2/mmap.2.html)
     pub fn open_read_write(
         name: &ShmName,
-        expected_owner: u32,
+        owner: Owner,
         min_size: usize,
     ) -> Result<Self, OpenError> {
-        Self::open(name, Access::ReadWrite, expected_owner, min_size)
+        Self::open(name, Access::ReadWrite, owner, min_size)
     }
 
     /// `shm_open(name, O_RDONLY)`, `fstat`, then `mmap(PROT_READ, MAP_SHARED)` of the whole
@@ -226,16 +237,16 @@ impl Segment {
     /// read-only memory"); an acquire load is a relaxed load followed by `fence(Acquire)`.
     pub fn open_read_only(
         name: &ShmName,
-        expected_owner: u32,
+        owner: Owner,
         min_size: usize,
     ) -> Result<Self, OpenError> {
-        Self::open(name, Access::ReadOnly, expected_owner, min_size)
+        Self::open(name, Access::ReadOnly, owner, min_size)
     }
 
     fn open(
         name: &ShmName,
         access: Access,
-        expected_owner: u32,
+        owner: Owner,
         min_size: usize,
     ) -> Result<Self, OpenError> {
         let flags = match access {
@@ -255,12 +266,14 @@ impl Segment {
             op: "fstat",
             source: e.into(),
         })?;
-        if stat.owner_uid != expected_owner {
-            return Err(OpenError::WrongOwner {
-                name: name.clone(),
-                owner: stat.owner_uid,
-                expected: expected_owner,
-            });
+        if let Owner::Is(expected) = owner {
+            if stat.owner_uid != expected {
+                return Err(OpenError::WrongOwner {
+                    name: name.clone(),
+                    owner: stat.owner_uid,
+                    expected,
+                });
+            }
         }
         if stat.size < min_size {
             return Err(OpenError::TooSmall {
@@ -297,6 +310,17 @@ impl Segment {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// `fchown(fd, -1, gid)`: gives the object to group `gid` (the owner stays), so that a
+    /// mode such as `0660` shares it with that group. The caller must be the owner and, unless
+    /// root, a member of the group.
+    ///
+    /// # References
+    /// - [fchown(2)](https://man7.org/linux/man-pages/man2/fchown.2.html)
+    pub fn set_group(&self, gid: u32) -> std::io::Result<()> {
+        let gid = rustix::process::Gid::from_raw(gid);
+        Ok(rustix::fs::fchown(&self.fd, None, Some(gid))?)
     }
 
     /// `fstat(2)` on the object: owner, permission bits and size as they are now.
@@ -366,10 +390,16 @@ pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
+/// `getegid(2)`: the group new files get by default.
+pub fn effective_gid() -> u32 {
+    rustix::process::getegid().as_raw()
+}
+
 fn stat_fd(fd: impl AsFd) -> Result<Stat, Errno> {
     let st = rustix::fs::fstat(fd)?;
     Ok(Stat {
         owner_uid: st.st_uid,
+        group_gid: st.st_gid,
         mode: Mode(st.st_mode & 0o777),
         size: usize::try_from(st.st_size).unwrap_or(0),
     })
@@ -408,7 +438,7 @@ mod tests {
         ));
         // SAFETY: test-only write inside the 4096-byte mapping.
         unsafe { a.as_ptr().add(10).write_volatile(42) };
-        let b = Segment::open_read_only(&name, effective_uid(), 4096).unwrap();
+        let b = Segment::open_read_only(&name, Owner::Is(effective_uid()), 4096).unwrap();
         assert_eq!(b.snapshot_bytes()[10], 42);
         unlink(&name).unwrap();
     }
@@ -426,11 +456,11 @@ mod tests {
         let name = unique("small");
         let _seg = Segment::create(&name, 4096, Mode::OWNER_ONLY).unwrap();
         assert!(matches!(
-            Segment::open_read_only(&name, effective_uid(), 8192),
+            Segment::open_read_only(&name, Owner::Is(effective_uid()), 8192),
             Err(OpenError::TooSmall { size: 4096, .. })
         ));
         assert!(matches!(
-            Segment::open_read_only(&name, effective_uid() + 1, 0),
+            Segment::open_read_only(&name, Owner::Is(effective_uid() + 1), 0),
             Err(OpenError::WrongOwner { .. })
         ));
         unlink(&name).unwrap();

@@ -9,6 +9,7 @@
 //! bottom: drain → apply → route → commit → publish.
 
 mod ledger;
+pub mod name_lock;
 mod publish;
 mod sessions;
 pub mod store;
@@ -26,6 +27,7 @@ use ledger::Ledger;
 use publish::ViewSchedule;
 use sessions::{Popped, Sessions, SlotChange};
 
+pub use name_lock::{NameLock, NameLockError};
 pub use store::{
     checked_geometry, create_store, live_market, NoLiveMarket, StartError, StoreGuard, StoreSpec,
 };

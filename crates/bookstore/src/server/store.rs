@@ -4,8 +4,9 @@
 use shm::process::{ProcessError, ProcessHandle, ProcessId};
 use shm::{Mode, ShmName};
 
+use super::name_lock::{NameLock, NameLockError};
 use crate::layout::{Geometry, StoreState, MAX_CAPACITY, MAX_SLOTS};
-use crate::shared::{OpenStoreError, SharedStore, StoreReader};
+use crate::shared::{user_suffix, OpenStoreError, SharedStore, StoreReader};
 
 /// What store to create: its name, sizes and permissions.
 #[derive(Debug, Clone)]
@@ -13,16 +14,23 @@ pub struct StoreSpec {
     pub name: ShmName,
     pub geometry: Geometry,
     pub mode: Mode,
+    /// The object's group (`--group`); `None` keeps the market's own group.
+    pub group: Option<u32>,
 }
 
 /// Why the market could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("a market is already running on {name} (pid {pid})")]
-    AlreadyRunning { name: ShmName, pid: u32 },
-    #[error("{name} exists and belongs to uid {owner}; refusing to touch another user's store")]
-    OwnedByOther { name: ShmName, owner: u32 },
-    #[error("{name} exists but is not a usable bookstore object ({reason}); if no market uses it, remove {path}")]
+    #[error(transparent)]
+    NameTaken(#[from] NameLockError),
+    #[error("{name} belongs to uid {owner}{}: another user's store{}; choose another --name", user_suffix(*.owner), market_suffix(*.market))]
+    OwnedByOther {
+        name: ShmName,
+        owner: u32,
+        /// The pid of that user's live market, when the mode lets us read it.
+        market: Option<u32>,
+    },
+    #[error("{name} exists but is not a usable bookstore object ({reason}); no market holds the name, so if no other program uses it, remove {path}")]
     Foreign {
         name: ShmName,
         reason: String,
@@ -34,8 +42,19 @@ pub enum StartError {
     Slots(u32),
     #[error(transparent)]
     Create(#[from] shm::CreateError),
+    #[error("cannot give {name} to group {gid}: {source}")]
+    Group {
+        name: ShmName,
+        gid: u32,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot read this process's own identity: {0}")]
     Identity(#[source] ProcessError),
+}
+
+fn market_suffix(market: Option<u32>) -> String {
+    market.map_or_else(String::new, |pid| format!(" (its market is pid {pid})"))
 }
 
 /// The store's geometry, if `capacity` and `slots` are in range.
@@ -52,47 +71,82 @@ pub fn checked_geometry(capacity: u32, slots: u32) -> Result<Geometry, StartErro
     })
 }
 
-/// Creates the store, replacing a stale one (same owner, market dead) but never adopting or
-/// removing a live market's object or another user's. The existing object is examined through
-/// a read-only mapping.
-pub fn create_store(spec: &StoreSpec) -> Result<SharedStore, StartError> {
+/// Creates the store under a name this process holds (`lock`). An object already there is
+/// stale by definition (its market would hold the lock) and is replaced if it is ours and a
+/// bookstore object, or a half-created one (all zeros); another user's object is never
+/// touched, nor one that is not a bookstore object.
+pub fn create_store(
+    spec: &StoreSpec,
+    lock: &NameLock,
+    me: ProcessId,
+) -> Result<SharedStore, StartError> {
+    let _proof_of_ownership = lock;
     let name = &spec.name;
-    let me = ProcessId::current().map_err(StartError::Identity)?;
     match SharedStore::create(name, spec.geometry, spec.mode, me) {
         Err(shm::CreateError::AlreadyExists(_)) => {}
-        other => return other.map_err(Into::into),
+        other => {
+            return other
+                .map_err(Into::into)
+                .and_then(|store| with_group(store, spec))
+        }
     }
+    examine_existing(name)?;
+    let _ = shm::unlink(name);
+    let store = SharedStore::create(name, spec.geometry, spec.mode, me)?;
+    with_group(store, spec)
+}
+
+/// Gives the new object to `spec.group`, if one was asked for.
+fn with_group(store: SharedStore, spec: &StoreSpec) -> Result<SharedStore, StartError> {
+    if let Some(gid) = spec.group {
+        store
+            .segment()
+            .set_group(gid)
+            .map_err(|source| StartError::Group {
+                name: spec.name.clone(),
+                gid,
+                source,
+            })?;
+    }
+    Ok(store)
+}
+
+/// Decides about an object found under a name we hold: `Ok` if it may be replaced.
+fn examine_existing(name: &ShmName) -> Result<(), StartError> {
     let foreign = |reason: String| StartError::Foreign {
         name: name.clone(),
         reason,
         path: name.dev_shm_path().display().to_string(),
     };
-    match StoreReader::open(name, shm::effective_uid()) {
+    match StoreReader::open_own(name) {
         Ok(existing) => {
             let market = existing.market();
-            match ProcessHandle::open(market) {
-                Ok(_) => {
-                    return Err(StartError::AlreadyRunning {
-                        name: name.clone(),
-                        pid: market.pid,
-                    })
-                }
-                Err(ProcessError::Gone { .. } | ProcessError::Reused { .. }) => {
-                    tracing::warn!(%name, pid = market.pid, "removing a stale store whose market is gone");
-                }
-                Err(e) => return Err(foreign(e.to_string())),
-            }
+            tracing::warn!(%name, pid = market.pid, "replacing a stale store (its market no longer holds the name)");
+            Ok(())
         }
         Err(OpenStoreError::Open(shm::OpenError::WrongOwner { owner, .. })) => {
-            return Err(StartError::OwnedByOther {
+            // Another user's: name its market if the mode lets us see it and it is live.
+            let market = StoreReader::open(name).ok().map(|store| store.market().pid);
+            Err(StartError::OwnedByOther {
                 name: name.clone(),
                 owner,
-            });
+                market,
+            })
         }
-        Err(e) => return Err(foreign(e.to_string())),
+        Err(e) if half_created(name) => {
+            tracing::warn!(%name, reason = %e, "replacing a half-created store (all zeros)");
+            Ok(())
+        }
+        Err(e) => Err(foreign(e.to_string())),
     }
-    let _ = shm::unlink(name);
-    Ok(SharedStore::create(name, spec.geometry, spec.mode, me)?)
+}
+
+/// Whether the object is what a market leaves when it dies between creating the object and
+/// writing its header: nothing but zeros.
+fn half_created(name: &ShmName) -> bool {
+    shm::Segment::open_read_only(name, shm::Owner::Is(shm::effective_uid()), 0)
+        .map(|segment| segment.snapshot_bytes().iter().all(|&b| b == 0))
+        .unwrap_or(false)
 }
 
 /// Removes the object when dropped: on return, on error and on panic (unwinding).
@@ -120,11 +174,13 @@ impl Drop for StoreGuard<'_> {
     }
 }
 
-/// Why no live market serves a name.
+/// Why no live market holds a name.
 #[derive(Debug, thiserror::Error)]
 pub enum NoLiveMarket {
+    #[error("no market holds {name}")]
+    NotHeld { name: ShmName },
     #[error(transparent)]
-    Open(#[from] OpenStoreError),
+    Lock(#[from] NameLockError),
     #[error("the market of {name} is not running ({source})")]
     NotRunning {
         name: ShmName,
@@ -133,11 +189,13 @@ pub enum NoLiveMarket {
     },
 }
 
-/// The live market serving `name` (a pidfd on it), or why there is none. The object is mapped
-/// read-only: looking never writes.
+/// The live market holding `name` (a pidfd on it), as the name's lock file says and a pidfd
+/// with its start time confirms. The object's header is never consulted: anyone the mode
+/// lets in could have written it.
 pub fn live_market(name: &ShmName) -> Result<ProcessHandle, NoLiveMarket> {
-    let store = StoreReader::open(name, shm::effective_uid())?;
-    ProcessHandle::open(store.market()).map_err(|source| NoLiveMarket::NotRunning {
+    let holder =
+        NameLock::holder(name)?.ok_or_else(|| NoLiveMarket::NotHeld { name: name.clone() })?;
+    ProcessHandle::open(holder).map_err(|source| NoLiveMarket::NotRunning {
         name: name.clone(),
         source,
     })

@@ -40,11 +40,28 @@ pub fn journal_path(name: &str) -> PathBuf {
     bookstore::journal::path_in(&state_home(), &name)
 }
 
+/// `XDG_RUNTIME_DIR` for every process a test starts: the markets' name locks land in a
+/// private (0700) directory of the tests, not the user's. A test's lock files go with it.
+pub fn runtime_home() -> PathBuf {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = std::env::temp_dir().join(format!("bookstore-test-runtime-{}", shm::effective_uid()));
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    dir
+}
+
+/// The name lock file of store `name` under the tests' runtime directory.
+pub fn lock_path(name: &str) -> PathBuf {
+    runtime_home()
+        .join("bookstore")
+        .join(format!("{}.lock", &name[1..]))
+}
+
 pub fn bookstore(args: &[&str]) -> Command {
     let mut c = Command::new(BIN);
     c.args(args)
         .env_remove("BOOKSTORE_NAME")
-        .env("XDG_STATE_HOME", state_home());
+        .env("XDG_STATE_HOME", state_home())
+        .env("XDG_RUNTIME_DIR", runtime_home());
     c
 }
 
@@ -146,7 +163,6 @@ impl Market {
         serde_json::from_slice(&out.stdout).expect("inspect --json prints JSON")
     }
 
-    /// `inspect --json`, parsed.
     /// The store as `inspect --json` shows it once the market has settled: it publishes the
     /// view before it parks, so a parked (idle) market's view includes every reply it sent.
     /// (A client can hold its reply a moment before the view shows it.) Waits up to 2 s.
@@ -272,5 +288,7 @@ impl Drop for Market {
         if !self.keep_journal {
             let _ = std::fs::remove_file(journal_path(&self.name));
         }
+        // A killed market leaves its (unlocked) name lock behind, by design.
+        let _ = std::fs::remove_file(lock_path(&self.name));
     }
 }
