@@ -74,9 +74,11 @@ pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, Connect
                 }
             }
             Err(OpenStoreError::Open(shm::OpenError::NotFound(_))) => None,
-            // A market mid-creation has a short or blank header for a moment.
+            // A market mid-creation has a short or blank header for a moment (another user's
+            // too: then it is untrusted until its header names its live market).
             Err(
                 e @ (OpenStoreError::Header { .. }
+                | OpenStoreError::Untrusted { .. }
                 | OpenStoreError::Open(shm::OpenError::TooSmall { .. })),
             ) => Some(ConnectError::Open(e)),
             Err(e) => return Err(e.into()),
