@@ -18,6 +18,7 @@ pub mod client;
 pub mod fuzzing;
 pub mod journal;
 pub mod layout;
+pub mod lesson;
 pub mod server;
 pub mod shared;
 pub mod trading;
