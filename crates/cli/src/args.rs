@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand};
 use engine::{Price, Qty, Title};
 use shm::{Mode, ShmName};
@@ -48,9 +49,15 @@ pub enum Command {
     /// Measure round-trip latency and throughput against same-machine baselines.
     #[command(after_help = help_table())]
     Bench(BenchArgs),
+    /// The threads lesson: one workload run four ways (a mutex, a market thread, shards, processes), compared and explained.
+    #[command(after_help = help_table())]
+    Threads(ThreadsArgs),
     /// Internal: the peer process of a bench baseline.
     #[command(hide = true)]
     BenchPeer(crate::bench::PeerArgs),
+    /// Internal: a trader process of the threads lesson's processes row.
+    #[command(hide = true)]
+    ThreadsPeer(crate::threads::PeerArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -227,6 +234,37 @@ pub struct DemoArgs {
     /// The store's capacity (small, so sellers meet a full store).
     #[arg(long, default_value_t = 100)]
     pub capacity: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct ThreadsArgs {
+    /// Seller threads (and processes, in the processes row).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub sellers: usize,
+    /// Buyer threads; between them they buy every book listed.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub buyers: usize,
+    /// Books each seller lists, one order each.
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000).map(|n| n as usize))]
+    pub orders: usize,
+    /// The store's capacity (small, so sellers meet a full store).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub capacity: u32,
+    /// Microseconds market and trader threads (and processes) spin for work before parking [default: 0 when there are more threads than cores, else 50].
+    #[arg(long)]
+    pub spin_us: Option<u64>,
+    /// Internal (tests): one seller's titles by index, e.g. "0 3 3"; replaces the standard workload.
+    #[arg(long, hide = true)]
+    pub seller_orders: Vec<String>,
+    /// Internal (tests): one buyer's wants, e.g. "any 3" (title indices or `any`).
+    #[arg(long, hide = true)]
+    pub buyer_orders: Vec<String>,
+    /// Market threads of the sharded row [default: the number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64).map(usize::from))]
+    pub shards: Option<usize>,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,7 @@ mod inspect;
 mod journal_cmd;
 mod market_cmd;
 mod scratch;
+mod threads;
 
 use args::{Cli, Command};
 use exit::Exit;
@@ -41,5 +42,7 @@ fn run(cli: Cli) -> Exit {
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
+        Command::Threads(args) => threads::run(args),
+        Command::ThreadsPeer(args) => threads::peer(args),
     }
 }

@@ -50,6 +50,37 @@ pub fn pid_exists(pid: u32) -> bool {
     std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
+/// CPU time (user + system) of this process and of its reaped children, from fields 14–17 of
+/// `/proc/self/stat` (`utime`, `stime`, `cutime`, `cstime`, in clock ticks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuTime {
+    pub own: Duration,
+    pub children: Duration,
+}
+
+/// This process's [`CpuTime`] now.
+pub fn cpu_time() -> std::io::Result<CpuTime> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed /proc/self/stat");
+    let after_comm = &stat[stat.rfind(')').ok_or_else(bad)? + 1..];
+    // Field 3 is the first after the command; fields 14..=17 are the 12th..=15th after it.
+    let ticks: Vec<u64> = after_comm
+        .split_ascii_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|f| f.parse().map_err(|_| bad()))
+        .collect::<Result<_, _>>()?;
+    if ticks.len() != 4 {
+        return Err(bad());
+    }
+    let per_second = rustix::param::clock_ticks_per_second();
+    let time = |t: u64| Duration::from_secs_f64(t as f64 / per_second as f64);
+    Ok(CpuTime {
+        own: time(ticks[0] + ticks[1]),
+        children: time(ticks[2] + ticks[3]),
+    })
+}
+
 /// The start time of `pid`, field 22 of `/proc/PID/stat` (see
 /// [`proc_pid_stat(5)`](https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html)).
 pub fn start_time(pid: u32) -> std::io::Result<u64> {
@@ -201,6 +232,17 @@ mod tests {
         let handle = ProcessHandle::open(id).unwrap();
         assert!(handle.wait_exit(Duration::from_secs(5)).unwrap());
         child.wait().unwrap();
+    }
+
+    #[test]
+    fn cpu_time_grows_with_work() {
+        let before = cpu_time().unwrap();
+        let mut x = 0u64;
+        let t = std::time::Instant::now();
+        while t.elapsed() < Duration::from_millis(100) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(cpu_time().unwrap().own > before.own);
     }
 
     #[test]

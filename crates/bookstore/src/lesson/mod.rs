@@ -121,10 +121,12 @@ pub trait Exchange {
     fn list(&mut self, title: &Title, price: Price) -> Attempt;
     /// Buys one copy (`target`) at up to `max_price`, now or not at all.
     fn buy(&mut self, target: &BuyTarget, max_price: Price) -> Attempt;
-    /// Waits a moment after a refusal (`Full` or `Empty`) before the next attempt.
-    fn wait_after(&mut self, refused: Attempt) {
+    /// Waits after the `consecutive`th refusal in a row (`Full` or `Empty`) before the next
+    /// attempt. By default: yield a few times, then back off (2^n µs, at most 1 ms), so a
+    /// waiting trader does not take the CPU from the traders that would end its wait.
+    fn wait_after(&mut self, refused: Attempt, consecutive: u32) {
         let _ = refused;
-        std::thread::yield_now();
+        back_off(consecutive);
     }
 }
 
@@ -146,12 +148,14 @@ pub fn run_seller(exchange: &mut impl Exchange, titles: &[usize]) -> TraderRun {
     for &t in titles {
         let (title, price) = (title(t), price_of(t));
         let started = Instant::now();
+        let mut consecutive = 0;
         loop {
             match exchange.list(&title, price) {
                 Attempt::Done => break,
                 refused => {
                     run.refusals += 1;
-                    exchange.wait_after(refused);
+                    consecutive += 1;
+                    exchange.wait_after(refused, consecutive);
                 }
             }
         }
@@ -173,18 +177,29 @@ pub fn run_buyer(exchange: &mut impl Exchange, wants: &[Want]) -> TraderRun {
             Want::Title(t) => BuyTarget::Title(title(*t)),
         };
         let started = Instant::now();
+        let mut consecutive = 0;
         loop {
             match exchange.buy(&target, max) {
                 Attempt::Done => break,
                 refused => {
                     run.refusals += 1;
-                    exchange.wait_after(refused);
+                    consecutive += 1;
+                    exchange.wait_after(refused, consecutive);
                 }
             }
         }
         run.latencies_ns.push(nanos(started.elapsed()));
     }
     run
+}
+
+/// Yield for the first few refusals in a row, then sleep 2^n µs, at most 1 ms.
+pub fn back_off(consecutive: u32) {
+    if consecutive < 4 {
+        std::thread::yield_now();
+    } else {
+        std::thread::sleep(Duration::from_micros(1 << consecutive.min(10)));
+    }
 }
 
 fn nanos(d: Duration) -> u64 {

@@ -130,7 +130,7 @@ impl Exchange for Trader<'_> {
         Attempt::Empty
     }
 
-    fn wait_after(&mut self, _refused: Attempt) {
+    fn wait_after(&mut self, _refused: Attempt, _consecutive: u32) {
         // Already waited, on the condition variable, in `list` or `buy`.
     }
 }

@@ -95,9 +95,13 @@ fn serve(shard: &Shard, done: &AtomicBool, counters: &Counters, spin: Duration) 
                 for event in &events {
                     let (first, second) = event.recipients();
                     for to in std::iter::once(first).chain(second) {
-                        if let Some(reply) = Reply::for_client(event, to) {
-                            // At most one request in flight per trader, at most three replies
-                            // each: a 64-message ring never fills.
+                        // A seller is not told of later sales of its books here (the real
+                        // market does, with a backlog for slow readers): what remains is the
+                        // answer to the one request each trader has in flight, at most two
+                        // replies (`Bought`, `Filled`), so a 64-message ring never fills.
+                        let reply = Reply::for_client(event, to)
+                            .filter(|r| !matches!(r, Reply::Sold { .. }));
+                        if let Some(reply) = reply {
                             replies[to.0 as usize - 1]
                                 .try_write(&reply.encode())
                                 .expect("a reply ring has room");
