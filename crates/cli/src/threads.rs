@@ -206,8 +206,8 @@ fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "{:<14} {:>10} {:>9} {:>9} {:>7}  {:<36} {}",
-        "variant", "orders/s", "p50", "p99", "cpu s", "contention", "books"
+        "{:<14} {:>10} {:>9} {:>9} {:>7}  {:<36} books",
+        "variant", "orders/s", "p50", "p99", "cpu s", "contention"
     );
     for v in &r.variants {
         let contention = [
