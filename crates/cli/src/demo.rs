@@ -121,7 +121,7 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
         market.id(),
         journal.path().display()
     );
-    println!("demo: starting clients (each its own process)");
+    println!("demo: starting the sellers (each its own process); the buyers come once the store is full");
     let started = Instant::now();
     let mut clients: Vec<(String, Child)> = Vec::new();
     for s in 0..args.sellers {
@@ -130,6 +130,20 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
             spawn_client(&exe, "seller", &name, seller_script(s, args.books))?,
         ));
     }
+    // The lab's point: the store holds at most `capacity` books. Sellers alone fill it, then
+    // wait for room (each refused listing is retried); the buyers make that room.
+    let full = wait_until_full(&store, &mut clients, args.capacity)?;
+    println!(
+        "demo: {}; starting the buyers",
+        if full {
+            format!(
+                "the store is full ({0}/{0} books): sellers now wait for room",
+                args.capacity
+            )
+        } else {
+            "the sellers finished before the store filled".into()
+        }
+    );
     for b in 0..buyers {
         let share = total / u64::from(buyers) + u64::from(u64::from(b) < total % u64::from(buyers));
         clients.push((
@@ -177,6 +191,31 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
     Ok(ok)
 }
 
+/// Waits until the published view shows a full store (true), or every seller has exited
+/// (false).
+fn wait_until_full(
+    store: &SharedStore,
+    sellers: &mut [(String, Child)],
+    capacity: u32,
+) -> Result<bool, Box<dyn std::error::Error>> {
+    loop {
+        if store
+            .view()
+            .is_ok_and(|v| v.books_on_shelf >= u64::from(capacity))
+        {
+            return Ok(true);
+        }
+        let mut running = false;
+        for (_, child) in sellers.iter_mut() {
+            running |= child.try_wait()?.is_none();
+        }
+        if !running {
+            return Ok(false);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Shows a progress bar from the published view until every client has exited; returns their
 /// exit statuses and the final view.
 fn watch(
@@ -222,8 +261,9 @@ fn print_summary(snap: &Snapshot, elapsed: Duration) {
     println!("  on the shelf      {}", snap.books_on_shelf);
     println!("  trades            {}", snap.trades);
     println!("  revenue           {}", Cents(snap.revenue_cents));
+    println!("  orders            {orders}");
     println!(
-        "  orders            {orders} ({} refused because the store was full, then retried)",
+        "  store full        {} times: sellers waited for room and retried",
         snap.rejected
     );
     println!("  time              {elapsed:.2?}");
