@@ -121,7 +121,9 @@ fn demo(args: &DemoArgs) -> Result<bool, Box<dyn std::error::Error>> {
         market.id(),
         journal.path().display()
     );
-    println!("demo: starting the sellers (each its own process); the buyers come once the store is full");
+    println!(
+        "demo: starting the sellers (each its own process); the buyers come once the store is full"
+    );
     let started = Instant::now();
     let mut clients: Vec<(String, Child)> = Vec::new();
     for s in 0..args.sellers {

@@ -81,12 +81,54 @@ fn classify(mapping: &Mapping) -> Region {
     }
 }
 
+/// This machine's memory (`MemTotal` in `/proc/meminfo`), in bytes.
+pub fn machine_memory() -> Option<usize> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib: usize = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    kib.checked_mul(1024)
+}
+
+/// This process's address-space limit (`RLIMIT_AS`, as `/proc/self/limits` shows it).
+fn address_space_limit() -> String {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max address space"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .map_or_else(
+            || "unknown".into(),
+            |soft| match soft.parse::<usize>() {
+                Ok(bytes) => human(bytes),
+                Err(_) => soft,
+            },
+        )
+}
+
 /// Allocates one block, writes every byte (so every page is resident), and describes it. The
-/// block is returned so the caller keeps it alive: the lab's RSS grows step by step.
+/// block is returned so the caller keeps it alive: the lab's RSS grows step by step. A failed
+/// allocation is an error naming the size and the address-space limit, not an abort.
 pub fn step(size: usize) -> Result<(Vec<u8>, Step), String> {
-    // `vec![1; n]` is malloc + memset; `vec![0; n]` would be calloc, whose fresh mmap pages are
-    // never touched and so never become resident.
-    let block = vec![1u8; size];
+    let mut block = Vec::new();
+    block.try_reserve_exact(size).map_err(|_| {
+        format!(
+            "allocating {} failed: out of memory (address-space limit: {})",
+            human(size),
+            address_space_limit()
+        )
+    })?;
+    // Filling with 1s is malloc + memset; zeros could come from calloc, whose fresh mmap pages
+    // are never touched and so never become resident.
+    block.resize(size, 1u8);
     let address = block.as_ptr() as u64;
     let maps = procmaps::maps::read("self").map_err(|e| e.to_string())?;
     let mapping = maps
@@ -167,6 +209,10 @@ pub fn summary(steps: &[Step]) -> String {
         None => "No switch from [heap] to own mappings was seen in this range; try --from 1K.".into(),
     }
 }
+
+/// Why the heap column can grow on a step whose block did not land there.
+pub const HEAP_NOTE: &str = "(The heap column also counts memlab's own bookkeeping: each step reads /proc/self/maps into \
+the heap and keeps the step's row, so [heap] can grow a little on a step whose block went to its own mapping.)";
 
 #[cfg(test)]
 mod tests {

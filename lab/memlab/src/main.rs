@@ -3,6 +3,9 @@
 
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use memlab::{access_freed, allocate, size};
@@ -34,9 +37,15 @@ enum Command {
         /// Stop after each step until Enter is pressed (to run pmap from another terminal).
         #[arg(long)]
         pause: bool,
-        /// Stop at the end until Enter is pressed.
+        /// Stop at the end until Enter is pressed (or, when stdin is not a terminal and ends, until SIGINT or SIGTERM).
         #[arg(long)]
         hold: bool,
+        /// Hold at the end for this many seconds, without reading stdin (for scripts that run `pmap` meanwhile).
+        #[arg(long, value_name = "SECS", conflicts_with = "hold")]
+        hold_secs: Option<u64>,
+        /// Allocate even if the blocks add up to more than this machine's memory.
+        #[arg(long)]
+        force: bool,
         /// Print one JSON object instead of the table.
         #[arg(long)]
         json: bool,
@@ -49,12 +58,46 @@ enum Command {
     },
 }
 
-fn wait_for_enter(what: &str) {
+/// Set by SIGINT or SIGTERM (once the handlers are installed) while memlab holds its blocks.
+fn stop_flag() -> &'static Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+}
+
+/// Whether the run goes on after a pause, or was asked to stop.
+#[derive(PartialEq, Eq)]
+enum Held {
+    GoOn,
+    Stopped,
+}
+
+/// Waits for a line on stdin (Enter, or a script's newline). If stdin ends first (`</dev/null`,
+/// a script that runs `memlab … &`), holds until SIGINT or SIGTERM instead, and says so.
+fn wait_for_enter(what: &str) -> Held {
     eprintln!(
         "{what}: run `pmap -x {}` in another terminal, then press Enter",
         std::process::id()
     );
-    let _ = std::io::stdin().lock().lines().next();
+    match std::io::stdin().lock().lines().next() {
+        Some(Ok(_)) => Held::GoOn,
+        _ => {
+            eprintln!("{what}: stdin has ended, so holding until SIGINT or SIGTERM");
+            hold_until(None)
+        }
+    }
+}
+
+/// Holds until SIGINT or SIGTERM, or until `limit` has passed.
+fn hold_until(limit: Option<Duration>) -> Held {
+    let started = Instant::now();
+    // Relaxed: the flag carries no data; the handler only asks us to stop.
+    while !stop_flag().load(Ordering::Relaxed) {
+        if limit.is_some_and(|l| started.elapsed() >= l) {
+            return Held::GoOn;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Held::Stopped
 }
 
 /// How `allocate` runs, from its options.
@@ -64,6 +107,8 @@ struct AllocateRun {
     factor: u32,
     pause: bool,
     hold: bool,
+    hold_secs: Option<u64>,
+    force: bool,
     json: bool,
 }
 
@@ -75,6 +120,8 @@ fn main() -> ExitCode {
             factor,
             pause,
             hold,
+            hold_secs,
+            force,
             json,
         } => run_allocate(&AllocateRun {
             from,
@@ -82,6 +129,8 @@ fn main() -> ExitCode {
             factor,
             pause,
             hold,
+            hold_secs,
+            force,
             json,
         }),
         Command::AccessFreed { json } => {
@@ -105,6 +154,8 @@ fn run_allocate(run: &AllocateRun) -> ExitCode {
         factor,
         pause,
         hold,
+        hold_secs,
+        force,
         json,
     } = run;
     if to < from {
@@ -116,6 +167,23 @@ fn run_allocate(run: &AllocateRun) -> ExitCode {
         return ExitCode::from(2);
     }
     let sizes = allocate::sizes(from, to, factor as usize);
+    let total: usize = sizes.iter().sum();
+    if let Some(memory) = allocate::machine_memory() {
+        if total > memory && !force {
+            eprintln!(
+                "memlab allocate: to: the blocks add up to {}, more than this machine's {} of memory; pass --force to try anyway",
+                size::human(total),
+                size::human(memory)
+            );
+            return ExitCode::from(2);
+        }
+    }
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(stop_flag())) {
+            eprintln!("memlab allocate: cannot install a signal handler: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     if !json {
         println!(
             "memlab allocate: pid {}, {} blocks from {} to {}, every page written\n",
@@ -141,8 +209,9 @@ fn run_allocate(run: &AllocateRun) -> ExitCode {
         }
         blocks.push(block);
         steps.push(step);
-        if pause {
-            wait_for_enter(&format!("paused after step {}", n + 1));
+        if pause && wait_for_enter(&format!("paused after step {}", n + 1)) == Held::Stopped {
+            eprintln!("memlab allocate: stopped by a signal after step {}", n + 1);
+            return ExitCode::SUCCESS;
         }
     }
     if json {
@@ -154,10 +223,17 @@ fn run_allocate(run: &AllocateRun) -> ExitCode {
             serde_json::to_string_pretty(&out).expect("serializes")
         );
     } else {
-        println!("\n{}", allocate::summary(&steps));
+        println!("\n{}\n{}", allocate::summary(&steps), allocate::HEAP_NOTE);
     }
-    if hold {
-        wait_for_enter("holding all blocks");
+    if hold && wait_for_enter("holding all blocks") == Held::Stopped {
+        eprintln!("memlab allocate: stopped by a signal");
+    }
+    if let Some(secs) = hold_secs {
+        eprintln!(
+            "holding all blocks for {secs} s (or until SIGINT or SIGTERM): run `pmap -x {}` now",
+            std::process::id()
+        );
+        hold_until(Some(Duration::from_secs(secs)));
     }
     drop(blocks);
     ExitCode::SUCCESS

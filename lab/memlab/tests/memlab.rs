@@ -147,3 +147,75 @@ fn pause_waits_for_enter_and_says_which_pmap_to_run() {
         "3 steps and the hold: {err}"
     );
 }
+
+#[test]
+fn hold_with_stdin_at_its_end_holds_until_sigterm_and_says_so() {
+    let child = Command::new(MEMLAB)
+        .args(["allocate", "--to", "4K", "--hold"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("holding until SIGINT or SIGTERM"), "{err}");
+    assert!(err.contains("stopped by a signal"), "{err}");
+}
+
+#[test]
+fn hold_secs_holds_without_reading_stdin() {
+    let started = std::time::Instant::now();
+    let out = Command::new(MEMLAB)
+        .args(["allocate", "--to", "4K", "--hold-secs", "1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+}
+
+#[test]
+fn a_failed_allocation_names_the_size_and_the_limit_and_exits_cleanly() {
+    let Ok(out) = Command::new("prlimit")
+        .args([
+            "--as=400000000",
+            MEMLAB,
+            "allocate",
+            "--to",
+            "512M",
+            "--force",
+        ])
+        .output()
+    else {
+        eprintln!("skipped: prlimit (util-linux) is not installed");
+        return;
+    };
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a clean failure, not an abort: {err}"
+    );
+    assert!(err.contains("allocating 256 MiB failed"), "{err}");
+    assert!(err.contains("address-space limit: 381.5 MiB"), "{err}");
+}
+
+#[test]
+fn blocks_larger_than_the_machine_are_refused_unless_forced() {
+    let out = Command::new(MEMLAB)
+        .args(["allocate", "--from", "4096G", "--to", "4096G"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("more than this machine's"), "{err}");
+    assert!(err.contains("--force"), "{err}");
+}
