@@ -174,6 +174,11 @@ impl<'s> Client<'s> {
         self.slot
     }
 
+    /// The store this client is attached to (for its published view).
+    pub fn store(&self) -> &'s SharedStore {
+        self.store
+    }
+
     pub fn market_pid(&self) -> u32 {
         self.market.id().pid
     }

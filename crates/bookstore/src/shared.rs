@@ -252,6 +252,12 @@ impl SharedStore {
         crate::view::snapshot(&self.map)
     }
 
+    /// Whether the market is parked (idle): it publishes its view before it parks, so the view
+    /// then includes every reply it has sent.
+    pub fn market_idle(&self) -> bool {
+        self.map.header().doorbell.is_parked()
+    }
+
     pub(crate) fn mapping(&self) -> &Mapping {
         &self.map
     }

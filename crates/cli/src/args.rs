@@ -10,6 +10,15 @@ use shm::{Mode, ShmName};
 
 use crate::exit::help_table;
 
+/// A client's `--help` footer: the stdin session's commands, then the exit codes.
+fn session_help(commands: &str) -> String {
+    format!(
+        "Without a subcommand, reads one command per line from stdin (a bad line is reported and skipped;\nsales of your books are announced as they happen):\n  {}\n\n{}",
+        commands.replace('\n', "\n  "),
+        help_table()
+    )
+}
+
 /// A listing's default `--timeout` (also a stdin session's `sell` line without one).
 pub const SELL_TIMEOUT_SECS: &str = "10";
 /// A buy's default `--timeout` (also a stdin session's `buy` line without one).
@@ -32,10 +41,10 @@ pub enum Command {
     #[command(after_help = help_table())]
     Market(MarketArgs),
     /// List books for sale (one command, or line by line from stdin).
-    #[command(after_help = help_table())]
+    #[command(after_help = session_help(crate::clients::SELLER_HELP))]
     Seller(SellerArgs),
     /// Buy books (one command, or line by line from stdin).
-    #[command(after_help = help_table())]
+    #[command(after_help = session_help(crate::clients::BUYER_HELP))]
     Buyer(BuyerArgs),
     /// Decode the store's shared object without attaching as a client.
     #[command(after_help = help_table())]

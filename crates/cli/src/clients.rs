@@ -1,7 +1,6 @@
 //! `bookstore seller` and `bookstore buyer`: one order from the command line, or a session of
 //! orders read line by line from stdin (a prompt when stdin is a terminal).
 
-use std::io::{BufRead, IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use engine::{BuyTarget, Cents, Price, Qty, RejectReason, Title};
@@ -11,12 +10,13 @@ use crate::args::{
     SellerAction, SellerArgs, BUY_TIMEOUT_SECS, SELL_TIMEOUT_SECS,
 };
 use crate::exit::Exit;
+use crate::session::{session, Role};
 use bookstore::client::{open_store, Client, ClientError, ConnectError};
 use bookstore::trading::{self, BuyEnd, ListOutcome};
 use bookstore::wire::Reply;
 
-const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          help, quit";
-const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          help, quit";
+pub const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          list (the shelf), help, quit";
+pub const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          list (the shelf), help, quit";
 
 /// Attaches (waiting up to `--wait` for a market and for a free slot) and runs one order. A
 /// connection failure is reported and becomes `Err` with its exit code.
@@ -25,17 +25,36 @@ fn with_client<T>(
     role: &str,
     order: impl FnOnce(&mut Client<'_>) -> T,
 ) -> Result<T, Exit> {
-    let store = open_store(&args.store.name, args.wait).map_err(|e| connect_failed(role, e))?;
+    let store = open_announcing(args, role).map_err(|e| connect_failed(role, e))?;
     let mut client = Client::attach_waiting(&store, spin(args), args.wait)
         .map_err(|e| connect_failed(role, e))?;
     Ok(order(&mut client))
 }
 
-fn spin(args: &ClientArgs) -> Duration {
+/// [`open_store`], saying at once when there is no market yet and it will wait for one.
+pub(crate) fn open_announcing(
+    args: &ClientArgs,
+    role: &str,
+) -> Result<bookstore::shared::SharedStore, ConnectError> {
+    match open_store(&args.store.name, Duration::ZERO) {
+        Err(ConnectError::NoMarket { .. }) if !args.wait.is_zero() => {
+            if !args.quiet {
+                eprintln!(
+                    "bookstore {role}: waiting up to {:.0?} for a market on {}…",
+                    args.wait, args.store.name
+                );
+            }
+            open_store(&args.store.name, args.wait)
+        }
+        other => other,
+    }
+}
+
+pub(crate) fn spin(args: &ClientArgs) -> Duration {
     Duration::from_micros(args.spin_us)
 }
 
-fn connect_failed(role: &str, e: ConnectError) -> Exit {
+pub(crate) fn connect_failed(role: &str, e: ConnectError) -> Exit {
     eprintln!("bookstore {role}: {e}");
     match e {
         ConnectError::NoMarket { .. }
@@ -46,7 +65,7 @@ fn connect_failed(role: &str, e: ConnectError) -> Exit {
 }
 
 /// How one order ended, for a one-order command or a session line.
-enum OrderEnd {
+pub(crate) enum OrderEnd {
     /// Finished, successfully or not, with its exit code.
     Done(Exit),
     /// The market exited or is closing. `nothing_in_flight`: every attempt had been answered
@@ -169,7 +188,12 @@ pub fn seller(args: SellerArgs) -> Exit {
 /// The seller's stdin session: `sell` lines.
 fn seller_session(args: &SellerArgs) -> Exit {
     let quiet = args.client.quiet;
-    session(&args.client, "seller", SELLER_HELP, |client, words| {
+    let role = Role {
+        name: "seller",
+        help: SELLER_HELP,
+        notice: &print_sold,
+    };
+    session(&args.client, &role, |client, words| {
         let [verb, rest @ ..] = words else {
             return Ok(OrderEnd::Done(Exit::Ok));
         };
@@ -284,7 +308,12 @@ pub fn buyer(args: BuyerArgs) -> Exit {
 /// The buyer's stdin session: `buy` lines.
 fn buyer_session(args: &BuyerArgs) -> Exit {
     let quiet = args.client.quiet;
-    session(&args.client, "buyer", BUYER_HELP, |client, words| {
+    let role = Role {
+        name: "buyer",
+        help: BUYER_HELP,
+        notice: &|_, _| {},
+    };
+    session(&args.client, &role, |client, words| {
         let [verb, rest @ ..] = words else {
             return Ok(OrderEnd::Done(Exit::Ok));
         };
@@ -369,144 +398,4 @@ fn buy(
             Exit::Refused
         }
     })
-}
-
-/// Reads commands line by line. A bad line is reported (exit code 2 at the end) and skipped;
-/// the session ends at EOF or `quit`, with the first failure's exit code.
-///
-/// If the market exits mid-session, the session waits up to `--wait` for the next market on
-/// the same name (which recovers the store from its journal) and carries on with the next
-/// line. The order that was in flight is reported as unknown: the market may have journaled it
-/// before it died, or not.
-fn session(
-    args: &ClientArgs,
-    role: &str,
-    help: &str,
-    mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
-) -> Exit {
-    let stdin = std::io::stdin();
-    let interactive = stdin.is_terminal();
-    let mut lines = stdin.lock().lines();
-    let mut exit = Exit::Ok;
-    let mut reconnecting = false;
-    // When the current attempt to connect began: `--wait` bounds each reconnection as a whole.
-    let mut connecting_since: Option<Instant> = None;
-    loop {
-        let since = *connecting_since.get_or_insert_with(Instant::now);
-        let left = args.wait.saturating_sub(since.elapsed());
-        let store = match open_store(&args.store.name, left) {
-            Ok(s) => s,
-            Err(e) => return exit.keep_first_failure(connect_failed(role, e)),
-        };
-        let left = args.wait.saturating_sub(since.elapsed());
-        let mut client = match Client::attach_waiting(&store, spin(args), left) {
-            Ok(c) => c,
-            // That market died between our open and our attach (a restart in progress): the
-            // next one is worth waiting for, within the same --wait.
-            Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
-                std::thread::sleep(Duration::from_millis(20));
-                continue;
-            }
-            Err(e) => return exit.keep_first_failure(connect_failed(role, e)),
-        };
-        connecting_since = None;
-        if interactive || (reconnecting && !args.quiet) {
-            eprintln!(
-                "{role} attached to the market (pid {}, slot {}). {help}",
-                client.market_pid(),
-                client.slot()
-            );
-        }
-        let how = SessionStyle {
-            role,
-            help,
-            quiet: args.quiet,
-            interactive,
-        };
-        match session_lines(&mut client, &mut lines, &how, &mut command) {
-            SessionEnd::Done(code) => return exit.keep_first_failure(code),
-            SessionEnd::MarketGone(code) if args.wait > Duration::ZERO => {
-                exit = exit.keep_first_failure(code);
-                eprintln!(
-                    "bookstore {role}: the order in flight may or may not have been recorded; waiting up to {:.0?} for a market on {} to resume",
-                    args.wait, args.store.name
-                );
-                reconnecting = true;
-            }
-            SessionEnd::MarketGone(code) => return exit.keep_first_failure(code),
-        }
-    }
-}
-
-enum SessionEnd {
-    /// EOF, `quit`, or a failure that ends the session, with its exit code.
-    Done(Exit),
-    /// The market went away mid-command; the exit code so far.
-    MarketGone(Exit),
-}
-
-/// How a session talks: who it is, its help text, and whether a person is typing.
-struct SessionStyle<'a> {
-    role: &'a str,
-    help: &'a str,
-    quiet: bool,
-    interactive: bool,
-}
-
-fn session_lines(
-    client: &mut Client<'_>,
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    how: &SessionStyle<'_>,
-    command: &mut impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
-) -> SessionEnd {
-    let &SessionStyle {
-        role,
-        help,
-        quiet,
-        interactive,
-    } = how;
-    let mut exit = Exit::Ok;
-    loop {
-        if interactive {
-            print!("{role}> ");
-            let _ = std::io::stdout().flush();
-        }
-        let Some(line) = lines.next() else { break };
-        let line = match line {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("bookstore {role}: reading stdin: {e}");
-                return SessionEnd::Done(exit.keep_first_failure(Exit::Error));
-            }
-        };
-        let Some(words) = shlex::split(&line) else {
-            eprintln!("bookstore {role}: unbalanced quotes in {line:?}");
-            exit = exit.keep_first_failure(Exit::Usage);
-            continue;
-        };
-        match words.first().map(String::as_str) {
-            None => continue,
-            Some("quit" | "exit") => break,
-            Some("help") => {
-                println!("{help}");
-                continue;
-            }
-            _ => {}
-        }
-        match command(client, &words) {
-            // A session reconnects when its market is gone, whatever was in flight.
-            Ok(OrderEnd::MarketGone { .. }) => {
-                return SessionEnd::MarketGone(exit.keep_first_failure(Exit::NoMarket))
-            }
-            Ok(OrderEnd::Done(code)) => exit = exit.keep_first_failure(code),
-            Err(message) => {
-                eprintln!("bookstore {role}: {message}");
-                if !interactive && !quiet {
-                    eprintln!("{help}");
-                }
-                exit = exit.keep_first_failure(Exit::Usage);
-            }
-        }
-    }
-    SessionEnd::Done(exit)
 }

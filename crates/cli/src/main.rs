@@ -13,6 +13,7 @@ mod inspect;
 mod journal_cmd;
 mod market_cmd;
 mod scratch;
+mod session;
 mod threads;
 
 use args::{Cli, Command};

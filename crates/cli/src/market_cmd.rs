@@ -1,10 +1,13 @@
 //! `bookstore market`: create the store, serve, remove it on the way out.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use engine::ClientId;
 
 use shm::process::{ProcessId, ProcessSignal};
 use shm::ShmName;
@@ -150,9 +153,10 @@ pub fn run(args: MarketArgs) -> Exit {
         spin: Duration::from_micros(args.spin_us),
     };
     let mut out = std::io::BufWriter::new(std::io::stdout());
+    let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
     let mut market = Market::new(&store, config, journal, recovery);
     if !args.quiet {
-        market = market.observe(|event| say(&mut out, event));
+        market = market.observe(|event| say(&mut out, &mut full_told, event));
     }
     let summary = market.run(&stop);
     drop(market);
@@ -168,16 +172,35 @@ pub fn run(args: MarketArgs) -> Exit {
     };
     if !args.quiet {
         println!(
-            "market: stopped after {} requests and {} trades from {} clients; {} books were on the shelf; {name} removed",
-            summary.requests, summary.trades, summary.clients_served, summary.books_on_shelf
+            "market: stopped. This run: {} requests from {} clients, {} trades. The store in all (journal included): {} trades, {} books on the shelf. {name} removed",
+            summary.requests,
+            summary.clients_served,
+            summary.trades_this_run,
+            summary.trades,
+            summary.books_on_shelf
         );
     }
     Exit::Ok
 }
 
-/// One line per trade and per client arriving or leaving; flushed when the market idles.
-fn say(out: &mut impl Write, event: MarketEvent) {
+/// How often the market says that one seller is waiting for room.
+const FULL_NOTICE_EVERY: Duration = Duration::from_secs(1);
+
+/// One line per trade and per client arriving or leaving, and (at most once a second per
+/// seller) that a seller waits for room; flushed when the market idles.
+fn say(out: &mut impl Write, full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
     let _ = match event {
+        MarketEvent::StoreFull { client } => {
+            let now = Instant::now();
+            let due = full_told
+                .get(&client)
+                .is_none_or(|told| now.duration_since(*told) >= FULL_NOTICE_EVERY);
+            if !due {
+                return;
+            }
+            full_told.insert(client, now);
+            writeln!(out, "store full: seller {} waiting for room", client.0)
+        }
         MarketEvent::Traded(t) => writeln!(
             out,
             "trade #{}: {} × {:?} at {} (seller {}, buyer {})",
@@ -191,7 +214,10 @@ fn say(out: &mut impl Write, event: MarketEvent) {
         MarketEvent::Attached { client, pid, slot } => {
             writeln!(out, "client {} attached (pid {pid}, slot {slot})", client.0)
         }
-        MarketEvent::Left { client, why } => writeln!(out, "client {} left ({why})", client.0),
+        MarketEvent::Left { client, why } => {
+            full_told.remove(&client);
+            writeln!(out, "client {} left ({why})", client.0)
+        }
         MarketEvent::Idle => out.flush(),
     };
 }

@@ -154,11 +154,17 @@ fn many_sellers_and_buyers_in_parallel_keep_the_books_balanced() {
 }
 
 #[test]
-fn stdin_session_runs_each_line_and_reports_a_bad_one_with_exit_2() {
+fn stdin_session_reports_a_bad_line_carries_on_and_exits_0_when_every_order_succeeded() {
     let market = Market::start("stdin", &[]);
-    let script = "sell \"Dune\" 9.99 2\nsell \"\" 1\nsell 'The Trial' 5\nbogus\n";
+    let script = "sell \"Dune\" 9.99 2\nsell \"\" 1\nsell 'The Trial' 5\nbogus\nlist\n";
     let out = run_with_stdin(&["seller", "--name", &market.name], script);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("shelf 3/100 books"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(stderr(&out).contains("(line skipped)"), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("title: must not be empty"),
         "{}",

@@ -27,9 +27,11 @@ fn every_variant_balances_and_sells_every_book_and_the_table_explains_them() {
     assert!(names[2].starts_with("sharded"));
     assert_eq!(names[3], "processes");
     for r in variants {
-        for field in ["orders_per_sec", "p50_ns", "p99_ns", "cpu_s"] {
+        for field in ["orders_per_sec", "p50_ns", "p99_ns"] {
             assert!(r[field].as_f64().unwrap() > 0.0, "{field} of {}", r["name"]);
         }
+        // CPU time comes in clock ticks (10 ms): a tiny run may measure none.
+        assert!(r["cpu_s"].as_f64().unwrap() >= 0.0, "cpu_s of {}", r["name"]);
         assert_eq!(r["balanced"], true, "{}", r["name"]);
         assert_eq!(r["all_sold"], true, "{}", r["name"]);
     }

@@ -43,6 +43,10 @@ pub struct LoopConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarketEvent {
     Traded(Trade),
+    /// A listing was refused because the store is full: its seller waits for room.
+    StoreFull {
+        client: ClientId,
+    },
     Attached {
         client: ClientId,
         pid: u32,
@@ -56,13 +60,19 @@ pub enum MarketEvent {
     Idle,
 }
 
-/// What the market did, for its exit line.
+/// What the market did, for its exit line: this run's work, and the store's totals (which
+/// include what the journal replayed).
 #[derive(Debug, Clone, Copy)]
 pub struct Summary {
+    /// Requests this run served.
     pub requests: u64,
+    /// Trades this run made.
+    pub trades_this_run: u64,
+    /// Clients this run served.
+    pub clients_served: u64,
+    /// Trades in all, since the store's journal began.
     pub trades: u64,
     pub books_on_shelf: u32,
-    pub clients_served: u64,
 }
 
 /// Requests taken from one client before moving to the next: fairness between clients.
@@ -98,6 +108,8 @@ pub struct Market<'s> {
     last_housekeeping: Instant,
     /// Scratch for the engine's events, reused by every command.
     events: Vec<Event>,
+    /// Trades the journal replayed, so the summary can tell this run's from the store's.
+    trades_at_start: u64,
     observer: Option<Box<dyn FnMut(MarketEvent) + 's>>,
 }
 
@@ -110,6 +122,7 @@ impl<'s> Market<'s> {
         recovery: Recovery,
     ) -> Self {
         let now = Instant::now();
+        let trades_at_start = recovery.engine.stats().trades;
         Self {
             store,
             config,
@@ -123,6 +136,7 @@ impl<'s> Market<'s> {
             },
             last_housekeeping: now,
             events: Vec::with_capacity(256),
+            trades_at_start,
             observer: None,
         }
     }
@@ -178,9 +192,10 @@ impl<'s> Market<'s> {
         let stats = self.ledger.stats();
         Ok(Summary {
             requests: self.view.counters.requests,
+            trades_this_run: stats.trades - self.trades_at_start,
+            clients_served: self.sessions.clients_served(),
             trades: stats.trades,
             books_on_shelf: stats.books_on_shelf,
-            clients_served: self.sessions.clients_served(),
         })
     }
 
@@ -240,8 +255,17 @@ impl<'s> Market<'s> {
         self.ledger.apply(self.clock.now_ms(), command, &mut events);
         for event in events.drain(..) {
             self.view.record(&event);
-            if let Event::Traded(t) = &event {
-                self.tell(|| MarketEvent::Traded(t.clone()));
+            match &event {
+                Event::Traded(t) => self.tell(|| MarketEvent::Traded(t.clone())),
+                Event::Rejected {
+                    client,
+                    reason: engine::RejectReason::StoreFull { .. },
+                    ..
+                } => {
+                    let client = *client;
+                    self.tell(|| MarketEvent::StoreFull { client });
+                }
+                _ => {}
             }
             let (first, second) = event.recipients();
             for client in std::iter::once(first).chain(second) {

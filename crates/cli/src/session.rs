@@ -1,0 +1,283 @@
+//! The stdin sessions of `seller` and `buyer`: one command per line, sales announced as they
+//! happen, and a market restart waited out.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use crate::args::ClientArgs;
+use crate::clients::{connect_failed, open_announcing, spin, OrderEnd};
+use crate::exit::Exit;
+use bookstore::client::{Client, ConnectError};
+use bookstore::wire::Reply;
+use engine::Cents;
+
+/// How often an idle session looks for notices (a sale of one of a seller's books).
+const NOTICE_POLL: Duration = Duration::from_millis(50);
+/// How often an idle session checks that its market is still there.
+const LIVENESS_EVERY: Duration = Duration::from_millis(500);
+
+/// What a session needs to know of its role.
+pub struct Role<'a> {
+    pub name: &'a str,
+    pub help: &'a str,
+    /// Prints a reply that arrived between commands (a seller's sale notice).
+    pub notice: &'a dyn Fn(&Reply, bool),
+}
+
+/// Reads commands line by line. A bad line is reported and skipped (it is not an order, so it
+/// does not change the exit code); the session ends at EOF or `quit`, with the first failed
+/// order's exit code, or 0.
+///
+/// If the market exits mid-session, the session waits up to `--wait` for the next market on
+/// the same name (which recovers the store from its journal) and carries on. An order sent to a
+/// market that then died is reported as unknown (the market may have journaled it before it
+/// died, or not); a command read after the market was seen to be gone is simply run on the next
+/// market.
+pub fn session(
+    args: &ClientArgs,
+    role: &Role<'_>,
+    mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
+) -> Exit {
+    let interactive = std::io::stdin().is_terminal();
+    let lines = read_lines_in_background();
+    let mut exit = Exit::Ok;
+    let mut reconnecting = false;
+    // A command read but not sent when the market was found gone: run it on the next market.
+    let mut pending: Option<Vec<String>> = None;
+    // When the current attempt to connect began: `--wait` bounds each reconnection as a whole.
+    let mut connecting_since: Option<Instant> = None;
+    loop {
+        let since = *connecting_since.get_or_insert_with(Instant::now);
+        let store = if reconnecting {
+            let left = args.wait.saturating_sub(since.elapsed());
+            bookstore::client::open_store(&args.store.name, left)
+        } else {
+            open_announcing(args, role.name)
+        };
+        let store = match store {
+            Ok(s) => s,
+            Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
+        };
+        let left = args.wait.saturating_sub(since.elapsed());
+        let mut client = match Client::attach_waiting(&store, spin(args), left) {
+            Ok(c) => c,
+            // That market died between our open and our attach (a restart in progress): the
+            // next one is worth waiting for, within the same --wait.
+            Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
+                std::thread::sleep(Duration::from_millis(20));
+                reconnecting = true;
+                continue;
+            }
+            Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
+        };
+        connecting_since = None;
+        if interactive || (reconnecting && !args.quiet) {
+            eprintln!(
+                "{} attached to the market (pid {}, slot {}). {}",
+                role.name,
+                client.market_pid(),
+                client.slot(),
+                role.help
+            );
+        }
+        let style = Style {
+            role,
+            quiet: args.quiet,
+            interactive,
+        };
+        let gone = match session_lines(&mut client, &lines, &style, &mut pending, &mut command) {
+            SessionEnd::Done(code) => return exit.keep_first_failure(code),
+            SessionEnd::MarketGone { code, in_flight } => {
+                exit = exit.keep_first_failure(code);
+                in_flight
+            }
+        };
+        if args.wait.is_zero() {
+            eprintln!(
+                "bookstore {}: the market (pid {}) is gone",
+                role.name,
+                client.market_pid()
+            );
+            return exit.keep_first_failure(Exit::NoMarket);
+        }
+        let what = if gone {
+            "the order in flight may or may not have been recorded"
+        } else {
+            "the market stopped (no order was in flight)"
+        };
+        eprintln!(
+            "bookstore {}: {what}; waiting up to {:.0?} for a market on {} to resume",
+            role.name, args.wait, args.store.name
+        );
+        reconnecting = true;
+    }
+}
+
+enum SessionEnd {
+    /// EOF, `quit`, or a failure that ends the session, with its exit code.
+    Done(Exit),
+    /// The market went away; `in_flight`: an order had been sent to it and not answered.
+    MarketGone { code: Exit, in_flight: bool },
+}
+
+struct Style<'a> {
+    role: &'a Role<'a>,
+    quiet: bool,
+    interactive: bool,
+}
+
+/// Stdin's lines, read by a thread of their own so the session can announce sales while it
+/// waits for the next command. The channel closes at EOF.
+fn read_lines_in_background() -> Receiver<std::io::Result<String>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let failed = line.is_err();
+            if tx.send(line).is_err() || failed {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Whether the idle session saw a line, the end of stdin, or its market go.
+enum Waited {
+    Line(std::io::Result<String>),
+    End,
+    MarketGone,
+}
+
+/// Waits for the next line, announcing notices as they arrive and watching the market.
+fn next_line(
+    client: &mut Client<'_>,
+    lines: &Receiver<std::io::Result<String>>,
+    style: &Style<'_>,
+) -> Waited {
+    let mut last_check = Instant::now();
+    loop {
+        match lines.recv_timeout(NOTICE_POLL) {
+            Ok(line) => return Waited::Line(line),
+            Err(RecvTimeoutError::Disconnected) => return Waited::End,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        while let Ok(Some(reply)) = client.try_recv() {
+            (style.role.notice)(&reply, style.quiet);
+        }
+        if last_check.elapsed() >= LIVENESS_EVERY {
+            last_check = Instant::now();
+            if client.check_market().is_err() {
+                return Waited::MarketGone;
+            }
+        }
+    }
+}
+
+fn session_lines(
+    client: &mut Client<'_>,
+    lines: &Receiver<std::io::Result<String>>,
+    style: &Style<'_>,
+    pending: &mut Option<Vec<String>>,
+    command: &mut impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
+) -> SessionEnd {
+    let role = style.role.name;
+    let mut exit = Exit::Ok;
+    loop {
+        let words = match pending.take() {
+            Some(words) => words,
+            None => {
+                if style.interactive {
+                    print!("{role}> ");
+                    let _ = std::io::stdout().flush();
+                }
+                let line = match next_line(client, lines, style) {
+                    Waited::Line(Ok(line)) => line,
+                    Waited::Line(Err(e)) => {
+                        eprintln!("bookstore {role}: reading stdin: {e}");
+                        return SessionEnd::Done(exit.keep_first_failure(Exit::Error));
+                    }
+                    Waited::End => return SessionEnd::Done(exit),
+                    Waited::MarketGone => {
+                        return SessionEnd::MarketGone {
+                            code: exit,
+                            in_flight: false,
+                        }
+                    }
+                };
+                let Some(words) = shlex::split(&line) else {
+                    report(style, &format!("unbalanced quotes in {line:?}"));
+                    continue;
+                };
+                words
+            }
+        };
+        match words.first().map(String::as_str) {
+            None => continue,
+            Some("quit" | "exit") => return SessionEnd::Done(exit),
+            Some("help") => {
+                println!("{}", style.role.help);
+                continue;
+            }
+            Some("list") => {
+                print_shelf(client);
+                continue;
+            }
+            _ => {}
+        }
+        // A market already gone gets nothing: run this command on the next one instead.
+        if client.check_market().is_err() {
+            *pending = Some(words);
+            return SessionEnd::MarketGone {
+                code: exit,
+                in_flight: false,
+            };
+        }
+        match command(client, &words) {
+            Ok(OrderEnd::MarketGone { nothing_in_flight }) => {
+                return SessionEnd::MarketGone {
+                    code: exit.keep_first_failure(Exit::NoMarket),
+                    in_flight: !nothing_in_flight,
+                }
+            }
+            Ok(OrderEnd::Done(code)) => exit = exit.keep_first_failure(code),
+            Err(message) => report(style, &message),
+        }
+    }
+}
+
+/// Reports a bad line and carries on.
+fn report(style: &Style<'_>, message: &str) {
+    eprintln!("bookstore {}: {message} (line skipped)", style.role.name);
+    if !style.interactive && !style.quiet {
+        eprintln!("{}", style.role.help);
+    }
+}
+
+/// `list`: the shelf as the market last published it, and how full the store is.
+fn print_shelf(client: &Client<'_>) {
+    let store = client.store();
+    // Replies come before the view that shows them: give the market a moment to publish.
+    let settle = Instant::now() + Duration::from_millis(200);
+    while !store.market_idle() && Instant::now() < settle {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    match store.view() {
+        Ok(view) => {
+            println!(
+                "shelf {}/{} books",
+                view.books_on_shelf,
+                store.geometry().capacity
+            );
+            for row in &view.shelf {
+                println!(
+                    "  {:<40} {:>10} × {}",
+                    row.title,
+                    Cents(row.price_cents).to_string(),
+                    row.qty
+                );
+            }
+        }
+        Err(e) => eprintln!("list: {e}"),
+    }
+}
