@@ -179,8 +179,9 @@ pub struct Region {
 
 impl Geometry {
     /// Every region of the object in order, from the layout's own types and offsets: a dump
-    /// labelled with these never disagrees with the structs.
-    pub fn regions(&self) -> Vec<Region> {
+    /// labelled with these never disagrees with the structs. With `shelf_in_use` (the view's
+    /// row count), the shelf rows past it are labelled unused.
+    pub fn regions(&self, shelf_in_use: Option<usize>) -> Vec<Region> {
         use std::mem::offset_of;
         let mut out = Vec::new();
         let mut push =
@@ -240,7 +241,25 @@ impl Geometry {
             format!("view: recent trades ({RECENT_TRADES} cells)"),
         );
         let shelf_end = self.shelf_offset() + self.shelf_rows() * CELL_SIZE;
-        push(self.shelf_offset(), shelf_end, "view: shelf rows".into());
+        match shelf_in_use.filter(|&n| n <= self.shelf_rows()) {
+            Some(n) => {
+                let used_end = self.shelf_offset() + n * CELL_SIZE;
+                push(
+                    self.shelf_offset(),
+                    used_end,
+                    format!("view: shelf rows 0..{n} (in use)"),
+                );
+                push(
+                    used_end,
+                    shelf_end,
+                    format!(
+                        "view: shelf rows {n}..{} (unused: zero, or stale rows of an earlier shelf)",
+                        self.shelf_rows()
+                    ),
+                );
+            }
+            None => push(self.shelf_offset(), shelf_end, "view: shelf rows".into()),
+        }
         push(shelf_end, self.total_size(), "padding to the page".into());
         out
     }

@@ -305,7 +305,7 @@ fn render(r: &Report) -> String {
     );
     let _ = writeln!(
         s,
-        "        {} requests, {} rejected, {} malformed",
+        "        this market's run: {} requests, {} rejected, {} malformed (the totals above include what its journal replayed)",
         r.requests_total, r.rejected_total, r.malformed_total
     );
     s
@@ -324,7 +324,10 @@ fn hex(name: &shm::ShmName) -> Exit {
     let bytes = segment.snapshot_bytes();
     drop(segment);
     let regions = match StoreReader::open(name) {
-        Ok(store) => store.geometry().regions(),
+        Ok(store) => {
+            let in_use = store.view().ok().map(|v| v.shelf.len());
+            store.geometry().regions(in_use)
+        }
         Err(e) => {
             println!("# header is not valid ({e}); dumping raw bytes");
             vec![Region {

@@ -31,7 +31,11 @@ fn every_variant_balances_and_sells_every_book_and_the_table_explains_them() {
             assert!(r[field].as_f64().unwrap() > 0.0, "{field} of {}", r["name"]);
         }
         // CPU time comes in clock ticks (10 ms): a tiny run may measure none.
-        assert!(r["cpu_s"].as_f64().unwrap() >= 0.0, "cpu_s of {}", r["name"]);
+        assert!(
+            r["cpu_s"].as_f64().unwrap() >= 0.0,
+            "cpu_s of {}",
+            r["name"]
+        );
         assert_eq!(r["balanced"], true, "{}", r["name"]);
         assert_eq!(r["all_sold"], true, "{}", r["name"]);
     }
