@@ -1,10 +1,10 @@
 //! The command line in pmap's first line, as libproc2 4.0.2 builds it: `/proc/PID/cmdline`
-//! with NULs as spaces and unprintable characters as `?`; or `[comm]` (plus ` <defunct>` for a
-//! zombie) when there is no command line.
+//! with NULs as spaces and unprintable characters escaped (`?`, or `.` for control characters
+//! outside a UTF-8 locale); or `[comm]` (plus ` <defunct>` for a zombie) when there is no
+//! command line.
 
 use procmaps::process::ProcessInfo;
 
-use crate::clib;
 
 /// libproc2's buffer for a command line.
 const MAX_BUFSZ: usize = 1024 * 64 * 2;
@@ -33,67 +33,51 @@ fn unvectored(raw: &[u8]) -> (usize, Vec<u8>) {
     (n, dst)
 }
 
-/// libproc2's `u8charlen`: length of the UTF-8 character at `s[0]`, -1 if invalid, 0 at end.
-fn u8charlen(s: &[u8]) -> i32 {
-    let size = s.len();
-    if size == 0 {
-        return 0;
+/// libproc2 4.0.2's `UTF_tab`: the length of the UTF-8 sequence a byte starts, -1 for a byte
+/// that cannot start one (a continuation byte, 0xC0, 0xC1, 0xF5..).
+fn utf8_length(first: u8) -> i32 {
+    match first {
+        0x00..=0x7f => 1,
+        0x80..=0xc1 => -1,
+        0xc2..=0xdf => 2,
+        0xe0..=0xef => 3,
+        0xf0..=0xf4 => 4,
+        0xf5..=0xff => -1,
     }
-    if s[0] <= 0x7f {
-        return 1;
-    }
-    if size >= 2 && (s[1] & 0xc0) == 0x80 {
-        if (0xc2..=0xdf).contains(&s[0]) {
-            return 2;
-        }
-        if size == 3 {
-            let x = (u32::from(s[0]) << 16) + (u32::from(s[1]) << 8) + u32::from(s[2]);
-            if (0xee8080..=0xefa3bf).contains(&x) {
-                return -1;
-            }
-        }
-        if size >= 3 && (s[2] & 0xc0) == 0x80 {
-            let x = (u32::from(s[0]) << 6) | u32::from(s[1] & 0x3f);
-            if (0x3820..=0x3b5f).contains(&x) || (0x3b80..=0x3bff).contains(&x) {
-                return 3;
-            }
-            if size >= 4 && (s[3] & 0xc0) == 0x80 && (0x3c10..=0x3d0f).contains(&x) {
-                return 4;
-            }
-        }
-    }
-    -1
 }
 
-/// `escape_str`: unprintable characters become `?`.
+/// libproc2 4.0.2's `ESC_tab`, outside a UTF-8 locale (or for a corrupt UTF-8 string): control
+/// characters and DEL become `.`, bytes from 0x80 up `?`, the rest stays.
+fn escape_byte(b: u8) -> u8 {
+    match b {
+        0x01..=0x1f | 0x7f => b'.',
+        0x80..=0xff => b'?',
+        other => other,
+    }
+}
+
+/// `escape_str` of libproc2 4.0.2. Outside a UTF-8 locale every byte goes through
+/// [`escape_byte`]. In a UTF-8 locale, control characters and DEL become `?`, multibyte
+/// sequences are kept (their continuation bytes are not checked, and U+0080..U+009F are kept),
+/// and from the first byte that cannot start a sequence, or a sequence cut off by the end, the
+/// rest of the string goes through [`escape_byte`].
 fn escape_str(src: &[u8], utf8: bool) -> Vec<u8> {
     let mut s = src.to_vec();
     if !utf8 {
-        for b in &mut s {
-            if !clib::isprint(*b) {
-                *b = b'?';
-            }
-        }
+        s.iter_mut().for_each(|b| *b = escape_byte(*b));
         return s;
     }
     let mut at = 0;
-    loop {
-        let n = u8charlen(&s[at..]);
-        if n == 0 {
+    while at < s.len() {
+        let n = utf8_length(s[at]);
+        if n < 0 || at + n as usize > s.len() {
+            s[at..].iter_mut().for_each(|b| *b = escape_byte(*b));
             break;
         }
-        let c1 = s.get(at + 1).copied().unwrap_or(0);
-        let step = if n < 0
-            || s[at] < 0x20
-            || s[at] == 0x7f
-            || (s[at] == 0xc2 && (0x80..=0x9f).contains(&c1))
-        {
+        if s[at] < 0x20 || s[at] == 0x7f {
             s[at] = b'?';
-            1
-        } else {
-            n as usize
-        };
-        at += step;
+        }
+        at += n as usize;
     }
     s
 }
@@ -151,10 +135,17 @@ mod tests {
     }
 
     #[test]
-    fn unprintables_become_question_marks() {
+    fn unprintables_are_escaped_as_libproc2_4_0_2_does() {
+        // UTF-8 locale: controls become '?', U+0085 is kept, and from an invalid byte on the
+        // rest of the string is escaped byte by byte ('.' for controls, '?' from 0x80 up).
         assert_eq!(
-            command(&info(b"a\x01b\xc2\x85c\xff\x00", b"x", b'S'), true),
-            b"a?b??c?"
+            command(&info(b"a\x01b\xc2\x85c\xffd\te\x00", b"x", b'S'), true),
+            b"a?b\xc2\x85c?d.e"
+        );
+        // C locale: controls and DEL become '.', bytes from 0x80 up '?'.
+        assert_eq!(
+            command(&info(b"a\tb\x1bc\x7fd\re \xc3\xa9\x00", b"x", b'S'), false),
+            b"a.b.c.d.e ??"
         );
         assert_eq!(
             command(&info("Páramo\0".as_bytes(), b"x", b'S'), true),

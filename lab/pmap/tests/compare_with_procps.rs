@@ -488,3 +488,48 @@ fn every_process_on_this_machine_prints_the_same_in_the_simple_formats() {
         failures.join("\n")
     );
 }
+
+/// A process whose command line holds TAB, ESC, DEL, CR, a C1 control (U+0085), valid
+/// multibyte UTF-8 and invalid bytes: the first line of every format, in the C locale (where
+/// procps prints `.` for a control character), C.UTF-8 and no locale at all.
+#[test]
+fn command_lines_with_control_characters_match_in_every_locale_and_format() {
+    if !procps_4_0_2() {
+        return;
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let odd = [
+        std::ffi::OsStr::from_bytes(b"tab\there esc\x1bdel\x7fcr\rend"),
+        std::ffi::OsStr::from_bytes(b"P\xc3\xa1ramo c1\xc2\x85 bad\xffbyte cut\xe2\x82"),
+    ];
+    // A process that just waits, with the odd arguments on its command line.
+    let mut child = Command::new("python3")
+        .args(["-c", "import time; time.sleep(30)"])
+        .args(odd)
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = child.id().to_string();
+    let locales: [&[(&str, &str)]; 3] = [&[("LC_ALL", "C")], &[("LC_ALL", "C.UTF-8")], &[]];
+    // The first line (PID and command line) only: the rest of -X's figures (Pss of shared
+    // libraries) move while the two pmaps themselves map those libraries.
+    let first_line = |o: &Output| o.stdout.split(|&b| b == b'\n').next().unwrap_or(&[]).to_vec();
+    let mut failures = Vec::new();
+    for env in locales {
+        for format in [&[][..], &["-x"], &["-X"], &["-XX"], &["-d"]] {
+            let mut args: Vec<&str> = format.to_vec();
+            args.push(&pid);
+            let (real, ours) = (run(REAL, &args, env, None), run(OURS, &args, env, None));
+            if first_line(&real) != first_line(&ours) {
+                failures.push(format!(
+                    "pmap {args:?} {env:?}\n  procps: {:?}\n  ours:   {:?}",
+                    String::from_utf8_lossy(&first_line(&real)),
+                    String::from_utf8_lossy(&first_line(&ours))
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let _ = child.kill();
+    let _ = child.wait();
+}
