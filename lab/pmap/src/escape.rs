@@ -5,7 +5,6 @@
 
 use procmaps::process::ProcessInfo;
 
-
 /// libproc2's buffer for a command line.
 const MAX_BUFSZ: usize = 1024 * 64 * 2;
 

@@ -513,7 +513,13 @@ fn command_lines_with_control_characters_match_in_every_locale_and_format() {
     let locales: [&[(&str, &str)]; 3] = [&[("LC_ALL", "C")], &[("LC_ALL", "C.UTF-8")], &[]];
     // The first line (PID and command line) only: the rest of -X's figures (Pss of shared
     // libraries) move while the two pmaps themselves map those libraries.
-    let first_line = |o: &Output| o.stdout.split(|&b| b == b'\n').next().unwrap_or(&[]).to_vec();
+    let first_line = |o: &Output| {
+        o.stdout
+            .split(|&b| b == b'\n')
+            .next()
+            .unwrap_or(&[])
+            .to_vec()
+    };
     let mut failures = Vec::new();
     for env in locales {
         for format in [&[][..], &["-x"], &["-X"], &["-XX"], &["-d"]] {
