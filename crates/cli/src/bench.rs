@@ -9,7 +9,7 @@ use bookstore_ipc::pingpong::{self, Pinger};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
@@ -20,6 +20,7 @@ use shm::{Mode, Segment, ShmName};
 
 use crate::args::BenchArgs;
 use crate::exit::Exit;
+use crate::reaped::Reaped;
 use crate::scratch::ScratchJournal;
 use bookstore::client::{open_store, Client};
 use bookstore::wire::{Reply, Request};
@@ -114,16 +115,6 @@ fn peer_command(kind: &str) -> BenchResult<Command> {
     let mut c = Command::new(std::env::current_exe()?);
     c.args(["bench-peer", kind]);
     Ok(c)
-}
-
-/// Kills and reaps a child on every way out.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn floor(n: u32) -> BenchResult<Percentiles> {

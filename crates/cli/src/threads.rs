@@ -2,7 +2,7 @@
 //! what each shared and how it synchronised.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -11,6 +11,7 @@ use shm::ShmName;
 
 use crate::args::ThreadsArgs;
 use crate::exit::Exit;
+use crate::reaped::Reaped;
 use crate::scratch::ScratchJournal;
 use bookstore::client::{open_store, Client};
 use bookstore::lesson::{
@@ -393,16 +394,6 @@ fn parse_orders(text: &str) -> Result<Orders> {
                 .collect::<Result<_>>()?,
         )),
         _ => Err("orders: expected `sell …` or `buy …`".into()),
-    }
-}
-
-/// Kills and reaps a child on every way out.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -141,56 +141,56 @@ pub struct TraderRun {
 
 /// A seller's loop: each listing until it is accepted.
 pub fn run_seller(exchange: &mut impl Exchange, titles: &[usize]) -> TraderRun {
-    let mut run = TraderRun {
-        latencies_ns: Vec::with_capacity(titles.len()),
-        refusals: 0,
-    };
+    let mut run = TraderRun::with_capacity(titles.len());
     for &t in titles {
         let (title, price) = (title(t), price_of(t));
-        let started = Instant::now();
-        let mut consecutive = 0;
-        loop {
-            match exchange.list(&title, price) {
-                Attempt::Done => break,
-                refused => {
-                    run.refusals += 1;
-                    consecutive += 1;
-                    exchange.wait_after(refused, consecutive);
-                }
-            }
-        }
-        run.latencies_ns.push(nanos(started.elapsed()));
+        run.until_done(exchange, |e| e.list(&title, price));
     }
     run
 }
 
 /// A buyer's loop: each buy until it gets its copy.
 pub fn run_buyer(exchange: &mut impl Exchange, wants: &[Want]) -> TraderRun {
-    let mut run = TraderRun {
-        latencies_ns: Vec::with_capacity(wants.len()),
-        refusals: 0,
-    };
+    let mut run = TraderRun::with_capacity(wants.len());
     let max = max_price();
     for want in wants {
         let target = match want {
             Want::Any => BuyTarget::Any,
             Want::Title(t) => BuyTarget::Title(title(*t)),
         };
+        run.until_done(exchange, |e| e.buy(&target, max));
+    }
+    run
+}
+
+impl TraderRun {
+    fn with_capacity(orders: usize) -> Self {
+        Self {
+            latencies_ns: Vec::with_capacity(orders),
+            refusals: 0,
+        }
+    }
+
+    /// One order: attempts until one is done, waiting after each refusal; records its latency.
+    fn until_done<E: Exchange>(
+        &mut self,
+        exchange: &mut E,
+        mut attempt: impl FnMut(&mut E) -> Attempt,
+    ) {
         let started = Instant::now();
         let mut consecutive = 0;
         loop {
-            match exchange.buy(&target, max) {
+            match attempt(exchange) {
                 Attempt::Done => break,
                 refused => {
-                    run.refusals += 1;
+                    self.refusals += 1;
                     consecutive += 1;
                     exchange.wait_after(refused, consecutive);
                 }
             }
         }
-        run.latencies_ns.push(nanos(started.elapsed()));
+        self.latencies_ns.push(nanos(started.elapsed()));
     }
-    run
 }
 
 /// Yield for the first few refusals in a row, then sleep 2^n µs, at most 1 ms.
