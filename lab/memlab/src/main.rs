@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use memlab::{access_freed, allocate, size};
 
 #[derive(Parser)]
@@ -24,32 +24,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Allocate blocks of growing size, write every page, and show where each landed.
-    Allocate {
-        /// First block size (1024, 1K, 64M, 1G).
-        #[arg(long, default_value = "1K", value_parser = |s: &str| size::parse("from", s))]
-        from: usize,
-        /// Last block size.
-        #[arg(long, default_value = "1G", value_parser = |s: &str| size::parse("to", s))]
-        to: usize,
-        /// Each block is this many times the previous one.
-        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=1024))]
-        factor: u32,
-        /// Stop after each step until Enter is pressed (to run pmap from another terminal).
-        #[arg(long)]
-        pause: bool,
-        /// Stop at the end until Enter is pressed (or, when stdin is not a terminal and ends, until SIGINT or SIGTERM).
-        #[arg(long)]
-        hold: bool,
-        /// Hold at the end for this many seconds, without reading stdin (for scripts that run `pmap` meanwhile).
-        #[arg(long, value_name = "SECS", conflicts_with = "hold")]
-        hold_secs: Option<u64>,
-        /// Allocate even if the blocks add up to more than this machine's memory.
-        #[arg(long)]
-        force: bool,
-        /// Print one JSON object instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Allocate(AllocateArgs),
     /// Read an array after freeing it, and explain the values that changed.
     AccessFreed {
         /// Print one JSON object.
@@ -100,39 +75,38 @@ fn hold_until(limit: Option<Duration>) -> Held {
     Held::Stopped
 }
 
-/// How `allocate` runs, from its options.
-struct AllocateRun {
+/// `memlab allocate`'s options.
+#[derive(Args)]
+struct AllocateArgs {
+    /// First block size (1024, 1K, 64M, 1G).
+    #[arg(long, default_value = "1K", value_parser = |s: &str| size::parse("from", s))]
     from: usize,
+    /// Last block size.
+    #[arg(long, default_value = "1G", value_parser = |s: &str| size::parse("to", s))]
     to: usize,
+    /// Each block is this many times the previous one.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(2..=1024))]
     factor: u32,
+    /// Stop after each step until Enter is pressed (to run pmap from another terminal).
+    #[arg(long)]
     pause: bool,
+    /// Stop at the end until Enter is pressed (or, when stdin is not a terminal and ends, until SIGINT or SIGTERM).
+    #[arg(long)]
     hold: bool,
+    /// Hold at the end for this many seconds, without reading stdin (for scripts that run `pmap` meanwhile).
+    #[arg(long, value_name = "SECS", conflicts_with = "hold")]
     hold_secs: Option<u64>,
+    /// Allocate even if the blocks add up to more than this machine's memory.
+    #[arg(long)]
     force: bool,
+    /// Print one JSON object instead of the table.
+    #[arg(long)]
     json: bool,
 }
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Allocate {
-            from,
-            to,
-            factor,
-            pause,
-            hold,
-            hold_secs,
-            force,
-            json,
-        } => run_allocate(&AllocateRun {
-            from,
-            to,
-            factor,
-            pause,
-            hold,
-            hold_secs,
-            force,
-            json,
-        }),
+        Command::Allocate(args) => run_allocate(&args),
         Command::AccessFreed { json } => {
             let e = access_freed::run();
             if json {
@@ -147,8 +121,8 @@ fn main() -> ExitCode {
 
 /// `memlab allocate`: the blocks one by one (each kept until the end), a row per step, then a
 /// summary (or one JSON object).
-fn run_allocate(run: &AllocateRun) -> ExitCode {
-    let &AllocateRun {
+fn run_allocate(args: &AllocateArgs) -> ExitCode {
+    let &AllocateArgs {
         from,
         to,
         factor,
@@ -157,7 +131,7 @@ fn run_allocate(run: &AllocateRun) -> ExitCode {
         hold_secs,
         force,
         json,
-    } = run;
+    } = args;
     if to < from {
         eprintln!(
             "memlab allocate: to: {} is smaller than --from {}",
