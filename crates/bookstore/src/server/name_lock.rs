@@ -66,7 +66,7 @@ impl NameLock {
     pub fn acquire(name: &ShmName, me: ProcessId) -> Result<Self, NameLockError> {
         let path = lock_path(name)?;
         loop {
-            let file = open_lock_file(&path, Create::IfMissing)?.expect("created if missing");
+            let file = open_lock_file(&path, IfMissing::Create)?.expect("created if missing");
             if !lock(&file, &path)? {
                 return Err(NameLockError::Held {
                     name: name.clone(),
@@ -89,7 +89,7 @@ impl NameLock {
     /// holds it. Never takes the lock for long: a free lock is released at once.
     pub fn holder(name: &ShmName) -> Result<Option<ProcessId>, NameLockError> {
         let path = lock_path(name)?;
-        let Some(file) = open_lock_file(&path, Create::No)? else {
+        let Some(file) = open_lock_file(&path, IfMissing::Skip)? else {
             return Ok(None);
         };
         if lock(&file, &path)? {
@@ -99,17 +99,14 @@ impl NameLock {
         Ok(wait_for_holder(&file))
     }
 
+    /// Replaces the file's contents with our identity. The file is open for appending, so after
+    /// the truncation the write lands at offset 0.
     fn write_holder(&mut self, me: ProcessId) -> Result<(), NameLockError> {
         let io = |action| io_error(&self.path, action);
         self.file.set_len(0).map_err(io("truncate"))?;
-        self.file.rewind().map_err(io("seek"))?;
         self.file
             .write_all(format!("{} {}\n", me.pid, me.start_time).as_bytes())
             .map_err(io("write"))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }
 
@@ -120,13 +117,6 @@ impl Drop for NameLock {
     }
 }
 
-/// Whether to create a missing lock file.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Create {
-    IfMissing,
-    No,
-}
-
 /// The lock file of `name` in this user's runtime directory (created if need be).
 pub fn lock_path(name: &ShmName) -> Result<PathBuf, NameLockError> {
     Ok(runtime_dir()?.join(format!("{}.lock", name.file_name())))
@@ -134,7 +124,7 @@ pub fn lock_path(name: &ShmName) -> Result<PathBuf, NameLockError> {
 
 /// This user's private runtime directory for lock files, created 0700 if missing, and refused
 /// unless it is a real directory (not a symlink) owned by us that nobody else can enter.
-pub fn runtime_dir() -> Result<PathBuf, NameLockError> {
+fn runtime_dir() -> Result<PathBuf, NameLockError> {
     let uid = shm::effective_uid();
     let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| Path::new(d).is_absolute()) {
         Some(base) => PathBuf::from(base).join("bookstore"),
@@ -169,11 +159,7 @@ pub fn runtime_dir() -> Result<PathBuf, NameLockError> {
     Ok(dir)
 }
 
-fn open_lock_file(path: &Path, create: Create) -> Result<Option<File>, NameLockError> {
-    let if_missing = match create {
-        Create::IfMissing => IfMissing::Create,
-        Create::No => IfMissing::Skip,
-    };
+fn open_lock_file(path: &Path, if_missing: IfMissing) -> Result<Option<File>, NameLockError> {
     shm::file::open_private(path, if_missing).map_err(io_error(path, "open"))
 }
 
@@ -248,7 +234,8 @@ mod tests {
             Err(NameLockError::Held { holder, .. }) => assert_eq!(holder, Some(me)),
             other => panic!("second acquire: {other:?}"),
         }
-        let path = lock.path().to_path_buf();
+        let path = lock_path(&name).unwrap();
+        assert!(path.exists());
         drop(lock);
         assert!(!path.exists(), "the holder removes its lock file");
         assert_eq!(NameLock::holder(&name).unwrap(), None);

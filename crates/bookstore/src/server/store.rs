@@ -75,12 +75,13 @@ pub fn checked_geometry(capacity: u32, slots: u32) -> Result<Geometry, StartErro
 /// stale by definition (its market would hold the lock) and is replaced if it is ours and a
 /// bookstore object, or a half-created one (all zeros); another user's object is never
 /// touched, nor one that is not a bookstore object.
+///
+/// `_held` is the proof of ownership: only the holder of the name's lock can pass one.
 pub fn create_store(
     spec: &StoreSpec,
-    lock: &NameLock,
+    _held: &NameLock,
     me: ProcessId,
 ) -> Result<SharedStore, StartError> {
-    let _proof_of_ownership = lock;
     let name = &spec.name;
     match SharedStore::create(name, spec.geometry, spec.mode, me) {
         Err(shm::CreateError::AlreadyExists(_)) => {}
