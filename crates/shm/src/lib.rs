@@ -15,6 +15,4 @@ mod segment;
 pub mod users;
 
 pub use name::{NameError, ShmName};
-pub use segment::{
-    effective_gid, effective_uid, unlink, CreateError, Mode, OpenError, Owner, Segment, Stat,
-};
+pub use segment::{effective_uid, unlink, CreateError, Mode, OpenError, Owner, Segment, Stat};

@@ -62,16 +62,9 @@ pub struct CpuTime {
 pub fn cpu_time() -> std::io::Result<CpuTime> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;
     let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed /proc/self/stat");
-    let after_comm = &stat[stat.rfind(')').ok_or_else(bad)? + 1..];
-    // Field 3 is the first after the command; fields 14..=17 are the 12th..=15th after it.
-    let ticks: Vec<u64> = after_comm
-        .split_ascii_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|f| f.parse().map_err(|_| bad()))
-        .collect::<Result<_, _>>()?;
-    if ticks.len() != 4 {
-        return Err(bad());
+    let mut ticks = [0u64; 4];
+    for (field, tick) in (14..=17).zip(&mut ticks) {
+        *tick = stat_field(&stat, field).ok_or_else(bad)?;
     }
     let per_second = rustix::param::clock_ticks_per_second();
     let time = |t: u64| Duration::from_secs_f64(t as f64 / per_second as f64);
@@ -90,11 +83,20 @@ pub fn start_time(pid: u32) -> std::io::Result<u64> {
     })
 }
 
-/// The command name (field 2) may hold spaces and parentheses, so fields are counted from the
-/// last `)`: field 3 is the first after it, so field 22 is the 20th.
 fn parse_start_time(stat: &str) -> Option<u64> {
+    stat_field(stat, 22)
+}
+
+/// Numeric field `n` (1-based, as proc_pid_stat(5) numbers them, `n >= 3`) of a
+/// `/proc/PID/stat` line. The command name (field 2) may hold spaces and parentheses, so
+/// fields are counted from the last `)`: field 3 is the first after it.
+fn stat_field(stat: &str, n: usize) -> Option<u64> {
     let after_comm = &stat[stat.rfind(')')? + 1..];
-    after_comm.split_ascii_whitespace().nth(19)?.parse().ok()
+    after_comm
+        .split_ascii_whitespace()
+        .nth(n.checked_sub(3)?)?
+        .parse()
+        .ok()
 }
 
 /// A live handle on one process: a pidfd, checked against the expected start time when opened.

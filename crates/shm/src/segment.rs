@@ -390,11 +390,6 @@ pub fn effective_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// `getegid(2)`: the group new files get by default.
-pub fn effective_gid() -> u32 {
-    rustix::process::getegid().as_raw()
-}
-
 fn stat_fd(fd: impl AsFd) -> Result<Stat, Errno> {
     let st = rustix::fs::fstat(fd)?;
     Ok(Stat {

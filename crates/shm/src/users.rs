@@ -28,25 +28,6 @@ pub fn user_name(uid: u32) -> Option<String> {
     })
 }
 
-/// The groups `uid`'s process `pid` is in (effective, then supplementary), from
-/// `/proc/PID/status`.
-pub fn process_groups(pid: u32) -> Option<Vec<u32>> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |key: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|rest| {
-                rest.split_whitespace()
-                    .filter_map(|w| w.parse().ok())
-                    .collect::<Vec<u32>>()
-            })
-    };
-    let mut groups = vec![*field("Gid:")?.get(1)?];
-    groups.extend(field("Groups:").unwrap_or_default());
-    Some(groups)
-}
-
 /// The effective uid of process `pid`, from `/proc/PID/status` (`Uid:` real, effective, …).
 pub fn process_uid(pid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -73,8 +54,5 @@ mod tests {
         assert_eq!(group_name(0).as_deref(), Some("root"));
         let me = std::process::id();
         assert_eq!(process_uid(me), Some(crate::effective_uid()));
-        assert!(process_groups(me)
-            .unwrap()
-            .contains(&crate::effective_gid()));
     }
 }
