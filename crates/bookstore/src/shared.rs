@@ -252,10 +252,10 @@ impl SharedStore {
         crate::view::snapshot(&self.map)
     }
 
-    /// Whether the market is parked (idle): it publishes its view before it parks, so the view
-    /// then includes every reply it has sent.
-    pub fn market_idle(&self) -> bool {
-        self.map.header().doorbell.is_parked()
+    /// The published view once the market has settled (at most `within` from now): see
+    /// [`crate::view::settled_snapshot`].
+    pub fn settled_view(&self, within: std::time::Duration) -> Result<Snapshot, SnapshotError> {
+        crate::view::settled_snapshot(&self.map, within)
     }
 
     pub(crate) fn mapping(&self) -> &Mapping {

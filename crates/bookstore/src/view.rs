@@ -199,6 +199,20 @@ impl Default for Publisher {
     }
 }
 
+/// A snapshot once the market has settled: it publishes its view before it parks, so once it is
+/// parked the view includes every reply it has sent (a client holds its reply a moment before
+/// the view shows it). Waits at most `within` for that, then takes the view as it is.
+pub(crate) fn settled_snapshot(
+    map: &Mapping,
+    within: std::time::Duration,
+) -> Result<Snapshot, SnapshotError> {
+    let deadline = std::time::Instant::now() + within;
+    while !map.header().doorbell.is_parked() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    snapshot(map)
+}
+
 /// Takes a consistent snapshot, retrying while the market is mid-write.
 pub(crate) fn snapshot(map: &Mapping) -> Result<Snapshot, SnapshotError> {
     map.view_header()

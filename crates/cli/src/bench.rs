@@ -7,7 +7,7 @@
 
 use bookstore_ipc::pingpong::{self, Pinger};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use shm::{Mode, Segment, ShmName};
 
 use crate::args::BenchArgs;
 use crate::exit::Exit;
-use crate::reaped::Reaped;
+use crate::peers::{self, Reaped};
 use crate::scratch::ScratchJournal;
 use bookstore::client::{open_store, Client};
 use bookstore::wire::{Reply, Request};
@@ -280,34 +280,18 @@ fn end_to_end_orders_per_sec(orders: u32, durability: &str) -> BenchResult<f64> 
     let name = unique_name("throughput");
     let market = start_market(&name, 1_000_000, durability)?;
     let result = (|| {
-        let spawn = |kind: &str| -> BenchResult<Reaped> {
-            Ok(Reaped(
-                peer_command(kind)?
-                    .args(["--name", name.as_str(), "--count", &orders.to_string()])
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()?,
-            ))
+        let command = |kind: &str| -> BenchResult<Command> {
+            let mut c = peer_command(kind)?;
+            c.args(["--name", name.as_str(), "--count", &orders.to_string()]);
+            Ok(c)
         };
-        let mut peers = [spawn("seller")?, spawn("buyer")?];
-        let mut outputs = Vec::new();
-        for p in &mut peers {
-            let mut out = BufReader::new(p.0.stdout.take().expect("piped"));
-            let mut line = String::new();
-            out.read_line(&mut line)?;
-            if line.trim() != "ready" {
-                return Err(format!("bench peer did not start: {line:?}").into());
-            }
-            outputs.push(out);
-        }
-        // Both attached: start them together.
-        for p in &mut peers {
-            p.0.stdin.take().expect("piped").write_all(b"go\n")?;
-        }
+        // Both attached, then started together.
+        let mut peers =
+            peers::start_together([command("seller")?, command("buyer")?], "a bench peer")?;
         let mut slowest = 0f64;
-        for out in &mut outputs {
+        for peer in &mut peers {
             let mut line = String::new();
-            out.read_line(&mut line)?;
+            peer.output.read_line(&mut line)?;
             let secs: f64 = line
                 .trim()
                 .parse()
@@ -533,10 +517,7 @@ fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
             }
         }
     };
-    println!("ready");
-    std::io::stdout().flush()?;
-    let mut go = String::new();
-    std::io::stdin().read_line(&mut go)?;
+    peers::ready_then_wait_for_go()?;
     let t = Instant::now();
     // `in_flight`: sent and not yet answered with a final reply. A refused listing (store full)
     // is simply sent again by the next pass.

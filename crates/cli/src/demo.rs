@@ -247,9 +247,8 @@ fn watch(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Clients have exited; give the market a moment to publish their last trades.
-    std::thread::sleep(Duration::from_millis(100));
-    let snap = store.view()?;
+    // Clients have exited; the view shows their last trades once the market settles.
+    let snap = store.settled_view(Duration::from_secs(2))?;
     bar.set_position(snap.books_sold);
     bar.finish();
     Ok((statuses.into_iter().flatten().collect(), snap))

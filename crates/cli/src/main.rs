@@ -12,7 +12,7 @@ mod exit;
 mod inspect;
 mod journal_cmd;
 mod market_cmd;
-mod reaped;
+mod peers;
 mod scratch;
 mod session;
 mod threads;

@@ -257,12 +257,7 @@ fn report(style: &Style<'_>, message: &str) {
 /// `list`: the shelf as the market last published it, and how full the store is.
 fn print_shelf(client: &Client<'_>) {
     let store = client.store();
-    // Replies come before the view that shows them: give the market a moment to publish.
-    let settle = Instant::now() + Duration::from_millis(200);
-    while !store.market_idle() && Instant::now() < settle {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    match store.view() {
+    match store.settled_view(Duration::from_millis(200)) {
         Ok(view) => {
             println!(
                 "shelf {}/{} books",

@@ -1,7 +1,7 @@
 //! `bookstore threads`: the threads lesson. One workload run four ways, side by side, with
 //! what each shared and how it synchronised.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::BufRead;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use shm::ShmName;
 
 use crate::args::ThreadsArgs;
 use crate::exit::Exit;
-use crate::reaped::Reaped;
+use crate::peers::{self, Reaped};
 use crate::scratch::ScratchJournal;
 use bookstore::client::{open_store, Client};
 use bookstore::lesson::{
@@ -336,10 +336,7 @@ fn run_peer(args: &PeerArgs) -> Result<()> {
     let orders = parse_orders(&args.orders)?;
     let store = open_store(&args.name, Duration::from_secs(10))?;
     let mut client = Client::attach(&store, Duration::from_micros(args.spin_us))?;
-    println!("ready");
-    std::io::stdout().flush()?;
-    let mut go = String::new();
-    std::io::stdin().read_line(&mut go)?;
+    peers::ready_then_wait_for_go()?;
     let mut exchange = ClientExchange::new(&mut client);
     let run = match &orders {
         Orders::Sell(titles) => lesson::run_seller(&mut exchange, titles),
@@ -424,55 +421,32 @@ pub fn processes(workload: &Workload, spin: Duration) -> Result<VariantRun> {
     );
     let result = (|| -> Result<VariantRun> {
         let store = open_store(&name, Duration::from_secs(10))?;
-        let mut peers = Vec::new();
-        for orders in &traders {
-            peers.push(Reaped(
-                Command::new(&exe)
-                    .args([
-                        "threads-peer",
-                        "--name",
-                        name.as_str(),
-                        "--spin-us",
-                        &spin_us,
-                    ])
-                    .arg("--orders")
-                    .arg(format_orders(orders))
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .spawn()?,
-            ));
-        }
-        let mut outputs = Vec::new();
-        for peer in &mut peers {
-            let mut out = BufReader::new(peer.0.stdout.take().expect("piped"));
-            let mut line = String::new();
-            out.read_line(&mut line)?;
-            if line.trim() != "ready" {
-                return Err(format!("a trader process did not start: {line:?}").into());
-            }
-            outputs.push(out);
-        }
+        let commands = traders.iter().map(|orders| {
+            let mut c = Command::new(&exe);
+            c.args([
+                "threads-peer",
+                "--name",
+                name.as_str(),
+                "--spin-us",
+                &spin_us,
+            ])
+            .arg("--orders")
+            .arg(format_orders(orders));
+            c
+        });
+        let mut peers = peers::start_together(commands, "a trader process")?;
         let started = Instant::now();
-        for peer in &mut peers {
-            peer.0.stdin.take().expect("piped").write_all(b"go\n")?;
-        }
         let mut runs = Vec::new();
-        for out in &mut outputs {
+        for peer in &mut peers {
             let mut line = String::new();
-            out.read_line(&mut line)?;
+            peer.output.read_line(&mut line)?;
             runs.push(parse_trader_run(&line)?);
         }
         let wall = started.elapsed();
         for mut peer in peers {
-            peer.0.wait()?;
+            peer.process.0.wait()?;
         }
-        // The market publishes its view before it parks: wait for it to settle, then read.
-        let reader = bookstore::shared::StoreReader::open(&name)?;
-        let settle = Instant::now() + Duration::from_secs(2);
-        while !reader.market_parked() && Instant::now() < settle {
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let view = store.view()?;
+        let view = store.settled_view(Duration::from_secs(2))?;
         let mut shelf: Vec<(String, u64, u64)> = view
             .shelf
             .iter()
