@@ -6,6 +6,7 @@ use engine::RequestId;
 use shm::process::{ProcessHandle, ProcessId};
 use shm::ShmName;
 
+pub use crate::layout::ClientRole;
 use crate::layout::{StoreState, RING_CAPACITY};
 use crate::shared::{OpenStoreError, SharedStore};
 use crate::wire::{BadReply, Reply, Request};
@@ -106,9 +107,13 @@ pub struct Client<'s> {
 }
 
 impl<'s> Client<'s> {
-    /// Claims a free slot and announces it to the market. `spin` is how long to spin for a
-    /// reply before parking on the futex.
-    pub fn attach(store: &'s SharedStore, spin: Duration) -> Result<Self, ConnectError> {
+    /// Claims a free slot and announces it to the market as a `role` (what `top` and
+    /// `inspect` show). `spin` is how long to spin for a reply before parking on the futex.
+    pub fn attach(
+        store: &'s SharedStore,
+        role: ClientRole,
+        spin: Duration,
+    ) -> Result<Self, ConnectError> {
         let h = store.header();
         let name = store.segment().name().clone();
         // The header was validated in `open_store` already.
@@ -121,7 +126,7 @@ impl<'s> Client<'s> {
         for index in 0..store.slot_count() {
             let slot = store.slot(index);
             // Claiming synchronises with the market's release of the slot (rings reset).
-            if !slot.control.try_claim(me.pid, me.start_time) {
+            if !slot.control.try_claim(me.pid, me.start_time, role.word()) {
                 continue;
             }
             // Release: a market that sees the new epoch also sees our ACTIVE.
@@ -149,12 +154,13 @@ impl<'s> Client<'s> {
     /// taken. Still fails at once if the market is gone.
     pub fn attach_waiting(
         store: &'s SharedStore,
+        role: ClientRole,
         spin: Duration,
         wait: Duration,
     ) -> Result<Self, ConnectError> {
         let started = Instant::now();
         loop {
-            match Self::attach(store, spin) {
+            match Self::attach(store, role, spin) {
                 Err(ConnectError::SlotsFull { .. }) if started.elapsed() < wait => {
                     std::thread::sleep(Duration::from_millis(20));
                 }

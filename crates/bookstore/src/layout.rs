@@ -1,4 +1,4 @@
-//! The shared object's bytes: what lives where, version 1.
+//! The shared object's bytes: what lives where, version 2.
 //!
 //! Every field is an atomic (any bit pattern is a valid atomic), so a buggy or hostile process
 //! writing into the object can make us read wrong *values*, which we validate, but never
@@ -13,7 +13,11 @@
 //! | `view_offset`             | 128                   | [`ViewHeader`] (seqlock + totals)     |
 //! | `view_offset + 128`       | `32 × 128`            | recent trades ([`Cell`], a ring)      |
 //! | `... + 4096`              | `capacity × 128`      | shelf rows ([`Cell`])                 |
+//! | `stats_offset`            | 3 264                 | [`MarketStats`] (latency, warnings)   |
+//! | `stats_offset + 3264`     | `slots × 64`          | [`ClientStats`], one per slot         |
 //! | end, rounded up to 4 KiB  |                       |                                       |
+//!
+//! Version 2 added the statistics (for `top`) after the shelf; nothing before them moved.
 //!
 //! A slot is: control line (64) · client doorbell (64) · request ring (8 320) · reply ring (8 320).
 //! A ring is: head line (64) · tail line (64) · 64 cells of 128 bytes.
@@ -32,7 +36,7 @@ pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Messages in each request ring and each reply ring.
 pub const RING_CAPACITY: usize = 64;
 /// Trades kept in the published view's recent-trades ring.
@@ -116,10 +120,105 @@ pub struct ViewHeader {
     pub published_at_ms: AtomicU64,
 }
 
+/// Buckets of the service-latency histogram (see [`crate::latency`]).
+pub const LATENCY_BUCKETS: usize = 128;
+/// Seconds kept in the per-second totals ring: a minute and some.
+pub const RATE_SECONDS: usize = 64;
+/// Kinds of warning counted in [`MarketStats::warnings`] (see [`crate::stats::WarningKind`]).
+pub const WARNING_KINDS: usize = 8;
+
+/// What the market measures of itself, for watchers (`top`, `inspect`). Written only by the
+/// market, inside the view's seqlock write, so a reader copies it whole like the view.
+/// Times are Unix milliseconds; the latency figures are nanoseconds.
+#[repr(C, align(64))]
+pub struct MarketStats {
+    pub started_at_ms: AtomicU64,
+    /// The journal's durability (see `stats::durability_code`).
+    pub durability: AtomicU64,
+    pub journal_bytes: AtomicU64,
+    pub journal_syncs: AtomicU64,
+    /// When the journal last reached stable storage; 0 if never (or durability none).
+    pub last_sync_at_ms: AtomicU64,
+    /// Requests measured in `latency` since the start, and the sum of their latencies.
+    pub latency_count: AtomicU64,
+    pub latency_sum_ns: AtomicU64,
+    /// The Unix second `latency_max_ns` is the maximum of, and the maximum of the second before.
+    pub latency_max_second: AtomicU64,
+    pub latency_max_ns: AtomicU64,
+    pub latency_previous_max_ns: AtomicU64,
+    pub _reserved: [AtomicU64; 6],
+    /// Counts by kind since the start; index = `WarningKind as usize`.
+    pub warnings: [AtomicU64; WARNING_KINDS],
+    /// Requests by service latency since the start: cumulative, so a reader takes the
+    /// difference of two copies for any window it likes.
+    pub latency: [AtomicU64; LATENCY_BUCKETS],
+    /// Per-second totals `[unix second, requests, trades, 0]` at index `second % RATE_SECONDS`.
+    pub rates: [[AtomicU64; 4]; RATE_SECONDS],
+}
+
+/// What the market knows of the client in one slot. Written only by the market, with the view;
+/// `client_id` 0 means no client.
+#[repr(C, align(64))]
+pub struct ClientStats {
+    pub client_id: AtomicU64,
+    /// What the client said it is, validated (see [`ClientRole`]).
+    pub role: AtomicU64,
+    pub pid: AtomicU64,
+    pub requests: AtomicU64,
+    pub resting_buys: AtomicU64,
+    pub trades: AtomicU64,
+    pub attached_at_ms: AtomicU64,
+    pub last_request_at_ms: AtomicU64,
+}
+
+/// What a client says it is when it claims a slot (the slot's label word). The market copies a
+/// known value into [`ClientStats::role`] and shows an unknown one as `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientRole {
+    Other = 0,
+    Seller = 1,
+    Buyer = 2,
+    Session = 3,
+    Bench = 4,
+    /// A trader of the threads lesson's processes row.
+    Trader = 5,
+}
+
+impl ClientRole {
+    pub fn from_word(word: u64) -> Self {
+        match word {
+            1 => Self::Seller,
+            2 => Self::Buyer,
+            3 => Self::Session,
+            4 => Self::Bench,
+            5 => Self::Trader,
+            _ => Self::Other,
+        }
+    }
+
+    pub fn word(self) -> u64 {
+        self as u64
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Other => "other",
+            Self::Seller => "seller",
+            Self::Buyer => "buyer",
+            Self::Session => "session",
+            Self::Bench => "bench",
+            Self::Trader => "trader",
+        }
+    }
+}
+
 pub const HEADER_SIZE: usize = size_of::<Header>();
 pub const SLOT_SIZE: usize = size_of::<Slot>();
 pub const VIEW_HEADER_SIZE: usize = size_of::<ViewHeader>();
 pub const CELL_SIZE: usize = size_of::<Cell>();
+pub const MARKET_STATS_SIZE: usize = size_of::<MarketStats>();
+pub const CLIENT_STATS_SIZE: usize = size_of::<ClientStats>();
 
 const _: () = {
     assert!(HEADER_SIZE == 192);
@@ -128,6 +227,8 @@ const _: () = {
     assert!(SLOT_SIZE % 64 == 0);
     assert!(VIEW_HEADER_SIZE == 128);
     assert!(CELL_SIZE == 128);
+    assert!(MARKET_STATS_SIZE == 3264);
+    assert!(CLIENT_STATS_SIZE == 64);
     assert!(align_of::<Slot>() == 64 && align_of::<Header>() == 64);
     assert!(std::mem::offset_of!(Header, attach_epoch) == 64);
     assert!(std::mem::offset_of!(Header, doorbell) == 128);
@@ -163,8 +264,16 @@ impl Geometry {
         self.capacity as usize
     }
 
+    pub fn stats_offset(&self) -> usize {
+        self.shelf_offset() + self.shelf_rows() * CELL_SIZE
+    }
+
+    pub fn client_stats_offset(&self) -> usize {
+        self.stats_offset() + MARKET_STATS_SIZE
+    }
+
     pub fn total_size(&self) -> usize {
-        let end = self.shelf_offset() + self.shelf_rows() * CELL_SIZE;
+        let end = self.client_stats_offset() + self.slot_count as usize * CLIENT_STATS_SIZE;
         end.div_ceil(PAGE) * PAGE
     }
 }
@@ -260,7 +369,34 @@ impl Geometry {
             }
             None => push(self.shelf_offset(), shelf_end, "view: shelf rows".into()),
         }
-        push(shelf_end, self.total_size(), "padding to the page".into());
+        let stats = self.stats_offset();
+        push(
+            stats,
+            stats + offset_of!(MarketStats, warnings),
+            "stats: market (start, journal, latency count and maxima)".into(),
+        );
+        push(
+            stats + offset_of!(MarketStats, warnings),
+            stats + offset_of!(MarketStats, latency),
+            "stats: warnings by kind".into(),
+        );
+        push(
+            stats + offset_of!(MarketStats, latency),
+            stats + offset_of!(MarketStats, rates),
+            format!("stats: service latency histogram ({LATENCY_BUCKETS} buckets)"),
+        );
+        push(
+            stats + offset_of!(MarketStats, rates),
+            self.client_stats_offset(),
+            format!("stats: per-second totals ({RATE_SECONDS} seconds)"),
+        );
+        let clients_end = self.client_stats_offset() + self.slot_count as usize * CLIENT_STATS_SIZE;
+        push(
+            self.client_stats_offset(),
+            clients_end,
+            format!("stats: clients ({} rows of 64)", self.slot_count),
+        );
+        push(clients_end, self.total_size(), "padding to the page".into());
         out
     }
 }

@@ -14,9 +14,11 @@ use shm::process::ProcessId;
 use shm::{Mode, Segment, ShmName};
 
 use crate::layout::{
-    self, Cell, Geometry, Header, HeaderError, Slot, StoreState, ViewHeader, CELL_SIZE,
-    HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES, RING_CAPACITY, SLOT_SIZE,
+    self, Cell, ClientStats, Geometry, Header, HeaderError, MarketStats, Slot, StoreState,
+    ViewHeader, CELL_SIZE, CLIENT_STATS_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES,
+    RING_CAPACITY, SLOT_SIZE,
 };
+use crate::stats::StatsSnapshot;
 use crate::view::{Snapshot, SnapshotError};
 use bookstore_ipc::sync::Ordering::Relaxed;
 
@@ -63,6 +65,10 @@ unsafe impl AtomicsOnly for Slot {}
 unsafe impl AtomicsOnly for ViewHeader {}
 // SAFETY: as above.
 unsafe impl AtomicsOnly for Cell {}
+// SAFETY: as above (arrays of `AtomicU64`).
+unsafe impl AtomicsOnly for MarketStats {}
+// SAFETY: as above.
+unsafe impl AtomicsOnly for ClientStats {}
 
 /// The mapped object and its geometry. Crate-private: the two public store types decide
 /// whether anyone may write through it.
@@ -178,6 +184,18 @@ impl Mapping {
             "shelf row {index} out of range"
         );
         self.at(self.geometry.shelf_offset() + index * CELL_SIZE)
+    }
+
+    pub(crate) fn market_stats(&self) -> &MarketStats {
+        self.at(self.geometry.stats_offset())
+    }
+
+    pub(crate) fn client_stats(&self, slot: u32) -> &ClientStats {
+        assert!(
+            slot < self.geometry.slot_count,
+            "client stats row {slot} out of range"
+        );
+        self.at(self.geometry.client_stats_offset() + slot as usize * CLIENT_STATS_SIZE)
     }
 }
 
@@ -352,6 +370,12 @@ impl StoreReader {
     /// A consistent copy of the published view.
     pub fn view(&self) -> Result<Snapshot, SnapshotError> {
         crate::view::snapshot(&self.map)
+    }
+
+    /// The view and the market's statistics, copied together in one read of the seqlock: for
+    /// watchers (`top`, `inspect`).
+    pub fn view_and_stats(&self) -> Result<(Snapshot, StatsSnapshot), SnapshotError> {
+        crate::stats::snapshot_with_view(&self.map)
     }
 }
 

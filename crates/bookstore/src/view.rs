@@ -15,7 +15,7 @@ use crate::shared::{Mapping, SharedStore};
 use bookstore_ipc::sync::Ordering::Relaxed;
 
 /// Tries a reader makes before it reports the view as unstable.
-const READ_ATTEMPTS: u32 = 10_000;
+pub(crate) const READ_ATTEMPTS: u32 = 10_000;
 
 /// Totals the market keeps besides the engine's.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -132,7 +132,7 @@ fn title(len: u64, words: &[u64], field: &'static str) -> Result<String, Snapsho
 }
 
 /// The market's writer of the view.
-pub struct Publisher {
+pub(crate) struct Publisher {
     trades_recorded: u64,
     /// The last `RECENT_TRADES` trades, oldest first: every publish rewrites all their cells,
     /// so a view scribbled on by a buggy client is whole again after the next publish.
@@ -147,8 +147,11 @@ impl Publisher {
         }
     }
 
-    /// Writes the whole view: totals, the shelf, and the trades since the last publish.
-    pub fn publish(
+    /// Writes the whole view: totals, the shelf, and the trades since the last publish; then
+    /// `also` writes what else must be published with it (the market's statistics), inside
+    /// the same seqlock write.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn publish(
         &mut self,
         store: &SharedStore,
         stats: &Stats,
@@ -156,6 +159,7 @@ impl Publisher {
         shelf: &[ShelfRow],
         new_trades: &[Trade],
         now_ms: u64,
+        also: impl FnOnce(&Mapping),
     ) {
         let map = store.mapping();
         let v = map.view_header();
@@ -189,6 +193,7 @@ impl Publisher {
                 map.recent_trade(n as usize).store(&TradeCell::encode(t));
             }
             v.trades_recorded.store(self.trades_recorded, Relaxed);
+            also(map);
         });
     }
 }
@@ -222,7 +227,7 @@ pub(crate) fn snapshot(map: &Mapping) -> Result<Snapshot, SnapshotError> {
 }
 
 /// Reads the view with relaxed loads; only a read the sequence lock confirms is kept.
-fn read_unchecked(map: &Mapping) -> Result<Snapshot, SnapshotError> {
+pub(crate) fn read_unchecked(map: &Mapping) -> Result<Snapshot, SnapshotError> {
     let v = map.view_header();
     let rows = v.shelf_rows.load(Relaxed);
     let max_rows = map.geometry().shelf_rows() as u64;

@@ -22,7 +22,7 @@ use crate::args::BenchArgs;
 use crate::exit::Exit;
 use crate::peers::{self, Reaped};
 use crate::scratch::ScratchJournal;
-use bookstore::client::{open_store, Client};
+use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::wire::{Reply, Request};
 
 const WARMUP: u32 = 2_000;
@@ -226,7 +226,7 @@ fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Percentiles> {
     let market = start_market(&name, spin_us, "none")?;
     let result = (|| {
         let store = open_store(&name, Duration::from_secs(10))?;
-        let mut client = Client::attach(&store, Duration::from_micros(spin_us))?;
+        let mut client = Client::attach(&store, ClientRole::Bench, Duration::from_micros(spin_us))?;
         let title = Title::new("Benchmark")?;
         let price = Price::from_cents(1000)?;
         let one = Qty::new(1)?;
@@ -494,7 +494,7 @@ fn echo(input: &mut impl Read, output: &mut impl Write) -> BenchResult<()> {
 fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
     let name = args.name.as_ref().ok_or("--name is required")?;
     let store = open_store(name, Duration::from_secs(10))?;
-    let mut client = Client::attach(&store, Duration::from_micros(50))?;
+    let mut client = Client::attach(&store, ClientRole::Bench, Duration::from_micros(50))?;
     let seller = matches!(args.kind, PeerKind::Seller);
     let title = Title::new("Benchmark")?;
     let price = Price::from_cents(1000)?;

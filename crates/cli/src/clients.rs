@@ -11,7 +11,7 @@ use crate::args::{
 };
 use crate::exit::Exit;
 use crate::session::{session, Role};
-use bookstore::client::{open_store, Client, ClientError, ConnectError};
+use bookstore::client::{open_store, Client, ClientError, ClientRole, ConnectError};
 use bookstore::trading::{self, BuyEnd, ListOutcome};
 use bookstore::wire::Reply;
 
@@ -22,12 +22,13 @@ pub const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT
 /// connection failure is reported and becomes `Err` with its exit code.
 fn with_client<T>(
     args: &ClientArgs,
-    role: &str,
+    role: ClientRole,
     order: impl FnOnce(&mut Client<'_>) -> T,
 ) -> Result<T, Exit> {
-    let store = open_announcing(args, role).map_err(|e| connect_failed(role, e))?;
-    let mut client = Client::attach_waiting(&store, spin(args), args.wait)
-        .map_err(|e| connect_failed(role, e))?;
+    let name = role.name();
+    let store = open_announcing(args, name).map_err(|e| connect_failed(name, e))?;
+    let mut client = Client::attach_waiting(&store, role, spin(args), args.wait)
+        .map_err(|e| connect_failed(name, e))?;
     Ok(order(&mut client))
 }
 
@@ -164,7 +165,7 @@ pub fn seller(args: SellerArgs) -> Exit {
     let started = Instant::now();
     loop {
         let left = timeout.saturating_sub(started.elapsed());
-        let end = match with_client(&args.client, "seller", |client| {
+        let end = match with_client(&args.client, ClientRole::Seller, |client| {
             sell(client, title, *price, *qty, left, quiet)
         }) {
             Ok(end) => end,
@@ -297,7 +298,7 @@ pub fn buyer(args: BuyerArgs) -> Exit {
         return buyer_session(&args);
     };
     let target = title.clone().map_or(BuyTarget::Any, BuyTarget::Title);
-    match with_client(&args.client, "buyer", |client| {
+    match with_client(&args.client, ClientRole::Buyer, |client| {
         buy(client, target, *max_price, *qty, *timeout, quiet)
     }) {
         Ok(OrderEnd::Done(exit)) | Err(exit) => exit,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::args::ClientArgs;
 use crate::clients::{connect_failed, open_announcing, spin, OrderEnd};
 use crate::exit::Exit;
-use bookstore::client::{Client, ConnectError};
+use bookstore::client::{Client, ClientRole, ConnectError};
 use bookstore::wire::Reply;
 use engine::Cents;
 
@@ -60,7 +60,8 @@ pub fn session(
             Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
         };
         let left = args.wait.saturating_sub(since.elapsed());
-        let mut client = match Client::attach_waiting(&store, spin(args), left) {
+        let mut client = match Client::attach_waiting(&store, ClientRole::Session, spin(args), left)
+        {
             Ok(c) => c,
             // That market died between our open and our attach (a restart in progress): the
             // next one is worth waiting for, within the same --wait.

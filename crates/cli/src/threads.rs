@@ -13,7 +13,7 @@ use crate::args::ThreadsArgs;
 use crate::exit::Exit;
 use crate::peers::{self, Reaped};
 use crate::scratch::ScratchJournal;
-use bookstore::client::{open_store, Client};
+use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::lesson::{
     self, mutex, rings, shared_object::ClientExchange, Books, Contention, Orders, TraderRun,
     VariantRun, Want, Workload,
@@ -335,7 +335,11 @@ pub fn peer(args: PeerArgs) -> Exit {
 fn run_peer(args: &PeerArgs) -> Result<()> {
     let orders = parse_orders(&args.orders)?;
     let store = open_store(&args.name, Duration::from_secs(10))?;
-    let mut client = Client::attach(&store, Duration::from_micros(args.spin_us))?;
+    let mut client = Client::attach(
+        &store,
+        ClientRole::Trader,
+        Duration::from_micros(args.spin_us),
+    )?;
     peers::ready_then_wait_for_go()?;
     let mut exchange = ClientExchange::new(&mut client);
     let run = match &orders {

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bookstore::client::{open_store, Client};
+use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::wire::{Malformed, Reply, Request};
 use common::*;
 use engine::{Price, Qty, RequestId, Title};
@@ -16,7 +16,7 @@ fn a_malformed_request_gets_an_error_reply_and_the_market_keeps_serving() {
     let market = Market::start("malformed", &[]);
     let name = ShmName::new(&market.name).unwrap();
     let store = open_store(&name, Duration::from_secs(5)).unwrap();
-    let mut client = Client::attach(&store, Duration::from_micros(50)).unwrap();
+    let mut client = Client::attach(&store, ClientRole::Other, Duration::from_micros(50)).unwrap();
     let deadline = || Some(Instant::now() + Duration::from_secs(5));
 
     let mut bad = Request::List {
@@ -66,7 +66,7 @@ fn requests_sent_just_before_detaching_are_still_applied() {
     let name = ShmName::new(&market.name).unwrap();
     let store = open_store(&name, Duration::from_secs(5)).unwrap();
     for n in 0..3 {
-        let mut client = Client::attach(&store, Duration::ZERO).unwrap();
+        let mut client = Client::attach(&store, ClientRole::Other, Duration::ZERO).unwrap();
         for i in 0..10 {
             client
                 .push(&Request::List {

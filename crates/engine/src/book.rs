@@ -188,6 +188,12 @@ impl BuyBook {
         seqs
     }
 
+    /// How many buys one client has resting.
+    pub(crate) fn count_of_client(&self, client: ClientId) -> usize {
+        let range = (client, RequestId(0))..=(client, RequestId(u64::MAX));
+        self.by_request.range(range).count()
+    }
+
     /// Clients that have at least one resting buy, in id order.
     pub(crate) fn clients(&self) -> Vec<ClientId> {
         let mut clients: Vec<ClientId> = self.by_request.keys().map(|&(c, _)| c).collect();

@@ -104,6 +104,11 @@ impl Engine {
         self.buys.clients()
     }
 
+    /// How many buys `client` has resting.
+    pub fn resting_buys_of(&self, client: ClientId) -> usize {
+        self.buys.count_of_client(client)
+    }
+
     /// The id the next trade will get.
     pub fn next_trade_id(&self) -> u64 {
         self.next_trade_id

@@ -85,6 +85,9 @@ pub struct SlotControl {
     pub start_time: AtomicU64,
     /// The market's id for this client, written by the market when it accepts the slot.
     pub client_id: AtomicU64,
+    /// What the claimant says it is (an opaque word: the API layer gives it meaning and the
+    /// market validates it), written with the start time before ACTIVE (release).
+    pub label: AtomicU64,
 }
 
 impl SlotControl {
@@ -94,11 +97,13 @@ impl SlotControl {
             state: AtomicU64::new(0),
             start_time: AtomicU64::new(0),
             client_id: AtomicU64::new(0),
+            label: AtomicU64::new(0),
         }
     }
 
-    /// Client: takes the slot if it is free and announces itself as attached.
-    pub fn try_claim(&self, pid: u32, start_time: u64) -> bool {
+    /// Client: takes the slot if it is free and announces itself as attached, saying what it
+    /// is with `label`.
+    pub fn try_claim(&self, pid: u32, start_time: u64, label: u64) -> bool {
         // Acquire on success: pairs with the market's release store of FREE in `release`, so
         // the ring resets it did before are visible before we touch the rings.
         let won = self.state.compare_exchange(
@@ -112,6 +117,7 @@ impl SlotControl {
         }
         // Relaxed: published by the release store of ACTIVE just below.
         self.start_time.store(start_time, Relaxed);
+        self.label.store(label, Relaxed);
         // Release: the market's acquire load in `observe` that sees ACTIVE sees our start time.
         self.state.store(SlotState::Active.word(pid), Release);
         true
@@ -142,6 +148,12 @@ impl SlotControl {
         self.start_time.load(Relaxed)
     }
 
+    /// Market: the label the claimant gave itself. Valid after `observe` returned ACTIVE or
+    /// LEAVING (ordered like the start time); any word may be there, so the caller validates.
+    pub fn claimant_label(&self) -> u64 {
+        self.label.load(Relaxed)
+    }
+
     /// Market: records the id it gave the slot's client (informational: `inspect` shows it).
     pub fn set_client_id(&self, client: u64) {
         // Relaxed: nobody synchronises on it; `inspect` shows what it sees.
@@ -159,6 +171,7 @@ impl SlotControl {
         // Relaxed: published to the next claimant by the release store of FREE below.
         self.client_id.store(0, Relaxed);
         self.start_time.store(0, Relaxed);
+        self.label.store(0, Relaxed);
         // Release: the ring resets and the stores above happen before a new claimant's
         // acquire compare-exchange on FREE.
         self.state.store(SlotState::Free.word(0), Release);

@@ -188,12 +188,12 @@ fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
             let mut p = Producer::new(&ring);
             p.try_push(&message(99)).unwrap();
             Consumer::new(&ring).try_pop().unwrap();
-            control.try_claim(5, 50);
+            control.try_claim(5, 50, 1);
             control.leave(5);
         }
         let (c_control, c_ring) = (control.clone(), ring.clone());
         let client = thread::spawn(move || {
-            while !c_control.try_claim(7, 42) {
+            while !c_control.try_claim(7, 42, 3) {
                 thread::yield_now();
             }
             Producer::new(&c_ring).try_push(&message(1)).unwrap();
@@ -207,6 +207,7 @@ fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
             if state == SlotState::Active {
                 assert_eq!(pid, 7);
                 assert_eq!(control.claimant_start_time(), 42, "identity before ACTIVE");
+                assert_eq!(control.claimant_label(), 3, "label before ACTIVE");
                 break;
             }
             thread::yield_now();
@@ -230,7 +231,7 @@ fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
     loom::model(|| {
         let control = Arc::new(SlotControl::new());
         let ring = Arc::new(Ring::<2>::new_boxed());
-        assert!(control.try_claim(7, 42));
+        assert!(control.try_claim(7, 42, 3));
         let (c_control, c_ring) = (control.clone(), ring.clone());
         let client = thread::spawn(move || {
             Producer::new(&c_ring).try_push(&message(1)).unwrap();

@@ -124,6 +124,10 @@ pub struct Journal {
     path: PathBuf,
     durability: Durability,
     staged: Vec<u8>,
+    /// The file's length: what was there at open plus every committed batch.
+    bytes: u64,
+    /// Batches made durable (`fdatasync`) by this process.
+    syncs: u64,
 }
 
 impl Journal {
@@ -157,8 +161,11 @@ impl Journal {
             path: path.into(),
             durability: options.durability,
             staged: Vec::new(),
+            bytes: 0,
+            syncs: 0,
         };
         let recovery = journal.recover(&scan, capacity, set_aside)?;
+        journal.bytes = journal.file.metadata().map_err(io("stat"))?.len();
         Ok((journal, recovery))
     }
 
@@ -223,6 +230,16 @@ impl Journal {
         self.durability
     }
 
+    /// The journal file's length in bytes, committed batches included.
+    pub fn len_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// How many batches this process has made durable with `fdatasync`.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
     /// Bytes staged and not yet written: a mark for [`unstage`](Self::unstage).
     pub fn staged_len(&self) -> usize {
         self.staged.len()
@@ -252,9 +269,11 @@ impl Journal {
         self.file
             .write_all(&self.staged)
             .map_err(|e| err("append", e))?;
+        self.bytes += self.staged.len() as u64;
         self.staged.clear();
         if self.durability != Durability::None {
             self.file.sync_data().map_err(|e| err("fdatasync", e))?;
+            self.syncs += 1;
         }
         Ok(())
     }

@@ -2,6 +2,8 @@
 //! step. Every command that changes the engine is staged in the journal as it is applied; a
 //! batch is committed before anything that depends on it is shown.
 
+use std::time::Instant;
+
 use engine::{Command, Engine, Event, Millis, Stats};
 
 use crate::journal::{Durability, Journal, WriteJournalError};
@@ -11,6 +13,8 @@ pub(super) struct Ledger {
     journal: Journal,
     /// Set when the journal could not be written: nothing more may be acknowledged.
     failed: Option<WriteJournalError>,
+    /// When the journal last reached stable storage (for watchers).
+    last_sync: Option<Instant>,
 }
 
 impl Ledger {
@@ -19,6 +23,7 @@ impl Ledger {
             engine,
             journal,
             failed: None,
+            last_sync: None,
         }
     }
 
@@ -47,14 +52,31 @@ impl Ledger {
         if self.failed.is_some() {
             return false;
         }
+        let syncs = self.journal.syncs();
         match self.journal.commit() {
-            Ok(()) => true,
+            Ok(()) => {
+                if self.journal.syncs() != syncs {
+                    // A clock read per fdatasync, which costs far more.
+                    self.last_sync = Some(Instant::now());
+                }
+                true
+            }
             Err(error) => {
                 tracing::error!(%error, "stopping: the journal cannot be written");
                 self.failed = Some(error);
                 false
             }
         }
+    }
+
+    /// The journal's durability, length, syncs and the time of the last one.
+    pub(super) fn journal_state(&self) -> (Durability, u64, u64, Option<Instant>) {
+        (
+            self.journal.durability(),
+            self.journal.len_bytes(),
+            self.journal.syncs(),
+            self.last_sync,
+        )
     }
 
     pub(super) fn has_failed(&self) -> bool {

@@ -22,6 +22,7 @@ use engine::{ClientId, Command, Event, Trade};
 use crate::journal::{Recovery, WriteJournalError};
 use crate::layout::{StoreState, RING_CAPACITY};
 use crate::shared::SharedStore;
+use crate::stats::{durability_code, JournalFacts, StatsRecorder, WarningKind};
 use crate::wire::{Reply, Request};
 use ledger::Ledger;
 use publish::ViewSchedule;
@@ -83,6 +84,8 @@ const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
 struct Clock {
     /// The market's clock at start: after the journal's last entry, so time never runs back.
     base_ms: u64,
+    /// Unix time at start, for the statistics watchers read.
+    wall_base_ms: u64,
     started: Instant,
     now: Instant,
 }
@@ -93,7 +96,20 @@ impl Clock {
     }
 
     fn now_ms(&self) -> u64 {
-        self.base_ms + self.now.duration_since(self.started).as_millis() as u64
+        self.base_ms + self.since_start_ms(self.now)
+    }
+
+    /// Unix milliseconds at the pass's clock read.
+    fn wall_ms(&self) -> u64 {
+        self.wall_ms_at(self.now)
+    }
+
+    fn wall_ms_at(&self, at: Instant) -> u64 {
+        self.wall_base_ms + self.since_start_ms(at)
+    }
+
+    fn since_start_ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_millis() as u64
     }
 }
 
@@ -104,6 +120,8 @@ pub struct Market<'s> {
     sessions: Sessions<'s>,
     ledger: Ledger,
     view: ViewSchedule,
+    /// What the market measures of itself, published with the view.
+    stats: StatsRecorder,
     clock: Clock,
     last_housekeeping: Instant,
     /// Scratch for the engine's events, reused by every command.
@@ -122,6 +140,9 @@ impl<'s> Market<'s> {
         recovery: Recovery,
     ) -> Self {
         let now = Instant::now();
+        let wall_base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let trades_at_start = recovery.engine.stats().trades;
         Self {
             store,
@@ -129,8 +150,10 @@ impl<'s> Market<'s> {
             sessions: Sessions::new(store, recovery.next_client),
             ledger: Ledger::new(recovery.engine, journal),
             view: ViewSchedule::new(now),
+            stats: StatsRecorder::new(wall_base_ms, store.slot_count()),
             clock: Clock {
                 base_ms: recovery.last_now + 1,
+                wall_base_ms,
                 started: now,
                 now,
             },
@@ -199,20 +222,32 @@ impl<'s> Market<'s> {
         })
     }
 
-    /// One pass over everything; true if anything was done. The only clock read of the pass.
+    /// One pass over everything; true if anything was done. The pass reads the clock once,
+    /// and once more at its end if it served requests (their service latency).
     fn poll_once(&mut self) -> bool {
         self.clock.tick();
         if self.sessions.epoch_moved() {
             self.scan_slots();
         }
         let mut worked = false;
+        let mut served = 0;
         for i in 0..self.sessions.attached_count() {
             let index = self.sessions.attached_slot(i);
-            worked |= self.drain(index, BATCH_PER_CLIENT) > 0;
+            let n = self.drain(index, BATCH_PER_CLIENT);
+            served += n;
+            worked |= n > 0;
         }
         worked |= self.sessions.flush_backlogs();
         self.settle_dropped();
         self.publish_replies();
+        if served > 0 {
+            // Picked up → reply published, for every request of the pass: measured from the
+            // pass's start, so a request served late in a busy pass counts the ones before it.
+            let end = Instant::now();
+            let ns = end.duration_since(self.clock.now).as_nanos() as u64;
+            self.stats
+                .record_latency(ns, served as u64, self.clock.wall_ms_at(end));
+        }
         if self.view.due_while_busy(self.clock.now) {
             self.publish();
         }
@@ -233,10 +268,12 @@ impl<'s> Market<'s> {
     }
 
     fn handle(&mut self, index: u32, client: ClientId, message: &crate::layout::Message) {
+        self.stats.client_request(index, self.clock.wall_ms());
         let request = match Request::decode(message) {
             Ok(r) => r,
             Err(error) => {
                 self.view.counters.malformed += 1;
+                self.stats.warn(WarningKind::MalformedRequest);
                 tracing::warn!(client = client.0, %error, "malformed request");
                 let request = Request::raw_request_id(message);
                 self.sessions
@@ -263,6 +300,7 @@ impl<'s> Market<'s> {
                     ..
                 } => {
                     let client = *client;
+                    self.stats.warn(WarningKind::StoreFull);
                     self.tell(|| MarketEvent::StoreFull { client });
                 }
                 _ => {}
@@ -277,8 +315,12 @@ impl<'s> Market<'s> {
         self.events = events;
     }
 
-    /// Applies `ClientGone` for every client the sessions dropped (which may drop more).
+    /// Applies `ClientGone` for every client the sessions dropped (which may drop more), and
+    /// counts the sessions' warnings.
     fn settle_dropped(&mut self) {
+        for kind in self.sessions.take_warnings() {
+            self.stats.warn(kind);
+        }
         loop {
             let dropped = self.sessions.take_dropped();
             if dropped.is_empty() {
@@ -294,7 +336,14 @@ impl<'s> Market<'s> {
     fn scan_slots(&mut self) {
         for change in self.sessions.scan() {
             match change {
-                SlotChange::Joined { client, pid, slot } => {
+                SlotChange::Joined {
+                    client,
+                    pid,
+                    slot,
+                    role,
+                } => {
+                    let now = self.clock.wall_ms();
+                    self.stats.client_attached(slot, client, role, pid, now);
                     self.tell(|| MarketEvent::Attached { client, pid, slot })
                 }
                 SlotChange::Leaving { slot } => {
@@ -311,6 +360,7 @@ impl<'s> Market<'s> {
 
     /// Releases a slot, forgetting its client in the ledger (its resting buys are cancelled).
     fn release(&mut self, index: u32, why: &'static str) {
+        self.stats.client_left(index);
         if let Some(released) = self.sessions.release(index) {
             if released.needs_gone {
                 self.apply(Command::ClientGone {
@@ -355,8 +405,22 @@ impl<'s> Market<'s> {
         if !self.ledger.commit() {
             return;
         }
-        let (now, now_ms) = (self.clock.now, self.clock.now_ms());
-        self.view
-            .publish(self.store, self.ledger.engine(), now, now_ms);
+        let (durability, bytes, syncs, last_sync) = self.ledger.journal_state();
+        let journal = JournalFacts {
+            durability: durability_code(durability),
+            bytes,
+            syncs,
+            last_sync_at_ms: last_sync.map_or(0, |at| self.clock.wall_ms_at(at)),
+        };
+        let (now, now_ms, wall_ms) = (self.clock.now, self.clock.now_ms(), self.clock.wall_ms());
+        self.view.publish(
+            self.store,
+            self.ledger.engine(),
+            &mut self.stats,
+            journal,
+            now,
+            now_ms,
+            wall_ms,
+        );
     }
 }

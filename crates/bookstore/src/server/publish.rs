@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use engine::{Engine, Event, Trade};
 
 use crate::shared::SharedStore;
+use crate::stats::{JournalFacts, StatsRecorder};
 use crate::view::{Counters, Publisher};
 
 const PUBLISH_EVERY: Duration = Duration::from_millis(20);
@@ -55,17 +56,23 @@ impl ViewSchedule {
         now.duration_since(self.last_publish) >= REPUBLISH_EVERY
     }
 
-    /// Writes the whole view. The caller has committed the journal: nothing shown here is
-    /// less durable than what the journal holds.
+    /// Writes the whole view, and the market's statistics with it. The caller has committed
+    /// the journal: nothing shown here is less durable than what the journal holds. `now_ms`
+    /// is the market's clock (continued from the journal), `wall_ms` Unix time.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn publish(
         &mut self,
         store: &SharedStore,
         engine: &Engine,
+        recorder: &mut StatsRecorder,
+        journal: JournalFacts,
         now: Instant,
         now_ms: u64,
+        wall_ms: u64,
     ) {
         let stats = engine.stats();
         let shelf = engine.shelf();
+        let totals = (self.counters.requests, stats.trades);
         self.publisher.publish(
             store,
             &stats,
@@ -73,6 +80,15 @@ impl ViewSchedule {
             &shelf,
             &self.unpublished_trades,
             now_ms,
+            |map| {
+                recorder.write(
+                    map,
+                    journal,
+                    totals,
+                    |client| engine.resting_buys_of(client) as u64,
+                    wall_ms,
+                )
+            },
         );
         self.unpublished_trades.clear();
         self.dirty = false;

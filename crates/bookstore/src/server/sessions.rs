@@ -10,8 +10,9 @@ use engine::ClientId;
 use shm::process::{ProcessHandle, ProcessId};
 
 use super::store::claimant_alive;
-use crate::layout::{SlotState, RING_CAPACITY};
+use crate::layout::{ClientRole, SlotState, RING_CAPACITY};
 use crate::shared::SharedStore;
+use crate::stats::WarningKind;
 use crate::wire::Reply;
 
 /// Most replies queued for one client that is not reading before it is dropped.
@@ -29,6 +30,8 @@ pub(super) enum SlotChange {
         client: ClientId,
         pid: u32,
         slot: u32,
+        /// What the client says it is (its slot's label, validated).
+        role: ClientRole,
     },
     /// An attached client detached: serve what it sent, then release the slot.
     Leaving { slot: u32 },
@@ -75,6 +78,8 @@ pub(super) struct Sessions<'s> {
     dropped: Vec<ClientId>,
     /// Replies in all backlogs together.
     backlogged: usize,
+    /// Warnings since the last `take_warnings`, for the market's statistics.
+    warnings: Vec<WarningKind>,
 }
 
 impl<'s> Sessions<'s> {
@@ -89,6 +94,7 @@ impl<'s> Sessions<'s> {
             seen_epoch: u64::MAX,
             dropped: Vec::new(),
             backlogged: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -144,6 +150,7 @@ impl<'s> Sessions<'s> {
                 SlotState::Claimed => {
                     // A claimant that died before activating leaves the slot claimed: free it.
                     if !claimant_alive(pid, control.claimant_start_time()) {
+                        self.warnings.push(WarningKind::SlotReclaimed);
                         if attached {
                             changes.push(SlotChange::ClaimantGone { slot: index });
                         } else {
@@ -171,6 +178,7 @@ impl<'s> Sessions<'s> {
                     if attached {
                         self.quarantine(index, "its slot state is invalid");
                     } else {
+                        self.warnings.push(WarningKind::SlotReclaimed);
                         self.free(index);
                     }
                 }
@@ -190,6 +198,7 @@ impl<'s> Sessions<'s> {
             Ok(p) => p,
             Err(e) => {
                 tracing::warn!(slot = index, pid, error = %e, "not accepting the slot's claimant");
+                self.warnings.push(WarningKind::ClaimantRefused);
                 self.free(index);
                 return None;
             }
@@ -214,6 +223,8 @@ impl<'s> Sessions<'s> {
             client,
             pid,
             slot: index,
+            // Ordered like the start time; an unknown word is `Other`.
+            role: ClientRole::from_word(slot.control.claimant_label()),
         })
     }
 
@@ -264,9 +275,9 @@ impl<'s> Sessions<'s> {
         attached.backlog.push_back(message);
         self.backlogged += 1;
         if attached.backlog.len() > BACKLOG_LIMIT {
-            self.quarantine(index, "it stopped reading its replies");
+            self.drop_slow(index, "it stopped reading its replies");
         } else if self.backlogged > MARKET_BACKLOG_LIMIT {
-            self.quarantine(index, "the market's reply backlog is full");
+            self.drop_slow(index, "the market's reply backlog is full");
         }
     }
 
@@ -325,6 +336,15 @@ impl<'s> Sessions<'s> {
     /// (see [`take_dropped`](Self::take_dropped)). The slot is released once its process is
     /// gone (it might still be writing into it).
     fn quarantine(&mut self, index: u32, why: &str) {
+        self.stop_serving(index, WarningKind::ClientQuarantined, why);
+    }
+
+    /// Stops serving a client that does not read its replies, as [`quarantine`] does.
+    fn drop_slow(&mut self, index: u32, why: &str) {
+        self.stop_serving(index, WarningKind::SlowClientDropped, why);
+    }
+
+    fn stop_serving(&mut self, index: u32, kind: WarningKind, why: &str) {
         let Some(a) = self.slots[index as usize].as_mut() else {
             return;
         };
@@ -332,12 +352,18 @@ impl<'s> Sessions<'s> {
             return;
         }
         a.quarantined = true;
+        self.warnings.push(kind);
         self.backlogged -= a.backlog.len();
         a.backlog.clear();
         let client = a.client;
         tracing::warn!(client = client.0, slot = index, why, "dropping client");
         self.slot_of.remove(&client);
         self.dropped.push(client);
+    }
+
+    /// Warnings since the last call, for the market's statistics.
+    pub(super) fn take_warnings(&mut self) -> Vec<WarningKind> {
+        std::mem::take(&mut self.warnings)
     }
 
     /// Clients dropped since the last call, for the loop to apply `ClientGone`.
