@@ -49,6 +49,9 @@ pub enum Command {
     /// Decode the store's shared object without attaching as a client.
     #[command(after_help = help_table())]
     Inspect(InspectArgs),
+    /// A live full-screen view of a market: shelf, activity, service latency, clients, warnings.
+    #[command(after_help = top_help())]
+    Top(TopArgs),
     /// Read a market's journal: its records, a torn tail, and the books it replays to.
     #[command(after_help = help_table())]
     Journal(JournalArgs),
@@ -210,8 +213,35 @@ pub struct InspectArgs {
     #[arg(long, conflicts_with = "hex")]
     pub json: bool,
     /// Print an xxd-style dump of the raw bytes, regions labelled.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "watch")]
     pub hex: bool,
+    /// Print a line every SECS seconds (orders/s, trades/s, service latency, shelf, clients, warnings) until the market exits or Ctrl-C: `top` for pipes and logs.
+    #[arg(long, value_name = "SECS", num_args = 0..=1, default_missing_value = "1", value_parser = parse_watch_secs)]
+    pub watch: Option<Duration>,
+}
+
+/// `--watch SECS`: 0.1 to 3600 seconds.
+fn parse_watch_secs(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .parse()
+        .map_err(|_| format!("--watch: `{s}` is not a number of seconds"))?;
+    if !(0.1..=3600.0).contains(&secs) {
+        return Err(format!("--watch: {secs} s is outside 0.1..=3600"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn top_help() -> String {
+    format!(
+        "Keys: q, Esc or Ctrl-C quit (the terminal is restored); p pauses; s changes the order of the clients.\nIt only reads the store (a read-only mapping); the market does not know it is watched.\nWhen standard output is not a terminal it refuses: use `bookstore inspect --watch` instead.\n\n{}",
+        help_table()
+    )
+}
+
+#[derive(Args, Debug)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub store: StoreName,
 }
 
 #[derive(Args, Debug)]

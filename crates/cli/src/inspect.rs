@@ -7,8 +7,10 @@ use shm::process::ProcessHandle;
 
 use crate::args::InspectArgs;
 use crate::exit::Exit;
+use crate::watch;
 use bookstore::layout::{Region, SlotState};
 use bookstore::shared::{OpenStoreError, StoreReader};
+use bookstore::stats::StatsSnapshot;
 use bookstore::view::{self, SnapshotRow, SnapshotTrade};
 use engine::Cents;
 
@@ -49,6 +51,9 @@ struct Report {
     balanced: bool,
     shelf: Vec<SnapshotRow>,
     recent_trades: Vec<SnapshotTrade>,
+    /// What the market measures of itself (service latency since its start, warnings by
+    /// kind, per-second totals, journal, clients' counts).
+    stats: StatsSnapshot,
 }
 
 #[derive(Serialize)]
@@ -57,6 +62,11 @@ struct ClientInfo {
     client_id: u64,
     pid: u32,
     state: &'static str,
+    /// What the client said it is when it attached.
+    role: &'static str,
+    /// Requests the market has served for it.
+    requests_served: u64,
+    resting_buys: u64,
     requests_in_flight: u32,
     events_in_flight: u32,
     parked: bool,
@@ -67,15 +77,12 @@ pub fn run(args: InspectArgs) -> Exit {
     if args.hex {
         return hex(name);
     }
-    let store = match StoreReader::open(name) {
+    if let Some(every) = args.watch {
+        return watch_lines(name, every, args.json);
+    }
+    let store = match open(name) {
         Ok(s) => s,
-        Err(e) => {
-            eprintln!("bookstore inspect: {e}");
-            return match e {
-                OpenStoreError::Open(shm::OpenError::NotFound(_)) => Exit::NoMarket,
-                _ => Exit::Error,
-            };
-        }
+        Err(exit) => return exit,
     };
     let report = match build(&store) {
         Ok(r) => r,
@@ -95,26 +102,44 @@ pub fn run(args: InspectArgs) -> Exit {
     Exit::Ok
 }
 
+/// Opens the store read-only, saying why not (exit 3 if there is none).
+fn open(name: &shm::ShmName) -> Result<StoreReader, Exit> {
+    StoreReader::open(name).map_err(|e| {
+        eprintln!("bookstore inspect: {e}");
+        match e {
+            OpenStoreError::Open(shm::OpenError::NotFound(_)) => Exit::NoMarket,
+            _ => Exit::Error,
+        }
+    })
+}
+
 fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
     let stat = store.segment().stat().ok();
     let identity = store.identity();
     let market = store.market();
     let geometry = store.geometry();
+    let (snap, stats) = store.view_and_stats()?;
     let clients = (0..geometry.slot_count)
         .filter_map(|i| {
             let slot = store.slot(i);
+            let counted = stats
+                .clients
+                .iter()
+                .find(|c| c.slot == i && c.client_id == slot.client_id);
             (slot.state != SlotState::Free).then(|| ClientInfo {
                 slot: i,
                 client_id: slot.client_id,
                 pid: slot.pid,
                 state: slot.state.name(),
+                role: counted.map_or("?", |c| c.role.name()),
+                requests_served: counted.map_or(0, |c| c.requests),
+                resting_buys: counted.map_or(0, |c| c.resting_buys),
                 requests_in_flight: slot.requests_queued,
                 events_in_flight: slot.replies_queued,
                 parked: slot.client_parked,
             })
         })
         .collect();
-    let snap = store.view()?;
     Ok(Report {
         name: store.segment().name().to_string(),
         path: store.segment().name().dev_shm_path().display().to_string(),
@@ -146,6 +171,7 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
         malformed_total: snap.malformed,
         shelf: snap.shelf,
         recent_trades: snap.recent_trades,
+        stats,
     })
 }
 
@@ -251,8 +277,9 @@ fn render(r: &Report) -> String {
     for c in &r.clients {
         let _ = writeln!(
             s,
-            "  slot {:>3}  client {:>5}  pid {:>7}  {:<8} requests queued {:>2}, replies queued {:>2}{}",
-            c.slot, c.client_id, c.pid, c.state, c.requests_in_flight, c.events_in_flight,
+            "  slot {:>3}  client {:>5}  pid {:>7}  {:<7} {:<8} served {:>6}, resting buys {:>3}, requests queued {:>2}, replies queued {:>2}{}",
+            c.slot, c.client_id, c.pid, c.role, c.state, c.requests_served, c.resting_buys,
+            c.requests_in_flight, c.events_in_flight,
             if c.parked { ", parked" } else { "" }
         );
     }
@@ -308,7 +335,171 @@ fn render(r: &Report) -> String {
         "        this market's run: {} requests, {} rejected, {} malformed (the totals above include what its journal replayed)",
         r.requests_total, r.rejected_total, r.malformed_total
     );
+    let st = &r.stats;
+    let _ = writeln!(
+        s,
+        "\nmarket: up {}, journal {} ({}, {} syncs, last {})",
+        watch::format_uptime(watch::wall_ms().saturating_sub(st.started_at_ms) / 1000),
+        watch::format_bytes(st.journal_bytes),
+        st.durability,
+        st.journal_syncs,
+        watch::format_ago(st.last_sync_at_ms, watch::wall_ms())
+    );
+    let q = |q| st.latency.quantile(q).map_or("-".into(), watch::format_ns);
+    let _ = writeln!(
+        s,
+        "  service latency (picked up → reply published) since the start: {} requests, p50 {}, p99 {}, max {}",
+        st.latency_count,
+        q(0.5),
+        q(0.99),
+        st.latency.max_bound().map_or("-".into(), watch::format_ns)
+    );
+    let warnings: Vec<String> = st
+        .warnings
+        .iter()
+        .filter(|w| w.count > 0)
+        .map(|w| format!("{} {}", w.name, w.count))
+        .collect();
+    let _ = writeln!(
+        s,
+        "  warnings: {}",
+        if warnings.is_empty() {
+            "none".into()
+        } else {
+            warnings.join(", ")
+        }
+    );
     s
+}
+
+/// `inspect --watch`: a line per period until the market exits or a signal arrives; with
+/// `--json`, one JSON object per line.
+fn watch_lines(name: &shm::ShmName, every: std::time::Duration, json: bool) -> Exit {
+    use std::io::Write as _;
+    let store = match open(name) {
+        Ok(s) => s,
+        Err(exit) => return exit,
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("bookstore inspect: cannot handle signal {signal}: {e}");
+            return Exit::Error;
+        }
+    }
+    let mut watch = watch::Watch::new(store);
+    let mut previous: Option<watch::Sample> = None;
+    let mut out = std::io::stdout().lock();
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let sample = match watch.sample() {
+            Ok(s) => s.clone(),
+            Err(e) => {
+                eprintln!("bookstore inspect: {e}");
+                return Exit::Error;
+            }
+        };
+        let line = WatchLine::new(previous.as_ref(), &sample);
+        let written = if json {
+            writeln!(out, "{}", serde_json::to_string(&line).expect("serializes"))
+        } else {
+            writeln!(out, "{}", line.render())
+        };
+        if written.and_then(|()| out.flush()).is_err() {
+            // The reader went away (a closed pipe): nothing more to say.
+            return Exit::Ok;
+        }
+        if !sample.market_running {
+            eprintln!(
+                "bookstore inspect: the market (pid {}) exited; that was its last picture",
+                sample.market_pid
+            );
+            return Exit::Ok;
+        }
+        previous = Some(sample);
+        let until = std::time::Instant::now() + every;
+        while std::time::Instant::now() < until && !stop.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20).min(every));
+        }
+    }
+    Exit::Ok
+}
+
+/// One line of `inspect --watch`: rates and the service latency since the line before.
+#[derive(Serialize)]
+struct WatchLine {
+    unix_ms: u64,
+    market_pid: u32,
+    market_running: bool,
+    books_on_shelf: u64,
+    capacity: u32,
+    orders_per_sec: f64,
+    trades_per_sec: f64,
+    service_requests: u64,
+    service_p50_ns: Option<u64>,
+    service_p99_ns: Option<u64>,
+    service_max_ns: Option<u64>,
+    clients: usize,
+    warnings: u64,
+    balanced: bool,
+}
+
+impl WatchLine {
+    fn new(previous: Option<&watch::Sample>, now: &watch::Sample) -> Self {
+        let (rate, latency) = match previous {
+            Some(before) => {
+                let secs = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
+                let per_sec = |a: u64, b: u64| a.saturating_sub(b) as f64 / secs;
+                (
+                    (
+                        per_sec(now.view.requests, before.view.requests),
+                        per_sec(now.view.trades, before.view.trades),
+                    ),
+                    watch::latency_between(before, now),
+                )
+            }
+            None => ((0.0, 0.0), watch::latency_between(now, now)),
+        };
+        let v = &now.view;
+        WatchLine {
+            unix_ms: now.wall_ms,
+            market_pid: now.market_pid,
+            market_running: now.market_running,
+            books_on_shelf: v.books_on_shelf,
+            capacity: now.capacity,
+            orders_per_sec: rate.0,
+            trades_per_sec: rate.1,
+            service_requests: latency.requests,
+            service_p50_ns: latency.p50_ns,
+            service_p99_ns: latency.p99_ns,
+            service_max_ns: latency.max_ns,
+            clients: now.slots.len(),
+            warnings: now.stats.warnings.iter().map(|w| w.count).sum(),
+            balanced: v.books_listed == v.books_sold + v.books_on_shelf,
+        }
+    }
+
+    fn render(&self) -> String {
+        let ns = |v: Option<u64>| v.map_or("-".into(), watch::format_ns);
+        let secs = self.unix_ms / 1000;
+        format!(
+            "{:02}:{:02}:{:02}Z  shelf {}/{}  orders/s {}  trades/s {}  service p50 {} p99 {} max {} ({} req)  clients {}  warnings {}{}",
+            secs / 3600 % 24,
+            secs / 60 % 60,
+            secs % 60,
+            self.books_on_shelf,
+            self.capacity,
+            watch::format_count(self.orders_per_sec.round() as u64),
+            watch::format_count(self.trades_per_sec.round() as u64),
+            ns(self.service_p50_ns),
+            ns(self.service_p99_ns),
+            ns(self.service_max_ns),
+            self.service_requests,
+            self.clients,
+            self.warnings,
+            if self.balanced { "" } else { "  NOT BALANCED" }
+        )
+    }
 }
 
 /// An xxd-style dump, region by region. Works on any object, valid or not.

@@ -16,6 +16,8 @@ mod peers;
 mod scratch;
 mod session;
 mod threads;
+mod top;
+mod watch;
 
 use args::{Cli, Command};
 use exit::Exit;
@@ -40,6 +42,7 @@ fn run(cli: Cli) -> Exit {
         Command::Seller(args) => clients::seller(args),
         Command::Buyer(args) => clients::buyer(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Top(args) => top::run(args),
         Command::Journal(args) => journal_cmd::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),

@@ -1,0 +1,160 @@
+//! `bookstore top`: a full-screen live view of a market (ratatui over crossterm), refreshed
+//! four times a second from a read-only mapping: it never writes to the store and the market
+//! does not know it is watched.
+//!
+//! Keys: `q`, Esc and Ctrl-C quit and restore the terminal; `p` pauses (the picture stays);
+//! `s` changes the order of the clients. When the market exits, the last picture stays, with a
+//! banner, until the user quits.
+
+mod draw;
+
+use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+
+use crate::args::TopArgs;
+use crate::exit::Exit;
+use crate::watch::Watch;
+use bookstore::shared::{OpenStoreError, StoreReader};
+
+/// How often the picture is refreshed.
+const REFRESH: Duration = Duration::from_millis(250);
+
+/// The order of the client rows; `s` moves to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientSort {
+    Slot,
+    Requests,
+    Activity,
+    Resting,
+}
+
+impl ClientSort {
+    fn next(self) -> Self {
+        match self {
+            Self::Slot => Self::Requests,
+            Self::Requests => Self::Activity,
+            Self::Activity => Self::Resting,
+            Self::Resting => Self::Slot,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Slot => "slot",
+            Self::Requests => "requests",
+            Self::Activity => "last activity",
+            Self::Resting => "resting buys",
+        }
+    }
+}
+
+/// What the screen shows besides the samples.
+pub struct Screen {
+    pub watch: Watch,
+    pub paused: bool,
+    pub sort: ClientSort,
+    /// Set once the market is seen gone: sampling stops and the last picture stays.
+    pub market_exited: bool,
+    /// The last sampling error (a view that kept changing), shown until a sample succeeds.
+    pub problem: Option<String>,
+}
+
+pub fn run(args: TopArgs) -> Exit {
+    if !std::io::stdout().is_terminal() {
+        eprintln!(
+            "bookstore top: standard output is not a terminal; for a line-by-line view use `bookstore inspect --watch` (or `--json` for one snapshot)"
+        );
+        return Exit::Usage;
+    }
+    let reader = match StoreReader::open(&args.store.name) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("bookstore top: {e}");
+            return match e {
+                OpenStoreError::Open(shm::OpenError::NotFound(_)) => Exit::NoMarket,
+                _ => Exit::Error,
+            };
+        }
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+        signal_hook::consts::SIGINT,
+    ] {
+        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+            eprintln!("bookstore top: cannot handle signal {signal}: {e}");
+            return Exit::Error;
+        }
+    }
+    let mut screen = Screen {
+        watch: Watch::new(reader),
+        paused: false,
+        sort: ClientSort::Requests,
+        market_exited: false,
+        problem: None,
+    };
+    // Raw mode and the alternate screen; a panic restores the terminal too (ratatui's hook).
+    let mut terminal = ratatui::init();
+    let outcome = serve(&mut terminal, &mut screen, &stop);
+    ratatui::restore();
+    match outcome {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("bookstore top: the terminal failed: {e}");
+            Exit::Error
+        }
+    }
+}
+
+/// Samples, draws and reads keys until the user quits or a signal arrives.
+fn serve(
+    terminal: &mut ratatui::DefaultTerminal,
+    screen: &mut Screen,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut next_sample = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        if Instant::now() >= next_sample {
+            next_sample = Instant::now() + REFRESH;
+            if !screen.paused && !screen.market_exited {
+                sample(screen);
+            }
+            terminal.draw(|frame| draw::draw(frame, screen))?;
+        }
+        let wait = next_sample.saturating_duration_since(Instant::now());
+        if !event::poll(wait)? {
+            continue;
+        }
+        match event::read()? {
+            Event::Key(key) if key.kind == KeyEventKind::Press => match key.code {
+                KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
+                KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {
+                    return Ok(())
+                }
+                KeyCode::Char('p') => screen.paused = !screen.paused,
+                KeyCode::Char('s') => screen.sort = screen.sort.next(),
+                _ => continue,
+            },
+            Event::Resize(..) => {}
+            _ => continue,
+        }
+        // Redraw at once after a key or a resize.
+        terminal.draw(|frame| draw::draw(frame, screen))?;
+    }
+    Ok(())
+}
+
+fn sample(screen: &mut Screen) {
+    match screen.watch.sample() {
+        Ok(s) => {
+            screen.market_exited = !s.market_running;
+            screen.problem = None;
+        }
+        Err(e) => screen.problem = Some(e.to_string()),
+    }
+}
