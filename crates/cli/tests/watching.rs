@@ -110,7 +110,7 @@ fn top_in_a_terminal_shows_the_shelf_gauge_a_client_and_the_market_then_q_restor
     market.stop();
     tmux.wait_for(&["market exited", "2/10 books", "Dune"]);
     tmux.keys("q");
-    let after = tmux.wait_for(&["top exited 0"]);
+    let after = tmux.wait_for(&["top exited 0", "icanon", "isig", "echoe"]);
     // Raw mode is off again: the line discipline echoes and edits lines.
     let modes: Vec<&str> = after.split_whitespace().collect();
     for mode in ["icanon", "echo", "isig"] {
