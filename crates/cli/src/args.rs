@@ -27,6 +27,7 @@ pub const BUY_TIMEOUT_SECS: &str = "5";
 #[command(
     name = "bookstore",
     version,
+    propagate_version = true,
     about = "A book market over POSIX shared memory: one market process, any number of sellers and buyers",
     after_help = help_table(),
 )]
@@ -64,6 +65,10 @@ pub enum Command {
     /// The threads lesson: one workload run four ways (a mutex, a market thread, shards, processes), compared and explained.
     #[command(after_help = help_table())]
     Threads(ThreadsArgs),
+    /// Print a shell completion script (e.g. `bookstore completions bash > ~/.local/share/bash-completion/completions/bookstore`).
+    Completions(CompletionsArgs),
+    /// Write man pages into DIR: bookstore.1 and one page per subcommand (bookstore-market.1, …).
+    Man(ManArgs),
     /// Internal: the peer process of a bench baseline.
     #[command(hide = true)]
     BenchPeer(crate::bench::PeerArgs),
@@ -236,6 +241,19 @@ fn top_help() -> String {
         "Keys: q, Esc or Ctrl-C quit (the terminal is restored); p pauses; s changes the order of the clients.\nIt only reads the store (a read-only mapping); the market does not know it is watched.\nWhen standard output is not a terminal it refuses: use `bookstore inspect --watch` instead.\n\n{}",
         help_table()
     )
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: cli_docs::Shell,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// The directory to write the pages into (created if missing), e.g. ~/.local/share/man/man1.
+    pub dir: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]

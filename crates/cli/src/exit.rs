@@ -104,6 +104,14 @@ pub fn help_table() -> String {
     text
 }
 
+/// The exit codes for man pages' EXIT STATUS section.
+pub fn man_exit_codes() -> Vec<(u8, String)> {
+    Exit::ALL
+        .iter()
+        .map(|&code| (code as u8, code.meaning().replace('`', "")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

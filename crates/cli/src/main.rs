@@ -36,6 +36,31 @@ fn main() -> std::process::ExitCode {
     std::process::ExitCode::from(run(cli) as u8)
 }
 
+/// `bookstore man DIR`: the pages, with the exit codes as their EXIT STATUS.
+fn man(dir: &std::path::Path) -> Exit {
+    use clap::CommandFactory;
+    let codes = exit::man_exit_codes();
+    let table = exit::help_table();
+    let exit_codes = cli_docs::ExitCodes {
+        codes: &codes,
+        as_printed: &table,
+    };
+    let written = std::fs::create_dir_all(dir)
+        .and_then(|()| cli_docs::write_man_pages(Cli::command(), dir, &exit_codes));
+    match written {
+        Ok(pages) => {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            Exit::Ok
+        }
+        Err(e) => {
+            eprintln!("bookstore man: cannot write into {}: {e}", dir.display());
+            Exit::Error
+        }
+    }
+}
+
 fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Market(args) => market_cmd::run(args),
@@ -46,6 +71,12 @@ fn run(cli: Cli) -> Exit {
         Command::Journal(args) => journal_cmd::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Completions(args) => {
+            use clap::CommandFactory;
+            cli_docs::write_completions(Cli::command(), args.shell, &mut std::io::stdout());
+            Exit::Ok
+        }
+        Command::Man(args) => man(&args.dir),
         Command::BenchPeer(args) => bench::peer(args),
         Command::Threads(args) => threads::run(args),
         Command::ThreadsPeer(args) => threads::peer(args),

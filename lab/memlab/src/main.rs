@@ -10,11 +10,31 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use memlab::{access_freed, allocate, size};
 
+/// memlab's exit codes: (code, meaning), for `--help` and the man pages.
+const EXIT_CODES: [(u8, &str); 3] = [
+    (0, "success"),
+    (
+        1,
+        "the system refused (an allocation, a signal handler, reading /proc, writing the plot)",
+    ),
+    (2, "bad command-line value (the message names the field)"),
+];
+
+fn exit_table() -> String {
+    let mut text = String::from("Exit codes:");
+    for (code, meaning) in EXIT_CODES {
+        text.push_str(&format!("\n  {code}  {meaning}"));
+    }
+    text
+}
+
 #[derive(Parser)]
 #[command(
     name = "memlab",
     version,
-    about = "The memory lab: where allocations land, and what freed memory holds"
+    propagate_version = true,
+    about = "The memory lab: where allocations land, and what freed memory holds",
+    after_help = exit_table(),
 )]
 struct Cli {
     #[command(subcommand)]
@@ -30,6 +50,16 @@ enum Command {
         /// Print one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script (e.g. `memlab completions bash`).
+    Completions {
+        #[arg(value_enum)]
+        shell: cli_docs::Shell,
+    },
+    /// Write man pages into DIR: memlab.1 and one page per subcommand.
+    Man {
+        /// The directory to write the pages into (created if missing).
+        dir: std::path::PathBuf,
     },
 }
 
@@ -115,6 +145,40 @@ fn main() -> ExitCode {
                 print!("{}", access_freed::report(&e));
             }
             ExitCode::SUCCESS
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            cli_docs::write_completions(Cli::command(), shell, &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => man(&dir),
+    }
+}
+
+/// `memlab man DIR`.
+fn man(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let codes: Vec<(u8, String)> = EXIT_CODES
+        .iter()
+        .map(|&(code, meaning)| (code, meaning.to_string()))
+        .collect();
+    let table = exit_table();
+    let exit = cli_docs::ExitCodes {
+        codes: &codes,
+        as_printed: &table,
+    };
+    match std::fs::create_dir_all(dir)
+        .and_then(|()| cli_docs::write_man_pages(Cli::command(), dir, &exit))
+    {
+        Ok(pages) => {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("memlab man: cannot write into {}: {e}", dir.display());
+            ExitCode::FAILURE
         }
     }
 }

@@ -349,6 +349,21 @@ fn range_arguments(o: &mut Options, arg: &[u8]) -> Result<(), Exit> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_man_page_documents_every_long_option() {
+        let page = include_str!("../doc/pmap.1");
+        for option in LONG_OPTIONS {
+            let escaped = format!("\\-\\-{}", option.name.replace('-', "\\-"));
+            assert!(page.contains(&escaped), "pmap.1 lacks --{}", option.name);
+            let short = format!("\\-{}", option.short as char);
+            assert!(
+                page.contains(&short),
+                "pmap.1 lacks -{}",
+                option.short as char
+            );
+        }
+    }
+
     fn args(list: &[&str]) -> Vec<OsString> {
         std::iter::once("pmap")
             .chain(list.iter().copied())

@@ -1,0 +1,165 @@
+//! Shell completions and man pages for a clap command, so that every binary of the project
+//! offers them the same way (`completions SHELL`, `man DIR`).
+//!
+//! Completions are `clap_complete`'s. Man pages are `clap_mangen`'s sections, rendered one by
+//! one so that the text after the options (clap's `after_help`) becomes NOTES and the exit
+//! codes an EXIT STATUS section of their own, as man pages have them.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub use clap_complete::Shell;
+use clap_mangen::roff::{roman, Roff};
+
+/// What a program's exit codes mean, for the EXIT STATUS section.
+pub struct ExitCodes<'a> {
+    pub codes: &'a [(u8, String)],
+    /// The same table as the `after_help` texts print it: cut from NOTES, not said twice.
+    pub as_printed: &'a str,
+}
+
+/// Writes the completion script of `cmd` for `shell` to `out`.
+pub fn write_completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Write) {
+    let name = cmd.get_name().to_string();
+    clap_complete::generate(shell, &mut cmd, name, out);
+}
+
+/// Writes `NAME.1` for `cmd` and `NAME-SUB.1` for each visible subcommand (recursively) into
+/// `dir`, which must exist. Returns the files written, in order.
+pub fn write_man_pages(
+    cmd: clap::Command,
+    dir: &Path,
+    exit: &ExitCodes<'_>,
+) -> std::io::Result<Vec<PathBuf>> {
+    let mut cmd = cmd.disable_help_subcommand(true);
+    cmd.build();
+    let mut written = Vec::new();
+    write_tree(&cmd, dir, exit, &mut written)?;
+    Ok(written)
+}
+
+fn write_tree(
+    cmd: &clap::Command,
+    dir: &Path,
+    exit: &ExitCodes<'_>,
+    written: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let page = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&page)?);
+    render(cmd, exit, &mut file)?;
+    file.flush()?;
+    written.push(page);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        write_tree(sub, dir, exit, written)?;
+    }
+    Ok(())
+}
+
+/// One page: clap_mangen's sections, then NOTES and EXIT STATUS.
+pub fn render(
+    cmd: &clap::Command,
+    exit: &ExitCodes<'_>,
+    out: &mut dyn Write,
+) -> std::io::Result<()> {
+    let man = clap_mangen::Man::new(cmd.clone());
+    man.render_title(out)?;
+    man.render_name_section(out)?;
+    man.render_synopsis_section(out)?;
+    man.render_description_section(out)?;
+    if cmd.get_arguments().any(|a| !a.is_hide_set()) {
+        man.render_options_section(out)?;
+    }
+    if cmd.get_subcommands().any(|s| !s.is_hide_set()) {
+        man.render_subcommands_section(out)?;
+    }
+    let mut roff = Roff::default();
+    let after = cmd
+        .get_after_long_help()
+        .or(cmd.get_after_help())
+        .map(|text| text.to_string())
+        .unwrap_or_default();
+    let notes = after.replace(exit.as_printed, "");
+    let notes = notes.trim();
+    if !notes.is_empty() {
+        roff.control("SH", ["NOTES"]);
+        for paragraph in notes.split("\n\n") {
+            roff.control("PP", []);
+            for line in paragraph.lines() {
+                roff.text([roman(line)]);
+                roff.control("br", []);
+            }
+        }
+    }
+    roff.control("SH", ["EXIT STATUS"]);
+    for (code, meaning) in exit.codes {
+        roff.control("TP", []);
+        roff.text([roman(code.to_string())]);
+        roff.text([roman(meaning.as_str())]);
+    }
+    roff.to_writer(out)?;
+    if cmd.get_version().is_some() {
+        man.render_version_section(out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command() -> clap::Command {
+        clap::Command::new("demo")
+            .version("1.0")
+            .about("A demo")
+            .after_help("Some notes.\n\nExit codes:\n  0  ok\n")
+            .arg(clap::Arg::new("name").long("name").help("The name"))
+            .subcommand(clap::Command::new("run").about("Run it"))
+            .subcommand(clap::Command::new("secret").hide(true))
+    }
+
+    #[test]
+    fn a_page_per_visible_command_with_notes_and_exit_status() {
+        let dir = std::env::temp_dir().join(format!("cli-docs-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let codes = [(0, "ok".to_string()), (3, "no market".to_string())];
+        let exit = ExitCodes {
+            codes: &codes,
+            as_printed: "Exit codes:\n  0  ok\n",
+        };
+        let pages = write_man_pages(command(), &dir, &exit).unwrap();
+        let names: Vec<_> = pages
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            ["demo.1", "demo-run.1"],
+            "hidden commands get no page"
+        );
+        let top = std::fs::read_to_string(&pages[0]).unwrap();
+        for part in [
+            ".SH NAME",
+            ".SH SYNOPSIS",
+            ".SH OPTIONS",
+            ".SH NOTES",
+            "Some notes.",
+            "EXIT STATUS",
+            "no market",
+        ] {
+            assert!(top.contains(part), "{part} missing:\n{top}");
+        }
+        assert!(
+            !top.contains("Exit codes:"),
+            "the printed table is not repeated in NOTES:\n{top}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn completions_name_the_subcommands() {
+        let mut out = Vec::new();
+        write_completions(command(), Shell::Bash, &mut out);
+        let script = String::from_utf8(out).unwrap();
+        assert!(script.contains("demo") && script.contains("run"));
+    }
+}
