@@ -335,6 +335,9 @@ pub struct BenchArgs {
     /// Orders sent by the seller and by the buyer in the throughput run.
     #[arg(long, default_value_t = 1_000_000)]
     pub orders: u32,
+    /// Also draw the results as an SVG picture: the latency distribution of every round-trip row (log scale, p50 and p99 marked, the floor dashed) and the throughput bars.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 pub fn parse_name(s: &str) -> Result<ShmName, String> {

@@ -94,7 +94,7 @@ fn histogram() -> Histogram<u64> {
 fn time_round_trips(
     n: u32,
     mut round_trip: impl FnMut() -> BenchResult<()>,
-) -> BenchResult<Percentiles> {
+) -> BenchResult<Histogram<u64>> {
     let mut h = histogram();
     for i in 0..WARMUP + n {
         let t = Instant::now();
@@ -104,7 +104,7 @@ fn time_round_trips(
             h.record(ns.max(1))?;
         }
     }
-    Ok(Percentiles::of(&h))
+    Ok(h)
 }
 
 fn unique_name(what: &str) -> ShmName {
@@ -117,7 +117,7 @@ fn peer_command(kind: &str) -> BenchResult<Command> {
     Ok(c)
 }
 
-fn floor(n: u32) -> BenchResult<Percentiles> {
+fn floor(n: u32) -> BenchResult<Histogram<u64>> {
     let name = unique_name("floor");
     let segment = Segment::create(&name, 4096, Mode::OWNER_ONLY)?;
     let result = (|| {
@@ -141,7 +141,7 @@ fn floor(n: u32) -> BenchResult<Percentiles> {
     result
 }
 
-fn echo_over(stream: &mut (impl Read + Write), n: u32) -> BenchResult<Percentiles> {
+fn echo_over(stream: &mut (impl Read + Write), n: u32) -> BenchResult<Histogram<u64>> {
     let mut byte = [0u8; 1];
     time_round_trips(n, || {
         stream.write_all(&[7])?;
@@ -150,7 +150,7 @@ fn echo_over(stream: &mut (impl Read + Write), n: u32) -> BenchResult<Percentile
     })
 }
 
-fn pipe(n: u32) -> BenchResult<Percentiles> {
+fn pipe(n: u32) -> BenchResult<Histogram<u64>> {
     let mut child = Reaped(
         peer_command("pipe")?
             .stdin(Stdio::piped())
@@ -176,7 +176,7 @@ fn pipe(n: u32) -> BenchResult<Percentiles> {
     echo_over(&mut Duplex(stdin, stdout), n)
 }
 
-fn uds(n: u32) -> BenchResult<Percentiles> {
+fn uds(n: u32) -> BenchResult<Histogram<u64>> {
     let (mut ours, theirs) = std::os::unix::net::UnixStream::pair()?;
     let theirs: OwnedFd = theirs.into();
     let _child = Reaped(peer_command("uds")?.stdin(Stdio::from(theirs)).spawn()?);
@@ -220,7 +220,7 @@ fn stop_market(mut market: BenchMarket) -> BenchResult<()> {
 }
 
 /// Buy-that-fills round trips against a market in spin (`spin_us` large) or park (`0`) mode.
-fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Percentiles> {
+fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Histogram<u64>> {
     let name = unique_name(if spin_us == 0 { "park" } else { "spin" });
     // Durability `none`: these rows measure the IPC path, not the disk.
     let market = start_market(&name, spin_us, "none")?;
@@ -268,7 +268,7 @@ fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Percentiles> {
                 h.record(ns.max(1))?;
             }
         }
-        Ok(Percentiles::of(&h))
+        Ok(h)
     })();
     stop_market(market)?;
     result
@@ -367,15 +367,15 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         }
     };
     progress("the floor (two processes spinning on one cache line)");
-    let floor_rtt_ns = floor(n)?;
+    let floor_h = floor(n)?;
     progress("pipe ping-pong");
-    let pipe_rtt_ns = pipe(n)?;
+    let pipe_h = pipe(n)?;
     progress("Unix-socket ping-pong");
-    let uds_rtt_ns = uds(n)?;
+    let uds_h = uds(n)?;
     progress("market round trips, spin mode");
-    let market_spin_rtt_ns = market_rtt(n, 1_000_000)?;
+    let spin_h = market_rtt(n, 1_000_000)?;
     progress("market round trips, park mode");
-    let market_park_rtt_ns = market_rtt(n, 0)?;
+    let park_h = market_rtt(n, 0)?;
     progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
     let orders_per_sec = end_to_end_orders_per_sec(args.orders, "none")?;
     progress("end-to-end orders/s, journal fsynced once per batch (the default)");
@@ -385,15 +385,41 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     let report = Report {
         machine: machine(),
         round_trips: n,
-        floor_rtt_ns,
-        pipe_rtt_ns,
-        uds_rtt_ns,
-        market_spin_rtt_ns,
-        market_park_rtt_ns,
+        floor_rtt_ns: Percentiles::of(&floor_h),
+        pipe_rtt_ns: Percentiles::of(&pipe_h),
+        uds_rtt_ns: Percentiles::of(&uds_h),
+        market_spin_rtt_ns: Percentiles::of(&spin_h),
+        market_park_rtt_ns: Percentiles::of(&park_h),
         orders_per_sec,
         orders_per_sec_fsync,
         engine_ops_per_sec,
     };
+    if let Some(path) = &args.plot {
+        use crate::bench_plot::{LatencyRow, Throughput};
+        let rows = [
+            ("floor", &floor_h),
+            ("pipe", &pipe_h),
+            ("Unix socket", &uds_h),
+            ("market, spin", &spin_h),
+            ("market, park", &park_h),
+        ]
+        .map(|(name, histogram)| LatencyRow { name, histogram });
+        let throughput = [
+            ("orders/s end to end, unsynced", orders_per_sec),
+            ("orders/s end to end, fsync per batch", orders_per_sec_fsync),
+            ("engine alone, ops/s", engine_ops_per_sec),
+        ]
+        .map(|(name, per_sec)| Throughput { name, per_sec });
+        let title = format!(
+            "bookstore bench: {n} round trips per row, {}",
+            report.machine
+        );
+        crate::bench_plot::draw(path, &title, &rows, report.floor_rtt_ns.p50, &throughput)
+            .map_err(|e| format!("--plot {}: {e}", path.display()))?;
+        if !args.json {
+            eprintln!("wrote {}", path.display());
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -6,6 +6,7 @@
 
 mod args;
 mod bench;
+mod bench_plot;
 mod clients;
 mod demo;
 mod exit;
