@@ -25,4 +25,5 @@
 
 pub mod access_freed;
 pub mod allocate;
+pub mod plot;
 pub mod size;

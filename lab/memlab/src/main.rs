@@ -132,6 +132,9 @@ struct AllocateArgs {
     /// Print one JSON object instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also draw RSS and heap size against the step as an SVG picture, the switch from heap to mmap marked.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -186,7 +189,7 @@ fn man(dir: &std::path::Path) -> ExitCode {
 /// `memlab allocate`: the blocks one by one (each kept until the end), a row per step, then a
 /// summary (or one JSON object).
 fn run_allocate(args: &AllocateArgs) -> ExitCode {
-    let &AllocateArgs {
+    let AllocateArgs {
         from,
         to,
         factor,
@@ -195,7 +198,8 @@ fn run_allocate(args: &AllocateArgs) -> ExitCode {
         hold_secs,
         force,
         json,
-    } = args;
+        ref plot,
+    } = *args;
     if to < from {
         eprintln!(
             "memlab allocate: to: {} is smaller than --from {}",
@@ -262,6 +266,15 @@ fn run_allocate(args: &AllocateArgs) -> ExitCode {
         );
     } else {
         println!("\n{}\n{}", allocate::summary(&steps), allocate::HEAP_NOTE);
+    }
+    if let Some(path) = plot {
+        if let Err(e) = memlab::plot::allocation(path, &steps, std::process::id()) {
+            eprintln!("memlab allocate: --plot {}: {e}", path.display());
+            return ExitCode::FAILURE;
+        }
+        if !json {
+            println!("\nwrote {}", path.display());
+        }
     }
     if hold && wait_for_enter("holding all blocks") == Held::Stopped {
         eprintln!("memlab allocate: stopped by a signal");
