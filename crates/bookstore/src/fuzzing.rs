@@ -49,6 +49,10 @@ pub fn header_validator(data: &[u8]) {
         assert_eq!(geometry.total_size(), mapped_len);
         assert!(geometry.view_offset() > geometry.slots_offset());
         assert!(geometry.shelf_offset() < geometry.total_size());
+        assert!(geometry.stats_offset() > geometry.shelf_offset());
+        let clients_end = geometry.client_stats_offset()
+            + geometry.slot_count as usize * crate::layout::CLIENT_STATS_SIZE;
+        assert!(clients_end <= geometry.total_size());
     }
 }
 
