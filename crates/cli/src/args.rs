@@ -77,6 +77,25 @@ pub enum Command {
     ThreadsPeer(crate::threads::PeerArgs),
 }
 
+impl Command {
+    /// The name the program's lines go by (`market: warning: …`).
+    pub fn program(&self) -> &'static str {
+        match self {
+            Command::Market(_) => "market",
+            Command::Seller(_) => "seller",
+            Command::Buyer(_) => "buyer",
+            Command::Inspect(_) => "inspect",
+            Command::Top(_) => "top",
+            Command::Journal(_) => "journal",
+            Command::Demo(_) => "demo",
+            Command::Bench(_) | Command::BenchPeer(_) => "bench",
+            Command::Threads(_) | Command::ThreadsPeer(_) => "threads",
+            Command::Completions(_) => "completions",
+            Command::Man(_) => "man",
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct StoreName {
     /// The store's shared-memory object name (shows as /dev/shm/NAME without the slash).

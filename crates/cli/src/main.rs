@@ -12,6 +12,7 @@ mod demo;
 mod exit;
 mod inspect;
 mod journal_cmd;
+mod log;
 mod market_cmd;
 mod peers;
 mod scratch;
@@ -25,16 +26,18 @@ use exit::Exit;
 
 fn main() -> std::process::ExitCode {
     use clap::Parser;
-    // Diagnostics (tracing) go to stderr, apart from what the subcommands print for users.
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("BOOKSTORE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    std::process::ExitCode::from(run(cli) as u8)
+    let format = match log::LogFormat::from_env() {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("bookstore: {e}");
+            return std::process::ExitCode::from(Exit::Usage as u8);
+        }
+    };
+    log::init(format, cli.command.program());
+    let exit = run(cli);
+    log::flush();
+    std::process::ExitCode::from(exit as u8)
 }
 
 /// `bookstore man DIR`: the pages, with the exit codes as their EXIT STATUS.

@@ -1,7 +1,6 @@
 //! `bookstore market`: create the store, serve, remove it on the way out.
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -14,6 +13,7 @@ use shm::ShmName;
 
 use crate::args::MarketArgs;
 use crate::exit::Exit;
+use crate::log;
 use bookstore::journal::{
     self, CapacityChoice, Journal, JournalOptions, OpenJournalError, Recovery, Start,
 };
@@ -138,7 +138,14 @@ pub fn run(args: MarketArgs) -> Exit {
     let guard = StoreGuard::new(&store);
     test_pause("after-create");
     if !args.quiet {
-        println!(
+        tracing::info!(
+            target: log::TARGET,
+            name = %name,
+            bytes = store.segment().len(),
+            mode = %args.mode,
+            pid = std::process::id(),
+            capacity = geometry.capacity,
+            slots = geometry.slot_count,
             "market: serving {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
             name.file_name(),
             store.segment().len(),
@@ -147,16 +154,18 @@ pub fn run(args: MarketArgs) -> Exit {
             geometry.capacity,
             geometry.slot_count,
         );
-        println!("market: stop with Ctrl-C or `bookstore market --stop --name {name}`");
+        tracing::info!(
+            target: log::TARGET,
+            "market: stop with Ctrl-C or `bookstore market --stop --name {name}`"
+        );
     }
     let config = LoopConfig {
         spin: Duration::from_micros(args.spin_us),
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout());
     let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
     let mut market = Market::new(&store, config, journal, recovery);
     if !args.quiet {
-        market = market.observe(|event| say(&mut out, &mut full_told, event));
+        market = market.observe(|event| say(&mut full_told, event));
     }
     let summary = market.run(&stop);
     drop(market);
@@ -171,7 +180,13 @@ pub fn run(args: MarketArgs) -> Exit {
         }
     };
     if !args.quiet {
-        println!(
+        tracing::info!(
+            target: log::TARGET,
+            requests = summary.requests,
+            clients = summary.clients_served,
+            trades_this_run = summary.trades_this_run,
+            trades = summary.trades,
+            books_on_shelf = summary.books_on_shelf,
             "market: stopped. This run: {} requests from {} clients, {} trades. The store in all (journal included): {} trades, {} books on the shelf. {name} removed",
             summary.requests,
             summary.clients_served,
@@ -188,8 +203,8 @@ const FULL_NOTICE_EVERY: Duration = Duration::from_secs(1);
 
 /// One line per trade and per client arriving or leaving, and (at most once a second per
 /// seller) that a seller waits for room; flushed when the market idles.
-fn say(out: &mut impl Write, full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
-    let _ = match event {
+fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
+    match event {
         MarketEvent::StoreFull { client } => {
             let now = Instant::now();
             let due = full_told
@@ -199,10 +214,23 @@ fn say(out: &mut impl Write, full_told: &mut HashMap<ClientId, Instant>, event: 
                 return;
             }
             full_told.insert(client, now);
-            writeln!(out, "store full: seller {} waiting for room", client.0)
+            tracing::info!(
+                target: log::TARGET,
+                event = "store_full",
+                client = client.0,
+                "store full: seller {} waiting for room",
+                client.0
+            );
         }
-        MarketEvent::Traded(t) => writeln!(
-            out,
+        MarketEvent::Traded(t) => tracing::info!(
+            target: log::TARGET,
+            event = "trade",
+            trade_id = t.trade_id,
+            qty = t.qty,
+            title = t.title.as_str(),
+            price_cents = t.price.cents(),
+            seller = t.seller.0,
+            buyer = t.buyer.0,
             "trade #{}: {} × {:?} at {} (seller {}, buyer {})",
             t.trade_id,
             t.qty,
@@ -211,37 +239,64 @@ fn say(out: &mut impl Write, full_told: &mut HashMap<ClientId, Instant>, event: 
             t.seller.0,
             t.buyer.0
         ),
-        MarketEvent::Attached { client, pid, slot } => {
-            writeln!(out, "client {} attached (pid {pid}, slot {slot})", client.0)
-        }
+        MarketEvent::Attached { client, pid, slot } => tracing::info!(
+            target: log::TARGET,
+            event = "attached",
+            client = client.0,
+            pid,
+            slot,
+            "client {} attached (pid {pid}, slot {slot})",
+            client.0
+        ),
         MarketEvent::Left { client, why } => {
             full_told.remove(&client);
-            writeln!(out, "client {} left ({why})", client.0)
+            tracing::info!(
+                target: log::TARGET,
+                event = "left",
+                client = client.0,
+                why,
+                "client {} left ({why})",
+                client.0
+            );
         }
-        MarketEvent::Idle => out.flush(),
-    };
+        MarketEvent::Idle => log::flush(),
+    }
 }
 
 /// Tells the learner what the journal held and what was done with it.
 fn report_recovery(recovery: &Recovery, path: &Path) {
     if let Some(aside) = &recovery.set_aside {
-        println!(
+        tracing::info!(
+            target: log::TARGET,
+            kept_as = %aside.display(),
             "market: --fresh: the previous journal is kept as {}",
             aside.display()
         );
     }
     if let Some(torn) = &recovery.torn {
-        println!(
+        tracing::info!(
+            target: log::TARGET,
+            offset = torn.offset,
+            bytes = torn.bytes,
             "market: journal: cut off a torn last record at offset {} ({} bytes: {}); it was never acknowledged",
             torn.offset, torn.bytes, torn.why
         );
     }
     if recovery.replayed == 0 {
-        println!("market: journal {}: new, empty store", path.display());
+        tracing::info!(
+            target: log::TARGET,
+            journal = %path.display(),
+            replayed = 0,
+            "market: journal {}: new, empty store",
+            path.display()
+        );
         return;
     }
     let stats = recovery.engine.stats();
-    println!(
+    tracing::info!(
+        target: log::TARGET,
+        journal = %path.display(),
+        replayed = recovery.replayed,
         "market: journal {}: replayed {} commands: {} books on the shelf, {} trades, next trade #{}",
         path.display(),
         recovery.replayed,
@@ -250,7 +305,9 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
         recovery.engine.next_trade_id(),
     );
     if recovery.orphaned_buys > 0 {
-        println!(
+        tracing::info!(
+            target: log::TARGET,
+            cancelled = recovery.orphaned_buys,
             "market: cancelled {} resting buys of the previous market's clients (they cannot reattach)",
             recovery.orphaned_buys
         );

@@ -144,6 +144,42 @@ impl Market {
         market
     }
 
+    /// A market that says what it does (not `--quiet`), in log format `format`, its stdout and
+    /// stderr captured: read them with [`stop_with_output`](Self::stop_with_output).
+    pub fn start_logging(tag: &str, extra: &[&str], format: &str) -> Self {
+        let name = unique_name(tag);
+        let mut args = vec!["market", "--name", &name];
+        args.extend_from_slice(extra);
+        let child = bookstore(&args)
+            .env("BOOKSTORE_LOG_FORMAT", format)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("market starts");
+        let market = Self {
+            name,
+            child: Some(child),
+            keep_journal: false,
+        };
+        market.wait_ready();
+        market
+    }
+
+    /// SIGTERM, and what the market printed (it must have exited successfully, its object
+    /// gone).
+    pub fn stop_with_output(mut self) -> Output {
+        let child = self.child.take().expect("market running");
+        signal(&child, rustix::process::Signal::TERM);
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "market exited with {}", out.status);
+        assert!(
+            !dev_shm(&self.name).exists(),
+            "{} left in /dev/shm",
+            self.name
+        );
+        out
+    }
+
     /// Waits until the object is this market's own and ready. (A stale object left by a
     /// killed market on the same name also reads "ready" until the new market replaces it.)
     pub fn wait_ready(&self) {
