@@ -128,10 +128,10 @@ pub fn latency_between(earlier: &Sample, later: &Sample) -> LatencyWindow {
         p50_ns: window.quantile(0.50),
         p99_ns: window.quantile(0.99),
         // The market's own per-second maximum is exact; the histogram's is a bucket bound.
-        max_ns: later
-            .stats
-            .recent_max_ns(later.wall_ms)
-            .or(window.max_bound()),
+        // Neither says anything of a window in which nothing was measured.
+        max_ns: (window.total() > 0)
+            .then(|| later.stats.recent_max_ns(later.wall_ms).or(window.max_bound()))
+            .flatten(),
     }
 }
 
