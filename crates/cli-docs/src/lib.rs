@@ -25,12 +25,13 @@ pub fn write_completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Wri
 }
 
 /// Writes `NAME.1` for `cmd` and `NAME-SUB.1` for each visible subcommand (recursively) into
-/// `dir`, which must exist. Returns the files written, in order.
+/// `dir`, created if missing. Returns the files written, in order.
 pub fn write_man_pages(
     cmd: clap::Command,
     dir: &Path,
     exit: &ExitCodes<'_>,
 ) -> std::io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
     let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
     let mut written = Vec::new();
@@ -120,7 +121,6 @@ mod tests {
     #[test]
     fn a_page_per_visible_command_with_notes_and_exit_status() {
         let dir = std::env::temp_dir().join(format!("cli-docs-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let codes = [(0, "ok".to_string()), (3, "no market".to_string())];
         let exit = ExitCodes {
             codes: &codes,

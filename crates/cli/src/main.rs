@@ -49,9 +49,7 @@ fn man(dir: &std::path::Path) -> Exit {
         codes: &codes,
         as_printed: &table,
     };
-    let written = std::fs::create_dir_all(dir)
-        .and_then(|()| cli_docs::write_man_pages(Cli::command(), dir, &exit_codes));
-    match written {
+    match cli_docs::write_man_pages(Cli::command(), dir, &exit_codes) {
         Ok(pages) => {
             for page in pages {
                 println!("{}", page.display());

@@ -130,7 +130,12 @@ pub fn latency_between(earlier: &Sample, later: &Sample) -> LatencyWindow {
         // The market's own per-second maximum is exact; the histogram's is a bucket bound.
         // Neither says anything of a window in which nothing was measured.
         max_ns: (window.total() > 0)
-            .then(|| later.stats.recent_max_ns(later.wall_ms).or(window.max_bound()))
+            .then(|| {
+                later
+                    .stats
+                    .recent_max_ns(later.wall_ms)
+                    .or(window.max_bound())
+            })
             .flatten(),
     }
 }

@@ -122,6 +122,39 @@ fn top_in_a_terminal_shows_the_shelf_gauge_a_client_and_the_market_then_q_restor
 }
 
 #[test]
+fn top_leaves_when_its_terminal_goes_away() {
+    let market = Market::start("top-hangup", &[]);
+    let command = format!(
+        "env XDG_STATE_HOME={} XDG_RUNTIME_DIR={} {BIN} top --name {}",
+        state_home().display(),
+        runtime_home().display(),
+        market.name
+    );
+    let Some(tmux) = Tmux::start("top-hangup", &command) else {
+        eprintln!("SKIPPED: tmux is not installed (.ci/run installs it)");
+        return;
+    };
+    tmux.wait_for(&["0/100 books"]);
+    let pattern = format!("^{BIN} top --name {}$", market.name);
+    let tops = || {
+        let out = Command::new("pgrep")
+            .args(["-f", &pattern])
+            .output()
+            .expect("pgrep");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    assert_eq!(tops(), 1, "top runs");
+    // The market exits first: the picture freezes, so top writes nothing more.
+    market.stop();
+    tmux.wait_for(&["market exited"]);
+    drop(tmux);
+    assert!(
+        eventually(Duration::from_secs(5), || tops() == 0),
+        "top is still running after its terminal went away"
+    );
+}
+
+#[test]
 fn top_without_a_terminal_refuses_and_points_at_inspect_watch() {
     let market = Market::start("top-pipe", &[]);
     let out = run(&["top", "--name", &market.name]);

@@ -170,9 +170,7 @@ fn man(dir: &std::path::Path) -> ExitCode {
         codes: &codes,
         as_printed: &table,
     };
-    match std::fs::create_dir_all(dir)
-        .and_then(|()| cli_docs::write_man_pages(Cli::command(), dir, &exit))
-    {
+    match cli_docs::write_man_pages(Cli::command(), dir, &exit) {
         Ok(pages) => {
             for page in pages {
                 println!("{}", page.display());

@@ -111,14 +111,36 @@ pub fn run(args: TopArgs) -> Exit {
     }
 }
 
-/// Samples, draws and reads keys until the user quits or a signal arrives.
+/// Reads the terminal's events on a thread of its own and hands them over. (crossterm's reader
+/// spins forever on a terminal that hung up, reading its end of file; on its own thread that
+/// cannot keep the main loop from noticing and leaving: the process's exit ends the thread.)
+fn spawn_event_reader() -> std::sync::mpsc::Receiver<Event> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        while let Ok(event) = event::read() {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Samples, draws and reads keys until the user quits, a signal arrives or the terminal goes.
 fn serve(
     terminal: &mut ratatui::DefaultTerminal,
     screen: &mut Screen,
     stop: &AtomicBool,
 ) -> std::io::Result<()> {
+    use std::sync::mpsc::RecvTimeoutError;
+    let events = spawn_event_reader();
     let mut next_sample = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        // A terminal that hung up (its window closed, tmux killed) is no terminal any more
+        // (`isatty` fails with EIO); with a frozen picture nothing is written that could fail.
+        if !std::io::stdout().is_terminal() {
+            return Ok(());
+        }
         if Instant::now() >= next_sample {
             next_sample = Instant::now() + REFRESH;
             if !screen.paused && !screen.market_exited {
@@ -127,10 +149,13 @@ fn serve(
             terminal.draw(|frame| draw::draw(frame, screen))?;
         }
         let wait = next_sample.saturating_duration_since(Instant::now());
-        if !event::poll(wait)? {
-            continue;
-        }
-        match event::read()? {
+        let event = match events.recv_timeout(wait) {
+            Ok(event) => event,
+            Err(RecvTimeoutError::Timeout) => continue,
+            // The reader failed: the terminal is gone.
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        match event {
             Event::Key(key) if key.kind == KeyEventKind::Press => match key.code {
                 KeyCode::Char('q') | KeyCode::Esc => return Ok(()),
                 KeyCode::Char('c') if key.modifiers.contains(KeyModifiers::CONTROL) => {

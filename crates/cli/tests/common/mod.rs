@@ -131,10 +131,14 @@ impl Market {
     pub fn start_named(name: String, extra: &[&str]) -> Self {
         let mut args = vec!["market", "--name", &name, "--quiet"];
         args.extend_from_slice(extra);
-        let child = bookstore(&args)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("market starts");
+        let mut command = bookstore(&args);
+        command.stdout(Stdio::null());
+        Self::launch(name, command)
+    }
+
+    /// Spawns `command` (a market on `name`) and waits until it is ready.
+    fn launch(name: String, mut command: Command) -> Self {
+        let child = command.spawn().expect("market starts");
         let market = Self {
             name,
             child: Some(child),
@@ -150,19 +154,12 @@ impl Market {
         let name = unique_name(tag);
         let mut args = vec!["market", "--name", &name];
         args.extend_from_slice(extra);
-        let child = bookstore(&args)
+        let mut command = bookstore(&args);
+        command
             .env("BOOKSTORE_LOG_FORMAT", format)
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("market starts");
-        let market = Self {
-            name,
-            child: Some(child),
-            keep_journal: false,
-        };
-        market.wait_ready();
-        market
+            .stderr(Stdio::piped());
+        Self::launch(name, command)
     }
 
     /// SIGTERM, and what the market printed (it must have exited successfully, its object
