@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::latency::Histogram;
-use crate::layout::{ClientRole, LATENCY_BUCKETS, RATE_SECONDS, WARNING_KINDS};
+use crate::layout::{ClientRole, RATE_SECONDS, WARNING_KINDS};
 use crate::shared::Mapping;
 use crate::view::{Snapshot, SnapshotError};
 use bookstore_ipc::sync::Ordering::Relaxed;
@@ -286,6 +286,14 @@ pub struct ClientRow {
 }
 
 impl StatsSnapshot {
+    /// What the market counts of the client `client_id` in `slot`, if its row is that client's
+    /// (a slot's row can lag behind the slot table by one publish).
+    pub fn client(&self, slot: u32, client_id: u64) -> Option<&ClientRow> {
+        self.clients
+            .iter()
+            .find(|c| c.slot == slot && c.client_id == client_id)
+    }
+
     /// The largest service latency in the second that holds `now_ms` and the one before it
     /// (the market keeps the maximum per second); `None` if the market has not measured in
     /// that window.
@@ -350,8 +358,7 @@ fn read_unchecked(map: &Mapping) -> StatsSnapshot {
             count: load(&s.warnings[kind as usize]),
         })
         .collect();
-    let latency = Histogram::from_counts(s.latency.iter().map(load).collect::<Vec<_>>());
-    debug_assert_eq!(latency.counts().len(), LATENCY_BUCKETS);
+    let latency = Histogram::from_counts(s.latency.iter().map(load).collect());
     // A rate entry counts only where its second agrees with its index (zeroed or scribbled
     // entries do not), and only the last RATE_SECONDS seconds of what the market wrote.
     let mut rates: Vec<RateSample> = s

@@ -11,11 +11,22 @@ use std::path::{Path, PathBuf};
 pub use clap_complete::Shell;
 use clap_mangen::roff::{roman, Roff};
 
-/// What a program's exit codes mean, for the EXIT STATUS section.
-pub struct ExitCodes<'a> {
-    pub codes: &'a [(u8, String)],
-    /// The same table as the `after_help` texts print it: cut from NOTES, not said twice.
-    pub as_printed: &'a str,
+/// What a program's exit codes mean: the table under its `--help` and its man pages' EXIT
+/// STATUS section, from one list.
+pub struct ExitCodes {
+    pub codes: Vec<(u8, String)>,
+}
+
+impl ExitCodes {
+    /// The table as `--help` prints it (`after_help`); the man pages cut it from NOTES, since
+    /// EXIT STATUS says it already.
+    pub fn help_text(&self) -> String {
+        let mut text = String::from("Exit codes:");
+        for (code, meaning) in &self.codes {
+            text.push_str(&format!("\n  {code}  {meaning}"));
+        }
+        text
+    }
 }
 
 /// Writes the completion script of `cmd` for `shell` to `out`.
@@ -29,37 +40,57 @@ pub fn write_completions(mut cmd: clap::Command, shell: Shell, out: &mut dyn Wri
 pub fn write_man_pages(
     cmd: clap::Command,
     dir: &Path,
-    exit: &ExitCodes<'_>,
+    exit: &ExitCodes,
 ) -> std::io::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)?;
     let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
     let mut written = Vec::new();
-    write_tree(&cmd, dir, exit, &mut written)?;
+    write_tree(&cmd, dir, &exit.codes, &exit.help_text(), &mut written)?;
     Ok(written)
+}
+
+/// The `man DIR` subcommand of `program`: writes the pages and lists them on stdout, or says
+/// why not on stderr. True if every page was written.
+pub fn man_command(cmd: clap::Command, dir: &Path, exit: &ExitCodes, program: &str) -> bool {
+    match write_man_pages(cmd, dir, exit) {
+        Ok(pages) => {
+            for page in pages {
+                println!("{}", page.display());
+            }
+            true
+        }
+        Err(e) => {
+            eprintln!("{program} man: cannot write into {}: {e}", dir.display());
+            false
+        }
+    }
 }
 
 fn write_tree(
     cmd: &clap::Command,
     dir: &Path,
-    exit: &ExitCodes<'_>,
+    codes: &[(u8, String)],
+    help_text: &str,
     written: &mut Vec<PathBuf>,
 ) -> std::io::Result<()> {
     let page = dir.join(clap_mangen::Man::new(cmd.clone()).get_filename());
     let mut file = std::io::BufWriter::new(std::fs::File::create(&page)?);
-    render(cmd, exit, &mut file)?;
+    render(cmd, codes, help_text, &mut file)?;
     file.flush()?;
     written.push(page);
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        write_tree(sub, dir, exit, written)?;
+        write_tree(sub, dir, codes, help_text, written)?;
     }
     Ok(())
 }
 
-/// One page: clap_mangen's sections, then NOTES and EXIT STATUS.
-pub fn render(
+/// One page: clap_mangen's sections, then NOTES (`after_help` less `help_text`) and EXIT
+/// STATUS (`codes`).
+fn render(
     cmd: &clap::Command,
-    exit: &ExitCodes<'_>,
+    codes: &[(u8, String)],
+    help_text: &str,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let man = clap_mangen::Man::new(cmd.clone());
@@ -79,7 +110,7 @@ pub fn render(
         .or(cmd.get_after_help())
         .map(|text| text.to_string())
         .unwrap_or_default();
-    let notes = after.replace(exit.as_printed, "");
+    let notes = after.replace(help_text, "");
     let notes = notes.trim();
     if !notes.is_empty() {
         roff.control("SH", ["NOTES"]);
@@ -92,7 +123,7 @@ pub fn render(
         }
     }
     roff.control("SH", ["EXIT STATUS"]);
-    for (code, meaning) in exit.codes {
+    for (code, meaning) in codes {
         roff.control("TP", []);
         roff.text([roman(code.to_string())]);
         roff.text([roman(meaning.as_str())]);
@@ -112,7 +143,7 @@ mod tests {
         clap::Command::new("demo")
             .version("1.0")
             .about("A demo")
-            .after_help("Some notes.\n\nExit codes:\n  0  ok\n")
+            .after_help("Some notes.\n\nExit codes:\n  0  ok\n  3  no market")
             .arg(clap::Arg::new("name").long("name").help("The name"))
             .subcommand(clap::Command::new("run").about("Run it"))
             .subcommand(clap::Command::new("secret").hide(true))
@@ -121,10 +152,8 @@ mod tests {
     #[test]
     fn a_page_per_visible_command_with_notes_and_exit_status() {
         let dir = std::env::temp_dir().join(format!("cli-docs-test-{}", std::process::id()));
-        let codes = [(0, "ok".to_string()), (3, "no market".to_string())];
         let exit = ExitCodes {
-            codes: &codes,
-            as_printed: "Exit codes:\n  0  ok\n",
+            codes: vec![(0, "ok".to_string()), (3, "no market".to_string())],
         };
         let pages = write_man_pages(command(), &dir, &exit).unwrap();
         let names: Vec<_> = pages

@@ -350,13 +350,7 @@ fn machine() -> String {
 }
 
 pub fn run(args: BenchArgs) -> Exit {
-    match bench(&args) {
-        Ok(()) => Exit::Ok,
-        Err(e) => {
-            eprintln!("bookstore bench: {e}");
-            Exit::Error
-        }
-    }
+    Exit::of_run("bench", bench(&args))
 }
 
 fn bench(args: &BenchArgs) -> BenchResult<()> {
@@ -476,13 +470,7 @@ fn table(r: &Report) -> String {
 }
 
 pub fn peer(args: PeerArgs) -> Exit {
-    match run_peer(&args) {
-        Ok(()) => Exit::Ok,
-        Err(e) => {
-            eprintln!("bookstore bench-peer: {e}");
-            Exit::Error
-        }
-    }
+    Exit::of_run("bench-peer", run_peer(&args))
 }
 
 fn run_peer(args: &PeerArgs) -> BenchResult<()> {

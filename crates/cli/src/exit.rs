@@ -52,6 +52,18 @@ impl Exit {
         }
     }
 
+    /// `Ok` for a run that worked; otherwise says why as `bookstore PROGRAM: error` and is
+    /// [`Exit::Error`]: for the subcommands whose every failure is unexpected.
+    pub fn of_run<E: std::fmt::Display>(program: &str, run: Result<(), E>) -> Exit {
+        match run {
+            Ok(()) => Exit::Ok,
+            Err(e) => {
+                eprintln!("bookstore {program}: {e}");
+                Exit::Error
+            }
+        }
+    }
+
     /// For sessions of several commands: keeps the first failure, else takes `next`.
     pub fn keep_first_failure(self, next: Exit) -> Exit {
         if self == Exit::Ok {
@@ -91,25 +103,20 @@ impl From<&bookstore::journal::OpenJournalError> for Exit {
     }
 }
 
-/// The exit-code table under every `--help`.
-pub fn help_table() -> String {
-    let mut text = String::from("Exit codes:");
-    for code in Exit::ALL {
-        text.push_str(&format!(
-            "\n  {}  {}",
-            code as u8,
-            code.meaning().replace('`', "")
-        ));
+/// The exit codes, as `--help` and the man pages give them (without the Markdown backticks the
+/// README's table keeps).
+pub fn exit_codes() -> cli_docs::ExitCodes {
+    cli_docs::ExitCodes {
+        codes: Exit::ALL
+            .iter()
+            .map(|&code| (code as u8, code.meaning().replace('`', "")))
+            .collect(),
     }
-    text
 }
 
-/// The exit codes for man pages' EXIT STATUS section.
-pub fn man_exit_codes() -> Vec<(u8, String)> {
-    Exit::ALL
-        .iter()
-        .map(|&code| (code as u8, code.meaning().replace('`', "")))
-        .collect()
+/// The exit-code table under every `--help`.
+pub fn help_table() -> String {
+    exit_codes().help_text()
 }
 
 #[cfg(test)]

@@ -120,13 +120,11 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
     let geometry = store.geometry();
     let (snap, stats) = store.view_and_stats()?;
     let clients = (0..geometry.slot_count)
-        .filter_map(|i| {
-            let slot = store.slot(i);
-            let counted = stats
-                .clients
-                .iter()
-                .find(|c| c.slot == i && c.client_id == slot.client_id);
-            (slot.state != SlotState::Free).then(|| ClientInfo {
+        .map(|i| (i, store.slot(i)))
+        .filter(|(_, slot)| slot.state != SlotState::Free)
+        .map(|(i, slot)| {
+            let counted = stats.client(i, slot.client_id);
+            ClientInfo {
                 slot: i,
                 client_id: slot.client_id,
                 pid: slot.pid,
@@ -137,7 +135,7 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
                 requests_in_flight: slot.requests_queued,
                 events_in_flight: slot.replies_queued,
                 parked: slot.client_parked,
-            })
+            }
         })
         .collect();
     Ok(Report {
@@ -380,13 +378,14 @@ fn watch_lines(name: &shm::ShmName, every: std::time::Duration, json: bool) -> E
         Ok(s) => s,
         Err(exit) => return exit,
     };
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("bookstore inspect: cannot handle signal {signal}: {e}");
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = match crate::stop_signal::stop_flag(&[SIGINT, SIGTERM]) {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("bookstore inspect: cannot install a signal handler: {e}");
             return Exit::Error;
         }
-    }
+    };
     let mut watch = watch::Watch::new(store);
     let mut previous: Option<watch::Sample> = None;
     let mut out = std::io::stdout().lock();

@@ -37,15 +37,14 @@ pub enum LogFormat {
 impl LogFormat {
     /// From `BOOKSTORE_LOG_FORMAT`; unset means human. Anything else is an error naming it.
     pub fn from_env() -> Result<Self, String> {
-        match std::env::var("BOOKSTORE_LOG_FORMAT") {
-            Err(std::env::VarError::NotPresent) => Ok(Self::Human),
-            Ok(v) if v == "human" => Ok(Self::Human),
-            Ok(v) if v == "json" => Ok(Self::Json),
-            Ok(v) => Err(format!(
-                "BOOKSTORE_LOG_FORMAT: {v:?} is neither `human` nor `json`"
-            )),
-            Err(std::env::VarError::NotUnicode(v)) => Err(format!(
-                "BOOKSTORE_LOG_FORMAT: {v:?} is neither `human` nor `json`"
+        let Some(value) = std::env::var_os("BOOKSTORE_LOG_FORMAT") else {
+            return Ok(Self::Human);
+        };
+        match value.to_str() {
+            Some("human") => Ok(Self::Human),
+            Some("json") => Ok(Self::Json),
+            _ => Err(format!(
+                "BOOKSTORE_LOG_FORMAT: {value:?} is neither `human` nor `json`"
             )),
         }
     }

@@ -17,6 +17,7 @@ mod market_cmd;
 mod peers;
 mod scratch;
 mod session;
+mod stop_signal;
 mod threads;
 mod top;
 mod watch;
@@ -43,23 +44,10 @@ fn main() -> std::process::ExitCode {
 /// `bookstore man DIR`: the pages, with the exit codes as their EXIT STATUS.
 fn man(dir: &std::path::Path) -> Exit {
     use clap::CommandFactory;
-    let codes = exit::man_exit_codes();
-    let table = exit::help_table();
-    let exit_codes = cli_docs::ExitCodes {
-        codes: &codes,
-        as_printed: &table,
-    };
-    match cli_docs::write_man_pages(Cli::command(), dir, &exit_codes) {
-        Ok(pages) => {
-            for page in pages {
-                println!("{}", page.display());
-            }
-            Exit::Ok
-        }
-        Err(e) => {
-            eprintln!("bookstore man: cannot write into {}: {e}", dir.display());
-            Exit::Error
-        }
+    if cli_docs::man_command(Cli::command(), dir, &exit::exit_codes(), "bookstore") {
+        Exit::Ok
+    } else {
+        Exit::Error
     }
 }
 

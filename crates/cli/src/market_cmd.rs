@@ -2,8 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::ClientId;
@@ -37,13 +35,14 @@ pub fn run(args: MarketArgs) -> Exit {
             args.mode
         );
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = match crate::stop_signal::stop_flag(&[SIGINT, SIGTERM]) {
+        Ok(stop) => stop,
+        Err(e) => {
             eprintln!("bookstore market: cannot install a signal handler: {e}");
             return Exit::Error;
         }
-    }
+    };
     let journal_path = match journal::chosen_path(args.journal.as_deref(), &name) {
         Ok(path) => path,
         Err(e) => {

@@ -323,13 +323,7 @@ pub struct PeerArgs {
 
 /// A trader process: attach, say "ready", wait for "go", trade, print the latencies.
 pub fn peer(args: PeerArgs) -> Exit {
-    match run_peer(&args) {
-        Ok(()) => Exit::Ok,
-        Err(e) => {
-            eprintln!("bookstore threads-peer: {e}");
-            Exit::Error
-        }
-    }
+    Exit::of_run("threads-peer", run_peer(&args))
 }
 
 fn run_peer(args: &PeerArgs) -> Result<()> {

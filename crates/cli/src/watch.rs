@@ -5,7 +5,6 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bookstore::latency::Histogram;
 use bookstore::layout::SlotState;
 use bookstore::shared::{SlotReport, StoreReader};
 use bookstore::stats::StatsSnapshot;
@@ -118,11 +117,7 @@ impl Watch {
 
 /// What was measured between two samples of the same market.
 pub fn latency_between(earlier: &Sample, later: &Sample) -> LatencyWindow {
-    let window: Histogram = if std::ptr::eq(earlier, later) {
-        Histogram::new()
-    } else {
-        later.stats.latency.since(&earlier.stats.latency)
-    };
+    let window = later.stats.latency.since(&earlier.stats.latency);
     LatencyWindow {
         requests: window.total(),
         p50_ns: window.quantile(0.50),

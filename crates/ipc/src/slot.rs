@@ -115,7 +115,8 @@ impl SlotControl {
         if won.is_err() {
             return false;
         }
-        // Relaxed: published by the release store of ACTIVE just below.
+        // Relaxed, both: published by the release store of ACTIVE just below, which the
+        // market's `observe` acquires before it reads them.
         self.start_time.store(start_time, Relaxed);
         self.label.store(label, Relaxed);
         // Release: the market's acquire load in `observe` that sees ACTIVE sees our start time.

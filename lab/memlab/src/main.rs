@@ -20,12 +20,17 @@ const EXIT_CODES: [(u8, &str); 3] = [
     (2, "bad command-line value (the message names the field)"),
 ];
 
-fn exit_table() -> String {
-    let mut text = String::from("Exit codes:");
-    for (code, meaning) in EXIT_CODES {
-        text.push_str(&format!("\n  {code}  {meaning}"));
+fn exit_codes() -> cli_docs::ExitCodes {
+    cli_docs::ExitCodes {
+        codes: EXIT_CODES
+            .iter()
+            .map(|&(code, meaning)| (code, meaning.to_string()))
+            .collect(),
     }
-    text
+}
+
+fn exit_table() -> String {
+    exit_codes().help_text()
 }
 
 #[derive(Parser)]
@@ -161,26 +166,10 @@ fn main() -> ExitCode {
 /// `memlab man DIR`.
 fn man(dir: &std::path::Path) -> ExitCode {
     use clap::CommandFactory;
-    let codes: Vec<(u8, String)> = EXIT_CODES
-        .iter()
-        .map(|&(code, meaning)| (code, meaning.to_string()))
-        .collect();
-    let table = exit_table();
-    let exit = cli_docs::ExitCodes {
-        codes: &codes,
-        as_printed: &table,
-    };
-    match cli_docs::write_man_pages(Cli::command(), dir, &exit) {
-        Ok(pages) => {
-            for page in pages {
-                println!("{}", page.display());
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("memlab man: cannot write into {}: {e}", dir.display());
-            ExitCode::FAILURE
-        }
+    if cli_docs::man_command(Cli::command(), dir, &exit_codes(), "memlab") {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 use engine::{Command, Engine, Event, Millis, Stats};
 
 use crate::journal::{Durability, Journal, WriteJournalError};
+use crate::stats::{durability_code, JournalFacts};
 
 pub(super) struct Ledger {
     engine: Engine,
@@ -69,14 +70,15 @@ impl Ledger {
         }
     }
 
-    /// The journal's durability, length, syncs and the time of the last one.
-    pub(super) fn journal_state(&self) -> (Durability, u64, u64, Option<Instant>) {
-        (
-            self.journal.durability(),
-            self.journal.len_bytes(),
-            self.journal.syncs(),
-            self.last_sync,
-        )
+    /// The journal as watchers see it; `wall_ms_at` turns the last sync's instant into Unix
+    /// milliseconds.
+    pub(super) fn journal_facts(&self, wall_ms_at: impl Fn(Instant) -> u64) -> JournalFacts {
+        JournalFacts {
+            durability: durability_code(self.journal.durability()),
+            bytes: self.journal.len_bytes(),
+            syncs: self.journal.syncs(),
+            last_sync_at_ms: self.last_sync.map_or(0, wall_ms_at),
+        }
     }
 
     pub(super) fn has_failed(&self) -> bool {

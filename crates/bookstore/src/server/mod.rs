@@ -22,7 +22,7 @@ use engine::{ClientId, Command, Event, Trade};
 use crate::journal::{Recovery, WriteJournalError};
 use crate::layout::{StoreState, RING_CAPACITY};
 use crate::shared::SharedStore;
-use crate::stats::{durability_code, JournalFacts, StatsRecorder, WarningKind};
+use crate::stats::{StatsRecorder, WarningKind};
 use crate::wire::{Reply, Request};
 use ledger::Ledger;
 use publish::ViewSchedule;
@@ -88,20 +88,24 @@ struct Clock {
     wall_base_ms: u64,
     started: Instant,
     now: Instant,
+    /// Milliseconds from `started` to `now`, worked out once per read (every request of the
+    /// pass asks for the time).
+    elapsed_ms: u64,
 }
 
 impl Clock {
     fn tick(&mut self) {
         self.now = Instant::now();
+        self.elapsed_ms = self.since_start_ms(self.now);
     }
 
     fn now_ms(&self) -> u64 {
-        self.base_ms + self.since_start_ms(self.now)
+        self.base_ms + self.elapsed_ms
     }
 
     /// Unix milliseconds at the pass's clock read.
     fn wall_ms(&self) -> u64 {
-        self.wall_ms_at(self.now)
+        self.wall_base_ms + self.elapsed_ms
     }
 
     fn wall_ms_at(&self, at: Instant) -> u64 {
@@ -156,6 +160,7 @@ impl<'s> Market<'s> {
                 wall_base_ms,
                 started: now,
                 now,
+                elapsed_ms: 0,
             },
             last_housekeeping: now,
             events: Vec::with_capacity(256),
@@ -405,22 +410,13 @@ impl<'s> Market<'s> {
         if !self.ledger.commit() {
             return;
         }
-        let (durability, bytes, syncs, last_sync) = self.ledger.journal_state();
-        let journal = JournalFacts {
-            durability: durability_code(durability),
-            bytes,
-            syncs,
-            last_sync_at_ms: last_sync.map_or(0, |at| self.clock.wall_ms_at(at)),
-        };
-        let (now, now_ms, wall_ms) = (self.clock.now, self.clock.now_ms(), self.clock.wall_ms());
+        let journal = self.ledger.journal_facts(|at| self.clock.wall_ms_at(at));
         self.view.publish(
             self.store,
             self.ledger.engine(),
             &mut self.stats,
             journal,
-            now,
-            now_ms,
-            wall_ms,
+            &self.clock,
         );
     }
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use engine::{Engine, Event, Trade};
 
+use super::Clock;
 use crate::shared::SharedStore;
 use crate::stats::{JournalFacts, StatsRecorder};
 use crate::view::{Counters, Publisher};
@@ -56,19 +57,16 @@ impl ViewSchedule {
         now.duration_since(self.last_publish) >= REPUBLISH_EVERY
     }
 
-    /// Writes the whole view, and the market's statistics with it. The caller has committed
-    /// the journal: nothing shown here is less durable than what the journal holds. `now_ms`
-    /// is the market's clock (continued from the journal), `wall_ms` Unix time.
-    #[allow(clippy::too_many_arguments)]
+    /// Writes the whole view, and the market's statistics with it, at the pass's clock read.
+    /// The caller has committed the journal: nothing shown here is less durable than what the
+    /// journal holds.
     pub(super) fn publish(
         &mut self,
         store: &SharedStore,
         engine: &Engine,
         recorder: &mut StatsRecorder,
         journal: JournalFacts,
-        now: Instant,
-        now_ms: u64,
-        wall_ms: u64,
+        clock: &Clock,
     ) {
         let stats = engine.stats();
         let shelf = engine.shelf();
@@ -79,19 +77,19 @@ impl ViewSchedule {
             &self.counters,
             &shelf,
             &self.unpublished_trades,
-            now_ms,
+            clock.now_ms(),
             |map| {
                 recorder.write(
                     map,
                     journal,
                     totals,
                     |client| engine.resting_buys_of(client) as u64,
-                    wall_ms,
+                    clock.wall_ms(),
                 )
             },
         );
         self.unpublished_trades.clear();
         self.dirty = false;
-        self.last_publish = now;
+        self.last_publish = clock.now;
     }
 }

@@ -10,6 +10,7 @@ use ratatui::Frame;
 
 use super::{ClientSort, Screen};
 use crate::watch::{format_ago, format_bytes, format_count, format_ns, format_uptime, Sample};
+use bookstore::view::SnapshotRow;
 use engine::Cents;
 
 /// Seconds the sparklines cover.
@@ -128,28 +129,35 @@ fn draw_shelf(frame: &mut Frame, area: Rect, s: &Sample) {
             .label(format!("{on_shelf}/{} books", s.capacity)),
         gauge,
     );
-    // The busiest titles: most copies on the shelf, then most sold lately.
-    let sold_lately = |title: &str| {
-        s.view
-            .recent_trades
-            .iter()
-            .filter(|t| t.title == title)
-            .map(|t| t.qty)
-            .sum::<u64>()
-    };
-    let mut rows: Vec<_> = s.view.shelf.iter().collect();
-    rows.sort_by(|a, b| {
+    // The busiest titles: most copies on the shelf, then most sold lately (among the view's
+    // recent trades), each counted once.
+    let mut rows: Vec<(&SnapshotRow, u64)> = s
+        .view
+        .shelf
+        .iter()
+        .map(|row| {
+            let sold = s
+                .view
+                .recent_trades
+                .iter()
+                .filter(|t| t.title == row.title)
+                .map(|t| t.qty)
+                .sum();
+            (row, sold)
+        })
+        .collect();
+    rows.sort_by(|(a, a_sold), (b, b_sold)| {
         b.qty
             .cmp(&a.qty)
-            .then_with(|| sold_lately(&b.title).cmp(&sold_lately(&a.title)))
+            .then_with(|| b_sold.cmp(a_sold))
             .then_with(|| a.title.cmp(&b.title))
     });
-    let rows = rows.into_iter().map(|r| {
+    let rows = rows.into_iter().map(|(r, sold)| {
         Row::new(vec![
             Cell::from(r.title.clone()),
             Cell::from(Cents(r.price_cents).to_string()),
             Cell::from(r.qty.to_string()),
-            Cell::from(sold_lately(&r.title).to_string()),
+            Cell::from(sold.to_string()),
         ])
     });
     frame.render_widget(
@@ -264,11 +272,7 @@ fn client_lines(s: &Sample) -> Vec<ClientLine> {
     s.slots
         .iter()
         .map(|&(slot, report)| {
-            let counted = s
-                .stats
-                .clients
-                .iter()
-                .find(|c| c.slot == slot && c.client_id == report.client_id);
+            let counted = s.stats.client(slot, report.client_id);
             ClientLine {
                 slot,
                 pid: report.pid,

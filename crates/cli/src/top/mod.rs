@@ -10,7 +10,6 @@ mod draw;
 
 use std::io::IsTerminal as _;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
@@ -80,17 +79,14 @@ pub fn run(args: TopArgs) -> Exit {
             };
         }
     };
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-        signal_hook::consts::SIGINT,
-    ] {
-        if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-            eprintln!("bookstore top: cannot handle signal {signal}: {e}");
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let stop = match crate::stop_signal::stop_flag(&[SIGTERM, SIGHUP, SIGINT]) {
+        Ok(stop) => stop,
+        Err(e) => {
+            eprintln!("bookstore top: cannot install a signal handler: {e}");
             return Exit::Error;
         }
-    }
+    };
     let mut screen = Screen {
         watch: Watch::new(reader),
         paused: false,
