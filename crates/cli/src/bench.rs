@@ -5,7 +5,7 @@
 //! Every latency row times one round trip per sample with `Instant::now()` on both sides of it,
 //! so the clock's own cost (~20-40 ns through the vDSO) is in every row alike.
 
-use bookstore_ipc::pingpong::{self, Pinger};
+use bookstore_ipc::pingpong::{self, FutexPinger, Pinger};
 use std::fs::File;
 use std::io::{BufRead, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -43,6 +43,8 @@ pub struct PeerArgs {
 enum PeerKind {
     /// Spin on a shared cache line, answering each ping.
     Floor,
+    /// Sleep on a shared futex word, answering each ping with a wake-up.
+    Futex,
     /// Echo bytes from stdin to stdout.
     Pipe,
     /// Echo bytes on the socket passed as fd 0.
@@ -75,6 +77,7 @@ struct Report {
     machine: String,
     round_trips: u32,
     floor_rtt_ns: Percentiles,
+    futex_rtt_ns: Percentiles,
     pipe_rtt_ns: Percentiles,
     uds_rtt_ns: Percentiles,
     market_spin_rtt_ns: Percentiles,
@@ -117,13 +120,24 @@ fn peer_command(kind: &str) -> BenchResult<Command> {
     Ok(c)
 }
 
-fn floor(n: u32) -> BenchResult<Histogram<u64>> {
-    let name = unique_name("floor");
+/// Which floor: both sides spinning on the word, or both sleeping on it.
+#[derive(Clone, Copy)]
+enum Floor {
+    Spin,
+    Futex,
+}
+
+/// A ping-pong on one word of a fresh shared object, against a `bench-peer` process.
+fn floor(n: u32, how: Floor) -> BenchResult<Histogram<u64>> {
+    let (what, peer) = match how {
+        Floor::Spin => ("floor", "floor"),
+        Floor::Futex => ("futex", "futex"),
+    };
+    let name = unique_name(what);
     let segment = Segment::create(&name, 4096, Mode::OWNER_ONLY)?;
     let result = (|| {
-        let mut pinger = Pinger::new(segment.atomic_u64(0));
         let _peer = Reaped(
-            peer_command("floor")?
+            peer_command(peer)?
                 .args([
                     "--name",
                     name.as_str(),
@@ -132,10 +146,22 @@ fn floor(n: u32) -> BenchResult<Histogram<u64>> {
                 ])
                 .spawn()?,
         );
-        time_round_trips(n, || {
-            pinger.round_trip();
-            Ok(())
-        })
+        match how {
+            Floor::Spin => {
+                let mut pinger = Pinger::new(segment.atomic_u64(0));
+                time_round_trips(n, || {
+                    pinger.round_trip();
+                    Ok(())
+                })
+            }
+            Floor::Futex => {
+                let mut pinger = FutexPinger::new(segment.atomic_u32(0));
+                time_round_trips(n, || {
+                    pinger.round_trip();
+                    Ok(())
+                })
+            }
+        }
     })();
     let _ = shm::unlink(&name);
     result
@@ -361,7 +387,9 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         }
     };
     progress("the floor (two processes spinning on one cache line)");
-    let floor_h = floor(n)?;
+    let floor_h = floor(n, Floor::Spin)?;
+    progress("the futex floor (two processes sleeping and waking on one word)");
+    let futex_h = floor(n, Floor::Futex)?;
     progress("pipe ping-pong");
     let pipe_h = pipe(n)?;
     progress("Unix-socket ping-pong");
@@ -380,6 +408,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         machine: machine(),
         round_trips: n,
         floor_rtt_ns: Percentiles::of(&floor_h),
+        futex_rtt_ns: Percentiles::of(&futex_h),
         pipe_rtt_ns: Percentiles::of(&pipe_h),
         uds_rtt_ns: Percentiles::of(&uds_h),
         market_spin_rtt_ns: Percentiles::of(&spin_h),
@@ -392,6 +421,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         use crate::bench_plot::{LatencyRow, Throughput};
         let rows = [
             ("floor", &floor_h),
+            ("futex floor", &futex_h),
             ("pipe", &pipe_h),
             ("Unix socket", &uds_h),
             ("market, spin", &spin_h),
@@ -434,6 +464,7 @@ fn table(r: &Report) -> String {
     );
     for (label, p) in [
         ("floor: shared cache line, both spinning", r.floor_rtt_ns),
+        ("futex floor: both sleeping, woken", r.futex_rtt_ns),
         ("pipe ping-pong", r.pipe_rtt_ns),
         ("Unix-socket ping-pong", r.uds_rtt_ns),
         ("market, spin mode (buy that fills)", r.market_spin_rtt_ns),
@@ -466,6 +497,56 @@ fn table(r: &Report) -> String {
         "end to end / engine alone",
         100.0 * r.orders_per_sec / r.engine_ops_per_sec
     );
+    s += "\nratios against the targets (see README, \"Speed\")\n";
+    let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+    for (label, value, target, at_most) in [
+        (
+            "spin p50 / floor p50",
+            ratio(r.market_spin_rtt_ns.p50, r.floor_rtt_ns.p50),
+            2.0,
+            true,
+        ),
+        (
+            "spin p99 / floor p99",
+            ratio(r.market_spin_rtt_ns.p99, r.floor_rtt_ns.p99),
+            3.0,
+            true,
+        ),
+        (
+            "park p50 / futex floor p50",
+            ratio(r.market_park_rtt_ns.p50, r.futex_rtt_ns.p50),
+            1.2,
+            true,
+        ),
+        (
+            "fsynced / unsynced orders/s",
+            r.orders_per_sec_fsync / r.orders_per_sec,
+            0.8,
+            false,
+        ),
+        (
+            "orders/s end to end, millions",
+            r.orders_per_sec / 1e6,
+            10.0,
+            false,
+        ),
+        (
+            "engine ops/s, millions",
+            r.engine_ops_per_sec / 1e6,
+            30.0,
+            false,
+        ),
+    ] {
+        let (sign, met) = if at_most {
+            ("≤", value <= target)
+        } else {
+            ("≥", value >= target)
+        };
+        s += &format!(
+            "  {label:<38} {value:>10.2}  target {sign} {target:<5} {}\n",
+            if met { "met" } else { "not met" }
+        );
+    }
     s
 }
 
@@ -475,10 +556,14 @@ pub fn peer(args: PeerArgs) -> Exit {
 
 fn run_peer(args: &PeerArgs) -> BenchResult<()> {
     match args.kind {
-        PeerKind::Floor => {
+        PeerKind::Floor | PeerKind::Futex => {
             let name = args.name.as_ref().ok_or("--name is required")?;
             let segment = Segment::open_read_write(name, shm::Owner::Is(shm::effective_uid()), 8)?;
-            pingpong::respond(segment.atomic_u64(0), args.count);
+            if matches!(args.kind, PeerKind::Floor) {
+                pingpong::respond(segment.atomic_u64(0), args.count);
+            } else {
+                pingpong::respond_futex(segment.atomic_u32(0), args.count);
+            }
             Ok(())
         }
         PeerKind::Pipe => {

@@ -518,6 +518,7 @@ fn bench_prints_every_documented_figure() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "floor_rtt_ns",
+        "futex_rtt_ns",
         "pipe_rtt_ns",
         "uds_rtt_ns",
         "market_spin_rtt_ns",

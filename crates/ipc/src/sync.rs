@@ -88,4 +88,20 @@ pub(crate) mod futex {
             self.queue.notify_all();
         }
     }
+
+    loom::lazy_static! {
+        /// One wait queue for every word the free functions below are used on: a wake-up
+        /// wakes every waiter, and each re-checks its own word (as after a spurious wake-up).
+        static ref SHARED_QUEUE: Emulation = Emulation::default();
+    }
+
+    /// [`Emulation::wait`] on the shared queue, for words that carry no emulation of their own.
+    pub(crate) fn wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        SHARED_QUEUE.wait(word, expected, timeout);
+    }
+
+    /// [`Emulation::wake`] on the shared queue.
+    pub(crate) fn wake(_word: &AtomicU32) {
+        SHARED_QUEUE.wake();
+    }
 }

@@ -346,3 +346,21 @@ fn a_ping_pong_completes_every_round_trip() {
         assert_eq!(word.load(std::sync::atomic::Ordering::Relaxed), 4);
     });
 }
+
+/// The bench's park floor: the futex ping-pong never loses a wake-up (a lost one deadlocks the
+/// model) and completes every round trip.
+#[test]
+fn a_futex_ping_pong_loses_no_wake_up() {
+    use bookstore_ipc::pingpong::{respond_futex, FutexPinger};
+    use loom::sync::atomic::AtomicU32;
+    loom::model(|| {
+        let word = Arc::new(AtomicU32::new(0));
+        let w = word.clone();
+        let responder = thread::spawn(move || respond_futex(&w, 2));
+        let mut pinger = FutexPinger::new(&word);
+        pinger.round_trip();
+        pinger.round_trip();
+        responder.join().unwrap();
+        assert_eq!(word.load(std::sync::atomic::Ordering::Relaxed), 4);
+    });
+}

@@ -332,22 +332,27 @@ impl Segment {
     /// nothing else of the object (benchmarks, tests). Panics if `offset` is out of bounds or
     /// not 8-aligned.
     pub fn atomic_u64(&self, offset: usize) -> &std::sync::atomic::AtomicU64 {
-        assert!(self.writable, "atomic_u64 needs a read-write mapping");
+        self.word_at(offset)
+    }
+
+    /// The 4-byte word at `offset` as an atomic (a futex word), as [`atomic_u64`](Self::atomic_u64).
+    pub fn atomic_u32(&self, offset: usize) -> &std::sync::atomic::AtomicU32 {
+        self.word_at(offset)
+    }
+
+    /// The word of type `W` (an atomic integer) at `offset`.
+    fn word_at<W: AtomicWord>(&self, offset: usize) -> &W {
+        let size = std::mem::size_of::<W>();
+        assert!(self.writable, "a shared word needs a read-write mapping");
         assert!(
-            offset + 8 <= self.len && offset % 8 == 0,
+            offset + size <= self.len && offset % size == 0,
             "offset {offset} in bounds and aligned"
         );
-        // SAFETY: in bounds and aligned (asserted; the mapping is page-aligned). An AtomicU64 is
-        // valid for any bit pattern and other processes can only change it atomically or
-        // through the same kind of reference. The reference borrows `self`, so it cannot
-        // outlive the mapping.
-        unsafe {
-            &*self
-                .ptr
-                .as_ptr()
-                .add(offset)
-                .cast::<std::sync::atomic::AtomicU64>()
-        }
+        // SAFETY: in bounds and aligned to the word's size, which is its alignment (asserted;
+        // the mapping is page-aligned). An atomic integer is valid for any bit pattern and
+        // other processes can only change it atomically or through the same kind of reference.
+        // The reference borrows `self`, so it cannot outlive the mapping.
+        unsafe { &*self.ptr.as_ptr().add(offset).cast::<W>() }
     }
 
     /// The object's bytes copied out with volatile reads, for dumps of memory that other
@@ -414,6 +419,12 @@ fn map(fd: &OwnedFd, len: usize, access: Access) -> Result<NonNull<u8>, Errno> {
         unsafe { rustix::mm::mmap(std::ptr::null_mut(), len, prot, MapFlags::SHARED, fd, 0)? };
     NonNull::new(ptr.cast()).ok_or(Errno::INVAL)
 }
+
+/// Atomic integers [`Segment::word_at`] may hand out: valid for any bit pattern, aligned to
+/// their size.
+trait AtomicWord {}
+impl AtomicWord for std::sync::atomic::AtomicU32 {}
+impl AtomicWord for std::sync::atomic::AtomicU64 {}
 
 #[cfg(test)]
 mod tests {
