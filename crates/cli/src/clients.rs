@@ -32,13 +32,16 @@ fn with_client<T>(
     Ok(order(&mut client))
 }
 
-/// [`open_store`], saying at once when there is no market yet and it will wait for one.
+/// [`open_store`], saying at once when there is no market yet (or only the store of one that
+/// died, which the next market replaces) and it will wait for one.
 pub(crate) fn open_announcing(
     args: &ClientArgs,
     role: &str,
 ) -> Result<bookstore::shared::SharedStore, ConnectError> {
     match open_store(&args.store.name, Duration::ZERO) {
-        Err(ConnectError::NoMarket { .. }) if !args.wait.is_zero() => {
+        Err(ConnectError::NoMarket { .. } | ConnectError::MarketGone { .. })
+            if !args.wait.is_zero() =>
+        {
             if !args.quiet {
                 eprintln!(
                     "bookstore {role}: waiting up to {:.0?} for a market on {}…",

@@ -14,6 +14,10 @@ use bookstore::journal::{self, format};
 struct Report {
     path: String,
     size_bytes: u64,
+    /// Where the records end (and the torn tail, if any, starts).
+    records_end_bytes: u64,
+    /// Zeros after the records (and the torn tail): space the market preallocated.
+    preallocated_bytes: u64,
     capacity: Option<u32>,
     records: u64,
     lists: u64,
@@ -66,6 +70,10 @@ pub fn run(args: JournalArgs) -> Exit {
     let mut report = Report {
         path: path.display().to_string(),
         size_bytes: bytes.len() as u64,
+        records_end_bytes: scan.valid_len,
+        preallocated_bytes: bytes.len() as u64
+            - scan.valid_len
+            - scan.torn.as_ref().map_or(0, |t| t.bytes),
         capacity: scan.header.map(|h| h.capacity),
         torn_tail: scan.torn.clone(),
         ..Report::default()
@@ -178,6 +186,12 @@ fn print_summary(r: &Report) {
         r.size_bytes,
         format::VERSION
     );
+    if r.preallocated_bytes > 0 {
+        println!(
+            "  records end at offset {}; {} bytes after them are preallocated (zeros: a running market's, or one that crashed)",
+            r.records_end_bytes, r.preallocated_bytes
+        );
+    }
     println!(
         "  {} records: {} list, {} buy, {} cancel, {} expire, {} client gone",
         r.records, r.lists, r.buys, r.cancels, r.expires, r.clients_gone

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use common::*;
@@ -79,25 +78,23 @@ fn a_torn_last_record_is_cut_off_and_reported() {
     sell(&market, "Dune", "5", "2");
     market.kill();
     let path = journal_path(&market.name);
-    let good_len = std::fs::metadata(&path).unwrap().len();
-    // Half a record, as a crash in the middle of a write leaves it.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(&[40, 0, 0, 0, !40, 0xff, 0xff, 0xff, 1, 2, 3])
-        .unwrap();
+    let good_len = records_end(&market.name);
+    assert!(
+        std::fs::metadata(&path).unwrap().len() > good_len,
+        "a killed market leaves its preallocated space"
+    );
+    // Half a record, as a crash in the middle of copying it leaves it: before the zeros.
+    write_at(
+        &path,
+        good_len,
+        &[40, 0, 0, 0, !40, 0xff, 0xff, 0xff, 1, 2, 3],
+    );
     let out = bookstore(&["market", "--name", &market.name])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     market.child = Some(out);
     market.wait_ready();
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        good_len,
-        "tail cut off"
-    );
     assert_eq!(market.assert_balanced()["books_on_shelf"], 2);
     let child = market.child.take().unwrap();
     signal(&child, rustix::process::Signal::TERM);
@@ -106,6 +103,11 @@ fn a_torn_last_record_is_cut_off_and_reported() {
         stdout(&out).contains(&format!("cut off a torn last record at offset {good_len}")),
         "{}",
         stdout(&out)
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        good_len,
+        "the torn tail is cut off, and a clean stop leaves the records only"
     );
     assert!(!dev_shm(&market.name).exists());
 }
@@ -157,9 +159,8 @@ fn a_capacity_other_than_the_journals_is_refused_with_exit_2_and_changes_nothing
     std::fs::remove_file(dev_shm(&market.name)).unwrap();
     // With a torn tail too: a refusal changes nothing, not even the tail.
     let path = journal_path(&market.name);
-    let mut torn = std::fs::read(&path).unwrap();
-    torn.extend_from_slice(&[9, 9, 9]);
-    std::fs::write(&path, &torn).unwrap();
+    write_at(&path, records_end(&market.name), &[9, 9, 9]);
+    let torn = std::fs::read(&path).unwrap();
     let out = run(&["market", "--name", &market.name, "--capacity", "11"]);
     assert_eq!(code(&out), 2, "{}", stderr(&out));
     assert!(
@@ -236,13 +237,9 @@ fn the_journal_command_shows_the_records_a_torn_tail_and_the_replayed_books() {
     market.kill();
     std::fs::remove_file(dev_shm(&market.name)).unwrap();
     let path = journal_path(&market.name);
-    let good_len = std::fs::metadata(&path).unwrap().len();
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(&[1, 2, 3])
-        .unwrap();
+    let good_len = records_end(&market.name);
+    let size = std::fs::metadata(&path).unwrap().len();
+    write_at(&path, good_len, &[1, 2, 3]);
 
     let out = run(&["journal", "--name", &market.name, "--json"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -274,11 +271,14 @@ fn the_journal_command_shows_the_records_a_torn_tail_and_the_replayed_books() {
         text.contains(&format!("tail: 3 torn bytes at offset {good_len}")),
         "{text}"
     );
-    assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        good_len + 3,
-        "read only"
+    assert!(
+        text.contains(&format!(
+            "records end at offset {good_len}; {} bytes after them are preallocated",
+            size - good_len - 3
+        )),
+        "{text}"
     );
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "read only");
 
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[24 + 12] ^= 0xff;
@@ -330,4 +330,23 @@ fn a_seller_waiting_for_room_carries_on_with_the_next_market_after_a_crash() {
         (Some(2), Some(1))
     );
     market.stop();
+}
+
+/// Where the records of the store `name`'s journal end, as `bookstore journal` reads it (the
+/// file goes on with the zeros a killed market preallocated).
+fn records_end(name: &str) -> u64 {
+    let out = run(&["journal", "--name", name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["records_end_bytes"].as_u64().expect("records_end_bytes")
+}
+
+/// Writes `bytes` at `offset` of the file, in place.
+fn write_at(path: &std::path::Path, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .write_all_at(bytes, offset)
+        .unwrap();
 }

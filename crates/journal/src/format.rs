@@ -15,8 +15,13 @@
 //! ```
 //!
 //! The length is stored twice (`len` and its complement) so that a damaged length is told apart
-//! from a record cut short by a crash: a torn write leaves a *prefix* of a record, whose length
-//! words are intact or missing, never present and disagreeing.
+//! from a blank: zeros where a record would start disagree (`!0 != 0`).
+//!
+//! The writer preallocates the file and writes records into a mapping of it, so a file may end
+//! in zeros: the records end where only zeros follow. A crash of the writer leaves a *prefix*
+//! of its last record followed by those zeros; so a damaged record followed by nothing but
+//! zeros is a torn tail (cut off on open), and damage with data after it is an error naming its
+//! offset. The zero-filled end is why a record's length words are never both zero.
 
 use engine::{BuyTarget, ClientId, Command, Millis, Price, Qty, RequestId, Title};
 
@@ -149,17 +154,24 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
     let header = decode_file_header(&bytes[..FILE_HEADER_LEN])?;
     let mut entries = Vec::new();
     let mut at = FILE_HEADER_LEN;
+    // Past the last non-zero byte there are only zeros: the space the writer preallocated.
+    let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let torn = loop {
         let rest = &bytes[at..];
-        if rest.is_empty() {
+        // Only zeros from here on (or nothing): the end of the records.
+        if data_end <= at {
             break None;
         }
+        let last_nonzero = data_end - 1 - at;
         let offset = at as u64;
         let tail = |why: String| TornTail {
             offset,
-            bytes: rest.len() as u64,
+            bytes: last_nonzero as u64 + 1,
             why,
         };
+        // Whether this record, if it spans `extent` bytes, is followed by zeros only: then it
+        // is the last one written, and damage in it is a write cut short, not corruption.
+        let last_if_spanning = |extent: usize| last_nonzero < extent;
         if rest.len() < RECORD_HEADER_LEN {
             break Some(tail(format!(
                 "{} bytes, shorter than a record header",
@@ -169,9 +181,12 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
         let len = le_u32(&rest[0..4]);
         let not_len = le_u32(&rest[4..8]);
         let stored = le_u32(&rest[8..12]);
+        let longest = RECORD_HEADER_LEN + MAX_PAYLOAD;
         if len != !not_len {
-            if rest.iter().all(|&b| b == 0) {
-                break Some(tail("zero bytes where a record should start".into()));
+            if last_if_spanning(longest) {
+                break Some(tail(format!(
+                    "a record header cut short (length words {len} and {not_len})"
+                )));
             }
             return Err(FormatError::Length {
                 offset,
@@ -192,7 +207,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
         let payload = &rest[RECORD_HEADER_LEN..end];
         let computed = crc32fast::hash(payload);
         if computed != stored {
-            if rest.len() == end {
+            if last_if_spanning(end) {
                 break Some(tail(format!(
                     "last record's checksum does not match (stored {stored:#010x}, computed {computed:#010x})"
                 )));
@@ -550,8 +565,70 @@ mod tests {
             let s = scan(&bytes[..cut]).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
             let whole = ends.iter().filter(|&&e| e <= cut as u64).count();
             assert_eq!(s.entries.len(), whole.saturating_sub(1), "cut at {cut}");
-            assert_eq!(s.valid_len + s.torn.map_or(0, |t| t.bytes), cut as u64);
+            // The torn tail runs to its last non-zero byte; only zeros follow it.
+            let torn_end = s.valid_len + s.torn.map_or(0, |t| t.bytes);
+            assert!(torn_end <= cut as u64, "cut at {cut}");
+            assert!(bytes[torn_end as usize..cut].iter().all(|&b| b == 0));
+            // The same prefix in a preallocated file (zeros after it) reads the same records,
+            // or one more when the bytes the cut left out were zeros anyway (then the zeros
+            // complete that record, checksum and all).
+            let mut padded = bytes[..cut].to_vec();
+            padded.resize(cut + 4096, 0);
+            if cut >= FILE_HEADER_LEN {
+                let p = scan(&padded).unwrap_or_else(|e| panic!("padded cut at {cut}: {e}"));
+                let n = p.entries.len();
+                assert!(
+                    n == s.entries.len() || n == s.entries.len() + 1,
+                    "cut at {cut}"
+                );
+                assert_eq!(p.entries, sample()[..n], "padded cut at {cut}");
+            }
         }
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_free_space_not_a_torn_tail() {
+        let mut bytes = image(&sample());
+        let len = bytes.len() as u64;
+        bytes.resize(bytes.len() + (1 << 16), 0);
+        let s = scan(&bytes).unwrap();
+        assert_eq!(s.entries, sample());
+        assert_eq!((s.valid_len, s.torn), (len, None));
+    }
+
+    #[test]
+    fn a_record_header_cut_short_before_the_zeros_is_a_torn_tail() {
+        let mut bytes = image(&sample());
+        let len = bytes.len();
+        // A crash after the first length word was copied, before its complement.
+        bytes.extend_from_slice(&40u32.to_le_bytes());
+        bytes.resize(len + 4096, 0);
+        let s = scan(&bytes).unwrap();
+        assert_eq!(s.entries, sample());
+        let torn = s.torn.unwrap();
+        assert_eq!((torn.offset, torn.bytes), (len as u64, 1));
+        assert!(torn.why.contains("cut short"), "{}", torn.why);
+    }
+
+    #[test]
+    fn damage_with_records_after_it_is_an_error_even_in_a_preallocated_file() {
+        let mut bytes = image(&sample());
+        let second = {
+            let mut b = FileHeader { capacity: 100 }.encode().to_vec();
+            encode_record(sample()[0].now, &sample()[0].command, &mut b);
+            b.len()
+        };
+        bytes[second + RECORD_HEADER_LEN + 3] ^= 0x40;
+        bytes.resize(bytes.len() + 4096, 0);
+        assert_eq!(scan(&bytes).unwrap_err().offset(), Some(second as u64));
+        // A blank (zeroed) record in the middle, with records after it, too.
+        let mut bytes = image(&sample());
+        let next = second + RECORD_HEADER_LEN + 4;
+        bytes[second..next].fill(0);
+        assert!(matches!(
+            scan(&bytes),
+            Err(FormatError::Length { offset, .. }) if offset == second as u64
+        ));
     }
 
     #[test]

@@ -2,10 +2,12 @@
 //! engine, written before any reply or view update that depends on it, and replayed on start.
 //!
 //! The engine is deterministic, so the journal needs only the commands and the market's clock:
-//! replaying them rebuilds the same shelf and the same next trade id. Records are staged in
-//! memory while the loop applies a batch and written (and `fdatasync`ed, unless
-//! `--durability none`) once per batch: a group commit, before the batch's replies become
-//! visible. One market at a time holds the file (`flock`).
+//! replaying them rebuilds the same shelf and the same next trade id. The file is preallocated
+//! and mapped ([`shm::MappedFile`]): staging a record is a memory copy into the page cache, with
+//! no system call, so a crash of the market loses nothing it staged. A batch is committed
+//! (`fdatasync`ed, unless `--durability none`) before its replies become visible: a group
+//! commit. The space after the records reads zero; a clean close cuts the file to its records.
+//! One market at a time holds the file (`flock`).
 //!
 //! Architecture invariant: the journal knows commands and bytes, not slots, rings or clients'
 //! processes; the market decides what to record and when to commit.
@@ -14,6 +16,8 @@ pub mod format;
 
 use std::fs::File;
 use std::io::{Read, Write};
+
+use shm::MappedFile;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -118,14 +122,35 @@ pub enum Start {
     Fresh,
 }
 
-/// An open, locked journal positioned at its end.
+/// The file is preallocated and mapped in whole steps of this size.
+const MAP_STEP: u64 = 4 << 20;
+/// Free space a market starts with after the records it found.
+const MIN_FREE: u64 = 1 << 20;
+/// The most one growth adds (below it, the mapping doubles).
+const MAX_GROWTH: u64 = 1 << 30;
+/// How far ahead of the records [`Journal::prepare_ahead`] makes room: twice what was written
+/// since it last ran, within these bounds.
+const MIN_AHEAD: u64 = 1 << 20;
+const MAX_AHEAD: u64 = 64 << 20;
+
+/// An open, locked, mapped journal positioned at the end of its records.
 pub struct Journal {
-    file: File,
+    /// `None` only while dropping.
+    map: Option<MappedFile>,
     path: PathBuf,
     durability: Durability,
-    staged: Vec<u8>,
-    /// The file's length: what was there at open plus every committed batch.
-    bytes: u64,
+    /// End of the committed records: what the journal is known to hold.
+    committed: u64,
+    /// End of the staged records (`>= committed`); the next record goes here.
+    end: u64,
+    /// One record, encoded before it is copied into the mapping.
+    scratch: Vec<u8>,
+    /// The mapping could not grow for a record: reported by the next commit, which fails.
+    grow_failure: Option<std::io::Error>,
+    /// Pages up to here were faulted in writable ahead of the records (durability `none`).
+    populated: u64,
+    /// `end` when [`prepare_ahead`](Self::prepare_ahead) last ran: how fast records come.
+    end_at_last_prepare: u64,
     /// Batches made durable (`fdatasync`) by this process.
     syncs: u64,
 }
@@ -156,16 +181,23 @@ impl Journal {
         let scan = read_and_scan(&mut file, path)?;
         let capacity = reconcile_capacity(path, scan.header, options.capacity)?;
         repair(&mut file, path, &scan, capacity)?;
+        let records_end = scan.valid_len.max(format::FILE_HEADER_LEN as u64);
+        let map = MappedFile::new(file, map_len_for(records_end + MIN_FREE))
+            .map_err(io("preallocate and map"))?;
         let mut journal = Journal {
-            file,
+            map: Some(map),
             path: path.into(),
             durability: options.durability,
-            staged: Vec::new(),
-            bytes: 0,
+            committed: records_end,
+            end: records_end,
+            scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
+            grow_failure: None,
+            populated: records_end,
+            end_at_last_prepare: records_end,
             syncs: 0,
         };
         let recovery = journal.recover(&scan, capacity, set_aside)?;
-        journal.bytes = journal.file.metadata().map_err(io("stat"))?.len();
+        journal.prepare_ahead();
         Ok((journal, recovery))
     }
 
@@ -230,9 +262,10 @@ impl Journal {
         self.durability
     }
 
-    /// The journal file's length in bytes, committed batches included.
+    /// The journal's length in bytes up to its last committed record (the file itself is
+    /// longer while open: preallocated space).
     pub fn len_bytes(&self) -> u64 {
-        self.bytes
+        self.committed
     }
 
     /// How many batches this process has made durable with `fdatasync`.
@@ -240,43 +273,116 @@ impl Journal {
         self.syncs
     }
 
-    /// Bytes staged and not yet written: a mark for [`unstage`](Self::unstage).
-    pub fn staged_len(&self) -> usize {
-        self.staged.len()
+    /// Where the next staged record goes: a mark for [`unstage`](Self::unstage).
+    pub fn staged_len(&self) -> u64 {
+        self.end
     }
 
-    /// Adds a record to the batch. Nothing reaches the file before [`commit`](Self::commit).
+    fn map(&mut self) -> &mut MappedFile {
+        self.map.as_mut().expect("mapped until dropped")
+    }
+
+    /// Adds a record to the batch: a copy into the mapped file, so a crash of the market keeps
+    /// it, but the batch counts as written only once [`commit`](Self::commit) says so. If the
+    /// file cannot grow to take it, the record is dropped and the next commit fails.
     pub fn stage(&mut self, now: Millis, command: &Command) {
-        format::encode_record(now, command, &mut self.staged);
-    }
-
-    /// Drops records staged after `mark` (a command that turned out to change nothing).
-    pub fn unstage(&mut self, mark: usize) {
-        self.staged.truncate(mark);
-    }
-
-    /// Writes the staged records and, unless durability is `None`, waits for them to reach
-    /// stable storage. On error the batch must not be acknowledged.
-    pub fn commit(&mut self) -> Result<(), WriteJournalError> {
-        if self.staged.is_empty() {
-            return Ok(());
+        if self.grow_failure.is_some() {
+            return;
         }
+        self.scratch.clear();
+        format::encode_record(now, command, &mut self.scratch);
+        let start = self.end as usize;
+        let stop = start + self.scratch.len();
+        if stop > self.map().len() {
+            let len = map_len_for(stop as u64 + (self.map().len() as u64).min(MAX_GROWTH));
+            if let Err(error) = self.map().grow(len) {
+                self.grow_failure = Some(error);
+                return;
+            }
+        }
+        let Self { map, scratch, .. } = self;
+        map.as_mut().expect("mapped until dropped").bytes_mut()[start..stop]
+            .copy_from_slice(scratch);
+        self.end = stop as u64;
+    }
+
+    /// Drops records staged after `mark` (a command that turned out to change nothing): their
+    /// bytes are zeroed again, so the file ends where the records do.
+    pub fn unstage(&mut self, mark: u64) {
+        let (from, to) = (mark.max(self.committed) as usize, self.end as usize);
+        if from < to {
+            self.map().bytes_mut()[from..to].fill(0);
+            self.end = from as u64;
+        }
+    }
+
+    /// Makes room ahead of the records, off the hot path (the market calls it when it idles
+    /// and at housekeeping): grows the file when the free space is short, so staging rarely
+    /// does; and with durability `none` faults the next pages in writable, so staging takes no
+    /// page fault (one per 4 KiB page otherwise: the bench's p99 fell from 5.3 to 2.0 µs).
+    /// With a syncing durability nothing is faulted in: each `fdatasync` would write the
+    /// zeros back and leave the pages write-protected again. A failure to grow is reported by
+    /// the next commit; a failure to fault in costs only speed.
+    pub fn prepare_ahead(&mut self) {
+        if self.grow_failure.is_some() {
+            return;
+        }
+        let ahead = (2 * (self.end - self.end_at_last_prepare)).clamp(MIN_AHEAD, MAX_AHEAD);
+        self.end_at_last_prepare = self.end;
+        let want = self.end + ahead;
+        if want > self.map().len() as u64 {
+            if let Err(error) = self.map().grow(map_len_for(want + MIN_FREE)) {
+                self.grow_failure = Some(error);
+                return;
+            }
+        }
+        if self.durability == Durability::None && want > self.populated {
+            let from = self.populated.max(self.end) as usize;
+            if self.map().populate_for_writing(from..want as usize).is_ok() {
+                self.populated = want;
+            }
+        }
+    }
+
+    /// Ends the batch: the staged records are part of the journal and, unless durability is
+    /// `None`, are on stable storage when this returns (`fdatasync` of the mapped file). On
+    /// error the batch must not be acknowledged.
+    pub fn commit(&mut self) -> Result<(), WriteJournalError> {
         let err = |action: &'static str, source| WriteJournalError {
             path: self.path.clone(),
             action,
             source,
         };
-        self.file
-            .write_all(&self.staged)
-            .map_err(|e| err("append", e))?;
-        self.bytes += self.staged.len() as u64;
-        self.staged.clear();
+        if let Some(error) = self.grow_failure.take() {
+            return Err(err("preallocate more space for", error));
+        }
+        if self.end == self.committed {
+            return Ok(());
+        }
+        self.committed = self.end;
         if self.durability != Durability::None {
-            self.file.sync_data().map_err(|e| err("fdatasync", e))?;
+            let file = self.map.as_ref().expect("mapped until dropped").file();
+            file.sync_data().map_err(|e| err("fdatasync", e))?;
             self.syncs += 1;
         }
         Ok(())
     }
+}
+
+impl Drop for Journal {
+    /// Unmaps the file and cuts the preallocated space after the committed records, so a
+    /// closed journal is exactly its records. Best effort: a journal left long (a crash, or a
+    /// failure here) reads the same, as zeros after the records are free space.
+    fn drop(&mut self) {
+        if let Some(map) = self.map.take() {
+            let _ = map.unmap_and_truncate(self.committed);
+        }
+    }
+}
+
+/// The mapped length for at least `bytes`: a whole number of steps.
+fn map_len_for(bytes: u64) -> usize {
+    (bytes.div_ceil(MAP_STEP) * MAP_STEP) as usize
 }
 
 /// Opens (creating if need be) the journal file, checks it is ours, and takes its lock.
@@ -419,5 +525,90 @@ fn move_aside(path: &Path) -> std::io::Result<PathBuf> {
             return Ok(aside);
         }
         n += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engine::{ClientId, Price, Qty, RequestId, Title};
+
+    fn options(start: Start) -> JournalOptions {
+        JournalOptions {
+            durability: Durability::None,
+            capacity: CapacityChoice::Exactly(engine::MAX_CAPACITY),
+            start,
+        }
+    }
+
+    fn list(i: u64) -> Command {
+        Command::List {
+            client: ClientId(1),
+            request: RequestId(i),
+            title: Title::new("A title long enough to fill the map sooner").unwrap(),
+            price: Price::from_cents(100).unwrap(),
+            qty: Qty::new(1).unwrap(),
+        }
+    }
+
+    /// Closes the journal as a killed market would: unmapped and unlocked, never truncated.
+    fn crash(mut journal: Journal) {
+        drop(journal.map.take());
+    }
+
+    fn scratch_dir(what: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("journal-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn records_past_the_first_mapping_survive_a_crash_and_a_clean_close_cuts_the_zeros() {
+        let dir = scratch_dir("grow");
+        let path = dir.join("j");
+        let (mut journal, _) = Journal::open(&path, &options(Start::Continue)).unwrap();
+        // Enough records to grow the mapping past its first step, in batches.
+        let n = 2 * MAP_STEP / 80;
+        for i in 0..n {
+            journal.stage(i, &list(i));
+            if i % 100 == 99 {
+                journal.commit().unwrap();
+            }
+        }
+        journal.commit().unwrap();
+        let records = journal.len_bytes();
+        assert!(records > MAP_STEP, "{records} bytes grew the map");
+        // A crash: the mapping is gone without the clean close; the file keeps its zeros.
+        crash(journal);
+        assert!(std::fs::metadata(&path).unwrap().len() > records);
+        let (journal, recovery) = Journal::open(&path, &options(Start::Continue)).unwrap();
+        assert_eq!(recovery.replayed, n);
+        assert_eq!(recovery.torn, None);
+        assert_eq!(journal.len_bytes(), records);
+        drop(journal);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), records);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn an_unstaged_record_leaves_no_trace_in_the_file() {
+        let dir = scratch_dir("unstage");
+        let path = dir.join("j");
+        let (mut journal, _) = Journal::open(&path, &options(Start::Continue)).unwrap();
+        journal.stage(1, &list(1));
+        let mark = journal.staged_len();
+        journal.stage(2, &list(2));
+        journal.unstage(mark);
+        journal.commit().unwrap();
+        let end = journal.len_bytes() as usize;
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            bytes[end..].iter().all(|&b| b == 0),
+            "zeros after the records"
+        );
+        crash(journal);
+        let (_, recovery) = Journal::open(&path, &options(Start::Continue)).unwrap();
+        assert_eq!(recovery.replayed, 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

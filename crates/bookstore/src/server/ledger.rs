@@ -81,6 +81,12 @@ impl Ledger {
         }
     }
 
+    /// Makes room in the journal ahead of the next records (see `Journal::prepare_ahead`):
+    /// for the loop's quiet moments.
+    pub(super) fn prepare_ahead(&mut self) {
+        self.journal.prepare_ahead();
+    }
+
     pub(super) fn has_failed(&self) -> bool {
         self.failed.is_some()
     }

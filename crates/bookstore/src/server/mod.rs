@@ -204,6 +204,7 @@ impl<'s> Market<'s> {
             if self.view.is_dirty() {
                 self.publish();
             }
+            self.ledger.prepare_ahead();
             self.tell(|| MarketEvent::Idle);
             let sessions = &self.sessions;
             self.store
@@ -384,6 +385,7 @@ impl<'s> Market<'s> {
             return;
         }
         self.last_housekeeping = now;
+        self.ledger.prepare_ahead();
         self.apply(Command::Expire);
         for index in self.sessions.exited() {
             self.release(index, "process exited");
