@@ -1,4 +1,4 @@
-//! The shared object's bytes: what lives where, version 2.
+//! The shared object's bytes: what lives where, version 3.
 //!
 //! Every field is an atomic (any bit pattern is a valid atomic), so a buggy or hostile process
 //! writing into the object can make us read wrong *values*, which we validate, but never
@@ -6,37 +6,41 @@
 //!
 //! | offset                    | size                  | what                                  |
 //! |---------------------------|-----------------------|---------------------------------------|
-//! | 0                         | 64                    | [`Header`] identity line              |
-//! | 64                        | 64                    | [`Header`] attach-epoch line          |
-//! | 128                       | 64                    | [`Header`] market doorbell            |
-//! | 192                       | `slots × 16 768`      | [`Slot`] table                        |
+//! | 0                         | 128                   | [`Header`] identity line (and pad)    |
+//! | 128                       | 128                   | [`Header`] attach-epoch line          |
+//! | 256                       | 128                   | [`Header`] market doorbell            |
+//! | 384                       | `slots × 8 704`       | [`Slot`] table                        |
 //! | `view_offset`             | 128                   | [`ViewHeader`] (seqlock + totals)     |
-//! | `view_offset + 128`       | `32 × 128`            | recent trades ([`Cell`], a ring)      |
-//! | `... + 4096`              | `capacity × 128`      | shelf rows ([`Cell`])                 |
+//! | `view_offset + 128`       | `32 × 128`            | recent trades ([`Record`], a ring)    |
+//! | `... + 4096`              | `capacity × 128`      | shelf rows ([`Record`])               |
 //! | `stats_offset`            | 3 264                 | [`MarketStats`] (latency, warnings)   |
 //! | `stats_offset + 3264`     | `slots × 64`          | [`ClientStats`], one per slot         |
 //! | end, rounded up to 4 KiB  |                       |                                       |
 //!
-//! Version 2 added the statistics (for `top`) after the shelf; nothing before them moved.
+//! Version 2 added the statistics (for `top`) after the shelf. Version 3 made ring messages one
+//! cache line where they fit (a stamped 64-byte cell, a second cell for long titles) and put
+//! 128 bytes between lines written by different processes.
 //!
-//! A slot is: control line (64) · client doorbell (64) · request ring (8 320) · reply ring (8 320).
-//! A ring is: head line (64) · tail line (64) · 64 cells of 128 bytes.
+//! A slot is: control (128) · client doorbell (128) · request ring (4 224) · reply ring (4 224).
+//! A ring is: the consumer's head (128) · 64 cells of 64 bytes (a stamp and seven words).
 
 use std::mem::{align_of, size_of};
 
 use bookstore_ipc::doorbell::Doorbell;
-use bookstore_ipc::ring::{CacheLine, Ring};
+use bookstore_ipc::record::LinePair;
+use bookstore_ipc::ring::Ring;
 use bookstore_ipc::seqlock::SeqLock;
 use bookstore_ipc::sync::{AtomicU32, AtomicU64};
 
-pub use bookstore_ipc::ring::{Cell, Message, MESSAGE_WORDS};
+pub use bookstore_ipc::record::{Record, RecordWords, RECORD_WORDS};
+pub use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
 /// The market's lifecycle, in [`Header::state`]: the IPC crate's server states.
 pub use bookstore_ipc::slot::ServerState as StoreState;
 pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Messages in each request ring and each reply ring.
 pub const RING_CAPACITY: usize = 64;
 /// Trades kept in the published view's recent-trades ring.
@@ -47,7 +51,7 @@ const PAGE: usize = 4096;
 
 pub type MessageRing = Ring<RING_CAPACITY>;
 
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 pub struct Header {
     // Identity line: written once by the market before `state` becomes Ready (release), read
     // by clients after an acquire load of `state`.
@@ -65,7 +69,7 @@ pub struct Header {
     // Attach-epoch line.
     /// Bumped by a client after it activates a slot, so a busy market (not parked, so not rung)
     /// still notices new clients by watching one word.
-    pub attach_epoch: CacheLine<AtomicU64>,
+    pub attach_epoch: LinePair<AtomicU64>,
     /// Rung by clients after pushing a request or activating a slot; the market parks on it.
     pub doorbell: Doorbell,
 }
@@ -216,23 +220,24 @@ impl ClientRole {
 pub const HEADER_SIZE: usize = size_of::<Header>();
 pub const SLOT_SIZE: usize = size_of::<Slot>();
 pub const VIEW_HEADER_SIZE: usize = size_of::<ViewHeader>();
-pub const CELL_SIZE: usize = size_of::<Cell>();
+pub const RECORD_SIZE: usize = size_of::<Record>();
 pub const MARKET_STATS_SIZE: usize = size_of::<MarketStats>();
 pub const CLIENT_STATS_SIZE: usize = size_of::<ClientStats>();
 
 const _: () = {
-    assert!(HEADER_SIZE == 192);
-    assert!(size_of::<MessageRing>() == 64 + 64 + RING_CAPACITY * 128);
-    assert!(SLOT_SIZE == 64 + 64 + 2 * (128 + RING_CAPACITY * 128));
-    assert!(SLOT_SIZE % 64 == 0);
+    assert!(HEADER_SIZE == 384);
+    assert!(size_of::<MessageRing>() == 128 + RING_CAPACITY * 64);
+    assert!(SLOT_SIZE == 128 + 128 + 2 * (128 + RING_CAPACITY * 64));
+    assert!(SLOT_SIZE % 128 == 0);
     assert!(VIEW_HEADER_SIZE == 128);
-    assert!(CELL_SIZE == 128);
+    assert!(RECORD_SIZE == 128);
     assert!(MARKET_STATS_SIZE == 3264);
     assert!(CLIENT_STATS_SIZE == 64);
-    assert!(align_of::<Slot>() == 64 && align_of::<Header>() == 64);
-    assert!(std::mem::offset_of!(Header, attach_epoch) == 64);
-    assert!(std::mem::offset_of!(Header, doorbell) == 128);
-    assert!(std::mem::offset_of!(Slot, requests) == 128);
+    assert!(align_of::<Slot>() == 128 && align_of::<Header>() == 128);
+    assert!(std::mem::offset_of!(Header, attach_epoch) == 128);
+    assert!(std::mem::offset_of!(Header, doorbell) == 256);
+    assert!(std::mem::offset_of!(Slot, doorbell) == 128);
+    assert!(std::mem::offset_of!(Slot, requests) == 256);
 };
 
 /// The sizes a store is made with; every offset follows from them.
@@ -256,7 +261,7 @@ impl Geometry {
     }
 
     pub fn shelf_offset(&self) -> usize {
-        self.recent_trades_offset() + RECENT_TRADES * CELL_SIZE
+        self.recent_trades_offset() + RECENT_TRADES * RECORD_SIZE
     }
 
     /// Rows the shelf can need: at most one per book, so `capacity`.
@@ -265,7 +270,7 @@ impl Geometry {
     }
 
     pub fn stats_offset(&self) -> usize {
-        self.shelf_offset() + self.shelf_rows() * CELL_SIZE
+        self.shelf_offset() + self.shelf_rows() * RECORD_SIZE
     }
 
     pub fn client_stats_offset(&self) -> usize {
@@ -326,12 +331,12 @@ impl Geometry {
                 (
                     offset_of!(Slot, requests),
                     offset_of!(Slot, replies),
-                    "request ring (head, tail, cells)",
+                    "request ring (head, cells)",
                 ),
                 (
                     offset_of!(Slot, replies),
                     SLOT_SIZE,
-                    "reply ring (head, tail, cells)",
+                    "reply ring (head, cells)",
                 ),
             ];
             for (start, end, what) in parts {
@@ -349,10 +354,10 @@ impl Geometry {
             self.shelf_offset(),
             format!("view: recent trades ({RECENT_TRADES} cells)"),
         );
-        let shelf_end = self.shelf_offset() + self.shelf_rows() * CELL_SIZE;
+        let shelf_end = self.shelf_offset() + self.shelf_rows() * RECORD_SIZE;
         match shelf_in_use.filter(|&n| n <= self.shelf_rows()) {
             Some(n) => {
-                let used_end = self.shelf_offset() + n * CELL_SIZE;
+                let used_end = self.shelf_offset() + n * RECORD_SIZE;
                 push(
                     self.shelf_offset(),
                     used_end,

@@ -14,8 +14,8 @@ use shm::process::ProcessId;
 use shm::{Mode, Segment, ShmName};
 
 use crate::layout::{
-    self, Cell, ClientStats, Geometry, Header, HeaderError, MarketStats, Slot, StoreState,
-    ViewHeader, CELL_SIZE, CLIENT_STATS_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES,
+    self, ClientStats, Geometry, Header, HeaderError, MarketStats, Record, Slot, StoreState,
+    ViewHeader, CLIENT_STATS_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES, RECORD_SIZE,
     RING_CAPACITY, SLOT_SIZE,
 };
 use crate::stats::StatsSnapshot;
@@ -56,7 +56,7 @@ pub fn user_suffix(uid: u32) -> String {
 /// a hostile one may) is, to us, an atomic write of some value, which validation then judges.
 pub(crate) unsafe trait AtomicsOnly {}
 // SAFETY: each is `#[repr(C)]` and made of `AtomicU32`, `AtomicU64` and types that are
-// themselves made of them (`CacheLine`, `Doorbell`, `Ring`, `Cell`, `SeqLock`), plus padding;
+// themselves made of them (`LinePair`, `Doorbell`, `Ring`, `Record`, `SeqLock`), plus padding;
 // the sizes are pinned by the layout's compile-time assertions.
 unsafe impl AtomicsOnly for Header {}
 // SAFETY: as above.
@@ -64,7 +64,7 @@ unsafe impl AtomicsOnly for Slot {}
 // SAFETY: as above.
 unsafe impl AtomicsOnly for ViewHeader {}
 // SAFETY: as above.
-unsafe impl AtomicsOnly for Cell {}
+unsafe impl AtomicsOnly for Record {}
 // SAFETY: as above (arrays of `AtomicU64`).
 unsafe impl AtomicsOnly for MarketStats {}
 // SAFETY: as above.
@@ -174,16 +174,16 @@ impl Mapping {
         self.at(self.geometry.view_offset())
     }
 
-    pub(crate) fn recent_trade(&self, index: usize) -> &Cell {
-        self.at(self.geometry.recent_trades_offset() + (index % RECENT_TRADES) * CELL_SIZE)
+    pub(crate) fn recent_trade(&self, index: usize) -> &Record {
+        self.at(self.geometry.recent_trades_offset() + (index % RECENT_TRADES) * RECORD_SIZE)
     }
 
-    pub(crate) fn shelf_row(&self, index: usize) -> &Cell {
+    pub(crate) fn shelf_row(&self, index: usize) -> &Record {
         assert!(
             index < self.geometry.shelf_rows(),
             "shelf row {index} out of range"
         );
-        self.at(self.geometry.shelf_offset() + index * CELL_SIZE)
+        self.at(self.geometry.shelf_offset() + index * RECORD_SIZE)
     }
 
     pub(crate) fn market_stats(&self) -> &MarketStats {
@@ -381,7 +381,7 @@ impl StoreReader {
 
 /// A header's bytes in memory aligned as the mapping is, for validating a header that is not
 /// mapped (fuzzing, tests).
-#[repr(C, align(64))]
+#[repr(C, align(128))]
 struct HeaderImage([u8; HEADER_SIZE]);
 
 /// Validates a header given as bytes (the first `HEADER_SIZE`, zero-padded if shorter) as if it
@@ -393,7 +393,7 @@ pub fn validate_header_bytes(
     let mut image = Box::new(HeaderImage([0; HEADER_SIZE]));
     let n = bytes.len().min(HEADER_SIZE);
     image.0[..n].copy_from_slice(&bytes[..n]);
-    // SAFETY: `HeaderImage` has `Header`'s size and (64-byte) alignment; `Header` is
+    // SAFETY: `HeaderImage` has `Header`'s size and (128-byte) alignment; `Header` is
     // `AtomicsOnly`, so every bit pattern is valid; the box outlives the reference, which does
     // not escape this function.
     let header = unsafe { &*std::ptr::from_ref(&*image).cast::<Header>() };

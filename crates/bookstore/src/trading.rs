@@ -211,6 +211,7 @@ pub fn buy(
                 title,
                 price,
                 qty,
+                done,
                 ..
             } => {
                 let b = Bought {
@@ -221,6 +222,9 @@ pub fn buy(
                 };
                 observer.bought(&b);
                 outcome.trades.push(b);
+                if done {
+                    return Ok(outcome);
+                }
             }
             Reply::Rested { .. } => {}
             Reply::Filled { .. } => return Ok(outcome),

@@ -5,12 +5,12 @@
 //! The protocol is `bookstore_ipc::seqlock` (loom-checked): the market writes inside
 //! `SeqLock::write`, readers copy inside `SeqLock::read` with relaxed loads only, so a reader
 //! on a read-only mapping is sound. Each row's words are written and read by one codec
-//! ([`ShelfRowCell`], [`TradeCell`]), so the format is stated once.
+//! ([`ShelfRowRecord`], [`TradeRecord`]), so the format is stated once.
 
 use engine::{ShelfRow, Stats, Trade};
 use serde::Serialize;
 
-use crate::layout::{title_words, Message, MESSAGE_WORDS, RECENT_TRADES};
+use crate::layout::{title_words, RecordWords, RECENT_TRADES, RECORD_WORDS};
 use crate::shared::{Mapping, SharedStore};
 use bookstore_ipc::sync::Ordering::Relaxed;
 
@@ -73,12 +73,12 @@ pub enum SnapshotError {
     },
 }
 
-/// A shelf row in a cell: `[title length, price cents, qty, title words…]`.
-pub struct ShelfRowCell;
+/// A shelf row in a record: `[title length, price cents, qty, title words…]`.
+pub struct ShelfRowRecord;
 
-impl ShelfRowCell {
-    pub fn encode(row: &ShelfRow) -> Message {
-        let mut words = [0u64; MESSAGE_WORDS];
+impl ShelfRowRecord {
+    pub fn encode(row: &ShelfRow) -> RecordWords {
+        let mut words = [0u64; RECORD_WORDS];
         words[0] = row.title.as_str().len() as u64;
         words[1] = row.price.cents();
         words[2] = row.qty.into();
@@ -86,7 +86,7 @@ impl ShelfRowCell {
         words
     }
 
-    pub fn decode(words: &Message) -> Result<SnapshotRow, SnapshotError> {
+    pub fn decode(words: &RecordWords) -> Result<SnapshotRow, SnapshotError> {
         Ok(SnapshotRow {
             title: title(words[0], &words[3..], "shelf row title")?,
             price_cents: words[1],
@@ -95,13 +95,13 @@ impl ShelfRowCell {
     }
 }
 
-/// A recent trade in a cell: `[trade id, price cents, qty, seller, buyer, title length, title
+/// A recent trade in a record: `[trade id, price cents, qty, seller, buyer, title length, title
 /// words…]`.
-pub struct TradeCell;
+pub struct TradeRecord;
 
-impl TradeCell {
-    pub fn encode(t: &Trade) -> Message {
-        let mut words = [0u64; MESSAGE_WORDS];
+impl TradeRecord {
+    pub fn encode(t: &Trade) -> RecordWords {
+        let mut words = [0u64; RECORD_WORDS];
         words[0] = t.trade_id;
         words[1] = t.price.cents();
         words[2] = t.qty.into();
@@ -112,7 +112,7 @@ impl TradeCell {
         words
     }
 
-    pub fn decode(words: &Message) -> Result<SnapshotTrade, SnapshotError> {
+    pub fn decode(words: &RecordWords) -> Result<SnapshotTrade, SnapshotError> {
         Ok(SnapshotTrade {
             trade_id: words[0],
             price_cents: words[1],
@@ -185,12 +185,12 @@ impl Publisher {
             v.published_at_ms.store(now_ms, Relaxed);
             let rows = shelf.len().min(map.geometry().shelf_rows());
             for (i, row) in shelf[..rows].iter().enumerate() {
-                map.shelf_row(i).store(&ShelfRowCell::encode(row));
+                map.shelf_row(i).store(&ShelfRowRecord::encode(row));
             }
             v.shelf_rows.store(rows as u64, Relaxed);
             let first = self.trades_recorded - self.recent.len() as u64;
             for (n, t) in (first..).zip(&self.recent) {
-                map.recent_trade(n as usize).store(&TradeCell::encode(t));
+                map.recent_trade(n as usize).store(&TradeRecord::encode(t));
             }
             v.trades_recorded.store(self.trades_recorded, Relaxed);
             also(map);
@@ -238,12 +238,12 @@ pub(crate) fn read_unchecked(map: &Mapping) -> Result<Snapshot, SnapshotError> {
         });
     }
     let shelf = (0..rows as usize)
-        .map(|i| ShelfRowCell::decode(&map.shelf_row(i).load()))
+        .map(|i| ShelfRowRecord::decode(&map.shelf_row(i).load()))
         .collect::<Result<Vec<_>, _>>()?;
     let recorded = v.trades_recorded.load(Relaxed);
     let first = recorded.saturating_sub(RECENT_TRADES as u64);
     let recent_trades = (first..recorded)
-        .map(|n| TradeCell::decode(&map.recent_trade(n as usize).load()))
+        .map(|n| TradeRecord::decode(&map.recent_trade(n as usize).load()))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Snapshot {
         books_listed: v.books_listed.load(Relaxed),
@@ -277,10 +277,10 @@ mod tests {
             let price = Price::from_cents(cents).unwrap();
             let qty = Qty::new(qty.into()).unwrap();
             let row = ShelfRow { title: title.clone(), price, qty: qty.get() };
-            let back = ShelfRowCell::decode(&ShelfRowCell::encode(&row)).unwrap();
+            let back = ShelfRowRecord::decode(&ShelfRowRecord::encode(&row)).unwrap();
             prop_assert_eq!(back, SnapshotRow { title: title.as_str().into(), price_cents: cents, qty: qty.get().into() });
             let trade = Trade { trade_id, title: title.clone(), price, qty: qty.get(), seller: ClientId(seller), buyer: ClientId(buyer), buy_request: RequestId(1), list_request: RequestId(2) };
-            let back = TradeCell::decode(&TradeCell::encode(&trade)).unwrap();
+            let back = TradeRecord::decode(&TradeRecord::encode(&trade)).unwrap();
             prop_assert_eq!(back, SnapshotTrade { trade_id, title: title.as_str().into(), price_cents: cents, qty: qty.get().into(), seller, buyer });
         }
     }

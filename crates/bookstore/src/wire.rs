@@ -1,10 +1,18 @@
-//! Requests (client → market) and replies (market → client) as 16-word ring messages.
+//! Requests (client → market) and replies (market → client) as ring messages of up to 14 words.
+//! Everything but the title is in the first four words, and the title's first 24 bytes in the
+//! next three, so a message whose title is at most 24 bytes (or has none) is seven words: one
+//! 64-byte cell of the ring, one cache line. Longer titles take the second cell.
 //!
-//! Request words: `0` kind | title length << 8 | flags << 16 · `1` request id · `2` price
-//! cents · `3` qty · `4` timeout ms (buy) · `5` reserved · `6..16` title bytes.
+//! Request words: `0` kind | title length << 8 | flags << 16 | qty << 32 · `1` request id ·
+//! `2` price cents · `3` timeout ms (buy) · `4..14` title bytes.
 //!
-//! Reply words: `0` kind | title length << 8 | code << 16 · `1` request id · `2` trade id or
-//! value · `3` price cents · `4` qty | aux << 32 · `5` filled · `6..16` title bytes.
+//! Reply words: `0` kind | title length << 8 | code << 16 | flags << 24 | a << 32 ·
+//! `1` request id · `2` b · `3` price cents · `4..14` title bytes. `a` is a quantity (listed,
+//! traded, remaining, unfilled) or a refusal's number; `b` a trade id, a count (sold at once,
+//! filled) or a malformed field's value.
+//!
+//! A buy that fills at once gets one reply: its last `Bought` carries the `done` flag (there is
+//! no separate `Filled`).
 //!
 //! Decoding validates every field: a message from another process is untrusted input.
 
@@ -21,7 +29,9 @@ const BUY: u64 = 2;
 const CANCEL: u64 = 3;
 const FLAG_ANY: u64 = 1;
 const FLAG_DEADLINE: u64 = 2;
-const TITLE_AT: usize = 6;
+/// A reply's flag: this trade completes the buy (no `Filled` follows).
+const FLAG_DONE: u64 = 1;
+const TITLE_AT: usize = 4;
 /// The longest deadline a buy may ask for: one day.
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
 
@@ -140,11 +150,21 @@ fn put_title(words: &mut Message, title: &str) {
 
 fn get_title(words: &Message) -> Result<Title, Malformed> {
     let len = (words[0] >> 8) & 0xff;
-    if len == 0 {
+    let n = len as usize;
+    if n == 0 || n > MAX_TITLE_BYTES {
         return Err(Malformed::TitleLength(len));
     }
-    let bytes = title_words::unpack(len, &words[TITLE_AT..]).ok_or(Malformed::TitleLength(len))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| Malformed::TitleUtf8)?;
+    // Unpacked on the stack: this runs for every request.
+    let mut bytes = [0u8; title_words::WORDS * 8];
+    for (chunk, word) in bytes.chunks_exact_mut(8).zip(&words[TITLE_AT..]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
+    }
+    // Nothing after the title: the bytes past its length are zero, so a message is exactly
+    // as long as its title needs (and a short one is one cell).
+    if bytes[n..].iter().any(|&b| b != 0) {
+        return Err(Malformed::TitleLength(len));
+    }
+    let text = std::str::from_utf8(&bytes[..n]).map_err(|_| Malformed::TitleUtf8)?;
     Title::new(text).map_err(|_| Malformed::TitleContent)
 }
 
@@ -158,10 +178,9 @@ impl Request {
                 price,
                 qty,
             } => {
-                w[0] = LIST;
+                w[0] = LIST | u64::from(qty.get()) << 32;
                 w[1] = request.0;
                 w[2] = price.cents();
-                w[3] = qty.get().into();
                 put_title(&mut w, title.as_str());
             }
             Request::Buy {
@@ -174,16 +193,15 @@ impl Request {
                 let mut flags = 0;
                 if let Some(t) = timeout_ms {
                     flags |= FLAG_DEADLINE;
-                    w[4] = (*t).into();
+                    w[3] = (*t).into();
                 }
                 match target {
                     BuyTarget::Title(title) => put_title(&mut w, title.as_str()),
                     BuyTarget::Any => flags |= FLAG_ANY,
                 }
-                w[0] |= BUY | flags << 16;
+                w[0] |= BUY | flags << 16 | u64::from(qty.get()) << 32;
                 w[1] = request.0;
                 w[2] = max_price.cents();
-                w[3] = qty.get().into();
             }
             Request::Cancel { request } => {
                 w[0] = CANCEL;
@@ -200,14 +218,23 @@ impl Request {
 
     pub fn decode(w: &Message) -> Result<Self, Malformed> {
         let kind = w[0] & 0xff;
-        let flags = w[0] >> 16;
+        let flags = (w[0] >> 16) & 0xffff;
         let request = RequestId(w[1]);
         let price = || Price::from_cents(w[2]).map_err(|_| Malformed::Price(w[2]));
-        let qty = || Qty::new(w[3]).map_err(|_| Malformed::Qty(w[3]));
+        let qty = || Qty::new(w[0] >> 32).map_err(|_| Malformed::Qty(w[0] >> 32));
+        let no_title = || {
+            if (w[0] >> 8) & 0xff != 0 || w[TITLE_AT..].iter().any(|&x| x != 0) {
+                return Err(Malformed::TitleLength((w[0] >> 8) & 0xff));
+            }
+            Ok(())
+        };
         match kind {
             LIST => {
                 if flags != 0 {
                     return Err(Malformed::Flags(flags));
+                }
+                if w[3] != 0 {
+                    return Err(Malformed::Timeout(w[3]));
                 }
                 Ok(Request::List {
                     request,
@@ -221,18 +248,18 @@ impl Request {
                     return Err(Malformed::Flags(flags));
                 }
                 let target = if flags & FLAG_ANY != 0 {
-                    if (w[0] >> 8) & 0xff != 0 {
-                        return Err(Malformed::Flags(flags));
-                    }
+                    no_title()?;
                     BuyTarget::Any
                 } else {
                     BuyTarget::Title(get_title(w)?)
                 };
                 let timeout_ms = if flags & FLAG_DEADLINE != 0 {
-                    if w[4] > MAX_TIMEOUT_MS {
-                        return Err(Malformed::Timeout(w[4]));
+                    if w[3] > MAX_TIMEOUT_MS {
+                        return Err(Malformed::Timeout(w[3]));
                     }
-                    Some(w[4] as u32)
+                    Some(w[3] as u32)
+                } else if w[3] != 0 {
+                    return Err(Malformed::Timeout(w[3]));
                 } else {
                     None
                 };
@@ -244,8 +271,11 @@ impl Request {
                     timeout_ms,
                 })
             }
-            CANCEL if flags == 0 => Ok(Request::Cancel { request }),
-            CANCEL => Err(Malformed::Flags(flags)),
+            CANCEL if flags != 0 => Err(Malformed::Flags(flags)),
+            CANCEL => {
+                no_title()?;
+                Ok(Request::Cancel { request })
+            }
             other => Err(Malformed::Kind(other)),
         }
     }
@@ -259,12 +289,14 @@ pub enum Reply {
         qty: u32,
         sold_at_once: u32,
     },
+    /// A trade for a buy; `done` when it completes the buy (then no `Filled` follows).
     Bought {
         request: RequestId,
         trade_id: u64,
         title: Title,
         price: Price,
         qty: u32,
+        done: bool,
     },
     Sold {
         request: RequestId,
@@ -374,6 +406,7 @@ impl Reply {
                 title: t.title.clone(),
                 price: t.price,
                 qty: t.qty,
+                done: false,
             },
             Event::Traded(t) if t.seller == client => Reply::Sold {
                 request: t.list_request,
@@ -446,16 +479,34 @@ impl Reply {
         }
     }
 
+    /// Whether this reply ends its request: nothing more comes about it.
+    pub fn is_final(&self) -> bool {
+        match self {
+            Reply::Bought { done, .. } => *done,
+            Reply::Sold { .. } | Reply::Rested { .. } => false,
+            Reply::Listed { .. }
+            | Reply::Filled { .. }
+            | Reply::Expired { .. }
+            | Reply::Cancelled { .. }
+            | Reply::Rejected { .. }
+            | Reply::Malformed { .. } => true,
+        }
+    }
+
     pub fn encode(&self) -> Message {
         use reply_kind::*;
         let mut w = [0u64; MESSAGE_WORDS];
-        let pair = |a: u32, b: u32| u64::from(a) | u64::from(b) << 32;
+        // Word 0: kind | code << 16 | flags << 24 | a << 32 (the title length goes in with the
+        // title); word 2: b.
+        let head = |kind: u64, code: u64, flags: u64, a: u32| {
+            kind | code << 16 | flags << 24 | u64::from(a) << 32
+        };
         match self {
             Reply::Listed {
                 qty, sold_at_once, ..
             } => {
-                w[0] = LISTED;
-                w[4] = pair(*qty, *sold_at_once);
+                w[0] = head(LISTED, 0, 0, *qty);
+                w[2] = (*sold_at_once).into();
             }
             Reply::Bought {
                 trade_id,
@@ -471,49 +522,44 @@ impl Reply {
                 qty,
                 ..
             } => {
-                w[0] = if matches!(self, Reply::Bought { .. }) {
-                    BOUGHT
-                } else {
-                    SOLD
+                let (kind, flags) = match self {
+                    Reply::Bought { done: true, .. } => (BOUGHT, FLAG_DONE),
+                    Reply::Bought { .. } => (BOUGHT, 0),
+                    _ => (SOLD, 0),
                 };
+                w[0] = head(kind, 0, flags, *qty);
                 w[2] = *trade_id;
                 w[3] = price.cents();
-                w[4] = pair(*qty, 0);
                 put_title(&mut w, title.as_str());
             }
             Reply::Rested {
                 filled, remaining, ..
             } => {
-                w[0] = RESTED;
-                w[4] = pair(0, *remaining);
-                w[5] = (*filled).into();
+                w[0] = head(RESTED, 0, 0, *remaining);
+                w[2] = (*filled).into();
             }
-            Reply::Filled { qty, .. } => {
-                w[0] = FILLED;
-                w[4] = pair(*qty, 0);
-            }
+            Reply::Filled { qty, .. } => w[0] = head(FILLED, 0, 0, *qty),
             Reply::Expired {
                 filled, unfilled, ..
             }
             | Reply::Cancelled {
                 filled, unfilled, ..
             } => {
-                w[0] = if matches!(self, Reply::Expired { .. }) {
+                let kind = if matches!(self, Reply::Expired { .. }) {
                     EXPIRED
                 } else {
                     CANCELLED
                 };
-                w[4] = pair(0, *unfilled);
-                w[5] = (*filled).into();
+                w[0] = head(kind, 0, 0, *unfilled);
+                w[2] = (*filled).into();
             }
             Reply::Rejected { reason, .. } => {
                 let (code, aux) = reject_code::encode(reason);
-                w[0] = REJECTED | code << 16;
-                w[4] = pair(0, aux);
+                w[0] = head(REJECTED, code, 0, aux);
             }
             Reply::Malformed { error, .. } => {
                 let (code, value) = error.code();
-                w[0] = MALFORMED | code << 16;
+                w[0] = head(MALFORMED, code, 0, 0);
                 w[2] = value;
             }
         }
@@ -524,20 +570,24 @@ impl Reply {
     pub fn decode(w: &Message) -> Result<Self, BadReply> {
         use reply_kind::*;
         let request = RequestId(w[1]);
-        let code = w[0] >> 16;
-        let qty = w[4] as u32;
-        let aux = (w[4] >> 32) as u32;
-        let filled = u32::try_from(w[5]).map_err(|_| bad("filled", w[5]))?;
+        let code = (w[0] >> 16) & 0xff;
+        let flags = (w[0] >> 24) & 0xff;
+        let a = (w[0] >> 32) as u32;
+        let b32 = |field| u32::try_from(w[2]).map_err(|_| bad(field, w[2]));
         let trade = || -> Result<(Title, Price), BadReply> {
             let title = get_title(w).map_err(|_| bad("title (length byte)", (w[0] >> 8) & 0xff))?;
             let price = Price::from_cents(w[3]).map_err(|_| bad("price", w[3]))?;
             Ok((title, price))
         };
-        Ok(match w[0] & 0xff {
+        let kind = w[0] & 0xff;
+        if flags & !FLAG_DONE != 0 || (flags != 0 && kind != BOUGHT) {
+            return Err(bad("flags", flags));
+        }
+        Ok(match kind {
             LISTED => Reply::Listed {
                 request,
-                qty,
-                sold_at_once: aux,
+                qty: a,
+                sold_at_once: b32("sold at once")?,
             },
             BOUGHT => {
                 let (title, price) = trade()?;
@@ -546,7 +596,8 @@ impl Reply {
                     trade_id: w[2],
                     title,
                     price,
-                    qty,
+                    qty: a,
+                    done: flags & FLAG_DONE != 0,
                 }
             }
             SOLD => {
@@ -556,28 +607,28 @@ impl Reply {
                     trade_id: w[2],
                     title,
                     price,
-                    qty,
+                    qty: a,
                 }
             }
             RESTED => Reply::Rested {
                 request,
-                filled,
-                remaining: aux,
+                filled: b32("filled")?,
+                remaining: a,
             },
-            FILLED => Reply::Filled { request, qty },
+            FILLED => Reply::Filled { request, qty: a },
             EXPIRED => Reply::Expired {
                 request,
-                filled,
-                unfilled: aux,
+                filled: b32("filled")?,
+                unfilled: a,
             },
             CANCELLED => Reply::Cancelled {
                 request,
-                filled,
-                unfilled: aux,
+                filled: b32("filled")?,
+                unfilled: a,
             },
             REJECTED => Reply::Rejected {
                 request,
-                reason: reject_code::decode(code, aux).ok_or(bad("reject reason", code))?,
+                reason: reject_code::decode(code, a).ok_or(bad("reject reason", code))?,
             },
             MALFORMED => Reply::Malformed {
                 request,
@@ -594,7 +645,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn title() -> impl Strategy<Value = Title> {
-        "[a-zA-Z0-9 éü’]{1,20}".prop_filter_map("valid title", |s| Title::new(&s).ok())
+        "[a-zA-Z0-9 éü’]{1,40}".prop_filter_map("valid title", |s| Title::new(&s).ok())
     }
 
     fn request() -> impl Strategy<Value = Request> {
@@ -635,7 +686,7 @@ mod tests {
         }
 
         #[test]
-        fn decoding_arbitrary_words_never_panics(words in prop::array::uniform16(any::<u64>())) {
+        fn decoding_arbitrary_words_never_panics(words in prop::array::uniform14(any::<u64>())) {
             let _ = Request::decode(&words);
             let _ = Reply::decode(&words);
         }
@@ -654,8 +705,15 @@ mod tests {
         w[2] = 0;
         assert_eq!(Request::decode(&w), Err(Malformed::Price(0)));
         let mut w = good;
-        w[3] = u64::MAX;
-        assert_eq!(Request::decode(&w), Err(Malformed::Qty(u64::MAX)));
+        w[0] = (w[0] & 0xffff_ffff) | u64::from(u32::MAX) << 32;
+        assert_eq!(Request::decode(&w), Err(Malformed::Qty(u32::MAX.into())));
+        let mut w = good;
+        w[TITLE_AT + 5] = 1;
+        assert_eq!(
+            Request::decode(&w),
+            Err(Malformed::TitleLength(4)),
+            "bytes after the title"
+        );
         let mut w = good;
         w[0] = LIST | 200 << 8;
         assert_eq!(Request::decode(&w), Err(Malformed::TitleLength(200)));
@@ -685,6 +743,15 @@ mod tests {
                 title: t.clone(),
                 price: p,
                 qty: 2,
+                done: false,
+            },
+            Reply::Bought {
+                request: r,
+                trade_id: 5,
+                title: Title::new("A title of more than twenty-four bytes").unwrap(),
+                price: p,
+                qty: 2,
+                done: true,
             },
             Reply::Sold {
                 request: r,
@@ -724,5 +791,34 @@ mod tests {
         ] {
             assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
         }
+    }
+
+    #[test]
+    fn a_message_with_a_short_title_fits_one_cell_and_a_long_one_takes_two() {
+        use bookstore_ipc::ring::CELL_WORDS;
+        let buy = |title: &str| Request::Buy {
+            request: RequestId(u64::MAX),
+            target: BuyTarget::Title(Title::new(title).unwrap()),
+            max_price: Price::from_cents(MAX_PRICE_CENTS).unwrap(),
+            qty: Qty::new(MAX_QTY.into()).unwrap(),
+            timeout_ms: Some(MAX_TIMEOUT_MS as u32),
+        };
+        let one_cell = |w: &Message| w[CELL_WORDS..].iter().all(|&x| x == 0);
+        assert!(one_cell(&buy("Twenty-four bytes, exact").encode()));
+        assert!(!one_cell(&buy("Twenty-five bytes, exactly").encode()));
+        let bought = Reply::Bought {
+            request: RequestId(1),
+            trade_id: u64::MAX,
+            title: Title::new("The Left Hand of Darkness").unwrap(),
+            price: Price::from_cents(1).unwrap(),
+            qty: 1,
+            done: true,
+        };
+        assert!(!one_cell(&bought.encode()));
+        let filled = Reply::Filled {
+            request: RequestId(1),
+            qty: 1,
+        };
+        assert!(one_cell(&filled.encode()));
     }
 }

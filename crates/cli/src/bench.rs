@@ -283,8 +283,11 @@ fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Histogram<u64>> {
             client.send(&buy)?;
             loop {
                 match client.recv(None)? {
-                    Some(Reply::Filled { .. }) => break,
-                    Some(Reply::Bought { .. }) => {}
+                    Some(reply @ (Reply::Filled { .. } | Reply::Bought { .. })) => {
+                        if reply.is_final() {
+                            break;
+                        }
+                    }
                     other => return Err(format!("unexpected reply {other:?}").into()),
                 }
             }
@@ -633,12 +636,15 @@ fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
             client.notify_market();
         }
         match client.recv(Some(Instant::now() + Duration::from_secs(30)))? {
-            Some(Reply::Listed { .. } | Reply::Filled { .. }) => {
+            Some(
+                Reply::Listed { .. } | Reply::Filled { .. } | Reply::Bought { done: true, .. },
+            ) => {
                 done += 1;
                 in_flight -= 1;
             }
             Some(Reply::Rejected { .. }) => in_flight -= 1,
-            Some(Reply::Bought { .. } | Reply::Sold { .. } | Reply::Rested { .. }) => {}
+            Some(Reply::Bought { done: false, .. } | Reply::Sold { .. } | Reply::Rested { .. }) => {
+            }
             Some(other) => return Err(format!("unexpected reply {other:?}").into()),
             None => return Err("no reply within 30 s".into()),
         }

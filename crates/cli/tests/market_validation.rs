@@ -36,7 +36,7 @@ fn a_malformed_request_gets_an_error_reply_and_the_market_keeps_serving() {
         })
     );
 
-    let mut garbage = [0xdead_beef_u64; 16];
+    let mut garbage = [0xdead_beef_u64; bookstore_ipc::ring::MESSAGE_WORDS];
     garbage[1] = 42;
     client.send_raw(&garbage).unwrap();
     assert!(matches!(

@@ -31,8 +31,9 @@ use crate::sync::{fence, futex, AtomicU32, Ordering};
 pub const AWAKE: u32 = 0;
 pub const PARKED: u32 = 1;
 
-/// A futex word on its own cache line.
-#[repr(C, align(64))]
+/// A futex word on its own 128 bytes (a pair of cache lines: see [`crate::record::LinePair`]),
+/// since the sleeper and the ringers are different processes.
+#[repr(C, align(128))]
 pub struct Doorbell {
     word: AtomicU32,
     #[cfg(loom)]

@@ -1,5 +1,5 @@
 //! Lock-free building blocks for processes that share memory but not trust: an SPSC ring of
-//! fixed-size messages, a futex doorbell that never loses a wake-up, a sequence lock for a
+//! messages of one or two cache lines, each committed by a stamp in its own line, a futex doorbell that never loses a wake-up, a sequence lock for a
 //! published view, and the protocol by which a client owns a slot and a server announces
 //! itself.
 //!
@@ -14,12 +14,14 @@
 
 pub mod doorbell;
 pub mod pingpong;
+pub mod record;
 pub mod ring;
 pub mod seqlock;
 pub mod slot;
 pub mod sync;
 
 pub use doorbell::Doorbell;
-pub use ring::{CacheLine, Cell, Consumer, Message, Producer, Ring, RingError, MESSAGE_WORDS};
+pub use record::{CacheLine, LinePair, Record, RecordWords, RECORD_WORDS};
+pub use ring::{Consumer, Message, Producer, Ring, RingError, CELL_WORDS, MESSAGE_WORDS};
 pub use seqlock::SeqLock;
 pub use slot::{IdentitySeen, MarketIdentity, ServerState, SlotControl, SlotState};

@@ -1,65 +1,105 @@
-//! A single-producer single-consumer ring of fixed-size messages, laid out to live in shared
-//! memory between two processes that do not trust each other.
+//! A single-producer single-consumer ring of messages in shared memory between two processes
+//! that do not trust each other, where a message costs one cache line when it fits in one.
 //!
-//! Each index is written by one side only: `tail` by the producer, `head` by the consumer.
-//! Indices run freely (wrapping `u32`) and are reduced modulo `N` to pick a cell, so
-//! `tail - head` is the number of messages in flight. Because the other side may be buggy or
-//! hostile, every index read from the shared memory is checked: `tail - head > N` is reported
-//! as [`RingError::Corrupt`], never trusted.
+//! The ring is a run of 64-byte cells, each a *stamp* word and seven payload words. A message
+//! is one cell, or two when its words do not fit in seven (its last seven words are not all
+//! zero). Cells are numbered by a running 64-bit position; the cell at position `p` lives in
+//! slot `p % N`. The commit marker is in the cell itself, as in the Disruptor's per-slot
+//! sequence or Aeron's frame length: the producer writes a cell's payload, then its stamp
+//! `(p + 1) << 1 | more`, where `more` says that the message goes on in the next cell. The
+//! consumer polls the stamp of the cell at its `head`: `p + 1` means the message is there, so
+//! a message moves from producer to consumer in the one line that holds it; there is no
+//! separate tail index to publish and fetch.
 //!
-//! Messages are 16 words copied in and out with relaxed atomic loads and stores: the index
-//! stores (release) and loads (acquire) order them, and using atomics for the words means a
-//! scribbling peer causes garbage values, which the decoder rejects, rather than a data race.
+//! ```text
+//! producer                                      consumer
+//! payload words of each cell      relaxed       s = stamp of cell[head]          acquire
+//! stamps, last cell first         release       if s >> 1 == head + 1: the message is there
+//!                                               payload words (and the second cell's) relaxed
+//!                                               head += cells                    release
+//! (when the ring looks full) head  acquire
+//! ```
+//! A batch of messages is stamped from its last cell to its first, so the consumer, which
+//! looks at the first cell of the batch before any other, sees either nothing of it or all of
+//! it; in particular a two-cell message's second stamp is always there when its first is.
+//!
+//! The only index is `head`, written by the consumer (on its own 128-byte pair of lines, apart
+//! from the cells the producer writes) and read by the producer only when the ring looks full.
+//!
+//! Because the other side may be buggy or hostile, everything read from the shared memory is
+//! checked: a stamp that is neither this lap's nor the previous lap's (zero on the first lap),
+//! a second cell without its stamp, or a `head` outside the producer's window is
+//! [`RingError::Corrupt`], never trusted. Payload words are atomics, so a scribbling peer
+//! makes garbage values, which the decoder rejects, never a data race.
 
-use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::record::LinePair;
+use crate::sync::{AtomicU64, Ordering};
 
-/// Words in one message: 128 bytes, two cache lines.
-pub const MESSAGE_WORDS: usize = 16;
-/// A message as plain words, copied out of (or into) a ring cell.
+/// Payload words in one cell.
+pub const CELL_WORDS: usize = 7;
+/// Cells one message may span.
+pub const MAX_CELLS: usize = 2;
+/// Words in the largest message: two cells' payload.
+pub const MESSAGE_WORDS: usize = CELL_WORDS * MAX_CELLS;
+/// A message as plain words. Words past the seventh that are all zero are not sent (the
+/// message takes one cell); the consumer gets them back as zeros.
 pub type Message = [u64; MESSAGE_WORDS];
 
-/// Pads its contents to a cache line so the two indices do not share one.
-#[repr(C, align(64))]
-pub struct CacheLine<T>(pub T);
+/// The stamp bit saying that the message goes on in the next cell.
+const MORE: u64 = 1;
 
-/// One message's worth of atomic words, cache-line aligned: a ring cell, and any other
-/// 128-byte record in shared memory (the store's view rows). Its loads and stores are relaxed:
-/// whoever uses a cell orders them (a ring index, a sequence lock).
+/// The stamp of the cell at `position`.
+fn stamp(position: u64, more: bool) -> u64 {
+    (position.wrapping_add(1) << 1) | u64::from(more)
+}
+
+/// How many cells `message` takes.
+fn cells_for(message: &Message) -> u64 {
+    if message[CELL_WORDS..].iter().all(|&w| w == 0) {
+        1
+    } else {
+        2
+    }
+}
+
+/// One cell: its stamp, then its payload; one cache line. (Cells of 128 bytes, one per pair
+/// of lines, measured no faster: the neighbour a reader's prefetcher pulls in is written by
+/// the same producer.)
 #[repr(C, align(64))]
-pub struct Cell([AtomicU64; MESSAGE_WORDS]);
+struct Cell {
+    stamp: AtomicU64,
+    words: [AtomicU64; CELL_WORDS],
+}
 
 impl Cell {
-    /// A zeroed cell, for models and tests. In shared memory a cell is zeroed bytes.
-    pub fn new() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    fn new() -> Self {
+        Self {
+            stamp: AtomicU64::new(0),
+            words: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
     }
 
-    /// Copies the words in. Relaxed: the caller's release store publishes them.
-    pub fn store(&self, message: &Message) {
-        for (slot, word) in self.0.iter().zip(message) {
+    /// Relaxed: the stamp's release store publishes them.
+    fn store_words(&self, words: &[u64]) {
+        for (slot, word) in self.words.iter().zip(words) {
             slot.store(*word, Ordering::Relaxed);
         }
     }
 
-    /// Copies the words out. Relaxed: the caller's acquire load (or fence) orders them.
-    pub fn load(&self) -> Message {
-        std::array::from_fn(|i| self.0[i].load(Ordering::Relaxed))
+    /// Relaxed: ordered after the acquire load of the stamp.
+    fn load_words(&self, into: &mut [u64]) {
+        for (word, slot) in into.iter_mut().zip(&self.words) {
+            *word = slot.load(Ordering::Relaxed);
+        }
     }
 }
 
-impl Default for Cell {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The ring's shared state. `N` must be a power of two.
+/// The ring's shared state. `N` must be a power of two, at least [`MAX_CELLS`].
 #[repr(C)]
 pub struct Ring<const N: usize> {
-    /// Next cell to read. Written only by the consumer, read by the producer.
-    head: CacheLine<AtomicU32>,
-    /// Next cell to write. Written only by the producer, read by the consumer.
-    tail: CacheLine<AtomicU32>,
+    /// Position of the next cell to read. Written only by the consumer (release, after it has
+    /// read the cells before it), read by the producer (acquire) when the ring looks full.
+    head: LinePair<AtomicU64>,
     cells: [Cell; N],
 }
 
@@ -68,48 +108,63 @@ pub struct Ring<const N: usize> {
 pub enum RingError {
     #[error("ring is full")]
     Full,
-    #[error("ring indices are corrupt (head {head}, tail {tail}, capacity {capacity})")]
-    Corrupt { head: u32, tail: u32, capacity: u32 },
+    #[error("ring is corrupt: {what} (position {position}, value {value:#x})")]
+    Corrupt {
+        what: &'static str,
+        position: u64,
+        value: u64,
+    },
 }
 
 impl<const N: usize> Ring<N> {
-    const CHECK: () = assert!(N.is_power_of_two() && N <= 1 << 30);
+    const CHECK: () = assert!(N.is_power_of_two() && N >= MAX_CELLS && N <= 1 << 30);
 
     /// A fresh ring on the heap, for tests and models. In shared memory a ring is zeroed bytes.
     pub fn new_boxed() -> Box<Self> {
         let () = Self::CHECK;
         Box::new(Self {
-            head: CacheLine(AtomicU32::new(0)),
-            tail: CacheLine(AtomicU32::new(0)),
+            head: LinePair(AtomicU64::new(0)),
             cells: std::array::from_fn(|_| Cell::new()),
         })
     }
 
-    /// Empties the ring. Only while no producer or consumer is using it (the market calls it
-    /// on a slot no client holds).
+    fn cell(&self, position: u64) -> &Cell {
+        &self.cells[(position % N as u64) as usize]
+    }
+
+    /// Empties the ring: `head` and every stamp back to zero. Only while no producer or
+    /// consumer is using it (the market calls it on a slot no client holds, before the release
+    /// store that frees the slot).
     pub fn reset(&self) {
         self.head.0.store(0, Ordering::Relaxed);
-        self.tail.0.store(0, Ordering::Relaxed);
-    }
-
-    /// Messages in flight, as an observer sees them (for `inspect`; may be stale).
-    pub fn len_hint(&self) -> u32 {
-        let tail = self.tail.0.load(Ordering::Relaxed);
-        tail.wrapping_sub(self.head.0.load(Ordering::Relaxed))
-    }
-
-    /// Whether the consumer has something to read. Acquire, so that a `true` here makes the
-    /// message visible to the pop that follows (the pop re-reads `tail` anyway).
-    pub fn has_messages(&self) -> bool {
-        self.tail.0.load(Ordering::Acquire) != self.head.0.load(Ordering::Relaxed)
-    }
-
-    fn corrupt(head: u32, tail: u32) -> RingError {
-        RingError::Corrupt {
-            head,
-            tail,
-            capacity: N as u32,
+        for cell in &self.cells {
+            cell.stamp.store(0, Ordering::Relaxed);
         }
+    }
+
+    /// Messages ready to read, as an observer sees them (for `inspect`; may be stale). Relaxed
+    /// loads only, so it works on a read-only mapping.
+    pub fn len_hint(&self) -> u32 {
+        let mut position = self.head.0.load(Ordering::Relaxed);
+        let mut messages = 0;
+        for _ in 0..N {
+            let s = self.cell(position).stamp.load(Ordering::Relaxed);
+            if s >> 1 != position.wrapping_add(1) {
+                break;
+            }
+            messages += 1;
+            position = position.wrapping_add(1 + (s & MORE));
+        }
+        messages
+    }
+
+    /// Whether the consumer has something to read: for its own "is there work?" check before
+    /// it sleeps. Acquire, so that a `true` here makes the message visible to the pop that
+    /// follows (which loads the stamp again anyway).
+    pub fn has_messages(&self) -> bool {
+        // Relaxed: `head` is the caller's own index (the consumer wrote it last).
+        let head = self.head.0.load(Ordering::Relaxed);
+        self.cell(head).stamp.load(Ordering::Acquire) >> 1 == head.wrapping_add(1)
     }
 }
 
@@ -119,34 +174,37 @@ impl<const N: usize> Ring<N> {
 /// In the store that is the slot protocol ([`crate::slot`]): only the client that won a slot's
 /// claim makes its request ring's producer, only the market its consumer, and the reply ring
 /// the other way round. A second producer would corrupt only the rings of its own slot, and
-/// the consumer's index checks report that as `Corrupt`.
+/// the consumer's checks report that as `Corrupt`.
 ///
 /// Messages can be pushed one by one ([`try_push`](Self::try_push)) or written in a batch and
-/// made visible together by one [`publish`](Self::publish): one release store of `tail`, so the
-/// consumer gets the whole batch with one acquire load.
+/// made visible together by one [`publish`](Self::publish).
 pub struct Producer<'a, const N: usize> {
     ring: &'a Ring<N>,
-    /// Next cell to write. Nobody else writes `tail`, so our copy is always current.
-    tail: u32,
-    /// The value of `tail` last stored to the ring; `published..tail` are written, not visible.
-    published: u32,
+    /// Position of the next cell to write. Nobody else writes cells, so ours is current.
+    tail: u64,
+    /// Cells before this position are stamped; `published..tail` are written, not visible.
+    published: u64,
+    /// Stamps of the written, unpublished cells, in order. Grows to the largest batch once.
+    pending: Vec<u64>,
     /// The last `head` we read; free space is at least `N - (tail - head_seen)`.
-    head_seen: u32,
+    head_seen: u64,
 }
 
 impl<'a, const N: usize> Producer<'a, N> {
-    /// Takes the producing end. Our own `tail` is read relaxed: the handover of the ring
-    /// itself (slot claim) already synchronised with whoever used it before.
+    /// Takes the producing end of a ring that is empty (fresh, or reset): it starts where the
+    /// consumer is. Relaxed: the handover of the ring itself (the slot claim) already
+    /// synchronised with whoever used it before.
     pub fn new(ring: &'a Ring<N>) -> Self {
         let () = Ring::<N>::CHECK;
-        let tail = ring.tail.0.load(Ordering::Relaxed);
+        let tail = ring.head.0.load(Ordering::Relaxed);
         Self {
             ring,
             tail,
             published: tail,
-            // Not a relaxed load of `head`: "full" makes the first write acquire `head`, so the
-            // consumer's reads of a cell happen before we overwrite it.
-            head_seen: tail.wrapping_sub(N as u32),
+            pending: Vec::new(),
+            // Not our relaxed load of `head`: "full" makes the first write acquire `head`, so
+            // the consumer's reads of a cell happen before we overwrite it.
+            head_seen: tail.wrapping_sub(N as u64),
         }
     }
 
@@ -157,33 +215,48 @@ impl<'a, const N: usize> Producer<'a, N> {
         Ok(())
     }
 
-    /// Writes a message into the next free cell without making it visible yet.
+    /// Writes a message into the next free cell(s) without making it visible yet.
     pub fn try_write(&mut self, message: &Message) -> Result<(), RingError> {
-        if self.tail.wrapping_sub(self.head_seen) as usize >= N {
+        let cells = cells_for(message);
+        if self.tail.wrapping_sub(self.head_seen) + cells > N as u64 {
             // Looks full: refresh `head`. Acquire pairs with the consumer's release store of
-            // `head`, so its reads of the cell we are about to overwrite are finished.
+            // `head`, so its reads of the cells we are about to overwrite are finished.
             self.head_seen = self.ring.head.0.load(Ordering::Acquire);
-            let used = self.tail.wrapping_sub(self.head_seen) as usize;
-            if used > N {
-                return Err(Ring::<N>::corrupt(self.head_seen, self.tail));
+            let used = self.tail.wrapping_sub(self.head_seen);
+            if used > N as u64 {
+                return Err(RingError::Corrupt {
+                    what: "the consumer's head is outside the producer's window",
+                    position: self.tail,
+                    value: self.head_seen,
+                });
             }
-            if used == N {
+            if used + cells > N as u64 {
                 return Err(RingError::Full);
             }
         }
-        // Relaxed word stores: the release store of `tail` in `publish` publishes them.
-        self.ring.cells[self.tail as usize % N].store(message);
-        self.tail = self.tail.wrapping_add(1);
+        for (i, words) in message.chunks(CELL_WORDS).take(cells as usize).enumerate() {
+            let position = self.tail.wrapping_add(i as u64);
+            self.ring.cell(position).store_words(words);
+            self.pending.push(stamp(position, i + 1 < cells as usize));
+        }
+        self.tail = self.tail.wrapping_add(cells);
         Ok(())
     }
 
     /// Makes every written message visible to the consumer. Returns whether there were any.
     pub fn publish(&mut self) -> bool {
-        if self.published == self.tail {
+        if self.pending.is_empty() {
             return false;
         }
-        // Release: publishes the written cells' words to the consumer's acquire load of `tail`.
-        self.ring.tail.0.store(self.tail, Ordering::Release);
+        // Last cell first: the batch's first stamp is stored last, so the consumer, which
+        // polls it first, sees all of the batch or none of it. Release: publishes each cell's
+        // payload words (and, for the first, every store of the batch before it) to the
+        // consumer's acquire load of the stamp.
+        for (i, s) in self.pending.iter().enumerate().rev() {
+            let position = self.published.wrapping_add(i as u64);
+            self.ring.cell(position).stamp.store(*s, Ordering::Release);
+        }
+        self.pending.clear();
         self.published = self.tail;
         true
     }
@@ -193,24 +266,15 @@ impl<'a, const N: usize> Producer<'a, N> {
 pub struct Consumer<'a, const N: usize> {
     ring: &'a Ring<N>,
     /// Our own `head`.
-    head: u32,
-    /// The last `tail` we read; at least `tail_seen - head` messages are ready.
-    tail_seen: u32,
+    head: u64,
 }
 
 impl<'a, const N: usize> Consumer<'a, N> {
+    /// Takes the consuming end. Relaxed: our own index, handed over with the slot.
     pub fn new(ring: &'a Ring<N>) -> Self {
         let () = Ring::<N>::CHECK;
         let head = ring.head.0.load(Ordering::Relaxed);
-        Self {
-            ring,
-            head,
-            // Not a relaxed load of `tail`: a producer may have published already, and a
-            // `tail` read without acquire would let us read its cells unsynchronised (loom
-            // found this: `a_freed_slot_is_claimed_with_reset_rings_…`). "Empty" makes the
-            // first pop acquire `tail`.
-            tail_seen: head,
-        }
+        Self { ring, head }
     }
 
     /// The ring this end reads, for a sleeper's "is there work?" check.
@@ -219,21 +283,49 @@ impl<'a, const N: usize> Consumer<'a, N> {
     }
 
     pub fn try_pop(&mut self) -> Result<Option<Message>, RingError> {
-        if self.head == self.tail_seen {
-            // Looks empty: refresh `tail`. Acquire pairs with the producer's release store of
-            // `tail`, making the cell's words visible to the loads below.
-            self.tail_seen = self.ring.tail.0.load(Ordering::Acquire);
-            if self.head == self.tail_seen {
+        let first = self.ring.cell(self.head);
+        // Acquire: pairs with the producer's release store of this stamp, making the cell's
+        // words (and the whole batch's) visible to the loads below.
+        let s = first.stamp.load(Ordering::Acquire);
+        if s >> 1 != self.head.wrapping_add(1) {
+            // Not there yet: the cell still holds the previous lap's stamp (zero on the first
+            // lap). Anything else was not written by a producer of this ring.
+            let previous = if self.head < N as u64 {
+                s == 0
+            } else {
+                s >> 1 == self.head.wrapping_add(1).wrapping_sub(N as u64)
+            };
+            if previous {
                 return Ok(None);
             }
+            return Err(RingError::Corrupt {
+                what: "a stamp neither of this lap nor of the last",
+                position: self.head,
+                value: s,
+            });
         }
-        if self.tail_seen.wrapping_sub(self.head) as usize > N {
-            return Err(Ring::<N>::corrupt(self.head, self.tail_seen));
+        let mut message = [0; MESSAGE_WORDS];
+        first.load_words(&mut message[..CELL_WORDS]);
+        let mut cells = 1;
+        if s & MORE != 0 {
+            let position = self.head.wrapping_add(1);
+            let second = self.ring.cell(position);
+            // Acquire, though the first stamp already ordered it: the producer stamps the
+            // second cell before the first, so anything but its stamp is corruption.
+            let s2 = second.stamp.load(Ordering::Acquire);
+            if s2 != stamp(position, false) {
+                return Err(RingError::Corrupt {
+                    what: "a message's second cell without its stamp",
+                    position,
+                    value: s2,
+                });
+            }
+            second.load_words(&mut message[CELL_WORDS..]);
+            cells = 2;
         }
-        // Relaxed word loads: ordered after the acquire load of `tail` above.
-        let message = self.ring.cells[self.head as usize % N].load();
-        self.head = self.head.wrapping_add(1);
-        // Release: our loads of the cell happen before the producer, acquiring `head`, reuses it.
+        self.head = self.head.wrapping_add(cells);
+        // Release: our loads of the cells happen before the producer, acquiring `head`,
+        // reuses them.
         self.ring.head.0.store(self.head, Ordering::Release);
         Ok(Some(message))
     }
@@ -243,10 +335,14 @@ impl<'a, const N: usize> Consumer<'a, N> {
 mod tests {
     use super::*;
 
-    fn msg(n: u64) -> Message {
+    /// A message of one cell (`long` false) or two.
+    fn msg(n: u64, long: bool) -> Message {
         let mut m = [0; MESSAGE_WORDS];
         m[0] = n;
-        m[15] = !n;
+        m[CELL_WORDS - 1] = !n;
+        if long {
+            m[MESSAGE_WORDS - 1] = n * 3;
+        }
         m
     }
 
@@ -256,36 +352,99 @@ mod tests {
         let (mut p, mut c) = (Producer::new(&ring), Consumer::new(&ring));
         for round in 0..3u64 {
             for i in 0..4 {
-                p.try_push(&msg(round * 10 + i)).unwrap();
+                p.try_push(&msg(round * 10 + i, false)).unwrap();
             }
-            assert_eq!(p.try_push(&msg(99)), Err(RingError::Full));
+            assert_eq!(p.try_push(&msg(99, false)), Err(RingError::Full));
             for i in 0..4 {
-                assert_eq!(c.try_pop().unwrap(), Some(msg(round * 10 + i)));
+                assert_eq!(c.try_pop().unwrap(), Some(msg(round * 10 + i, false)));
             }
             assert_eq!(c.try_pop().unwrap(), None);
         }
     }
 
     #[test]
-    fn a_scribbled_tail_is_reported_as_corrupt_not_trusted() {
+    fn a_short_message_takes_one_cell_and_a_long_one_two() {
         let ring = Ring::<4>::new_boxed();
-        ring.tail.0.store(1000, Ordering::Relaxed);
+        let (mut p, mut c) = (Producer::new(&ring), Consumer::new(&ring));
+        p.try_push(&msg(1, true)).unwrap();
+        p.try_push(&msg(2, false)).unwrap();
+        assert_eq!(ring.len_hint(), 2);
+        // Three cells used: a long message no longer fits, a short one does.
+        assert_eq!(p.try_push(&msg(3, true)), Err(RingError::Full));
+        p.try_push(&msg(3, false)).unwrap();
+        for (n, long) in [(1, true), (2, false), (3, false)] {
+            assert_eq!(c.try_pop().unwrap(), Some(msg(n, long)));
+        }
+        // Wrapping around with long messages that straddle the end of the cells.
+        for n in 10..20 {
+            p.try_push(&msg(n, true)).unwrap();
+            assert_eq!(c.try_pop().unwrap(), Some(msg(n, true)));
+        }
+    }
+
+    #[test]
+    fn a_written_message_is_invisible_until_published() {
+        let ring = Ring::<4>::new_boxed();
+        let (mut p, mut c) = (Producer::new(&ring), Consumer::new(&ring));
+        p.try_write(&msg(1, false)).unwrap();
+        p.try_write(&msg(2, true)).unwrap();
+        assert!(!ring.has_messages());
+        assert_eq!(c.try_pop().unwrap(), None);
+        assert!(p.publish());
+        assert!(!p.publish(), "nothing more to publish");
+        assert!(ring.has_messages());
+        assert_eq!(c.try_pop().unwrap(), Some(msg(1, false)));
+        assert_eq!(c.try_pop().unwrap(), Some(msg(2, true)));
+    }
+
+    #[test]
+    fn a_scribbled_stamp_is_reported_as_corrupt_not_trusted() {
+        let ring = Ring::<4>::new_boxed();
+        ring.cells[0].stamp.store(1000, Ordering::Relaxed);
         let mut c = Consumer::new(&ring);
         assert!(matches!(
             c.try_pop(),
-            Err(RingError::Corrupt { tail: 1000, .. })
+            Err(RingError::Corrupt {
+                position: 0,
+                value: 1000,
+                ..
+            })
+        ));
+        // A first cell that says "more" over a second cell that was never stamped.
+        let ring = Ring::<4>::new_boxed();
+        ring.cells[0].stamp.store(stamp(0, true), Ordering::Relaxed);
+        assert!(matches!(
+            Consumer::new(&ring).try_pop(),
+            Err(RingError::Corrupt {
+                position: 1,
+                value: 0,
+                ..
+            })
         ));
     }
 
     #[test]
-    fn indices_wrap_around_u32() {
+    fn a_scribbled_head_is_reported_as_corrupt_by_the_producer() {
         let ring = Ring::<4>::new_boxed();
-        ring.head.0.store(u32::MAX - 1, Ordering::Relaxed);
-        ring.tail.0.store(u32::MAX - 1, Ordering::Relaxed);
+        let mut p = Producer::new(&ring);
+        ring.head.0.store(1000, Ordering::Relaxed);
+        assert!(matches!(
+            p.try_push(&msg(1, false)),
+            Err(RingError::Corrupt { value: 1000, .. })
+        ));
+    }
+
+    #[test]
+    fn a_reset_ring_starts_over() {
+        let ring = Ring::<4>::new_boxed();
         let (mut p, mut c) = (Producer::new(&ring), Consumer::new(&ring));
-        for i in 0..8 {
-            p.try_push(&msg(i)).unwrap();
-            assert_eq!(c.try_pop().unwrap(), Some(msg(i)));
+        for n in 0..7 {
+            p.try_push(&msg(n, false)).unwrap();
+            c.try_pop().unwrap();
         }
+        ring.reset();
+        let (mut p, mut c) = (Producer::new(&ring), Consumer::new(&ring));
+        p.try_push(&msg(42, true)).unwrap();
+        assert_eq!(c.try_pop().unwrap(), Some(msg(42, true)));
     }
 }

@@ -76,7 +76,9 @@ impl SlotState {
     }
 }
 
-#[repr(C, align(64))]
+/// On its own 128 bytes (a pair of lines): the client writes it when it claims and leaves, the
+/// market when it accepts and releases, and neither drags a neighbour's line along.
+#[repr(C, align(128))]
 pub struct SlotControl {
     /// [`SlotState::word`]. Claimed by a client with a CAS from FREE; set back to FREE only by
     /// the market, after it has reset the rings.

@@ -6,21 +6,32 @@
 #![cfg(loom)]
 
 use bookstore_ipc::doorbell::Doorbell;
-use bookstore_ipc::ring::{Consumer, Message, Producer, Ring, RingError, MESSAGE_WORDS};
+use bookstore_ipc::ring::{
+    Consumer, Message, Producer, Ring, RingError, CELL_WORDS, MESSAGE_WORDS,
+};
 use loom::sync::Arc;
 use loom::thread;
 
+/// Message `n`: two cells (first and last words set) when `n` is odd, one cell when even.
 fn message(n: u64) -> Message {
     let mut m = [0; MESSAGE_WORDS];
     m[0] = n;
-    m[MESSAGE_WORDS - 1] = n * 7;
+    m[last_word(n)] = n * 7;
     m
+}
+
+fn last_word(n: u64) -> usize {
+    if n % 2 == 1 {
+        MESSAGE_WORDS - 1
+    } else {
+        CELL_WORDS - 1
+    }
 }
 
 fn check(m: Message, n: u64) {
     assert_eq!(m[0], n, "messages arrive in order");
     assert_eq!(
-        m[MESSAGE_WORDS - 1],
+        m[last_word(n)],
         n * 7,
         "a message is seen whole, never half-written"
     );
@@ -56,12 +67,12 @@ fn ring_delivers_every_message_whole_and_in_order_across_wraparound() {
     });
 }
 
-/// Two messages written and made visible by one publish: the consumer sees neither or both,
-/// each whole.
+/// Two messages (of two cells and one) written and made visible by one publish: the consumer
+/// sees neither or both, each whole.
 #[test]
 fn a_published_batch_is_seen_whole() {
     loom::model(|| {
-        let ring = Arc::new(Ring::<2>::new_boxed());
+        let ring = Arc::new(Ring::<4>::new_boxed());
         let producer_ring = ring.clone();
         let producer = thread::spawn(move || {
             let mut p = Producer::new(&producer_ring);
@@ -155,13 +166,14 @@ fn a_sleeper_parking_between_two_rounds_misses_neither() {
         let (b, r) = (bell.clone(), ring.clone());
         let ringer = thread::spawn(move || {
             let mut p = Producer::new(&r);
-            for n in 1..=2 {
+            // One-cell messages: both fit in the two cells whether or not the first was read.
+            for n in [2, 4] {
                 p.try_push(&message(n)).unwrap();
                 b.notify();
             }
         });
         let mut c = Consumer::new(&ring);
-        for n in 1..=2 {
+        for n in [2, 4] {
             loop {
                 if let Some(m) = c.try_pop().unwrap() {
                     check(m, n);

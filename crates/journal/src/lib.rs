@@ -336,7 +336,9 @@ impl Journal {
                 return;
             }
         }
-        if self.durability == Durability::None && want > self.populated {
+        // Topped up only when less than half the distance is left, so a market that parks
+        // after every request does not make a system call for a page each time.
+        if self.durability == Durability::None && self.populated < self.end + ahead / 2 {
             let from = self.populated.max(self.end) as usize;
             if self.map().populate_for_writing(from..want as usize).is_ok() {
                 self.populated = want;

@@ -161,7 +161,9 @@ impl Trader<'_> {
                 .expect("rings in process memory are sound")
             {
                 match Reply::decode(&message).expect("the market thread sends valid replies") {
-                    Reply::Listed { .. } | Reply::Filled { .. } => return Attempt::Done,
+                    Reply::Listed { .. }
+                    | Reply::Filled { .. }
+                    | Reply::Bought { done: true, .. } => return Attempt::Done,
                     Reply::Rejected {
                         reason: RejectReason::StoreFull { .. },
                         ..

@@ -51,7 +51,9 @@ impl<'c, 's> ClientExchange<'c, 's> {
         let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
             match self.client.recv(Some(deadline))? {
-                Some(Reply::Listed { .. } | Reply::Filled { .. }) => return Ok(Attempt::Done),
+                Some(
+                    Reply::Listed { .. } | Reply::Filled { .. } | Reply::Bought { done: true, .. },
+                ) => return Ok(Attempt::Done),
                 Some(Reply::Rejected {
                     reason: RejectReason::StoreFull { .. },
                     ..

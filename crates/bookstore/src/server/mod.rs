@@ -296,9 +296,22 @@ impl<'s> Market<'s> {
     fn apply(&mut self, command: Command) {
         let mut events = std::mem::take(&mut self.events);
         self.ledger.apply(self.clock.now_ms(), command, &mut events);
-        for event in events.drain(..) {
-            self.view.record(&event);
-            match &event {
+        // A trade followed at once by its buy's `Filled` is told to the buyer as one reply: the
+        // `Bought` marked done, and no `Filled`.
+        let mut fill_told = false;
+        for (i, event) in events.iter().enumerate() {
+            let completes_buy = match (event, events.get(i + 1)) {
+                (
+                    Event::Traded(t),
+                    Some(Event::Filled {
+                        client, request, ..
+                    }),
+                ) => *client == t.buyer && *request == t.buy_request,
+                _ => false,
+            };
+            let skip_fill = std::mem::replace(&mut fill_told, completes_buy);
+            self.view.record(event);
+            match event {
                 Event::Traded(t) => self.tell(|| MarketEvent::Traded(t.clone())),
                 Event::Rejected {
                     client,
@@ -311,13 +324,20 @@ impl<'s> Market<'s> {
                 }
                 _ => {}
             }
+            if skip_fill {
+                continue;
+            }
             let (first, second) = event.recipients();
             for client in std::iter::once(first).chain(second) {
-                if let Some(reply) = Reply::for_client(&event, client) {
+                if let Some(mut reply) = Reply::for_client(event, client) {
+                    if let Reply::Bought { done, .. } = &mut reply {
+                        *done = completes_buy;
+                    }
                     self.sessions.send(client, reply);
                 }
             }
         }
+        events.clear();
         self.events = events;
     }
 
