@@ -352,7 +352,7 @@ impl Geometry {
         push(
             self.recent_trades_offset(),
             self.shelf_offset(),
-            format!("view: recent trades ({RECENT_TRADES} cells)"),
+            format!("view: recent trades ({RECENT_TRADES} records)"),
         );
         let shelf_end = self.shelf_offset() + self.shelf_rows() * RECORD_SIZE;
         match shelf_in_use.filter(|&n| n <= self.shelf_rows()) {
