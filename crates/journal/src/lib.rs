@@ -13,6 +13,7 @@
 //! processes; the market decides what to record and when to commit.
 
 pub mod format;
+mod syncer;
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -151,8 +152,12 @@ pub struct Journal {
     populated: u64,
     /// `end` when [`prepare_ahead`](Self::prepare_ahead) last ran: how fast records come.
     end_at_last_prepare: u64,
-    /// Batches made durable (`fdatasync`) by this process.
+    /// Batches made durable (`fdatasync`) by this process, on the loop's thread.
     syncs: u64,
+    /// End of the records the loop's own `fdatasync`s made durable.
+    synced_inline: u64,
+    /// With durability `batch`: the thread that syncs behind the loop (pipelined commit).
+    syncer: Option<syncer::Syncer>,
 }
 
 impl Journal {
@@ -195,9 +200,17 @@ impl Journal {
             populated: records_end,
             end_at_last_prepare: records_end,
             syncs: 0,
+            synced_inline: records_end,
+            syncer: None,
         };
         let recovery = journal.recover(&scan, capacity, set_aside)?;
         journal.prepare_ahead();
+        if options.durability == Durability::Batch {
+            let file = journal.map().file().try_clone().map_err(io("duplicate"))?;
+            let durable = journal.committed;
+            journal.syncer =
+                Some(syncer::Syncer::start(file, durable).map_err(io("start the syncing thread"))?);
+        }
         Ok((journal, recovery))
     }
 
@@ -270,7 +283,18 @@ impl Journal {
 
     /// How many batches this process has made durable with `fdatasync`.
     pub fn syncs(&self) -> u64 {
-        self.syncs
+        self.syncs + self.syncer.as_ref().map_or(0, syncer::Syncer::syncs)
+    }
+
+    /// Offset up to which the journal's records are durable as its durability promises: the
+    /// committed end with `none` (the page cache holds it), else what `fdatasync` covered. A
+    /// reply may be shown once its batch's end is at most this.
+    pub fn durable(&self) -> u64 {
+        match (self.durability, &self.syncer) {
+            (Durability::None, _) => self.committed,
+            (_, Some(syncer)) => syncer.durable().max(self.synced_inline),
+            (_, None) => self.synced_inline,
+        }
     }
 
     /// Where the next staged record goes: a mark for [`unstage`](Self::unstage).
@@ -347,27 +371,54 @@ impl Journal {
     }
 
     /// Ends the batch: the staged records are part of the journal and, unless durability is
-    /// `None`, are on stable storage when this returns (`fdatasync` of the mapped file). On
-    /// error the batch must not be acknowledged.
+    /// `None`, are on stable storage when this returns (`fdatasync` of the mapped file, on this
+    /// thread). On error the batch must not be acknowledged.
     pub fn commit(&mut self) -> Result<(), WriteJournalError> {
-        let err = |action: &'static str, source| WriteJournalError {
+        self.seal()?;
+        if self.durability != Durability::None && self.synced_inline < self.committed {
+            let file = self.map.as_ref().expect("mapped until dropped").file();
+            file.sync_data()
+                .map_err(|e| self.write_error("fdatasync", e))?;
+            self.syncs += 1;
+            self.synced_inline = self.committed;
+        }
+        Ok(())
+    }
+
+    /// Ends the batch without waiting for it: returns its end, which becomes durable when
+    /// [`durable`](Self::durable) reaches it. With durability `batch` the syncing thread is
+    /// asked to get there while the caller goes on (pipelined group commit); with `none` it is
+    /// there at once; `always` syncs here, as [`commit`](Self::commit) does.
+    pub fn commit_in_background(&mut self) -> Result<u64, WriteJournalError> {
+        if self.syncer.is_none() {
+            self.commit()?;
+            return Ok(self.committed);
+        }
+        self.seal()?;
+        if let Some(syncer) = &self.syncer {
+            syncer.request(self.committed);
+        }
+        Ok(self.committed)
+    }
+
+    /// The staged records become committed; reports a failure to grow or to sync.
+    fn seal(&mut self) -> Result<(), WriteJournalError> {
+        if let Some(error) = self.grow_failure.take() {
+            return Err(self.write_error("preallocate more space for", error));
+        }
+        if let Some(error) = self.syncer.as_ref().and_then(syncer::Syncer::take_failure) {
+            return Err(self.write_error("fdatasync", error));
+        }
+        self.committed = self.end;
+        Ok(())
+    }
+
+    fn write_error(&self, action: &'static str, source: std::io::Error) -> WriteJournalError {
+        WriteJournalError {
             path: self.path.clone(),
             action,
             source,
-        };
-        if let Some(error) = self.grow_failure.take() {
-            return Err(err("preallocate more space for", error));
         }
-        if self.end == self.committed {
-            return Ok(());
-        }
-        self.committed = self.end;
-        if self.durability != Durability::None {
-            let file = self.map.as_ref().expect("mapped until dropped").file();
-            file.sync_data().map_err(|e| err("fdatasync", e))?;
-            self.syncs += 1;
-        }
-        Ok(())
     }
 }
 
@@ -376,6 +427,8 @@ impl Drop for Journal {
     /// closed journal is exactly its records. Best effort: a journal left long (a crash, or a
     /// failure here) reads the same, as zeros after the records are free space.
     fn drop(&mut self) {
+        // The syncing thread first: it finishes what it was asked, on the file still mapped.
+        drop(self.syncer.take());
         if let Some(map) = self.map.take() {
             let _ = map.unmap_and_truncate(self.committed);
         }

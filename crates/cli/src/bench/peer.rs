@@ -1,0 +1,146 @@
+//! `bookstore bench-peer`: the other process of each bench row (hidden; the bench starts it).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use engine::{BuyTarget, Price, Qty, Title};
+use shm::{Segment, ShmName};
+
+use super::BenchResult;
+use crate::exit::Exit;
+use crate::peers;
+use bookstore::client::{open_store, Client, ClientRole};
+use bookstore::wire::{Reply, Request};
+use bookstore_ipc::pingpong;
+
+/// Requests a throughput peer keeps in flight.
+const WINDOW: usize = 48;
+
+#[derive(clap::Args, Debug)]
+pub struct PeerArgs {
+    #[arg(value_enum)]
+    kind: PeerKind,
+    #[arg(long, value_parser = crate::args::parse_name)]
+    name: Option<ShmName>,
+    #[arg(long, default_value_t = 0)]
+    count: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum PeerKind {
+    /// Spin on a shared cache line, answering each ping.
+    Floor,
+    /// Sleep on a shared futex word, answering each ping with a wake-up.
+    Futex,
+    /// Echo bytes from stdin to stdout.
+    Pipe,
+    /// Echo bytes on the socket passed as fd 0.
+    Uds,
+    /// List `count` books, pipelined.
+    Seller,
+    /// Buy `count` books, pipelined.
+    Buyer,
+}
+
+pub fn peer(args: PeerArgs) -> Exit {
+    Exit::of_run("bench-peer", run_peer(&args))
+}
+
+fn run_peer(args: &PeerArgs) -> BenchResult<()> {
+    match args.kind {
+        PeerKind::Floor | PeerKind::Futex => {
+            let name = args.name.as_ref().ok_or("--name is required")?;
+            let segment = Segment::open_read_write(name, shm::Owner::Is(shm::effective_uid()), 8)?;
+            if matches!(args.kind, PeerKind::Floor) {
+                pingpong::respond(segment.atomic_u64(0), args.count);
+            } else {
+                pingpong::respond_futex(segment.atomic_u32(0), args.count);
+            }
+            Ok(())
+        }
+        PeerKind::Pipe => {
+            let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout().lock());
+            echo(&mut input, &mut output)
+        }
+        PeerKind::Uds => {
+            let mut socket = File::from(std::io::stdin().as_fd().try_clone_to_owned()?);
+            let mut reply = socket.try_clone()?;
+            echo(&mut socket, &mut reply)
+        }
+        PeerKind::Seller | PeerKind::Buyer => throughput_peer(args),
+    }
+}
+
+fn echo(input: &mut impl Read, output: &mut impl Write) -> BenchResult<()> {
+    let mut byte = [0u8; 1];
+    while input.read(&mut byte)? == 1 {
+        output.write_all(&byte)?;
+        output.flush()?;
+    }
+    Ok(())
+}
+
+/// Sends `count` orders with up to WINDOW in flight; prints "ready", waits for "go", then
+/// prints the seconds it took.
+fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
+    let name = args.name.as_ref().ok_or("--name is required")?;
+    let store = open_store(name, Duration::from_secs(10))?;
+    let mut client = Client::attach(&store, ClientRole::Bench, Duration::from_micros(50))?;
+    let seller = matches!(args.kind, PeerKind::Seller);
+    let title = Title::new("Benchmark")?;
+    let price = Price::from_cents(1000)?;
+    let one = Qty::new(1)?;
+    let order = |request| {
+        if seller {
+            Request::List {
+                request,
+                title: title.clone(),
+                price,
+                qty: one,
+            }
+        } else {
+            Request::Buy {
+                request,
+                target: BuyTarget::Any,
+                max_price: price,
+                qty: one,
+                timeout_ms: None,
+            }
+        }
+    };
+    peers::ready_then_wait_for_go()?;
+    let t = Instant::now();
+    // `in_flight`: sent and not yet answered with a final reply. A refused listing (store full)
+    // is simply sent again by the next pass.
+    let (mut done, mut in_flight) = (0u64, 0u64);
+    while done < args.count {
+        let mut pushed = false;
+        while in_flight < WINDOW as u64 && done + in_flight < args.count {
+            let request = client.next_request_id();
+            client.push(&order(request))?;
+            in_flight += 1;
+            pushed = true;
+        }
+        if pushed {
+            client.notify_market();
+        }
+        match client.recv(Some(Instant::now() + Duration::from_secs(30)))? {
+            Some(
+                Reply::Listed { .. } | Reply::Filled { .. } | Reply::Bought { done: true, .. },
+            ) => {
+                done += 1;
+                in_flight -= 1;
+            }
+            Some(Reply::Rejected { .. }) => in_flight -= 1,
+            Some(Reply::Bought { done: false, .. } | Reply::Sold { .. } | Reply::Rested { .. }) => {
+            }
+            Some(other) => return Err(format!("unexpected reply {other:?}").into()),
+            None => return Err("no reply within 30 s".into()),
+        }
+    }
+    println!("{}", t.elapsed().as_secs_f64());
+    Ok(())
+}
