@@ -332,6 +332,47 @@ fn a_seller_waiting_for_room_carries_on_with_the_next_market_after_a_crash() {
     market.stop();
 }
 
+/// Pipelined group commit keeps "nothing visible that is not durable": with every `fdatasync`
+/// held back (a test-only fault point), a listing is applied and journaled into the page cache
+/// but its seller hears nothing; killed in that window, the market never acknowledged it. A
+/// second seller, left to wait, is answered only after the sync.
+#[test]
+fn a_reply_is_never_seen_before_its_batch_is_on_disk() {
+    const STALL_MS: u64 = 1500;
+    let stall = STALL_MS.to_string();
+    let mut market = Market::start_with_env(
+        "unsynced",
+        &[],
+        &[("BOOKSTORE_TEST_SYNC_STALL_MS", stall.as_str())],
+    );
+    let started = std::time::Instant::now();
+    let waited = market.spawn_client("seller", &["sell", "Emma", "--price", "3"]);
+    let out = waited.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        started.elapsed() >= Duration::from_millis(STALL_MS),
+        "answered after {:?}, before the sync could finish",
+        started.elapsed()
+    );
+
+    let mut killed = market.spawn_client("seller", &["sell", "Dune", "--price", "5"]);
+    std::thread::sleep(Duration::from_millis(STALL_MS / 2));
+    assert!(
+        killed.try_wait().unwrap().is_none(),
+        "the seller heard back before its batch was durable"
+    );
+    market.kill();
+    let out = killed.wait_with_output().unwrap();
+    assert_ne!(code(&out), 0, "{}", stdout(&out));
+    assert!(!stdout(&out).contains("listed"), "{}", stdout(&out));
+    std::fs::remove_file(dev_shm(&market.name)).unwrap();
+    market.restart(&[]);
+    // The unacknowledged listing was staged in the page cache, which outlives the market, so
+    // the journal holds it (applied, never acknowledged: a seller learns of it from the shelf).
+    assert_eq!(market.assert_balanced()["books_on_shelf"], 2);
+    market.stop();
+}
+
 /// Where the records of the store `name`'s journal end, as `bookstore journal` reads it (the
 /// file goes on with the zeros a killed market preallocated).
 fn records_end(name: &str) -> u64 {

@@ -245,19 +245,38 @@ impl<'a, const N: usize> Producer<'a, N> {
 
     /// Makes every written message visible to the consumer. Returns whether there were any.
     pub fn publish(&mut self) -> bool {
-        if self.pending.is_empty() {
+        self.publish_up_to(self.tail)
+    }
+
+    /// Whether messages are written and not yet published.
+    pub fn has_unpublished(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Where the next message will be written: a mark for [`publish_up_to`](Self::publish_up_to)
+    /// that covers every message written so far.
+    pub fn written_mark(&self) -> u64 {
+        self.tail
+    }
+
+    /// Makes the messages written before `mark` (a [`written_mark`](Self::written_mark))
+    /// visible, and not the ones after it: for a batch whose messages may be shown only once
+    /// something else happened (the journal reached the disk). Returns whether there were any.
+    pub fn publish_up_to(&mut self, mark: u64) -> bool {
+        let count = mark.wrapping_sub(self.published);
+        if count == 0 || count > self.pending.len() as u64 {
             return false;
         }
         // Last cell first: the batch's first stamp is stored last, so the consumer, which
         // polls it first, sees all of the batch or none of it. Release: publishes each cell's
         // payload words (and, for the first, every store of the batch before it) to the
         // consumer's acquire load of the stamp.
-        for (i, s) in self.pending.iter().enumerate().rev() {
+        for (i, s) in self.pending[..count as usize].iter().enumerate().rev() {
             let position = self.published.wrapping_add(i as u64);
             self.ring.cell(position).stamp.store(*s, Ordering::Release);
         }
-        self.pending.clear();
-        self.published = self.tail;
+        self.pending.drain(..count as usize);
+        self.published = mark;
         true
     }
 }
@@ -395,6 +414,21 @@ mod tests {
         assert!(ring.has_messages());
         assert_eq!(c.try_pop().unwrap(), Some(msg(1, false)));
         assert_eq!(c.try_pop().unwrap(), Some(msg(2, true)));
+    }
+
+    #[test]
+    fn publishing_up_to_a_mark_shows_the_messages_before_it_only() {
+        let ring = Ring::<8>::new_boxed();
+        let (mut p, mut c) = (Producer::new(&ring), Consumer::new(&ring));
+        p.try_write(&msg(1, true)).unwrap();
+        let mark = p.written_mark();
+        p.try_write(&msg(2, false)).unwrap();
+        assert!(p.publish_up_to(mark));
+        assert_eq!(c.try_pop().unwrap(), Some(msg(1, true)));
+        assert_eq!(c.try_pop().unwrap(), None, "the second waits for its mark");
+        assert!(!p.publish_up_to(mark), "already shown");
+        assert!(p.publish());
+        assert_eq!(c.try_pop().unwrap(), Some(msg(2, false)));
     }
 
     #[test]

@@ -376,6 +376,9 @@ impl Journal {
     pub fn commit(&mut self) -> Result<(), WriteJournalError> {
         self.seal()?;
         if self.durability != Durability::None && self.synced_inline < self.committed {
+            if let Some(stall) = syncer::test_stall() {
+                std::thread::sleep(stall);
+            }
             let file = self.map.as_ref().expect("mapped until dropped").file();
             file.sync_data()
                 .map_err(|e| self.write_error("fdatasync", e))?;

@@ -145,9 +145,10 @@ fn run(shared: &Shared, file: &File) {
     }
 }
 
-/// `BOOKSTORE_TEST_SYNC_STALL_MS`: a test-only fault point that holds every `fdatasync` back
-/// this long, so a test can kill the market between applying a batch and making it durable.
-fn test_stall() -> Option<Duration> {
+/// `BOOKSTORE_TEST_SYNC_STALL_MS`: a test-only fault point that holds every `fdatasync` (the
+/// syncing thread's and the loop's own) back this long, so a test can kill the market between
+/// applying a batch and making it durable.
+pub(crate) fn test_stall() -> Option<Duration> {
     std::env::var("BOOKSTORE_TEST_SYNC_STALL_MS")
         .ok()?
         .parse()

@@ -16,6 +16,8 @@ pub(super) struct Ledger {
     failed: Option<WriteJournalError>,
     /// When the journal last reached stable storage (for watchers).
     last_sync: Option<Instant>,
+    /// The journal's sync count when last looked at.
+    syncs_seen: u64,
 }
 
 impl Ledger {
@@ -25,6 +27,7 @@ impl Ledger {
             journal,
             failed: None,
             last_sync: None,
+            syncs_seen: 0,
         }
     }
 
@@ -47,8 +50,36 @@ impl Ledger {
         }
     }
 
-    /// Writes the staged records (group commit). True if everything applied so far is in the
-    /// journal, so replies and the view may show it.
+    /// Ends the batch without waiting for the disk (pipelined group commit): returns the
+    /// batch's end in the journal, to be compared with [`durable`](Self::durable) before its
+    /// replies are shown; `None` if the journal failed (nothing more may be shown).
+    pub(super) fn commit_in_background(&mut self) -> Option<u64> {
+        if self.failed.is_some() {
+            return None;
+        }
+        match self.journal.commit_in_background() {
+            Ok(end) => Some(end),
+            Err(error) => {
+                tracing::error!(%error, "stopping: the journal cannot be written");
+                self.failed = Some(error);
+                None
+            }
+        }
+    }
+
+    /// How far the journal is durable (see `Journal::durable`).
+    pub(super) fn durable(&mut self) -> u64 {
+        let syncs = self.journal.syncs();
+        if syncs != self.syncs_seen {
+            // A clock read per completed fdatasync, which costs far more.
+            self.syncs_seen = syncs;
+            self.last_sync = Some(Instant::now());
+        }
+        self.journal.durable()
+    }
+
+    /// Writes the staged records and waits until they are durable. True if everything
+    /// applied so far is in the journal, so replies and the view may show it.
     pub(super) fn commit(&mut self) -> bool {
         if self.failed.is_some() {
             return false;

@@ -79,6 +79,8 @@ pub struct Summary {
 /// Requests taken from one client before moving to the next: fairness between clients.
 const BATCH_PER_CLIENT: usize = 64;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
+/// How long the market sleeps at a time while replies wait for the syncing thread.
+const HELD_REPLIES_NAP: Duration = Duration::from_micros(50);
 
 /// The market's clock: read once per pass; in milliseconds it continues from the journal.
 struct Clock {
@@ -196,6 +198,17 @@ impl<'s> Market<'s> {
                 idle_since = None;
                 continue;
             }
+            if self.sessions.has_held_replies() {
+                // Replies wait for the syncing thread, which does not ring us: sleep briefly
+                // (a client's request rings us sooner), leaving the CPU to the syncer.
+                self.release_durable_replies();
+                let sessions = &self.sessions;
+                self.store
+                    .header()
+                    .doorbell
+                    .park(|| sessions.has_work(), Some(HELD_REPLIES_NAP));
+                continue;
+            }
             let idle = *idle_since.get_or_insert(self.clock.now);
             if self.clock.now.duration_since(idle) < self.config.spin {
                 std::hint::spin_loop();
@@ -243,6 +256,7 @@ impl<'s> Market<'s> {
             served += n;
             worked |= n > 0;
         }
+        self.release_durable_replies();
         worked |= self.sessions.flush_backlogs();
         self.settle_dropped();
         self.publish_replies();
@@ -419,19 +433,37 @@ impl<'s> Market<'s> {
         }
     }
 
-    /// Commits the journal, then makes the pass's replies visible. Nothing is shown that is
-    /// not in the journal.
+    /// Ends the pass's batch in the journal and shows the replies of every batch that is
+    /// durable: with `--durability none` at once; with `batch` when the syncing thread has made
+    /// it durable, while the loop goes on with the next batch (pipelined group commit). Nothing
+    /// is shown that is not durable.
     fn publish_replies(&mut self) {
-        if self.ledger.commit() {
+        let Some(end) = self.ledger.commit_in_background() else {
+            return;
+        };
+        if self.ledger.durable() >= end {
             self.sessions.publish_replies();
+        } else {
+            self.sessions.hold_replies(end);
+            self.release_durable_replies();
         }
     }
 
-    /// Commits the journal, then writes the view.
+    /// Shows the held replies whose batches the syncing thread has made durable.
+    fn release_durable_replies(&mut self) {
+        if self.sessions.has_held_replies() {
+            let durable = self.ledger.durable();
+            self.sessions.release_replies(durable);
+        }
+    }
+
+    /// Commits the journal and waits for it (so every reply may be shown), then writes the
+    /// view: the view never shows what is not durable.
     fn publish(&mut self) {
         if !self.ledger.commit() {
             return;
         }
+        self.sessions.publish_replies();
         let journal = self.ledger.journal_facts(|at| self.clock.wall_ms_at(at));
         self.view.publish(
             self.store,

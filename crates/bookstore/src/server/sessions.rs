@@ -80,6 +80,15 @@ pub(super) struct Sessions<'s> {
     backlogged: usize,
     /// Warnings since the last `take_warnings`, for the market's statistics.
     warnings: Vec<WarningKind>,
+    /// Batches whose replies are written but held until the journal is durable up to the
+    /// batch's end (pipelined group commit), oldest first.
+    held: VecDeque<HeldBatch>,
+}
+
+/// One batch's held replies: for each client that got any, where its reply ring's batch ends.
+struct HeldBatch {
+    journal_end: u64,
+    marks: Vec<(u32, ClientId, u64)>,
 }
 
 impl<'s> Sessions<'s> {
@@ -95,6 +104,7 @@ impl<'s> Sessions<'s> {
             dropped: Vec::new(),
             backlogged: 0,
             warnings: Vec::new(),
+            held: VecDeque::new(),
         }
     }
 
@@ -307,9 +317,11 @@ impl<'s> Sessions<'s> {
         moved
     }
 
-    /// Makes each client's replies of this pass visible with one store, and rings its doorbell
-    /// once, however many replies it got. The caller has committed the journal.
+    /// Makes every written reply visible (their stamps), ringing each client's doorbell once
+    /// however many replies it got. The caller has made the journal durable up to the end of
+    /// everything applied.
     pub(super) fn publish_replies(&mut self) {
+        self.held.clear();
         for &index in &self.attached {
             if let Some(a) = self.slots[index as usize].as_mut() {
                 if a.replies.publish() {
@@ -317,6 +329,45 @@ impl<'s> Sessions<'s> {
                 }
             }
         }
+    }
+
+    /// Holds the replies written so far (not yet visible) until the journal is durable up to
+    /// `journal_end`, the end of the batch they answer: see [`release_replies`](Self::release_replies).
+    pub(super) fn hold_replies(&mut self, journal_end: u64) {
+        let marks: Vec<_> = self
+            .attached
+            .iter()
+            .filter_map(|&index| {
+                let a = self.slots[index as usize].as_ref()?;
+                a.replies
+                    .has_unpublished()
+                    .then(|| (index, a.client, a.replies.written_mark()))
+            })
+            .collect();
+        if !marks.is_empty() {
+            self.held.push_back(HeldBatch { journal_end, marks });
+        }
+    }
+
+    /// Shows the held replies of every batch that is durable now (its end at most `durable`),
+    /// oldest first; a batch's client that has left since is skipped.
+    pub(super) fn release_replies(&mut self, durable: u64) {
+        while self.held.front().is_some_and(|b| b.journal_end <= durable) {
+            let batch = self.held.pop_front().expect("checked");
+            for (index, client, mark) in batch.marks {
+                let Some(a) = self.slots[index as usize].as_mut() else {
+                    continue;
+                };
+                if a.client == client && a.replies.publish_up_to(mark) {
+                    self.store.slot(index).doorbell.notify();
+                }
+            }
+        }
+    }
+
+    /// Whether replies are held for the journal.
+    pub(super) fn has_held_replies(&self) -> bool {
+        !self.held.is_empty()
     }
 
     /// Slots whose client process has exited.

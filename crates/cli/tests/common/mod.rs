@@ -128,6 +128,16 @@ impl Market {
         Self::start_named(unique_name(tag), extra)
     }
 
+    /// [`start`](Self::start) with environment variables set for the market (fault points).
+    pub fn start_with_env(tag: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let name = unique_name(tag);
+        let mut args = vec!["market", "--name", &name, "--quiet"];
+        args.extend_from_slice(extra);
+        let mut command = bookstore(&args);
+        command.stdout(Stdio::null()).envs(env.iter().copied());
+        Self::launch(name, command)
+    }
+
     pub fn start_named(name: String, extra: &[&str]) -> Self {
         let mut args = vec!["market", "--name", &name, "--quiet"];
         args.extend_from_slice(extra);
