@@ -539,6 +539,13 @@ mod tests {
         bytes
     }
 
+    /// Where the sample's second record starts.
+    fn second_record_offset() -> usize {
+        let mut b = FileHeader { capacity: 100 }.encode().to_vec();
+        encode_record(sample()[0].now, &sample()[0].command, &mut b);
+        b.len()
+    }
+
     #[test]
     fn every_command_round_trips() {
         let bytes = image(&sample());
@@ -613,11 +620,7 @@ mod tests {
     #[test]
     fn damage_with_records_after_it_is_an_error_even_in_a_preallocated_file() {
         let mut bytes = image(&sample());
-        let second = {
-            let mut b = FileHeader { capacity: 100 }.encode().to_vec();
-            encode_record(sample()[0].now, &sample()[0].command, &mut b);
-            b.len()
-        };
+        let second = second_record_offset();
         bytes[second + RECORD_HEADER_LEN + 3] ^= 0x40;
         bytes.resize(bytes.len() + 4096, 0);
         assert_eq!(scan(&bytes).unwrap_err().offset(), Some(second as u64));
@@ -644,11 +647,7 @@ mod tests {
     #[test]
     fn a_flipped_bit_in_a_middle_record_is_an_error_naming_its_offset() {
         let mut bytes = image(&sample());
-        let second = {
-            let mut b = FileHeader { capacity: 100 }.encode().to_vec();
-            encode_record(sample()[0].now, &sample()[0].command, &mut b);
-            b.len()
-        };
+        let second = second_record_offset();
         bytes[second + RECORD_HEADER_LEN + 3] ^= 0x40;
         let err = scan(&bytes).unwrap_err();
         assert_eq!(err.offset(), Some(second as u64), "{err}");

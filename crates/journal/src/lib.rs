@@ -389,19 +389,28 @@ impl Journal {
     }
 
     /// Ends the batch without waiting for it: returns its end, which becomes durable when
-    /// [`durable`](Self::durable) reaches it. With durability `batch` the syncing thread is
-    /// asked to get there while the caller goes on (pipelined group commit); with `none` it is
-    /// there at once; `always` syncs here, as [`commit`](Self::commit) does.
+    /// [`durable`](Self::durable) reaches it, after [`sync_in_background`](Self::sync_in_background)
+    /// or [`commit`](Self::commit). With `none` it is durable at once; `always` syncs here, as
+    /// `commit` does.
     pub fn commit_in_background(&mut self) -> Result<u64, WriteJournalError> {
         if self.syncer.is_none() {
             self.commit()?;
-            return Ok(self.committed);
-        }
-        self.seal()?;
-        if let Some(syncer) = &self.syncer {
-            syncer.request(self.committed);
+        } else {
+            self.seal()?;
         }
         Ok(self.committed)
+    }
+
+    /// Asks the syncing thread (durability `batch`) to make every ended batch durable while
+    /// the caller goes on with the next one: pipelined group commit. Worth it only when there
+    /// is a next batch to work on; with nothing else to do, [`commit`](Self::commit) waits
+    /// for the disk without a thread to schedule.
+    pub fn sync_in_background(&self) {
+        if let Some(syncer) = &self.syncer {
+            if syncer.durable() < self.committed {
+                syncer.request(self.committed);
+            }
+        }
     }
 
     /// The staged records become committed; reports a failure to grow or to sync.

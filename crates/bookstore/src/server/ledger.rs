@@ -50,9 +50,9 @@ impl Ledger {
         }
     }
 
-    /// Ends the batch without waiting for the disk (pipelined group commit): returns the
-    /// batch's end in the journal, to be compared with [`durable`](Self::durable) before its
-    /// replies are shown; `None` if the journal failed (nothing more may be shown).
+    /// Ends the batch without waiting for the disk: returns the batch's end in the journal, to
+    /// be compared with [`durable`](Self::durable) before its replies are shown; `None` if the
+    /// journal failed (nothing more may be shown).
     pub(super) fn commit_in_background(&mut self) -> Option<u64> {
         if self.failed.is_some() {
             return None;
@@ -64,6 +64,14 @@ impl Ledger {
                 self.failed = Some(error);
                 None
             }
+        }
+    }
+
+    /// Has the syncing thread make the ended batches durable while the loop works on the next
+    /// (see `Journal::sync_in_background`).
+    pub(super) fn sync_in_background(&self) {
+        if self.failed.is_none() {
+            self.journal.sync_in_background();
         }
     }
 

@@ -79,8 +79,6 @@ pub struct Summary {
 /// Requests taken from one client before moving to the next: fairness between clients.
 const BATCH_PER_CLIENT: usize = 64;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
-/// How long the market sleeps at a time while replies wait for the syncing thread.
-const HELD_REPLIES_NAP: Duration = Duration::from_micros(50);
 
 /// The market's clock: read once per pass; in milliseconds it continues from the journal.
 struct Clock {
@@ -199,14 +197,13 @@ impl<'s> Market<'s> {
                 continue;
             }
             if self.sessions.has_held_replies() {
-                // Replies wait for the syncing thread, which does not ring us: sleep briefly
-                // (a client's request rings us sooner), leaving the CPU to the syncer.
-                self.release_durable_replies();
-                let sessions = &self.sessions;
-                self.store
-                    .header()
-                    .doorbell
-                    .park(|| sessions.has_work(), Some(HELD_REPLIES_NAP));
+                // Replies wait for the disk and there is nothing else to do: wait for it here
+                // (an fdatasync of our own returns when the syncing thread's write-back is
+                // done too) rather than for the syncing thread, which would have to be
+                // scheduled and could not wake us.
+                if self.ledger.commit() {
+                    self.sessions.publish_replies();
+                }
                 continue;
             }
             let idle = *idle_since.get_or_insert(self.clock.now);
@@ -252,6 +249,11 @@ impl<'s> Market<'s> {
         let mut served = 0;
         for i in 0..self.sessions.attached_count() {
             let index = self.sessions.attached_slot(i);
+            if served == 0 && self.sessions.has_held_replies() && self.sessions.has_request(index) {
+                // A new batch while the last one waits for the disk: let the syncing thread
+                // make that one durable while we apply this one (pipelined group commit).
+                self.ledger.sync_in_background();
+            }
             let n = self.drain(index, BATCH_PER_CLIENT);
             served += n;
             worked |= n > 0;
@@ -434,9 +436,9 @@ impl<'s> Market<'s> {
     }
 
     /// Ends the pass's batch in the journal and shows the replies of every batch that is
-    /// durable: with `--durability none` at once; with `batch` when the syncing thread has made
-    /// it durable, while the loop goes on with the next batch (pipelined group commit). Nothing
-    /// is shown that is not durable.
+    /// durable: with `--durability none` at once; with `batch` once an fdatasync covered it,
+    /// the loop's own when it has nothing else to do, or the syncing thread's while the loop
+    /// applies the next batch (pipelined group commit). Nothing is shown that is not durable.
     fn publish_replies(&mut self) {
         let Some(end) = self.ledger.commit_in_background() else {
             return;

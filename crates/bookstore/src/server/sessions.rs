@@ -256,6 +256,13 @@ impl<'s> Sessions<'s> {
         }
     }
 
+    /// Whether the slot's client has a request waiting (a served client: not quarantined).
+    pub(super) fn has_request(&self, index: u32) -> bool {
+        self.slots[index as usize]
+            .as_ref()
+            .is_some_and(|a| !a.quarantined && a.requests.shared().has_messages())
+    }
+
     /// Sends a reply to a client, if it is still attached here.
     pub(super) fn send(&mut self, client: ClientId, reply: Reply) {
         if let Some(&index) = self.slot_of.get(&client) {

@@ -470,7 +470,7 @@ fn table(r: &Report) -> String {
         "end to end / engine alone",
         100.0 * r.orders_per_sec / r.engine_ops_per_sec
     );
-    s += "\nratios against the targets (see README, \"Speed\")\n";
+    s += "\nratios against the targets (see README, \"Performance\")\n";
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     for (label, value, target, at_most) in [
         (
