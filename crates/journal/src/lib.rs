@@ -29,9 +29,11 @@ pub use format::{FormatError, TornTail};
 /// When the journal is flushed to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
-    /// Written once per batch, never `fdatasync`ed: survives the market's crash, not the machine's.
+    /// Never `fdatasync`ed: in the page cache as staged, so it survives the market's crash,
+    /// not the machine's.
     None,
-    /// Written and `fdatasync`ed once per batch, before the batch's replies are visible.
+    /// `fdatasync`ed once per batch, before the batch's replies are visible (by the loop, or by
+    /// the syncing thread while the loop applies the next batch).
     Batch,
     /// Written and `fdatasync`ed after every command: slowest, for comparison.
     Always,
