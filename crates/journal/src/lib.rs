@@ -160,6 +160,8 @@ pub struct Journal {
     synced_inline: u64,
     /// With durability `batch`: the thread that syncs behind the loop (pipelined commit).
     syncer: Option<syncer::Syncer>,
+    /// The test-only fault point that holds every `fdatasync` back (`syncer::test_stall`).
+    stall: Option<std::time::Duration>,
 }
 
 impl Journal {
@@ -204,14 +206,16 @@ impl Journal {
             syncs: 0,
             synced_inline: records_end,
             syncer: None,
+            stall: syncer::test_stall(),
         };
         let recovery = journal.recover(&scan, capacity, set_aside)?;
         journal.prepare_ahead();
         if options.durability == Durability::Batch {
             let file = journal.map().file().try_clone().map_err(io("duplicate"))?;
             let durable = journal.committed;
-            journal.syncer =
-                Some(syncer::Syncer::start(file, durable).map_err(io("start the syncing thread"))?);
+            let syncer = syncer::Syncer::start(file, durable, journal.stall)
+                .map_err(io("start the syncing thread"))?;
+            journal.syncer = Some(syncer);
         }
         Ok((journal, recovery))
     }
@@ -300,7 +304,7 @@ impl Journal {
     }
 
     /// Where the next staged record goes: a mark for [`unstage`](Self::unstage).
-    pub fn staged_len(&self) -> u64 {
+    pub fn stage_mark(&self) -> u64 {
         self.end
     }
 
@@ -378,7 +382,7 @@ impl Journal {
     pub fn commit(&mut self) -> Result<(), WriteJournalError> {
         self.seal()?;
         if self.durability != Durability::None && self.synced_inline < self.committed {
-            if let Some(stall) = syncer::test_stall() {
+            if let Some(stall) = self.stall {
                 std::thread::sleep(stall);
             }
             let file = self.map.as_ref().expect("mapped until dropped").file();
@@ -665,7 +669,7 @@ mod tests {
         let path = dir.join("j");
         let (mut journal, _) = Journal::open(&path, &options(Start::Continue)).unwrap();
         journal.stage(1, &list(1));
-        let mark = journal.staged_len();
+        let mark = journal.stage_mark();
         journal.stage(2, &list(2));
         journal.unstage(mark);
         journal.commit().unwrap();

@@ -43,8 +43,13 @@ pub(crate) struct Syncer {
 
 impl Syncer {
     /// Starts the thread over `file` (a duplicate of the journal's descriptor), with
-    /// everything up to `durable` already on stable storage.
-    pub(crate) fn start(file: File, durable: u64) -> std::io::Result<Self> {
+    /// everything up to `durable` already on stable storage; `stall` holds each `fdatasync`
+    /// back (the test fault point, see [`test_stall`]).
+    pub(crate) fn start(
+        file: File,
+        durable: u64,
+        stall: Option<Duration>,
+    ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             wanted: Mutex::new(Wanted {
                 offset: durable,
@@ -58,7 +63,7 @@ impl Syncer {
         let theirs = shared.clone();
         let thread = std::thread::Builder::new()
             .name("journal-sync".into())
-            .spawn(move || run(&theirs, &file))?;
+            .spawn(move || run(&theirs, &file, stall))?;
         Ok(Self {
             shared,
             thread: Some(thread),
@@ -81,6 +86,7 @@ impl Syncer {
     }
 
     pub(crate) fn syncs(&self) -> u64 {
+        // Relaxed: a count for watchers; it orders nothing.
         self.shared.syncs.load(Ordering::Relaxed)
     }
 
@@ -112,11 +118,11 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn run(shared: &Shared, file: &File) {
-    let stall = test_stall();
+fn run(shared: &Shared, file: &File, stall: Option<Duration>) {
     loop {
         let target = {
             let mut wanted = lock(&shared.wanted);
+            // Relaxed loads of `durable`: this thread is its only writer.
             while wanted.offset <= shared.durable.load(Ordering::Relaxed) && !wanted.stop {
                 wanted = shared
                     .wake
@@ -133,6 +139,7 @@ fn run(shared: &Shared, file: &File) {
         }
         match file.sync_data() {
             Ok(()) => {
+                // Relaxed: a count for watchers.
                 shared.syncs.fetch_add(1, Ordering::Relaxed);
                 // Release: whoever acquires this offset acts after the sync completed.
                 shared.durable.store(target, Ordering::Release);
@@ -164,7 +171,7 @@ mod tests {
     fn a_request_becomes_durable_and_later_requests_are_grouped() {
         let path = std::env::temp_dir().join(format!("syncer-{}", std::process::id()));
         let file = File::create(&path).unwrap();
-        let mut syncer = Syncer::start(file.try_clone().unwrap(), 0).unwrap();
+        let mut syncer = Syncer::start(file.try_clone().unwrap(), 0, None).unwrap();
         for offset in [10, 20, 30] {
             syncer.request(offset);
         }

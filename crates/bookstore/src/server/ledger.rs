@@ -36,7 +36,7 @@ impl Ledger {
     /// nothing, so a command with no other event is left out: an idle market (its `Expire`
     /// every 50 ms) and a seller retrying on a full store write nothing.
     pub(super) fn apply(&mut self, now: Millis, command: Command, events: &mut Vec<Event>) {
-        let mark = self.journal.staged_len();
+        let mark = self.journal.stage_mark();
         self.journal.stage(now, &command);
         let first = events.len();
         self.engine.apply(now, command, events);
@@ -77,13 +77,19 @@ impl Ledger {
 
     /// How far the journal is durable (see `Journal::durable`).
     pub(super) fn durable(&mut self) -> u64 {
+        self.note_syncs();
+        self.journal.durable()
+    }
+
+    /// Notes when the journal last reached stable storage, if an fdatasync (the loop's or the
+    /// syncing thread's) completed since the last look: a clock read per fdatasync, which
+    /// costs far more.
+    fn note_syncs(&mut self) {
         let syncs = self.journal.syncs();
         if syncs != self.syncs_seen {
-            // A clock read per completed fdatasync, which costs far more.
             self.syncs_seen = syncs;
             self.last_sync = Some(Instant::now());
         }
-        self.journal.durable()
     }
 
     /// Writes the staged records and waits until they are durable. True if everything
@@ -92,13 +98,9 @@ impl Ledger {
         if self.failed.is_some() {
             return false;
         }
-        let syncs = self.journal.syncs();
         match self.journal.commit() {
             Ok(()) => {
-                if self.journal.syncs() != syncs {
-                    // A clock read per fdatasync, which costs far more.
-                    self.last_sync = Some(Instant::now());
-                }
+                self.note_syncs();
                 true
             }
             Err(error) => {

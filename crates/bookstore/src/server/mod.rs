@@ -201,9 +201,7 @@ impl<'s> Market<'s> {
                 // (an fdatasync of our own returns when the syncing thread's write-back is
                 // done too) rather than for the syncing thread, which would have to be
                 // scheduled and could not wake us.
-                if self.ledger.commit() {
-                    self.sessions.publish_replies();
-                }
+                self.commit_and_show_replies();
                 continue;
             }
             let idle = *idle_since.get_or_insert(self.clock.now);
@@ -258,7 +256,6 @@ impl<'s> Market<'s> {
             served += n;
             worked |= n > 0;
         }
-        self.release_durable_replies();
         worked |= self.sessions.flush_backlogs();
         self.settle_dropped();
         self.publish_replies();
@@ -314,18 +311,9 @@ impl<'s> Market<'s> {
         self.ledger.apply(self.clock.now_ms(), command, &mut events);
         // A trade followed at once by its buy's `Filled` is told to the buyer as one reply: the
         // `Bought` marked done, and no `Filled`.
-        let mut fill_told = false;
         for (i, event) in events.iter().enumerate() {
-            let completes_buy = match (event, events.get(i + 1)) {
-                (
-                    Event::Traded(t),
-                    Some(Event::Filled {
-                        client, request, ..
-                    }),
-                ) => *client == t.buyer && *request == t.buy_request,
-                _ => false,
-            };
-            let skip_fill = std::mem::replace(&mut fill_told, completes_buy);
+            let completes_buy = events.get(i + 1).is_some_and(|next| completes(event, next));
+            let fill_already_told = i > 0 && completes(&events[i - 1], event);
             self.view.record(event);
             match event {
                 Event::Traded(t) => self.tell(|| MarketEvent::Traded(t.clone())),
@@ -340,7 +328,7 @@ impl<'s> Market<'s> {
                 }
                 _ => {}
             }
-            if skip_fill {
+            if fill_already_told {
                 continue;
             }
             let (first, second) = event.recipients();
@@ -443,29 +431,31 @@ impl<'s> Market<'s> {
         let Some(end) = self.ledger.commit_in_background() else {
             return;
         };
-        if self.ledger.durable() >= end {
+        let durable = self.ledger.durable();
+        if durable >= end {
             self.sessions.publish_replies();
         } else {
             self.sessions.hold_replies(end);
-            self.release_durable_replies();
+            self.sessions.release_replies(durable);
         }
     }
 
-    /// Shows the held replies whose batches the syncing thread has made durable.
-    fn release_durable_replies(&mut self) {
-        if self.sessions.has_held_replies() {
-            let durable = self.ledger.durable();
-            self.sessions.release_replies(durable);
+    /// Commits the journal and waits for the disk, then shows every reply. False if the
+    /// journal failed (nothing is shown).
+    fn commit_and_show_replies(&mut self) -> bool {
+        if !self.ledger.commit() {
+            return false;
         }
+        self.sessions.publish_replies();
+        true
     }
 
     /// Commits the journal and waits for it (so every reply may be shown), then writes the
     /// view: the view never shows what is not durable.
     fn publish(&mut self) {
-        if !self.ledger.commit() {
+        if !self.commit_and_show_replies() {
             return;
         }
-        self.sessions.publish_replies();
         let journal = self.ledger.journal_facts(|at| self.clock.wall_ms_at(at));
         self.view.publish(
             self.store,
@@ -474,5 +464,18 @@ impl<'s> Market<'s> {
             journal,
             &self.clock,
         );
+    }
+}
+
+/// Whether `next` is the `Filled` of the buy whose trade `event` is: the trade completed it.
+fn completes(event: &Event, next: &Event) -> bool {
+    match (event, next) {
+        (
+            Event::Traded(t),
+            Event::Filled {
+                client, request, ..
+            },
+        ) => *client == t.buyer && *request == t.buy_request,
+        _ => false,
     }
 }

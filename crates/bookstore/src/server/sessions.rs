@@ -138,11 +138,7 @@ impl<'s> Sessions<'s> {
     pub(super) fn has_work(&self) -> bool {
         // Acquire: pairs with a client's release bump after it changed its slot.
         self.store.header().attach_epoch.0.load(Acquire) != self.seen_epoch
-            || self
-                .slots
-                .iter()
-                .flatten()
-                .any(|a| !a.quarantined && a.requests.shared().has_messages())
+            || self.attached.iter().any(|&index| self.has_request(index))
     }
 
     /// Looks at every slot's state word: accepts new clients, frees slots whose claimant
