@@ -357,6 +357,9 @@ pub struct BenchArgs {
     /// Also draw the results as an SVG picture: the latency distribution of every round-trip row (log scale, p50 and p99 marked, the floor dashed) and the throughput bars.
     #[arg(long, value_name = "FILE.svg")]
     pub plot: Option<std::path::PathBuf>,
+    /// Also time iceoryx2's request-response on the same 64-byte payload, with this build of the peer in `peers/iceoryx2` (`peers/compare` builds it and passes it here), and print how many times faster the market is.
+    #[arg(long, value_name = "PEER_BINARY")]
+    pub iceoryx2: Option<std::path::PathBuf>,
 }
 
 pub fn parse_name(s: &str) -> Result<ShmName, String> {

@@ -531,4 +531,20 @@ fn bench_prints_every_documented_figure() {
     assert!(v["orders_per_sec"].as_f64().unwrap() > 0.0);
     assert!(v["orders_per_sec_fsync"].as_f64().unwrap() > 0.0);
     assert!(v["engine_ops_per_sec"].as_f64().unwrap() > 0.0);
+    assert!(
+        v["iceoryx2_rtt_ns"].is_null(),
+        "measured only with --iceoryx2: {v:#}"
+    );
+}
+
+#[test]
+fn bench_refuses_a_missing_iceoryx2_peer_before_measuring_anything() {
+    let out = run(&["bench", "--iceoryx2", "/nonexistent/peer"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("--iceoryx2 /nonexistent/peer: no such file"),
+        "{err}"
+    );
+    assert!(!err.contains("measuring"), "it measured first: {err}");
 }

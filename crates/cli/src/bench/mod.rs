@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use engine::{BuyTarget, ClientId, Command as EngineCommand, Engine, Price, Qty, RequestId, Title};
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use shm::{Mode, Segment, ShmName};
 
 use crate::args::BenchArgs;
@@ -25,7 +25,8 @@ use bookstore::wire::{Reply, Request};
 
 const WARMUP: u32 = 2_000;
 
-#[derive(Serialize, Clone, Copy)]
+#[derive(Serialize, Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
 struct Percentiles {
     p50: u64,
     p99: u64,
@@ -52,6 +53,8 @@ struct Report {
     uds_rtt_ns: Percentiles,
     market_spin_rtt_ns: Percentiles,
     market_park_rtt_ns: Percentiles,
+    /// iceoryx2's request-response on the same payload, when `--iceoryx2` names its peer.
+    iceoryx2_rtt_ns: Option<Percentiles>,
     orders_per_sec: f64,
     orders_per_sec_fsync: f64,
     engine_ops_per_sec: f64,
@@ -177,6 +180,29 @@ fn uds(n: u32) -> BenchResult<Histogram<u64>> {
     let theirs: OwnedFd = theirs.into();
     let _child = Reaped(peer_command("uds")?.stdin(Stdio::from(theirs)).spawn()?);
     echo_over(&mut ours, n)
+}
+
+/// iceoryx2's request-response round trips: the peer in `peers/iceoryx2` measures them with
+/// the same warm-up, clock and histogram as these rows, and prints its percentiles as JSON.
+fn iceoryx2_rtt(peer: &std::path::Path, n: u32) -> BenchResult<Percentiles> {
+    let what = || format!("--iceoryx2 {}", peer.display());
+    let output = Command::new(peer)
+        .args(["--round-trips", &n.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: cannot run it: {e}", what()))?;
+    if !output.status.success() {
+        return Err(format!("{}: the peer failed ({})", what(), output.status).into());
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(text.trim()).map_err(|e| {
+        format!(
+            "{}: expected {{\"p50\", \"p99\", \"p999\"}} in nanoseconds, got {:?} ({e})",
+            what(),
+            text.trim()
+        )
+        .into()
+    })
 }
 
 /// A market for one measurement, with a journal in the temp directory removed afterwards.
@@ -354,6 +380,16 @@ pub fn run(args: BenchArgs) -> Exit {
 
 fn bench(args: &BenchArgs) -> BenchResult<()> {
     let n = args.round_trips;
+    if let Some(peer) = &args.iceoryx2 {
+        // Checked before minutes of measuring, not after.
+        if !peer.is_file() {
+            return Err(format!(
+                "--iceoryx2 {}: no such file (peers/compare builds the peer and passes it)",
+                peer.display()
+            )
+            .into());
+        }
+    }
     let progress = |what: &str| {
         if !args.json {
             eprintln!("measuring {what}…");
@@ -369,6 +405,13 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     let uds_h = uds(n)?;
     progress("market round trips, spin mode");
     let spin_h = market_rtt(n, 1_000_000)?;
+    let iceoryx2_rtt_ns = match &args.iceoryx2 {
+        Some(peer) => {
+            progress("iceoryx2 request-response round trips (64-byte payload, both busy-polling)");
+            Some(iceoryx2_rtt(peer, n)?)
+        }
+        None => None,
+    };
     progress("market round trips, park mode");
     let park_h = market_rtt(n, 0)?;
     progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
@@ -386,6 +429,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         uds_rtt_ns: Percentiles::of(&uds_h),
         market_spin_rtt_ns: Percentiles::of(&spin_h),
         market_park_rtt_ns: Percentiles::of(&park_h),
+        iceoryx2_rtt_ns,
         orders_per_sec,
         orders_per_sec_fsync,
         engine_ops_per_sec,
@@ -435,14 +479,25 @@ fn table(r: &Report) -> String {
         "{:<40} {:>10} {:>10} {:>10} {:>11}\n",
         "round trip (ns)", "p50", "p99", "p99.9", "p50/floor"
     );
-    for (label, p) in [
-        ("floor: shared cache line, both spinning", r.floor_rtt_ns),
-        ("futex floor: both sleeping, woken", r.futex_rtt_ns),
-        ("pipe ping-pong", r.pipe_rtt_ns),
-        ("Unix-socket ping-pong", r.uds_rtt_ns),
-        ("market, spin mode (buy that fills)", r.market_spin_rtt_ns),
-        ("market, park mode (buy that fills)", r.market_park_rtt_ns),
-    ] {
+    let rows = [
+        (
+            "floor: shared cache line, both spinning",
+            Some(r.floor_rtt_ns),
+        ),
+        ("futex floor: both sleeping, woken", Some(r.futex_rtt_ns)),
+        ("pipe ping-pong", Some(r.pipe_rtt_ns)),
+        ("Unix-socket ping-pong", Some(r.uds_rtt_ns)),
+        (
+            "market, spin mode (buy that fills)",
+            Some(r.market_spin_rtt_ns),
+        ),
+        ("iceoryx2 request-response, 64 B", r.iceoryx2_rtt_ns),
+        (
+            "market, park mode (buy that fills)",
+            Some(r.market_park_rtt_ns),
+        ),
+    ];
+    for (label, p) in rows.into_iter().filter_map(|(l, p)| Some((l, p?))) {
         s += &format!(
             "{label:<40} {:>10} {:>10} {:>10} {:>10.1}×\n",
             p.p50,
@@ -472,6 +527,14 @@ fn table(r: &Report) -> String {
     );
     s += "\nratios against the targets (see README, \"Performance\")\n";
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
+    let against_iceoryx2 = r.iceoryx2_rtt_ns.map(|ice| {
+        (
+            "iceoryx2 p50 / spin p50",
+            ratio(ice.p50, r.market_spin_rtt_ns.p50),
+            3.0,
+            false,
+        )
+    });
     for (label, value, target, at_most) in [
         (
             "spin p50 / floor p50",
@@ -509,7 +572,10 @@ fn table(r: &Report) -> String {
             30.0,
             false,
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(against_iceoryx2)
+    {
         let (sign, met) = if at_most {
             ("≤", value <= target)
         } else {
@@ -519,6 +585,10 @@ fn table(r: &Report) -> String {
             "  {label:<38} {value:>10.2}  target {sign} {target:<5} {}\n",
             if met { "met" } else { "not met" }
         );
+    }
+    if r.iceoryx2_rtt_ns.is_none() {
+        s +=
+            "  iceoryx2 p50 / spin p50: not measured (peers/compare builds the peer and runs it)\n";
     }
     s
 }
