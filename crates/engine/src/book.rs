@@ -1,137 +1,320 @@
 //! The engine's two books, each a named structure that keeps its own indexes in step: the
-//! [`Shelf`] (listings in price-time order, by title) and the [`BuyBook`] (resting buys by
-//! limit-time order, by title or "any", by request and by deadline). Every insertion and
-//! removal goes through one method per book, and `check` cross-checks every index against the
-//! orders themselves (exchange-core's `validateInternalState`).
+//! [`Shelf`] (listings by price then arrival, per title and across titles) and the [`BuyBook`]
+//! (resting buys by limit then arrival, per title and for "any title", by request, by deadline
+//! and by client). Orders live in arenas and sit on flat price levels ([`Levels`]); titles are
+//! interned ids ([`Titles`]). Every insertion and removal goes through one method per book,
+//! and `check` cross-checks every index against the orders themselves (exchange-core's
+//! `validateInternalState`).
 
-use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::types::{BuyTarget, ClientId, Millis, Price, RequestId, Title};
+use crate::arena::{Arena, Idx};
+use crate::levels::{Chain, Levels, Links, Side};
+use crate::titles::{TitleId, Titles};
+use crate::types::{ClientId, Millis, Price, RequestId};
 use crate::InvariantViolation;
 
 /// Arrival order: a global sequence number, so "oldest first" is well defined across titles.
 pub(crate) type Seq = u64;
 
-/// Where a listing stands on the shelf: cheapest first, then oldest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct ShelfKey {
-    pub(crate) price: Price,
-    pub(crate) seq: Seq,
-}
-
-/// Where a resting buy stands: highest limit first, then oldest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) struct BidKey {
-    pub(crate) limit: Reverse<Price>,
-    pub(crate) seq: Seq,
-}
-
-impl BidKey {
-    pub(crate) fn accepts(&self, price: Price) -> bool {
-        self.limit.0 >= price
-    }
+/// Which listings a buy may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    Title(TitleId),
+    Any,
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct Listing {
-    pub(crate) title: Title,
+    pub(crate) title: TitleId,
     pub(crate) seller: ClientId,
     pub(crate) request: RequestId,
+    pub(crate) price: Price,
+    pub(crate) seq: Seq,
     pub(crate) qty: u32,
+    /// Among the listings of its title at its price.
+    in_title: Links,
+    /// Among the listings of every title at its price.
+    in_all: Links,
+}
+
+impl Listing {
+    pub(crate) fn new(
+        title: TitleId,
+        seller: ClientId,
+        request: RequestId,
+        price: Price,
+        seq: Seq,
+        qty: u32,
+    ) -> Self {
+        Self {
+            title,
+            seller,
+            request,
+            price,
+            seq,
+            qty,
+            in_title: Links::NONE,
+            in_all: Links::NONE,
+        }
+    }
+}
+
+/// The side of one title's listings.
+#[derive(Debug)]
+pub(crate) struct InTitle;
+/// The side of every title's listings (what a buy of any title takes from).
+#[derive(Debug)]
+pub(crate) struct InAll;
+
+impl Chain for InTitle {
+    type Order = Listing;
+    fn links(l: &Listing) -> Links {
+        l.in_title
+    }
+    fn links_mut(l: &mut Listing) -> &mut Links {
+        &mut l.in_title
+    }
+    fn price(l: &Listing) -> Price {
+        l.price
+    }
+    fn open_qty(l: &Listing) -> u32 {
+        l.qty
+    }
+}
+
+impl Chain for InAll {
+    type Order = Listing;
+    fn links(l: &Listing) -> Links {
+        l.in_all
+    }
+    fn links_mut(l: &mut Listing) -> &mut Links {
+        &mut l.in_all
+    }
+    fn price(l: &Listing) -> Price {
+        l.price
+    }
+    fn open_qty(l: &Listing) -> u32 {
+        l.qty
+    }
+}
+
+/// What one take from a listing gave.
+pub(crate) struct Taken {
+    pub(crate) title: TitleId,
+    pub(crate) seller: ClientId,
+    pub(crate) request: RequestId,
+    pub(crate) price: Price,
+    pub(crate) qty: u32,
+}
+
+/// The listings on the shelf.
+#[derive(Debug)]
+pub(crate) struct Shelf {
+    listings: Arena<Listing>,
+    /// Per title, indexed by its id (grown as ids are handed out).
+    by_title: Vec<Levels<InTitle>>,
+    all: Levels<InAll>,
+}
+
+impl Default for Shelf {
+    fn default() -> Self {
+        Self {
+            listings: Arena::default(),
+            by_title: Vec::new(),
+            all: Levels::new(Side::Asks),
+        }
+    }
+}
+
+impl Shelf {
+    pub(crate) fn insert(&mut self, titles: &mut Titles, listing: Listing) {
+        let title = listing.title as usize;
+        if self.by_title.len() <= title {
+            self.by_title
+                .resize_with(titles.capacity().max(title + 1), || Levels::new(Side::Asks));
+        }
+        titles.retain(listing.title);
+        let idx = self.listings.insert(listing);
+        self.by_title[title].push(&mut self.listings, idx);
+        self.all.push(&mut self.listings, idx);
+    }
+
+    /// Takes up to `qty` copies from the listing at `idx`. An emptied listing leaves the shelf.
+    pub(crate) fn take(&mut self, titles: &mut Titles, idx: Idx, qty: u32) -> Taken {
+        let listing = self.listings.get(idx);
+        let taken = Taken {
+            title: listing.title,
+            seller: listing.seller,
+            request: listing.request,
+            price: listing.price,
+            qty: qty.min(listing.qty),
+        };
+        let by_title = &mut self.by_title[taken.title as usize];
+        if taken.qty == listing.qty {
+            by_title.unlink(&mut self.listings, idx);
+            self.all.unlink(&mut self.listings, idx);
+            self.listings.remove(idx);
+            titles.release(taken.title);
+        } else {
+            by_title.reduce(taken.price, taken.qty);
+            self.all.reduce(taken.price, taken.qty);
+            self.listings.get_mut(idx).qty -= taken.qty;
+        }
+        taken
+    }
+
+    /// The cheapest, then oldest, listing a buy may take.
+    pub(crate) fn best_for(&self, wanted: Wanted, max_price: Price) -> Option<Idx> {
+        let best = match wanted {
+            Wanted::Title(t) => self.by_title.get(t as usize)?.best(),
+            Wanted::Any => self.all.best(),
+        }?;
+        (self.listings.get(best).price <= max_price).then_some(best)
+    }
+
+    /// Every title's copies at each price, cheapest first, without looking at the listings.
+    pub(crate) fn rows(&self) -> impl Iterator<Item = (TitleId, Price, u64)> + '_ {
+        self.by_title.iter().enumerate().flat_map(|(id, side)| {
+            side.best_first()
+                .map(move |(price, qty)| (id as TitleId, price, qty))
+        })
+    }
+
+    /// Copies on the shelf, counted listing by listing.
+    pub(crate) fn copies(&self) -> u64 {
+        self.listings.iter().map(|(_, l)| u64::from(l.qty)).sum()
+    }
+
+    /// How many listings refer to each title id.
+    pub(crate) fn count_titles(&self, counted: &mut Vec<u32>) {
+        for (_, listing) in self.listings.iter() {
+            bump(counted, listing.title);
+        }
+    }
+
+    /// Every side agrees with the listings, and no listing is empty.
+    pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
+        if let Some((_, l)) = self.listings.iter().find(|(_, l)| l.qty == 0) {
+            return Err(InvariantViolation::EmptyListing { seq: l.seq });
+        }
+        let disagrees = |index| InvariantViolation::IndexDisagrees { index };
+        let mut met = 0usize;
+        for (id, side) in self.by_title.iter().enumerate() {
+            let mut wrong_title = false;
+            side.check(&self.listings, |_, l| {
+                met += 1;
+                wrong_title |= l.title as usize != id;
+            })
+            .map_err(|()| disagrees("shelf by title"))?;
+            if wrong_title {
+                return Err(disagrees("shelf by title"));
+            }
+        }
+        if met != self.listings.len() {
+            return Err(disagrees("shelf by title"));
+        }
+        let mut met = 0usize;
+        let mut oldest_first = true;
+        let mut last: Option<(Price, Seq)> = None;
+        self.all
+            .check(&self.listings, |_, l| {
+                met += 1;
+                oldest_first &= last.is_none_or(|(p, s)| p != l.price || s < l.seq);
+                last = Some((l.price, l.seq));
+            })
+            .map_err(|()| disagrees("shelf by price"))?;
+        if met != self.listings.len() || !oldest_first {
+            return Err(disagrees("shelf by price"));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]
 pub(crate) struct RestingBuy {
     pub(crate) client: ClientId,
     pub(crate) request: RequestId,
-    pub(crate) target: BuyTarget,
+    pub(crate) wanted: Wanted,
     pub(crate) max_price: Price,
     pub(crate) filled: u32,
     pub(crate) remaining: u32,
     pub(crate) deadline: Option<Millis>,
+    pub(crate) seq: Seq,
+    links: Links,
 }
 
 impl RestingBuy {
-    fn key(&self, seq: Seq) -> BidKey {
-        BidKey {
-            limit: Reverse(self.max_price),
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        client: ClientId,
+        request: RequestId,
+        wanted: Wanted,
+        max_price: Price,
+        filled: u32,
+        remaining: u32,
+        deadline: Option<Millis>,
+        seq: Seq,
+    ) -> Self {
+        Self {
+            client,
+            request,
+            wanted,
+            max_price,
+            filled,
+            remaining,
+            deadline,
             seq,
+            links: Links::NONE,
         }
     }
 }
 
-/// The listings on the shelf.
-#[derive(Debug, Default)]
-pub(crate) struct Shelf {
-    listings: BTreeMap<ShelfKey, Listing>,
-    by_title: HashMap<Title, BTreeSet<ShelfKey>>,
-}
+/// The side of resting buys (of one title, or of any title).
+#[derive(Debug)]
+pub(crate) struct Bids;
 
-impl Shelf {
-    pub(crate) fn insert(&mut self, key: ShelfKey, listing: Listing) {
-        self.by_title
-            .entry(listing.title.clone())
-            .or_default()
-            .insert(key);
-        self.listings.insert(key, listing);
+impl Chain for Bids {
+    type Order = RestingBuy;
+    fn links(b: &RestingBuy) -> Links {
+        b.links
     }
-
-    /// Takes up to `qty` copies from the listing at `key`; returns the listing as it was and
-    /// how many were taken. An emptied listing leaves the shelf and its index.
-    pub(crate) fn take(&mut self, key: ShelfKey, qty: u32) -> (Listing, u32) {
-        let listing = self.listings.get_mut(&key).expect("indexed listing exists");
-        let taken = qty.min(listing.qty);
-        let before = listing.clone();
-        listing.qty -= taken;
-        if listing.qty == 0 {
-            self.listings.remove(&key);
-            remove_from_index(&mut self.by_title, &before.title, &key);
-        }
-        (before, taken)
+    fn links_mut(b: &mut RestingBuy) -> &mut Links {
+        &mut b.links
     }
-
-    /// The cheapest, then oldest, listing a buy may take.
-    pub(crate) fn best_for(&self, target: &BuyTarget, max_price: Price) -> Option<ShelfKey> {
-        let best = match target {
-            BuyTarget::Title(t) => self.by_title.get(t)?.first().copied(),
-            BuyTarget::Any => self.listings.keys().next().copied(),
-        }?;
-        (best.price <= max_price).then_some(best)
+    fn price(b: &RestingBuy) -> Price {
+        b.max_price
     }
-
-    pub(crate) fn listings(&self) -> impl Iterator<Item = (&ShelfKey, &Listing)> {
-        self.listings.iter()
-    }
-
-    /// Every index agrees with the listings, and no listing is empty.
-    pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
-        if let Some((key, _)) = self.listings.iter().find(|(_, l)| l.qty == 0) {
-            return Err(InvariantViolation::EmptyListing { seq: key.seq });
-        }
-        let mut expected: HashMap<&Title, BTreeSet<ShelfKey>> = HashMap::new();
-        for (key, listing) in &self.listings {
-            expected.entry(&listing.title).or_default().insert(*key);
-        }
-        let indexed: HashMap<&Title, BTreeSet<ShelfKey>> =
-            self.by_title.iter().map(|(t, s)| (t, s.clone())).collect();
-        if expected != indexed {
-            return Err(InvariantViolation::IndexDisagrees {
-                index: "shelf by title",
-            });
-        }
-        Ok(())
+    fn open_qty(b: &RestingBuy) -> u32 {
+        b.remaining
     }
 }
 
 /// The resting buys.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct BuyBook {
-    orders: HashMap<Seq, RestingBuy>,
-    by_title: HashMap<Title, BTreeSet<BidKey>>,
-    any: BTreeSet<BidKey>,
-    by_request: BTreeMap<(ClientId, RequestId), Seq>,
-    deadlines: BTreeSet<(Millis, Seq)>,
+    orders: Arena<RestingBuy>,
+    /// Buys of one title, indexed by its id.
+    by_title: Vec<Levels<Bids>>,
+    any: Levels<Bids>,
+    /// foldhash, as the title table: only looked up, never iterated for a decision.
+    by_request: HashMap<(ClientId, RequestId), Idx, foldhash::fast::RandomState>,
+    /// Resting buys per client, for the view and for a client that leaves.
+    per_client: BTreeMap<ClientId, u32>,
+    deadlines: BTreeSet<(Millis, Seq, Idx)>,
+}
+
+impl Default for BuyBook {
+    fn default() -> Self {
+        Self {
+            orders: Arena::default(),
+            by_title: Vec::new(),
+            any: Levels::new(Side::Bids),
+            by_request: HashMap::default(),
+            per_client: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+        }
+    }
 }
 
 impl BuyBook {
@@ -139,139 +322,209 @@ impl BuyBook {
         self.orders.len()
     }
 
-    pub(crate) fn insert(&mut self, seq: Seq, buy: RestingBuy) {
-        let key = buy.key(seq);
-        match &buy.target {
-            BuyTarget::Title(t) => {
-                self.by_title.entry(t.clone()).or_default().insert(key);
-            }
-            BuyTarget::Any => {
-                self.any.insert(key);
-            }
+    fn side_mut(&mut self, wanted: Wanted) -> &mut Levels<Bids> {
+        match wanted {
+            Wanted::Title(t) => &mut self.by_title[t as usize],
+            Wanted::Any => &mut self.any,
         }
-        if let Some(d) = buy.deadline {
-            self.deadlines.insert((d, seq));
-        }
-        self.by_request.insert((buy.client, buy.request), seq);
-        self.orders.insert(seq, buy);
     }
 
-    pub(crate) fn remove(&mut self, seq: Seq) -> RestingBuy {
-        let buy = self.orders.remove(&seq).expect("bid exists");
-        let key = buy.key(seq);
-        match &buy.target {
-            BuyTarget::Title(t) => remove_from_index(&mut self.by_title, t, &key),
-            BuyTarget::Any => {
-                self.any.remove(&key);
+    pub(crate) fn insert(&mut self, titles: &mut Titles, buy: RestingBuy) {
+        if let Wanted::Title(t) = buy.wanted {
+            if self.by_title.len() <= t as usize {
+                self.by_title
+                    .resize_with(titles.capacity().max(t as usize + 1), || {
+                        Levels::new(Side::Bids)
+                    });
             }
+            titles.retain(t);
+        }
+        let (wanted, client, request, deadline, seq) =
+            (buy.wanted, buy.client, buy.request, buy.deadline, buy.seq);
+        let idx = self.orders.insert(buy);
+        match wanted {
+            Wanted::Title(t) => self.by_title[t as usize].push(&mut self.orders, idx),
+            Wanted::Any => self.any.push(&mut self.orders, idx),
+        }
+        if let Some(d) = deadline {
+            self.deadlines.insert((d, seq, idx));
+        }
+        self.by_request.insert((client, request), idx);
+        *self.per_client.entry(client).or_default() += 1;
+    }
+
+    pub(crate) fn remove(&mut self, titles: &mut Titles, idx: Idx) -> RestingBuy {
+        let wanted = self.orders.get(idx).wanted;
+        match wanted {
+            Wanted::Title(t) => self.by_title[t as usize].unlink(&mut self.orders, idx),
+            Wanted::Any => self.any.unlink(&mut self.orders, idx),
+        }
+        let buy = self.orders.remove(idx);
+        if let Wanted::Title(t) = wanted {
+            titles.release(t);
         }
         if let Some(d) = buy.deadline {
-            self.deadlines.remove(&(d, seq));
+            self.deadlines.remove(&(d, buy.seq, idx));
         }
         self.by_request.remove(&(buy.client, buy.request));
+        let count = self.per_client.get_mut(&buy.client).expect("counted");
+        *count -= 1;
+        if *count == 0 {
+            self.per_client.remove(&buy.client);
+        }
         buy
     }
 
-    pub(crate) fn get_mut(&mut self, seq: Seq) -> &mut RestingBuy {
-        self.orders.get_mut(&seq).expect("indexed bid exists")
+    pub(crate) fn get(&self, idx: Idx) -> &RestingBuy {
+        self.orders.get(idx)
     }
 
-    pub(crate) fn seq_of(&self, client: ClientId, request: RequestId) -> Option<Seq> {
+    /// `qty` copies went to the buy at `idx`, which stays resting (or is removed next).
+    pub(crate) fn fill(&mut self, idx: Idx, qty: u32) {
+        let (wanted, price) = {
+            let buy = self.orders.get_mut(idx);
+            buy.remaining -= qty;
+            buy.filled += qty;
+            (buy.wanted, buy.max_price)
+        };
+        self.side_mut(wanted).reduce(price, qty);
+    }
+
+    pub(crate) fn idx_of(&self, client: ClientId, request: RequestId) -> Option<Idx> {
         self.by_request.get(&(client, request)).copied()
     }
 
-    /// The buys of one client, oldest first.
-    pub(crate) fn of_client(&self, client: ClientId) -> Vec<Seq> {
-        let range = (client, RequestId(0))..=(client, RequestId(u64::MAX));
-        let mut seqs: Vec<Seq> = self.by_request.range(range).map(|(_, &s)| s).collect();
-        seqs.sort_unstable();
-        seqs
+    /// The buys of one client, oldest first. A scan: clients leave far less often than they
+    /// trade.
+    pub(crate) fn of_client(&self, client: ClientId) -> Vec<Idx> {
+        if !self.per_client.contains_key(&client) {
+            return Vec::new();
+        }
+        let mut buys: Vec<(Seq, Idx)> = self
+            .orders
+            .iter()
+            .filter(|(_, b)| b.client == client)
+            .map(|(idx, b)| (b.seq, idx))
+            .collect();
+        buys.sort_unstable();
+        buys.into_iter().map(|(_, idx)| idx).collect()
     }
 
     /// How many buys one client has resting.
     pub(crate) fn count_of_client(&self, client: ClientId) -> usize {
-        let range = (client, RequestId(0))..=(client, RequestId(u64::MAX));
-        self.by_request.range(range).count()
+        self.per_client.get(&client).map_or(0, |&n| n as usize)
     }
 
     /// Clients that have at least one resting buy, in id order.
     pub(crate) fn clients(&self) -> Vec<ClientId> {
-        let mut clients: Vec<ClientId> = self.by_request.keys().map(|&(c, _)| c).collect();
-        clients.dedup();
-        clients
+        self.per_client.keys().copied().collect()
     }
 
     /// The buy whose deadline is earliest, if it is at or before `now`.
-    pub(crate) fn first_due(&self, now: Millis) -> Option<Seq> {
-        let &(deadline, seq) = self.deadlines.first()?;
-        (deadline <= now).then_some(seq)
+    pub(crate) fn first_due(&self, now: Millis) -> Option<Idx> {
+        let &(deadline, _, idx) = self.deadlines.first()?;
+        (deadline <= now).then_some(idx)
     }
 
-    /// The resting buy a new listing at `price` fills first: highest limit, then oldest,
-    /// among buys of this title and buys of any title.
-    pub(crate) fn best_for(&self, title: &Title, price: Price) -> Option<Seq> {
-        let for_title = self.by_title.get(title).and_then(|s| s.first());
-        let best = match (for_title, self.any.first()) {
-            (Some(a), Some(b)) => a.min(b),
+    /// The resting buy a new listing of `title` at `price` fills first: highest limit, then
+    /// oldest, among buys of this title and buys of any title.
+    pub(crate) fn best_for(&self, title: TitleId, price: Price) -> Option<Idx> {
+        let rank = |idx: Idx| {
+            let b = self.orders.get(idx);
+            (std::cmp::Reverse(b.max_price), b.seq)
+        };
+        let for_title = self.by_title.get(title as usize).and_then(Levels::best);
+        let best = match (for_title, self.any.best()) {
+            (Some(a), Some(b)) => {
+                if rank(a) < rank(b) {
+                    a
+                } else {
+                    b
+                }
+            }
             (a, b) => a.or(b)?,
         };
-        best.accepts(price).then_some(best.seq)
+        (self.orders.get(best).max_price >= price).then_some(best)
     }
 
-    /// How many of `qty` new copies at `price` resting buys would take at once.
-    pub(crate) fn matchable(&self, title: &Title, price: Price, qty: u32) -> u32 {
-        let accepts = |k: &&BidKey| k.accepts(price);
-        let titled = self
-            .by_title
-            .get(title)
-            .into_iter()
-            .flatten()
-            .take_while(accepts);
-        let any = self.any.iter().take_while(accepts);
-        let mut total = 0u32;
-        for key in titled.chain(any) {
-            total = total.saturating_add(self.orders[&key.seq].remaining);
-            if total >= qty {
-                return qty;
+    /// How many of `qty` new copies of `title` at `price` resting buys would take at once:
+    /// the open quantities of the levels that accept the price, summed level by level.
+    pub(crate) fn matchable(&self, title: TitleId, price: Price, qty: u32) -> u32 {
+        let titled = self.by_title.get(title as usize).into_iter();
+        let mut total = 0u64;
+        for side in titled.chain(std::iter::once(&self.any)) {
+            for (limit, open) in side.best_first() {
+                if limit < price {
+                    break;
+                }
+                total += open;
+                if total >= u64::from(qty) {
+                    return qty;
+                }
             }
         }
-        total
+        total as u32
     }
 
-    /// Every index holds exactly the keys the orders imply, and no order is empty.
+    /// How many resting buys refer to each title id.
+    pub(crate) fn count_titles(&self, counted: &mut Vec<u32>) {
+        for (_, buy) in self.orders.iter() {
+            if let Wanted::Title(t) = buy.wanted {
+                bump(counted, t);
+            }
+        }
+    }
+
+    /// Every index holds exactly what the orders imply, and no order is empty.
     pub(crate) fn check(&self) -> Result<(), InvariantViolation> {
         let disagrees = |index| Err(InvariantViolation::IndexDisagrees { index });
-        let mut by_title: HashMap<&Title, BTreeSet<BidKey>> = HashMap::new();
-        let mut any = BTreeSet::new();
-        let mut by_request = BTreeMap::new();
+        let mut by_request = HashMap::new();
+        let mut per_client = BTreeMap::new();
         let mut deadlines = BTreeSet::new();
-        for (&seq, buy) in &self.orders {
+        for (idx, buy) in self.orders.iter() {
             if buy.remaining == 0 {
-                return Err(InvariantViolation::EmptyBuy { seq });
+                return Err(InvariantViolation::EmptyBuy { seq: buy.seq });
             }
-            match &buy.target {
-                BuyTarget::Title(t) => {
-                    by_title.entry(t).or_default().insert(buy.key(seq));
-                }
-                BuyTarget::Any => {
-                    any.insert(buy.key(seq));
-                }
-            }
-            by_request.insert((buy.client, buy.request), seq);
+            by_request.insert((buy.client, buy.request), idx);
+            *per_client.entry(buy.client).or_insert(0u32) += 1;
             if let Some(d) = buy.deadline {
-                deadlines.insert((d, seq));
+                deadlines.insert((d, buy.seq, idx));
             }
         }
-        let indexed: HashMap<&Title, BTreeSet<BidKey>> =
-            self.by_title.iter().map(|(t, s)| (t, s.clone())).collect();
-        if by_title != indexed {
+        let mut met_titled = 0usize;
+        for (id, side) in self.by_title.iter().enumerate() {
+            let mut wrong = false;
+            let walked = side.check(&self.orders, |_, b| {
+                met_titled += 1;
+                wrong |= b.wanted != Wanted::Title(id as TitleId);
+            });
+            if walked.is_err() || wrong {
+                return disagrees("resting buys by title");
+            }
+        }
+        let titled = self
+            .orders
+            .iter()
+            .filter(|(_, b)| b.wanted != Wanted::Any)
+            .count();
+        if met_titled != titled {
             return disagrees("resting buys by title");
         }
-        if any != self.any {
+        let mut met_any = 0usize;
+        let mut wrong = false;
+        let walked = self.any.check(&self.orders, |_, b| {
+            met_any += 1;
+            wrong |= b.wanted != Wanted::Any;
+        });
+        if walked.is_err() || wrong || met_any != self.orders.len() - titled {
             return disagrees("resting buys of any title");
         }
-        if by_request != self.by_request {
+        let indexed: HashMap<_, _> = self.by_request.iter().map(|(k, v)| (*k, *v)).collect();
+        if by_request != indexed {
             return disagrees("resting buys by request");
+        }
+        if per_client != self.per_client {
+            return disagrees("resting buys by client");
         }
         if deadlines != self.deadlines {
             return disagrees("resting buys by deadline");
@@ -280,91 +533,80 @@ impl BuyBook {
     }
 }
 
-fn remove_from_index<K: Ord>(index: &mut HashMap<Title, BTreeSet<K>>, title: &Title, key: &K) {
-    if let Some(set) = index.get_mut(title) {
-        set.remove(key);
-        if set.is_empty() {
-            index.remove(title);
-        }
+fn bump(counted: &mut Vec<u32>, id: TitleId) {
+    let id = id as usize;
+    if counted.len() <= id {
+        counted.resize(id + 1, 0);
     }
+    counted[id] += 1;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Title;
 
-    fn title(t: &str) -> Title {
-        Title::new(t).unwrap()
-    }
-
-    fn buy(target: BuyTarget, deadline: Option<Millis>) -> RestingBuy {
-        RestingBuy {
-            client: ClientId(1),
-            request: RequestId(7),
-            target,
-            max_price: Price::from_cents(500).unwrap(),
-            filled: 0,
-            remaining: 2,
+    fn buy(wanted: Wanted, deadline: Option<Millis>, seq: Seq) -> RestingBuy {
+        RestingBuy::new(
+            ClientId(1),
+            RequestId(seq),
+            wanted,
+            Price::from_cents(500).unwrap(),
+            0,
+            2,
             deadline,
-        }
+            seq,
+        )
     }
 
     #[test]
     fn a_consistent_book_passes_and_each_broken_index_is_named() {
+        let mut titles = Titles::default();
+        let dune = titles.intern(&Title::new("Dune").unwrap());
         let mut book = BuyBook::default();
-        book.insert(1, buy(BuyTarget::Title(title("Dune")), Some(10)));
+        book.insert(&mut titles, buy(Wanted::Title(dune), Some(10), 1));
+        book.insert(&mut titles, buy(Wanted::Any, None, 2));
         assert_eq!(book.check(), Ok(()));
 
-        let mut lost_title = BuyBook::default();
-        lost_title.insert(1, buy(BuyTarget::Title(title("Dune")), None));
-        lost_title.by_title.clear();
-        assert_eq!(
-            lost_title.check(),
-            Err(InvariantViolation::IndexDisagrees {
-                index: "resting buys by title"
-            })
-        );
+        let mut lost_title = std::mem::take(&mut book.by_title);
+        lost_title.clear();
+        let err = |index| Err(InvariantViolation::IndexDisagrees { index });
+        assert_eq!(book.check(), err("resting buys by title"));
+        book.by_title = Vec::new();
+        book.by_title
+            .resize_with(titles.capacity(), || Levels::new(Side::Bids));
+        let idx = book.idx_of(ClientId(1), RequestId(1)).unwrap();
+        book.by_title[dune as usize].push(&mut book.orders, idx);
+        assert_eq!(book.check(), Ok(()));
 
-        let mut lost_deadline = BuyBook::default();
-        lost_deadline.insert(1, buy(BuyTarget::Any, Some(10)));
-        lost_deadline.deadlines.clear();
-        assert_eq!(
-            lost_deadline.check(),
-            Err(InvariantViolation::IndexDisagrees {
-                index: "resting buys by deadline"
-            })
-        );
+        let deadlines = std::mem::take(&mut book.deadlines);
+        assert_eq!(book.check(), err("resting buys by deadline"));
+        book.deadlines = deadlines;
 
-        let mut stale_request = BuyBook::default();
-        stale_request.insert(1, buy(BuyTarget::Any, None));
-        stale_request.orders.clear();
-        stale_request.any.clear();
-        assert_eq!(
-            stale_request.check(),
-            Err(InvariantViolation::IndexDisagrees {
-                index: "resting buys by request"
-            })
-        );
+        let stale = book.by_request.insert((ClientId(9), RequestId(9)), 0);
+        assert_eq!(stale, None);
+        assert_eq!(book.check(), err("resting buys by request"));
+        book.by_request.remove(&(ClientId(9), RequestId(9)));
+
+        *book.per_client.get_mut(&ClientId(1)).unwrap() += 1;
+        assert_eq!(book.check(), err("resting buys by client"));
     }
 
     #[test]
-    fn a_listing_missing_from_the_title_index_is_caught() {
+    fn a_listing_missing_from_a_side_is_caught() {
+        let mut titles = Titles::default();
+        let emma = titles.intern(&Title::new("Emma").unwrap());
         let mut shelf = Shelf::default();
-        let key = ShelfKey {
-            price: Price::from_cents(300).unwrap(),
-            seq: 1,
-        };
-        let listing = Listing {
-            title: title("Emma"),
-            seller: ClientId(2),
-            request: RequestId(1),
-            qty: 3,
-        };
-        shelf.insert(key, listing);
+        let price = Price::from_cents(300).unwrap();
+        shelf.insert(
+            &mut titles,
+            Listing::new(emma, ClientId(2), RequestId(1), price, 1, 3),
+        );
         assert_eq!(shelf.check(), Ok(()));
-        assert_eq!(shelf.take(key, 1).1, 1);
+        let best = shelf.best_for(Wanted::Any, price).unwrap();
+        assert_eq!(shelf.take(&mut titles, best, 1).qty, 1);
         assert_eq!(shelf.check(), Ok(()));
-        shelf.by_title.clear();
+        shelf.by_title[emma as usize] = Levels::new(Side::Asks);
         assert_eq!(
             shelf.check(),
             Err(InvariantViolation::IndexDisagrees {

@@ -1,6 +1,8 @@
 use serde::Serialize;
 
-use crate::book::{BuyBook, Listing, RestingBuy, Seq, Shelf, ShelfKey};
+use crate::arena::Idx;
+use crate::book::{BuyBook, Listing, RestingBuy, Seq, Shelf, Wanted};
+use crate::titles::Titles;
 use crate::types::*;
 
 /// A buy as the engine handles it: the command's fields, with the quantity as a number.
@@ -55,6 +57,7 @@ pub struct Engine {
     capacity: u32,
     next_seq: Seq,
     next_trade_id: u64,
+    titles: Titles,
     shelf: Shelf,
     buys: BuyBook,
     stats: Stats,
@@ -75,6 +78,8 @@ pub enum InvariantViolation {
     EmptyBuy { seq: u64 },
     #[error("resting-buy count {counted} != resting buys {indexed}")]
     RestingCount { counted: u32, indexed: usize },
+    #[error("the title table disagrees with the orders")]
+    TitlesDisagree,
     #[error("the index of {index} disagrees with the orders")]
     IndexDisagrees { index: &'static str },
 }
@@ -86,6 +91,7 @@ impl Engine {
             capacity,
             next_seq: 1,
             next_trade_id: 1,
+            titles: Titles::default(),
             shelf: Shelf::default(),
             buys: BuyBook::default(),
             stats: Stats {
@@ -142,9 +148,9 @@ impl Engine {
                 };
                 self.buy(now, order, out)
             }
-            Command::Cancel { client, request } => match self.buys.seq_of(client, request) {
-                Some(seq) => {
-                    let bid = self.remove_bid(seq);
+            Command::Cancel { client, request } => match self.buys.idx_of(client, request) {
+                Some(idx) => {
+                    let bid = self.remove_bid(idx);
                     out.push(Event::Cancelled {
                         client,
                         request,
@@ -159,8 +165,8 @@ impl Engine {
                 }),
             },
             Command::Expire => {
-                while let Some(seq) = self.buys.first_due(now) {
-                    let bid = self.remove_bid(seq);
+                while let Some(idx) = self.buys.first_due(now) {
+                    let bid = self.remove_bid(idx);
                     out.push(Event::Expired {
                         client: bid.client,
                         request: bid.request,
@@ -170,8 +176,8 @@ impl Engine {
                 }
             }
             Command::ClientGone { client } => {
-                for seq in self.buys.of_client(client) {
-                    let bid = self.remove_bid(seq);
+                for idx in self.buys.of_client(client) {
+                    let bid = self.remove_bid(idx);
                     out.push(Event::Cancelled {
                         client,
                         request: bid.request,
@@ -185,8 +191,9 @@ impl Engine {
 
     fn list(&mut self, seller: Party, title: Title, price: Price, qty: u32, out: &mut Vec<Event>) {
         let Party { client, request } = seller;
+        let id = self.titles.intern(&title);
         // Decide acceptance before changing anything: a listing is taken whole or not at all.
-        let sold_at_once = self.buys.matchable(&title, price, qty);
+        let sold_at_once = self.buys.matchable(id, price, qty);
         let to_shelf = qty - sold_at_once;
         if to_shelf > self.capacity {
             let reason = RejectReason::LargerThanStore {
@@ -210,14 +217,13 @@ impl Engine {
         self.stats.books_listed += u64::from(qty);
         let mut remaining = qty;
         while remaining > 0 {
-            let Some(bid_seq) = self.buys.best_for(&title, price) else {
+            let Some(bid_idx) = self.buys.best_for(id, price) else {
                 break;
             };
-            let bid = self.buys.get_mut(bid_seq);
-            let take = remaining.min(bid.remaining);
-            bid.remaining -= take;
-            bid.filled += take;
+            let take = remaining.min(self.buys.get(bid_idx).remaining);
+            self.buys.fill(bid_idx, take);
             remaining -= take;
+            let bid = self.buys.get(bid_idx);
             let buyer = Party {
                 client: bid.client,
                 request: bid.request,
@@ -234,7 +240,7 @@ impl Engine {
                 out,
             );
             if bid_done {
-                self.remove_bid(bid_seq);
+                self.remove_bid(bid_idx);
                 out.push(Event::Filled {
                     client: buyer.client,
                     request: buyer.request,
@@ -244,15 +250,8 @@ impl Engine {
         }
         debug_assert_eq!(qty - remaining, sold_at_once);
         if remaining > 0 {
-            self.shelf.insert(
-                ShelfKey { price, seq },
-                Listing {
-                    title: title.clone(),
-                    seller: client,
-                    request,
-                    qty: remaining,
-                },
-            );
+            let listing = Listing::new(id, client, request, price, seq, remaining);
+            self.shelf.insert(&mut self.titles, listing);
             self.stats.books_on_shelf += remaining;
         }
         out.push(Event::Listed {
@@ -274,7 +273,7 @@ impl Engine {
             qty,
             deadline,
         } = order;
-        if self.buys.seq_of(client, request).is_some() {
+        if self.buys.idx_of(client, request).is_some() {
             let reason = RejectReason::DuplicateRequest;
             return out.push(Event::Rejected {
                 client,
@@ -283,23 +282,29 @@ impl Engine {
             });
         }
         let buyer = Party { client, request };
+        // A title never interned has no listings (and needs no id unless the buy rests).
+        let wanted = match &target {
+            BuyTarget::Title(t) => self.titles.get(t.as_str()).map(Wanted::Title),
+            BuyTarget::Any => Some(Wanted::Any),
+        };
         let mut filled = 0;
         while filled < qty {
-            let Some(key) = self.shelf.best_for(&target, max_price) else {
+            let Some(idx) = wanted.and_then(|w| self.shelf.best_for(w, max_price)) else {
                 break;
             };
-            let (listing, take) = self.shelf.take(key, qty - filled);
-            filled += take;
-            self.stats.books_on_shelf -= take;
+            let taken = self.shelf.take(&mut self.titles, idx, qty - filled);
+            filled += taken.qty;
+            self.stats.books_on_shelf -= taken.qty;
             let seller = Party {
-                client: listing.seller,
-                request: listing.request,
+                client: taken.seller,
+                request: taken.request,
             };
+            let title = self.titles.title(taken.title).clone();
             self.record_trade(
                 Fill {
-                    title: &listing.title,
-                    price: key.price,
-                    qty: take,
+                    title: &title,
+                    price: taken.price,
+                    qty: taken.qty,
                     seller,
                     buyer,
                 },
@@ -322,18 +327,14 @@ impl Engine {
             });
         } else {
             let seq = self.take_seq();
-            self.buys.insert(
-                seq,
-                RestingBuy {
-                    client,
-                    request,
-                    target,
-                    max_price,
-                    filled,
-                    remaining,
-                    deadline,
-                },
+            let wanted = match &target {
+                BuyTarget::Title(t) => Wanted::Title(self.titles.intern(t)),
+                BuyTarget::Any => Wanted::Any,
+            };
+            let buy = RestingBuy::new(
+                client, request, wanted, max_price, filled, remaining, deadline, seq,
             );
+            self.buys.insert(&mut self.titles, buy);
             self.stats.resting_buys += 1;
             out.push(Event::Rested {
                 client,
@@ -365,8 +366,8 @@ impl Engine {
         }));
     }
 
-    fn remove_bid(&mut self, seq: Seq) -> RestingBuy {
-        let bid = self.buys.remove(seq);
+    fn remove_bid(&mut self, idx: Idx) -> RestingBuy {
+        let bid = self.buys.remove(&mut self.titles, idx);
         self.stats.resting_buys -= 1;
         bid
     }
@@ -379,17 +380,18 @@ impl Engine {
 
     /// The shelf grouped by title and price, sorted by title then price.
     pub fn shelf(&self) -> Vec<ShelfRow> {
-        let mut rows: std::collections::BTreeMap<(&Title, Price), u32> = Default::default();
-        for (key, listing) in self.shelf.listings() {
-            *rows.entry((&listing.title, key.price)).or_default() += listing.qty;
-        }
-        rows.into_iter()
-            .map(|((title, price), qty)| ShelfRow {
-                title: title.clone(),
+        let mut rows: Vec<ShelfRow> = self
+            .shelf
+            .rows()
+            .map(|(id, price, qty)| ShelfRow {
+                title: self.titles.title(id).clone(),
                 price,
-                qty,
+                // A side's total at one price is at most the shelf's capacity.
+                qty: qty as u32,
             })
-            .collect()
+            .collect();
+        rows.sort_unstable_by(|a, b| (&a.title, a.price).cmp(&(&b.title, b.price)));
+        rows
     }
 
     /// Checks the engine's internal consistency: the totals balance, and every index of both
@@ -403,7 +405,7 @@ impl Engine {
                 shelf: s.books_on_shelf,
             });
         }
-        let listed: u64 = self.shelf.listings().map(|(_, l)| u64::from(l.qty)).sum();
+        let listed = self.shelf.copies();
         if listed != u64::from(s.books_on_shelf) {
             return Err(InvariantViolation::ShelfCount {
                 counted: s.books_on_shelf,
@@ -423,6 +425,12 @@ impl Engine {
             });
         }
         self.shelf.check()?;
-        self.buys.check()
+        self.buys.check()?;
+        let mut counted = Vec::new();
+        self.shelf.count_titles(&mut counted);
+        self.buys.count_titles(&mut counted);
+        self.titles
+            .check(&counted)
+            .map_err(|()| InvariantViolation::TitlesDisagree)
     }
 }

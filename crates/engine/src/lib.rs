@@ -14,8 +14,11 @@
 //! - Invariant: books listed = books sold + books on the shelf.
 #![forbid(unsafe_code)]
 
+mod arena;
 mod book;
 mod engine;
+mod levels;
+mod titles;
 mod types;
 
 pub use engine::{Engine, InvariantViolation, ShelfRow, Stats};

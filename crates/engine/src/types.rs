@@ -57,6 +57,13 @@ impl Title {
     }
 }
 
+/// Looked up by `&str` in hash maps: `Title`'s `Hash` and `Eq` are the string's.
+impl std::borrow::Borrow<str> for Title {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Display for Title {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)

@@ -1,0 +1,173 @@
+//! Interned titles: each title on the shelf or wanted by a resting buy has a small dense id,
+//! so the books index their per-title sides by position instead of hashing and comparing
+//! strings, and an order carries four bytes instead of a shared string.
+//!
+//! An id is held while orders refer to it ([`Titles::retain`], [`Titles::release`]). Titles no
+//! order refers to any more stay interned, so a title that is listed and sold over and over is
+//! looked up, not re-added, each time; they are swept out (their ids reused) once they outnumber
+//! the titles in use and a few thousand, so the table stays bounded by the orders in the store
+//! and each sweep is paid for by the interning that made it necessary.
+
+use std::collections::HashMap;
+
+use crate::types::Title;
+
+/// A title's place in the table.
+pub(crate) type TitleId = u32;
+
+/// Unused titles kept before a sweep is considered.
+const SWEEP_AFTER: u32 = 4096;
+
+#[derive(Debug)]
+struct Entry {
+    /// `None` once swept: the id is free.
+    title: Option<Title>,
+    /// Orders (listings and resting buys) that refer to this title.
+    orders: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Titles {
+    /// Title → id, with foldhash: seeded at random per process (so no one can choose titles
+    /// that collide) and several times faster than SipHash on short strings. Only looked up,
+    /// never iterated, so the seed cannot change what the engine does.
+    ids: HashMap<Title, TitleId, foldhash::fast::RandomState>,
+    entries: Vec<Entry>,
+    free: Vec<TitleId>,
+    /// Interned titles with no order.
+    unused: u32,
+}
+
+impl Titles {
+    /// The id of `title`, if it is interned.
+    pub(crate) fn get(&self, title: &str) -> Option<TitleId> {
+        self.ids.get(title).copied()
+    }
+
+    /// The id of `title`, interning it if need be. No order holds it yet.
+    pub(crate) fn intern(&mut self, title: &Title) -> TitleId {
+        if let Some(&id) = self.ids.get(title.as_str()) {
+            return id;
+        }
+        if self.unused >= SWEEP_AFTER && self.unused as usize > self.ids.len() / 2 {
+            self.sweep();
+        }
+        let entry = Entry {
+            title: Some(title.clone()),
+            orders: 0,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.entries[id as usize] = entry;
+                id
+            }
+            None => {
+                self.entries.push(entry);
+                TitleId::try_from(self.entries.len() - 1).expect("fewer than 2^32 titles")
+            }
+        };
+        self.ids.insert(title.clone(), id);
+        self.unused += 1;
+        id
+    }
+
+    /// The title of an interned id.
+    pub(crate) fn title(&self, id: TitleId) -> &Title {
+        self.entries[id as usize]
+            .title
+            .as_ref()
+            .expect("an interned id")
+    }
+
+    /// One more order refers to `id`.
+    pub(crate) fn retain(&mut self, id: TitleId) {
+        let entry = &mut self.entries[id as usize];
+        if entry.orders == 0 {
+            self.unused -= 1;
+        }
+        entry.orders += 1;
+    }
+
+    /// One order fewer refers to `id`.
+    pub(crate) fn release(&mut self, id: TitleId) {
+        let entry = &mut self.entries[id as usize];
+        entry.orders -= 1;
+        if entry.orders == 0 {
+            self.unused += 1;
+        }
+    }
+
+    /// How many ids there have ever been at once (the books size their per-title sides by it).
+    pub(crate) fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Frees the id of every title no order refers to.
+    fn sweep(&mut self) {
+        for (id, entry) in self.entries.iter_mut().enumerate() {
+            if entry.orders == 0 {
+                if let Some(title) = entry.title.take() {
+                    self.ids.remove(title.as_str());
+                    self.free.push(id as TitleId);
+                }
+            }
+        }
+        self.unused = 0;
+    }
+
+    /// Each interned title's id and how many orders refer to it, for the engine's check.
+    pub(crate) fn check(&self, counted: &[u32]) -> Result<(), ()> {
+        let mut unused = 0;
+        for (id, entry) in self.entries.iter().enumerate() {
+            let expected = counted.get(id).copied().unwrap_or(0);
+            match &entry.title {
+                Some(title) => {
+                    if self.ids.get(title.as_str()) != Some(&(id as TitleId))
+                        || entry.orders != expected
+                    {
+                        return Err(());
+                    }
+                    unused += u32::from(entry.orders == 0);
+                }
+                None if expected != 0 || entry.orders != 0 => return Err(()),
+                None => {}
+            }
+        }
+        let interned = self.entries.iter().filter(|e| e.title.is_some()).count();
+        if unused != self.unused || interned != self.ids.len() {
+            return Err(());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn title(t: &str) -> Title {
+        Title::new(t).unwrap()
+    }
+
+    #[test]
+    fn a_title_keeps_its_id_while_interned_and_unused_ids_are_reused_after_a_sweep() {
+        let mut titles = Titles::default();
+        let dune = titles.intern(&title("Dune"));
+        titles.retain(dune);
+        assert_eq!(titles.intern(&title("Dune")), dune);
+        assert_eq!(titles.get("Dune"), Some(dune));
+        for i in 0..SWEEP_AFTER + 10 {
+            titles.intern(&title(&format!("t{i}")));
+        }
+        // The sweep ran: the held title survived, the unused ones were freed and reused.
+        assert_eq!(titles.get("Dune"), Some(dune));
+        assert!(titles.capacity() < (SWEEP_AFTER as usize) * 2);
+        let mut counted = vec![0; titles.capacity()];
+        counted[dune as usize] = 1;
+        assert_eq!(titles.check(&counted), Ok(()));
+        titles.release(dune);
+        counted[dune as usize] = 0;
+        assert_eq!(titles.check(&counted), Ok(()));
+        assert_eq!(titles.check(&[]), Ok(()));
+    }
+}
