@@ -582,7 +582,7 @@ fn table(r: &Report) -> String {
             ("≥", value >= target)
         };
         s += &format!(
-            "  {label:<38} {value:>10.2}  target {sign} {target:<5} {}\n",
+            "  {label:<38} {value:>10.3}  target {sign} {target:<5} {}\n",
             if met { "met" } else { "not met" }
         );
     }
