@@ -25,8 +25,12 @@ impl<T> Default for Arena<T> {
     }
 }
 
+// The accessors are marked `#[inline]`: they are a few instructions on every order's path, and
+// without the mark the inliner left `insert` out of line after an unrelated change elsewhere in
+// the crate (5 % off the engine row).
 impl<T> Arena<T> {
     /// Stores `value` in a free slot (the most recently freed first, as it is warm in cache).
+    #[inline]
     pub(crate) fn insert(&mut self, value: T) -> Idx {
         self.live += 1;
         match self.free.pop() {
@@ -43,6 +47,7 @@ impl<T> Arena<T> {
         }
     }
 
+    #[inline]
     pub(crate) fn remove(&mut self, idx: Idx) -> T {
         let value = self.slots[idx as usize].take().expect("a live slot");
         self.free.push(idx);
@@ -50,10 +55,12 @@ impl<T> Arena<T> {
         value
     }
 
+    #[inline]
     pub(crate) fn get(&self, idx: Idx) -> &T {
         self.slots[idx as usize].as_ref().expect("a live slot")
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, idx: Idx) -> &mut T {
         self.slots[idx as usize].as_mut().expect("a live slot")
     }

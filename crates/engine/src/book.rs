@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::arena::{Arena, Idx};
-use crate::levels::{Chain, Levels, Links, Side};
+use crate::levels::{Chain, Levels, Links, Priced, Side};
 use crate::titles::{TitleId, Titles};
 use crate::types::{ClientId, Millis, Price, RequestId};
 use crate::InvariantViolation;
@@ -60,6 +60,15 @@ impl Listing {
     }
 }
 
+impl Priced for Listing {
+    fn price(&self) -> Price {
+        self.price
+    }
+    fn open_qty(&self) -> u32 {
+        self.qty
+    }
+}
+
 /// The side of one title's listings.
 #[derive(Debug)]
 pub(crate) struct InTitle;
@@ -75,12 +84,6 @@ impl Chain for InTitle {
     fn links_mut(l: &mut Listing) -> &mut Links {
         &mut l.in_title
     }
-    fn price(l: &Listing) -> Price {
-        l.price
-    }
-    fn open_qty(l: &Listing) -> u32 {
-        l.qty
-    }
 }
 
 impl Chain for InAll {
@@ -90,12 +93,6 @@ impl Chain for InAll {
     }
     fn links_mut(l: &mut Listing) -> &mut Links {
         &mut l.in_all
-    }
-    fn price(l: &Listing) -> Price {
-        l.price
-    }
-    fn open_qty(l: &Listing) -> u32 {
-        l.qty
     }
 }
 
@@ -129,14 +126,10 @@ impl Default for Shelf {
 
 impl Shelf {
     pub(crate) fn insert(&mut self, titles: &mut Titles, listing: Listing) {
-        let title = listing.title as usize;
-        if self.by_title.len() <= title {
-            self.by_title
-                .resize_with(titles.capacity().max(title + 1), || Levels::new(Side::Asks));
-        }
-        titles.retain(listing.title);
+        let title = listing.title;
+        titles.retain(title);
         let idx = self.listings.insert(listing);
-        self.by_title[title].push(&mut self.listings, idx);
+        side_of(&mut self.by_title, title, titles, Side::Asks).push(&mut self.listings, idx);
         self.all.push(&mut self.listings, idx);
     }
 
@@ -270,6 +263,15 @@ impl RestingBuy {
     }
 }
 
+impl Priced for RestingBuy {
+    fn price(&self) -> Price {
+        self.max_price
+    }
+    fn open_qty(&self) -> u32 {
+        self.remaining
+    }
+}
+
 /// The side of resting buys (of one title, or of any title).
 #[derive(Debug)]
 pub(crate) struct Bids;
@@ -281,12 +283,6 @@ impl Chain for Bids {
     }
     fn links_mut(b: &mut RestingBuy) -> &mut Links {
         &mut b.links
-    }
-    fn price(b: &RestingBuy) -> Price {
-        b.max_price
-    }
-    fn open_qty(b: &RestingBuy) -> u32 {
-        b.remaining
     }
 }
 
@@ -330,20 +326,14 @@ impl BuyBook {
     }
 
     pub(crate) fn insert(&mut self, titles: &mut Titles, buy: RestingBuy) {
-        if let Wanted::Title(t) = buy.wanted {
-            if self.by_title.len() <= t as usize {
-                self.by_title
-                    .resize_with(titles.capacity().max(t as usize + 1), || {
-                        Levels::new(Side::Bids)
-                    });
-            }
-            titles.retain(t);
-        }
         let (wanted, client, request, deadline, seq) =
             (buy.wanted, buy.client, buy.request, buy.deadline, buy.seq);
         let idx = self.orders.insert(buy);
         match wanted {
-            Wanted::Title(t) => self.by_title[t as usize].push(&mut self.orders, idx),
+            Wanted::Title(t) => {
+                titles.retain(t);
+                side_of(&mut self.by_title, t, titles, Side::Bids).push(&mut self.orders, idx);
+            }
             Wanted::Any => self.any.push(&mut self.orders, idx),
         }
         if let Some(d) = deadline {
@@ -531,6 +521,22 @@ impl BuyBook {
         }
         Ok(())
     }
+}
+
+/// The side of title `id` in a per-title table, growing the table to every id handed out so
+/// far if `id` is new to it.
+#[inline]
+fn side_of<'a, C: Chain>(
+    by_title: &'a mut Vec<Levels<C>>,
+    id: TitleId,
+    titles: &Titles,
+    side: Side,
+) -> &'a mut Levels<C> {
+    let at = id as usize;
+    if by_title.len() <= at {
+        by_title.resize_with(titles.capacity().max(at + 1), || Levels::new(side));
+    }
+    &mut by_title[at]
 }
 
 fn bump(counted: &mut Vec<u32>, id: TitleId) {

@@ -78,8 +78,8 @@ pub enum InvariantViolation {
     EmptyBuy { seq: u64 },
     #[error("resting-buy count {counted} != resting buys {indexed}")]
     RestingCount { counted: u32, indexed: usize },
-    #[error("the title table disagrees with the orders")]
-    TitlesDisagree,
+    #[error("the title table disagrees with the orders at {title:?}")]
+    TitlesDisagree { title: String },
     #[error("the index of {index} disagrees with the orders")]
     IndexDisagrees { index: &'static str },
 }
@@ -299,6 +299,7 @@ impl Engine {
                 client: taken.seller,
                 request: taken.request,
             };
+            // Copied out of the table: recording the trade needs the engine mutably.
             let title = self.titles.title(taken.title).clone();
             self.record_trade(
                 Fill {
@@ -431,6 +432,6 @@ impl Engine {
         self.buys.count_titles(&mut counted);
         self.titles
             .check(&counted)
-            .map_err(|()| InvariantViolation::TitlesDisagree)
+            .map_err(|title| InvariantViolation::TitlesDisagree { title })
     }
 }

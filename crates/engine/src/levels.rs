@@ -28,14 +28,18 @@ impl Links {
     };
 }
 
+/// What a side sorts and sums of an order: its price and the quantity still open.
+pub(crate) trait Priced {
+    fn price(&self) -> Price;
+    fn open_qty(&self) -> u32;
+}
+
 /// Which of an order's link pairs a side threads through (a listing is on two sides: its
-/// title's and every title's), and the price and open quantity the side sorts and sums.
+/// title's and every title's).
 pub(crate) trait Chain {
-    type Order;
+    type Order: Priced;
     fn links(order: &Self::Order) -> Links;
     fn links_mut(order: &mut Self::Order) -> &mut Links;
-    fn price(order: &Self::Order) -> Price;
-    fn open_qty(order: &Self::Order) -> u32;
 }
 
 /// Which price is better.
@@ -102,7 +106,7 @@ impl<C: Chain> Levels<C> {
     /// Adds the order at `idx` as the newest at its price.
     pub(crate) fn push(&mut self, arena: &mut Arena<C::Order>, idx: Idx) {
         let order = arena.get(idx);
-        let (price, qty) = (C::price(order), u64::from(C::open_qty(order)));
+        let (price, qty) = (order.price(), u64::from(order.open_qty()));
         let side = self.side;
         let key = side.key(price);
         let fresh = Level {
@@ -159,7 +163,7 @@ impl<C: Chain> Levels<C> {
     /// Takes the order at `idx` off this side, with the open quantity it still has.
     pub(crate) fn unlink(&mut self, arena: &mut Arena<C::Order>, idx: Idx) {
         let order = arena.get(idx);
-        let (price, qty, links) = (C::price(order), C::open_qty(order), C::links(order));
+        let (price, qty, links) = (order.price(), order.open_qty(), C::links(order));
         let level = self.level_mut(price);
         match links.older {
             NIL => level.oldest = links.newer,
@@ -223,10 +227,10 @@ impl<C: Chain> Levels<C> {
                 }
                 let order = arena.get(at);
                 let links = C::links(order);
-                if links.older != previous || C::price(order) != level.price {
+                if links.older != previous || order.price() != level.price {
                     return Err(());
                 }
-                total += u64::from(C::open_qty(order));
+                total += u64::from(order.open_qty());
                 each(at, order);
                 (previous, at) = (at, links.newer);
             }
@@ -253,6 +257,15 @@ mod tests {
 
     struct Only;
 
+    impl Priced for Order {
+        fn price(&self) -> Price {
+            self.price
+        }
+        fn open_qty(&self) -> u32 {
+            self.qty
+        }
+    }
+
     impl Chain for Only {
         type Order = Order;
         fn links(o: &Order) -> Links {
@@ -260,12 +273,6 @@ mod tests {
         }
         fn links_mut(o: &mut Order) -> &mut Links {
             &mut o.links
-        }
-        fn price(o: &Order) -> Price {
-            o.price
-        }
-        fn open_qty(o: &Order) -> u32 {
-            o.qty
         }
     }
 

@@ -115,8 +115,10 @@ impl Titles {
         self.unused = 0;
     }
 
-    /// Each interned title's id and how many orders refer to it, for the engine's check.
-    pub(crate) fn check(&self, counted: &[u32]) -> Result<(), ()> {
+    /// Checks the table against `counted`, the orders that refer to each id: every interned
+    /// title found under its own id with that many orders, no freed id referred to, and the
+    /// unused count right. The error names the title (or the id, or "the unused count").
+    pub(crate) fn check(&self, counted: &[u32]) -> Result<(), String> {
         let mut unused = 0;
         for (id, entry) in self.entries.iter().enumerate() {
             let expected = counted.get(id).copied().unwrap_or(0);
@@ -125,17 +127,19 @@ impl Titles {
                     if self.ids.get(title.as_str()) != Some(&(id as TitleId))
                         || entry.orders != expected
                     {
-                        return Err(());
+                        return Err(title.to_string());
                     }
                     unused += u32::from(entry.orders == 0);
                 }
-                None if expected != 0 || entry.orders != 0 => return Err(()),
+                None if expected != 0 || entry.orders != 0 => {
+                    return Err(format!("freed id {id}"));
+                }
                 None => {}
             }
         }
         let interned = self.entries.iter().filter(|e| e.title.is_some()).count();
         if unused != self.unused || interned != self.ids.len() {
-            return Err(());
+            return Err("the unused count".into());
         }
         Ok(())
     }
