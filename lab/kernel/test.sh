@@ -116,6 +116,8 @@ build_modules() {
 }
 
 # The guest's /init: the lab's steps for each module, each between markers the host parses.
+# dmesg is filtered to the module's own lines: the kernel probes devices (the i8042 mouse, for
+# one) while the steps run, and a late probe's line once landed among the last three.
 write_init() {
   cat > "$WORK/init" <<INIT
 #!/bin/sh
@@ -131,16 +133,16 @@ for m in ${MODULES[*]}; do
   step \$m.lsmod        "lsmod | grep \$m"
   step \$m.modinfo      "modinfo \$m"
   step \$m.param        "cat /sys/module/\$m/parameters/times"
-  step \$m.dmesg_load   "dmesg | tail -n 2"
+  step \$m.dmesg_load   "dmesg | grep \$m: | tail -n 2"
   step \$m.rmmod        "rmmod \$m"
   step \$m.lsmod_gone   "lsmod | grep \$m"
-  step \$m.dmesg_unload "dmesg | tail -n 1"
+  step \$m.dmesg_unload "dmesg | grep \$m: | tail -n 1"
   step \$m.insmod3      "insmod \$M/\$m.ko times=3"
   step \$m.param3       "cat /sys/module/\$m/parameters/times"
-  step \$m.dmesg3       "dmesg | tail -n 3"
+  step \$m.dmesg3       "dmesg | grep \$m: | tail -n 3"
   step \$m.rmmod3       "rmmod \$m"
   step \$m.insmod_bad   "insmod \$M/\$m.ko times=0"
-  step \$m.dmesg_bad    "dmesg | tail -n 1"
+  step \$m.dmesg_bad    "dmesg | grep \$m: | tail -n 1"
 done
 echo "@@END"
 reboot -f
