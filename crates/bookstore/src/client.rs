@@ -7,7 +7,7 @@ use shm::process::{ProcessHandle, ProcessId};
 use shm::ShmName;
 
 pub use crate::layout::ClientRole;
-use crate::layout::{StoreState, RING_CAPACITY};
+use crate::layout::{StoreState, REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY};
 use crate::shared::{OpenStoreError, SharedStore};
 use crate::wire::{BadReply, Reply, Request};
 use bookstore_ipc::ring::{Consumer, Producer, RingError};
@@ -100,8 +100,8 @@ pub struct Client<'s> {
     slot: u32,
     pid: u32,
     market: ProcessHandle,
-    requests: Producer<'s, RING_CAPACITY>,
-    replies: Consumer<'s, RING_CAPACITY>,
+    requests: Producer<'s, REQUEST_RING_CAPACITY>,
+    replies: Consumer<'s, REPLY_RING_CAPACITY>,
     next_request: u64,
     spin: Duration,
 }

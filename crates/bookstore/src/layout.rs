@@ -40,16 +40,24 @@ pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
-pub const LAYOUT_VERSION: u32 = 3;
-/// Messages in each request ring and each reply ring.
-pub const RING_CAPACITY: usize = 64;
+pub const LAYOUT_VERSION: u32 = 4;
+/// Cells in each request ring. The market empties a request ring on every pass (it never holds
+/// requests back), so a client's requests wait in it only for one pass.
+pub const REQUEST_RING_CAPACITY: usize = 64;
+/// Cells in each reply ring. With `--durability batch` a reply is written at once but shown
+/// only when its journal record is on disk, so the ring holds every reply a client gets while
+/// a sync runs: a seller at a million orders a second gets two replies per order, and one
+/// fdatasync takes 0.3 to 0.4 ms on this kind of machine, about 800 replies. With 64 cells they
+/// overflowed into the market's backlog and came out one ring per pass.
+pub const REPLY_RING_CAPACITY: usize = 1024;
 /// Trades kept in the published view's recent-trades ring.
 pub const RECENT_TRADES: usize = 32;
 pub const MAX_SLOTS: u32 = 1024;
 pub use engine::MAX_CAPACITY;
 const PAGE: usize = 4096;
 
-pub type MessageRing = Ring<RING_CAPACITY>;
+pub type RequestRing = Ring<REQUEST_RING_CAPACITY>;
+pub type ReplyRing = Ring<REPLY_RING_CAPACITY>;
 
 #[repr(C, align(128))]
 pub struct Header {
@@ -62,10 +70,11 @@ pub struct Header {
     pub capacity: AtomicU32,
     pub slot_count: AtomicU32,
     pub market_pid: AtomicU32,
-    pub ring_capacity: AtomicU32,
+    pub request_ring_capacity: AtomicU32,
     pub market_start_time: AtomicU64,
     pub slots_offset: AtomicU64,
     pub view_offset: AtomicU64,
+    pub reply_ring_capacity: AtomicU32,
     // Attach-epoch line.
     /// Bumped by a client after it activates a slot, so a busy market (not parked, so not rung)
     /// still notices new clients by watching one word.
@@ -100,9 +109,9 @@ pub struct Slot {
     /// The client parks here waiting for events; the market rings it.
     pub doorbell: Doorbell,
     /// Client → market.
-    pub requests: MessageRing,
+    pub requests: RequestRing,
     /// Market → client.
-    pub replies: MessageRing,
+    pub replies: ReplyRing,
 }
 
 #[repr(C, align(64))]
@@ -226,14 +235,20 @@ pub const CLIENT_STATS_SIZE: usize = size_of::<ClientStats>();
 
 const _: () = {
     assert!(HEADER_SIZE == 384);
-    assert!(size_of::<MessageRing>() == 128 + RING_CAPACITY * 64);
-    assert!(SLOT_SIZE == 128 + 128 + 2 * (128 + RING_CAPACITY * 64));
+    assert!(size_of::<RequestRing>() == 128 + REQUEST_RING_CAPACITY * 64);
+    assert!(size_of::<ReplyRing>() == 128 + REPLY_RING_CAPACITY * 64);
+    assert!(
+        SLOT_SIZE
+            == 128 + 128 + (128 + REQUEST_RING_CAPACITY * 64) + (128 + REPLY_RING_CAPACITY * 64)
+    );
     assert!(SLOT_SIZE % 128 == 0);
     assert!(VIEW_HEADER_SIZE == 128);
     assert!(RECORD_SIZE == 128);
     assert!(MARKET_STATS_SIZE == 3264);
     assert!(CLIENT_STATS_SIZE == 64);
     assert!(align_of::<Slot>() == 128 && align_of::<Header>() == 128);
+    // Everything clients validate is on the identity line.
+    assert!(std::mem::offset_of!(Header, reply_ring_capacity) < 128);
     assert!(std::mem::offset_of!(Header, attach_epoch) == 128);
     assert!(std::mem::offset_of!(Header, doorbell) == 256);
     assert!(std::mem::offset_of!(Slot, doorbell) == 128);
@@ -474,9 +489,14 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
         }
     };
     expect(
-        "ring_capacity",
-        header.ring_capacity.load(Relaxed).into(),
-        RING_CAPACITY,
+        "request_ring_capacity",
+        header.request_ring_capacity.load(Relaxed).into(),
+        REQUEST_RING_CAPACITY,
+    )?;
+    expect(
+        "reply_ring_capacity",
+        header.reply_ring_capacity.load(Relaxed).into(),
+        REPLY_RING_CAPACITY,
     )?;
     expect(
         "total_size",

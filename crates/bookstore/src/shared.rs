@@ -16,7 +16,7 @@ use shm::{Mode, Segment, ShmName};
 use crate::layout::{
     self, ClientStats, Geometry, Header, HeaderError, MarketStats, Record, Slot, StoreState,
     ViewHeader, CLIENT_STATS_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES, RECORD_SIZE,
-    RING_CAPACITY, SLOT_SIZE,
+    REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY, SLOT_SIZE,
 };
 use crate::stats::StatsSnapshot;
 use crate::view::{Snapshot, SnapshotError};
@@ -224,7 +224,10 @@ impl SharedStore {
         h.total_size.store(geometry.total_size() as u64, Relaxed);
         h.capacity.store(geometry.capacity, Relaxed);
         h.slot_count.store(geometry.slot_count, Relaxed);
-        h.ring_capacity.store(RING_CAPACITY as u32, Relaxed);
+        h.request_ring_capacity
+            .store(REQUEST_RING_CAPACITY as u32, Relaxed);
+        h.reply_ring_capacity
+            .store(REPLY_RING_CAPACITY as u32, Relaxed);
         h.slots_offset
             .store(geometry.slots_offset() as u64, Relaxed);
         h.view_offset.store(geometry.view_offset() as u64, Relaxed);

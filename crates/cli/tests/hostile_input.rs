@@ -180,15 +180,17 @@ fn random_bytes_written_into_the_live_object_do_not_crash_the_market_or_change_t
         .write(true)
         .open(dev_shm(&market.name))
         .unwrap();
+    const IDENTITY_LINE: usize = 128;
     let mut rng = fastrand::Rng::with_seed(0x5c41_bb1e);
     for round in 0..20_000u32 {
         let offset = match rng.u8(..10) {
             // Slot control words, doorbells and ring indices: the first 512 bytes of a slot.
             0..=5 => geometry.slots_offset() + rng.usize(..8) * SLOT_SIZE + rng.usize(..64) * 8,
-            // The header's epoch and doorbell (the identity line is left alone here).
-            6 => 64 + rng.usize(..(HEADER_SIZE - 64) / 8) * 8,
+            // The header's epoch and doorbell (the identity line, its first 128 bytes, is
+            // left alone here: garbage there is the next test's).
+            6 => IDENTITY_LINE + rng.usize(..(HEADER_SIZE - IDENTITY_LINE) / 8) * 8,
             // Anywhere after the identity line, view included.
-            _ => 64 + rng.usize(..(geometry.total_size() - 64) / 8) * 8,
+            _ => IDENTITY_LINE + rng.usize(..(geometry.total_size() - IDENTITY_LINE) / 8) * 8,
         };
         let word = if rng.bool() {
             rng.u64(..)

@@ -407,14 +407,23 @@ impl Journal {
         Ok(self.committed)
     }
 
+    /// Whether the syncing thread is making an ended batch durable (`batch` durability):
+    /// [`durable`](Self::durable) will move without the caller doing anything.
+    pub fn is_syncing(&self) -> bool {
+        self.syncer.as_ref().is_some_and(syncer::Syncer::is_busy)
+    }
+
     /// Asks the syncing thread (durability `batch`) to make every ended batch durable while
-    /// the caller goes on with the next one: pipelined group commit. Worth it only when there
-    /// is a next batch to work on; with nothing else to do, [`commit`](Self::commit) waits
-    /// for the disk without a thread to schedule.
-    pub fn sync_in_background(&self) {
-        if let Some(syncer) = &self.syncer {
-            if syncer.durable() < self.committed {
-                syncer.request(self.committed);
+    /// the caller goes on with the next one (pipelined group commit), or spins waiting for
+    /// [`durable`](Self::durable) to move. Cheap to call on every pass: a request for no more
+    /// than was asked returns at once. A caller that would rather sleep until the disk is done
+    /// calls [`commit`](Self::commit), which needs no thread to be scheduled.
+    pub fn sync_in_background(&mut self) {
+        let durable = self.durable();
+        let committed = self.committed;
+        if let Some(syncer) = &mut self.syncer {
+            if durable < committed {
+                syncer.request(committed);
             }
         }
     }

@@ -38,6 +38,9 @@ struct Shared {
 /// The syncing thread and its handle.
 pub(crate) struct Syncer {
     shared: Arc<Shared>,
+    /// The largest offset asked for so far: a request for no more is dropped without taking
+    /// the lock, so a loop may ask on every pass while it waits.
+    requested: u64,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -66,17 +69,28 @@ impl Syncer {
             .spawn(move || run(&theirs, &file, stall))?;
         Ok(Self {
             shared,
+            requested: durable,
             thread: Some(thread),
         })
     }
 
     /// Asks for the file to be durable up to `offset`; returns at once.
-    pub(crate) fn request(&self, offset: u64) {
+    pub(crate) fn request(&mut self, offset: u64) {
+        if offset <= self.requested {
+            return;
+        }
+        self.requested = offset;
         let mut wanted = lock(&self.shared.wanted);
         if offset > wanted.offset {
             wanted.offset = offset;
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Whether the thread has been asked for more than it has made durable: it is syncing
+    /// (or about to).
+    pub(crate) fn is_busy(&self) -> bool {
+        self.durable() < self.requested
     }
 
     /// Offset up to which the file is known to be on stable storage.

@@ -19,7 +19,7 @@ use engine::{BuyTarget, ClientId, Engine, Price, Qty, RejectReason, RequestId, T
 use super::{
     run_buyer, run_seller, Attempt, Books, Contention, Exchange, Orders, VariantRun, Workload,
 };
-use crate::layout::RING_CAPACITY;
+use crate::layout::{REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY};
 use crate::wire::{Reply, Request};
 
 /// How long a parked thread sleeps before it looks again by itself (the doorbell wakes it
@@ -28,8 +28,8 @@ const PARK_TIMEOUT: Duration = Duration::from_millis(10);
 
 /// One trader's way to one market thread.
 struct Port {
-    requests: Box<Ring<RING_CAPACITY>>,
-    replies: Box<Ring<RING_CAPACITY>>,
+    requests: Box<Ring<REQUEST_RING_CAPACITY>>,
+    replies: Box<Ring<REPLY_RING_CAPACITY>>,
     /// The trader parks here waiting for a reply; the market thread rings it.
     trader_bell: Doorbell,
 }
@@ -67,12 +67,12 @@ fn shard_of(title: &Title, shards: usize) -> usize {
 /// A market thread: drains every trader's requests, applies them, answers, parks when idle.
 fn serve(shard: &Shard, done: &AtomicBool, counters: &Counters, spin: Duration) -> Engine {
     let mut engine = Engine::new(shard.capacity);
-    let mut requests: Vec<Consumer<'_, RING_CAPACITY>> = shard
+    let mut requests: Vec<Consumer<'_, REQUEST_RING_CAPACITY>> = shard
         .ports
         .iter()
         .map(|p| Consumer::new(&p.requests))
         .collect();
-    let mut replies: Vec<Producer<'_, RING_CAPACITY>> = shard
+    let mut replies: Vec<Producer<'_, REPLY_RING_CAPACITY>> = shard
         .ports
         .iter()
         .map(|p| Producer::new(&p.replies))
@@ -139,8 +139,8 @@ fn serve(shard: &Shard, done: &AtomicBool, counters: &Counters, spin: Duration) 
 struct Trader<'s> {
     shards: &'s [Shard],
     counters: &'s Counters,
-    requests: Vec<Producer<'s, RING_CAPACITY>>,
-    replies: Vec<Consumer<'s, RING_CAPACITY>>,
+    requests: Vec<Producer<'s, REQUEST_RING_CAPACITY>>,
+    replies: Vec<Consumer<'s, REPLY_RING_CAPACITY>>,
     index: usize,
     next_request: u64,
     spin: Duration,

@@ -67,12 +67,23 @@ impl Ledger {
         }
     }
 
+    /// The journal's end after everything staged so far: a reply that depends on what was
+    /// applied may be shown once [`durable`](Self::durable) reaches it.
+    pub(super) fn staged_end(&self) -> u64 {
+        self.journal.stage_mark()
+    }
+
     /// Has the syncing thread make the ended batches durable while the loop works on the next
     /// (see `Journal::sync_in_background`).
-    pub(super) fn sync_in_background(&self) {
+    pub(super) fn sync_in_background(&mut self) {
         if self.failed.is_none() {
             self.journal.sync_in_background();
         }
+    }
+
+    /// Whether the syncing thread is at work (see `Journal::is_syncing`).
+    pub(super) fn is_syncing(&self) -> bool {
+        self.journal.is_syncing()
     }
 
     /// How far the journal is durable (see `Journal::durable`).

@@ -2,15 +2,16 @@
 //! replies that did not fit yet. It decides nothing about the books: what it observes (a client
 //! joined, is leaving, was dropped) it returns, and the loop applies it to the ledger.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
-use bookstore_ipc::ring::{Consumer, Message, Producer, RingError};
+use bookstore_ipc::ring::{Consumer, Message, Producer};
 use bookstore_ipc::sync::Ordering::Acquire;
 use engine::ClientId;
 use shm::process::{ProcessHandle, ProcessId};
 
+use super::outbox::{Outbox, Queued};
 use super::store::claimant_alive;
-use crate::layout::{ClientRole, SlotState, RING_CAPACITY};
+use crate::layout::{ClientRole, SlotState, REQUEST_RING_CAPACITY};
 use crate::shared::SharedStore;
 use crate::stats::WarningKind;
 use crate::wire::Reply;
@@ -56,10 +57,9 @@ pub(super) struct Released {
 struct Attached<'s> {
     client: ClientId,
     process: ProcessHandle,
-    requests: Consumer<'s, RING_CAPACITY>,
-    replies: Producer<'s, RING_CAPACITY>,
-    /// Replies that did not fit in the reply ring yet, oldest first.
-    backlog: VecDeque<Message>,
+    requests: Consumer<'s, REQUEST_RING_CAPACITY>,
+    /// Its replies, each shown once the journal is durable past it.
+    outbox: Outbox<'s>,
     /// Set when the client broke the protocol: we stop reading its slot and release it once
     /// its process is gone.
     quarantined: bool,
@@ -80,15 +80,11 @@ pub(super) struct Sessions<'s> {
     backlogged: usize,
     /// Warnings since the last `take_warnings`, for the market's statistics.
     warnings: Vec<WarningKind>,
-    /// Batches whose replies are written but held until the journal is durable up to the
-    /// batch's end (pipelined group commit), oldest first.
-    held: VecDeque<HeldBatch>,
-}
-
-/// One batch's held replies: for each client that got any, where its reply ring's batch ends.
-struct HeldBatch {
-    journal_end: u64,
-    marks: Vec<(u32, ClientId, u64)>,
+    /// The largest journal offset a reply sent so far waits for, and how far the journal
+    /// was durable when replies were last shown: while the first is ahead, a reply waits
+    /// for the disk.
+    newest_wait: u64,
+    shown_durable: u64,
 }
 
 impl<'s> Sessions<'s> {
@@ -104,7 +100,8 @@ impl<'s> Sessions<'s> {
             dropped: Vec::new(),
             backlogged: 0,
             warnings: Vec::new(),
-            held: VecDeque::new(),
+            newest_wait: 0,
+            shown_durable: 0,
         }
     }
 
@@ -217,8 +214,7 @@ impl<'s> Sessions<'s> {
             client,
             process,
             requests: Consumer::new(&slot.requests),
-            replies: Producer::new(&slot.replies),
-            backlog: VecDeque::new(),
+            outbox: Outbox::new(Producer::new(&slot.replies)),
             quarantined: false,
         });
         self.slot_of.insert(client, index);
@@ -259,118 +255,69 @@ impl<'s> Sessions<'s> {
             .is_some_and(|a| !a.quarantined && a.requests.shared().has_messages())
     }
 
-    /// Sends a reply to a client, if it is still attached here.
-    pub(super) fn send(&mut self, client: ClientId, reply: Reply) {
+    /// Sends a reply to a client, if it is still attached here; it is shown once the journal
+    /// is durable up to `durable_at` (see [`show_durable`](Self::show_durable)).
+    pub(super) fn send(&mut self, client: ClientId, reply: Reply, durable_at: u64) {
         if let Some(&index) = self.slot_of.get(&client) {
-            self.send_to_slot(index, reply);
+            self.send_to_slot(index, reply, durable_at);
         }
     }
 
-    /// Writes a reply into the slot's reply ring (or its backlog if the ring is full). It
-    /// becomes visible at the end of the pass, with the pass's other replies to that client.
-    pub(super) fn send_to_slot(&mut self, index: u32, reply: Reply) {
+    /// Writes a reply into the slot's reply ring (or its backlog if the ring is full), to be
+    /// shown once the journal is durable up to `durable_at`.
+    pub(super) fn send_to_slot(&mut self, index: u32, reply: Reply, durable_at: u64) {
         let Some(attached) = self.slots[index as usize].as_mut() else {
             return;
         };
         if attached.quarantined {
             return;
         }
-        let message = reply.encode();
-        if attached.backlog.is_empty() {
-            match attached.replies.try_write(&message) {
-                Ok(()) => return,
-                Err(RingError::Full) => {}
-                Err(e @ RingError::Corrupt { .. }) => {
-                    return self.quarantine(index, &e.to_string())
+        self.newest_wait = self.newest_wait.max(durable_at);
+        match attached.outbox.send(reply.encode(), durable_at) {
+            Ok(Queued::Ring) => {}
+            Ok(Queued::Backlog(len)) => {
+                self.backlogged += 1;
+                if len > BACKLOG_LIMIT {
+                    self.drop_slow(index, "it stopped reading its replies");
+                } else if self.backlogged > MARKET_BACKLOG_LIMIT {
+                    self.drop_slow(index, "the market's reply backlog is full");
                 }
             }
-        }
-        attached.backlog.push_back(message);
-        self.backlogged += 1;
-        if attached.backlog.len() > BACKLOG_LIMIT {
-            self.drop_slow(index, "it stopped reading its replies");
-        } else if self.backlogged > MARKET_BACKLOG_LIMIT {
-            self.drop_slow(index, "the market's reply backlog is full");
+            Err(e) => self.quarantine(index, &e.to_string()),
         }
     }
 
-    /// Moves backlogged replies into reply rings that have room again.
-    pub(super) fn flush_backlogs(&mut self) -> bool {
+    /// Shows every reply the journal is durable for (up to `durable`), moving backlogged
+    /// replies into rings that have room, and rings each client's doorbell once however many
+    /// replies it got. Returns whether any backlogged reply moved (work was done).
+    pub(super) fn show_durable(&mut self, durable: u64) -> bool {
+        self.shown_durable = durable;
         let mut moved = false;
         for i in 0..self.attached.len() {
             let index = self.attached[i];
             let Some(a) = self.slots[index as usize].as_mut() else {
                 continue;
             };
-            while let Some(message) = a.backlog.front() {
-                match a.replies.try_write(message) {
-                    Ok(()) => {
-                        a.backlog.pop_front();
-                        self.backlogged -= 1;
-                        moved = true;
-                    }
-                    Err(RingError::Full) => break,
-                    Err(e) => {
-                        self.quarantine(index, &e.to_string());
-                        break;
+            if a.quarantined {
+                continue;
+            }
+            match a.outbox.show_durable(durable) {
+                Ok(shown) => {
+                    self.backlogged -= shown.moved;
+                    moved |= shown.moved > 0;
+                    if shown.published {
+                        self.store.slot(index).doorbell.notify();
                     }
                 }
+                Err(e) => self.quarantine(index, &e.to_string()),
             }
         }
         moved
     }
 
-    /// Makes every written reply visible (their stamps), ringing each client's doorbell once
-    /// however many replies it got. The caller has made the journal durable up to the end of
-    /// everything applied.
-    pub(super) fn publish_replies(&mut self) {
-        self.held.clear();
-        for &index in &self.attached {
-            if let Some(a) = self.slots[index as usize].as_mut() {
-                if a.replies.publish() {
-                    self.store.slot(index).doorbell.notify();
-                }
-            }
-        }
-    }
-
-    /// Holds the replies written so far (not yet visible) until the journal is durable up to
-    /// `journal_end`, the end of the batch they answer: see [`release_replies`](Self::release_replies).
-    pub(super) fn hold_replies(&mut self, journal_end: u64) {
-        let marks: Vec<_> = self
-            .attached
-            .iter()
-            .filter_map(|&index| {
-                let a = self.slots[index as usize].as_ref()?;
-                a.replies
-                    .has_unpublished()
-                    .then(|| (index, a.client, a.replies.written_mark()))
-            })
-            .collect();
-        if !marks.is_empty() {
-            self.held.push_back(HeldBatch { journal_end, marks });
-        }
-    }
-
-    /// Shows the held replies of every batch that is durable now (its end at most `durable`),
-    /// oldest first; a batch's client that has left since is skipped.
-    pub(super) fn release_replies(&mut self, durable: u64) {
-        while self.held.front().is_some_and(|b| b.journal_end <= durable) {
-            let batch = self.held.pop_front().expect("checked");
-            for (index, client, mark) in batch.marks {
-                let Some(a) = self.slots[index as usize].as_mut() else {
-                    continue;
-                };
-                if a.client == client && a.replies.publish_up_to(mark) {
-                    self.store.slot(index).doorbell.notify();
-                }
-            }
-        }
-    }
-
-    /// Whether replies are held for the journal.
-    pub(super) fn has_held_replies(&self) -> bool {
-        !self.held.is_empty()
+    /// Whether a reply waits for the journal to reach the disk.
+    pub(super) fn has_replies_waiting_for_disk(&self) -> bool {
+        self.newest_wait > self.shown_durable
     }
 
     /// Slots whose client process has exited.
@@ -407,8 +354,7 @@ impl<'s> Sessions<'s> {
         }
         a.quarantined = true;
         self.warnings.push(kind);
-        self.backlogged -= a.backlog.len();
-        a.backlog.clear();
+        self.backlogged -= a.outbox.clear_backlog();
         let client = a.client;
         tracing::warn!(client = client.0, slot = index, why, "dropping client");
         self.slot_of.remove(&client);
@@ -429,7 +375,7 @@ impl<'s> Sessions<'s> {
     pub(super) fn release(&mut self, index: u32) -> Option<Released> {
         let released = self.slots[index as usize].take().map(|a| {
             self.attached.retain(|&i| i != index);
-            self.backlogged -= a.backlog.len();
+            self.backlogged -= a.outbox.backlog_len();
             if !a.quarantined {
                 self.slot_of.remove(&a.client);
             }

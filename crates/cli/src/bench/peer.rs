@@ -16,8 +16,12 @@ use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::wire::{Reply, Request};
 use bookstore_ipc::pingpong;
 
-/// Requests a throughput peer keeps in flight.
-const WINDOW: usize = 48;
+/// Orders a throughput peer keeps in flight: as many as a reply ring holds. With
+/// `--durability batch` the market shows a reply only once its record is on disk, and one
+/// `fdatasync` takes hundreds of microseconds: a window of 48 let each client finish at most
+/// 48 orders per sync (0.1-0.2x of the unsynced rate); a window the size of the reply ring
+/// lets one sync acknowledge everything that arrived while it ran.
+const WINDOW: usize = bookstore::layout::REPLY_RING_CAPACITY;
 
 #[derive(clap::Args, Debug)]
 pub struct PeerArgs {
@@ -128,15 +132,18 @@ fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
             client.notify_market();
         }
         match client.recv(Some(Instant::now() + Duration::from_secs(30)))? {
-            Some(
-                Reply::Listed { .. } | Reply::Filled { .. } | Reply::Bought { done: true, .. },
-            ) => {
+            // A seller's order is done when its book is sold, not when it is listed: the
+            // shelf then holds at most WINDOW of its books, the seller cannot run ahead of
+            // the buyer until the store is full, and its `Sold` replies never come in a burst
+            // larger than the window.
+            Some(Reply::Sold { .. } | Reply::Filled { .. } | Reply::Bought { done: true, .. }) => {
                 done += 1;
                 in_flight -= 1;
             }
             Some(Reply::Rejected { .. }) => in_flight -= 1,
-            Some(Reply::Bought { done: false, .. } | Reply::Sold { .. } | Reply::Rested { .. }) => {
-            }
+            Some(
+                Reply::Bought { done: false, .. } | Reply::Listed { .. } | Reply::Rested { .. },
+            ) => {}
             Some(other) => return Err(format!("unexpected reply {other:?}").into()),
             None => return Err("no reply within 30 s".into()),
         }
