@@ -133,6 +133,11 @@ impl Shelf {
         self.all.push(&mut self.listings, idx);
     }
 
+    /// Every listing, in no particular order (for a snapshot, which sorts them by arrival).
+    pub(crate) fn listings(&self) -> impl Iterator<Item = &Listing> {
+        self.listings.iter().map(|(_, l)| l)
+    }
+
     /// Takes up to `qty` copies from the listing at `idx`. An emptied listing leaves the shelf.
     pub(crate) fn take(&mut self, titles: &mut Titles, idx: Idx, qty: u32) -> Taken {
         let listing = self.listings.get(idx);
@@ -363,6 +368,11 @@ impl BuyBook {
             self.per_client.remove(&buy.client);
         }
         buy
+    }
+
+    /// Every resting buy, in no particular order (for a snapshot, which sorts them by arrival).
+    pub(crate) fn buys(&self) -> impl Iterator<Item = &RestingBuy> {
+        self.orders.iter().map(|(_, b)| b)
     }
 
     pub(crate) fn get(&self, idx: Idx) -> &RestingBuy {

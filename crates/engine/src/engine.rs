@@ -1,3 +1,7 @@
+//! The engine itself: commands in, events out.
+
+pub mod state;
+
 use serde::Serialize;
 
 use crate::arena::Idx;

@@ -21,6 +21,7 @@ mod levels;
 mod titles;
 mod types;
 
+pub use engine::state::{BuyState, EngineState, ListingState, StateError};
 pub use engine::{Engine, InvariantViolation, ShelfRow, Stats};
 pub use types::{
     BuyTarget, Cents, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title,

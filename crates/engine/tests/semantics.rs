@@ -270,3 +270,41 @@ fn values_out_of_range_name_their_field() {
     assert!(Qty::new(0).unwrap_err().to_string().starts_with("qty:"));
     assert!(Qty::new(u64::from(MAX_QTY) + 1).is_err());
 }
+
+#[test]
+fn a_state_that_breaks_the_engines_rules_is_refused_naming_the_order_and_field() {
+    let mut e = Engine::new(10);
+    list(&mut e, 1, "Dune", 500, 2);
+    list(&mut e, 2, "Emma", 300, 1);
+    let good = e.state();
+    assert!(Engine::from_state(&good).is_ok());
+
+    let mut s = good.clone();
+    s.listings[1].seq = s.listings[0].seq;
+    let err = Engine::from_state(&s).unwrap_err().to_string();
+    assert!(err.starts_with("listing #1: seq:"), "{err}");
+
+    let mut s = good.clone();
+    s.listings[0].qty = 0;
+    let err = Engine::from_state(&s).unwrap_err().to_string();
+    assert!(err.starts_with("listing #0: qty: 0 is outside"), "{err}");
+
+    let mut s = good.clone();
+    s.stats.books_on_shelf += 1;
+    let err = Engine::from_state(&s).unwrap_err().to_string();
+    assert!(
+        err.contains("books_on_shelf 4 but the listings hold 3"),
+        "{err}"
+    );
+
+    let mut s = good.clone();
+    s.capacity = 2;
+    s.stats.capacity = 2;
+    let err = Engine::from_state(&s).unwrap_err().to_string();
+    assert!(err.contains("over capacity"), "{err}");
+
+    let mut s = good;
+    s.next_seq = 1;
+    let err = Engine::from_state(&s).unwrap_err().to_string();
+    assert!(err.contains("below next_seq"), "{err}");
+}
