@@ -140,11 +140,20 @@ pub(crate) struct Publisher {
 }
 
 impl Publisher {
-    pub fn new() -> Self {
+    /// A writer whose recent trades start as `recent` (oldest first; the last
+    /// `RECENT_TRADES` are kept): what a snapshot and the journal's replay left.
+    pub fn new(recent: Vec<Trade>) -> Self {
+        let skip = recent.len().saturating_sub(RECENT_TRADES);
+        let recent: std::collections::VecDeque<Trade> = recent.into_iter().skip(skip).collect();
         Self {
-            trades_recorded: 0,
-            recent: std::collections::VecDeque::with_capacity(RECENT_TRADES),
+            trades_recorded: recent.len() as u64,
+            recent,
         }
+    }
+
+    /// The recent trades published so far, oldest first.
+    pub(crate) fn recent(&self) -> impl Iterator<Item = &Trade> {
+        self.recent.iter()
     }
 
     /// Writes the whole view: totals, the shelf, and the trades since the last publish; then
@@ -200,7 +209,7 @@ impl Publisher {
 
 impl Default for Publisher {
     fn default() -> Self {
-        Self::new()
+        Self::new(Vec::new())
     }
 }
 

@@ -122,6 +122,9 @@ pub struct MarketArgs {
     /// Microseconds to spin looking for work before parking (0: park at once; large: a dedicated core).
     #[arg(long, default_value_t = 50)]
     pub spin_us: u64,
+    /// Snapshot the store every N journal records, so a restart replays at most N (about 50 ms at the default); 0: only on a clean stop.
+    #[arg(long, value_name = "N", default_value_t = 500_000)]
+    pub snapshot_every: u64,
     /// Do not print a line per trade and per client.
     #[arg(long, short)]
     pub quiet: bool,

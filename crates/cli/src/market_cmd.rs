@@ -160,6 +160,7 @@ pub fn run(args: MarketArgs) -> Exit {
     }
     let config = LoopConfig {
         spin: Duration::from_micros(args.spin_us),
+        snapshot_every: args.snapshot_every,
     };
     let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
     let mut market = Market::new(&store, config, journal, recovery);
@@ -281,7 +282,19 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
             torn.offset, torn.bytes, torn.why
         );
     }
-    if recovery.replayed == 0 {
+    for (snapshot, why) in &recovery.skipped_snapshots {
+        tracing::warn!(
+            target: log::TARGET,
+            "snapshot {} is not usable ({why}); using the one before it, or the journal",
+            snapshot.display()
+        );
+    }
+    let from = recovery
+        .from_snapshot
+        .as_ref()
+        .map(|s| format!(" from the snapshot at command {}", s.commands))
+        .unwrap_or_default();
+    if recovery.replayed == 0 && recovery.from_snapshot.is_none() {
         tracing::info!(
             target: log::TARGET,
             journal = %path.display(),
@@ -296,7 +309,7 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
         target: log::TARGET,
         journal = %path.display(),
         replayed = recovery.replayed,
-        "market: journal {}: replayed {} commands: {} books on the shelf, {} trades, next trade #{}",
+        "market: journal {}: replayed {} commands{from}: {} books on the shelf, {} trades, next trade #{}",
         path.display(),
         recovery.replayed,
         stats.books_on_shelf,

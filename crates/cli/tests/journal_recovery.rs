@@ -391,3 +391,95 @@ fn write_at(path: &std::path::Path, offset: u64, bytes: &[u8]) {
         .write_all_at(bytes, offset)
         .unwrap();
 }
+
+/// The start line of a market on `name`: started with its output captured, stopped at once.
+fn start_line(market: &mut Market, env: &[(&str, &str)]) -> String {
+    let mut command = bookstore(&["market", "--name", &market.name]);
+    command
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    market.child = Some(command.spawn().unwrap());
+    market.wait_ready();
+    let child = market.child.take().unwrap();
+    signal(&child, rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    format!("{}{}", stdout(&out), stderr(&out))
+}
+
+#[test]
+fn after_a_clean_stop_a_restart_replays_nothing_from_the_snapshot_and_keeps_recent_trades() {
+    let mut market = Market::start("snapclean", &["--capacity", "20"]);
+    sell(&market, "Dune", "5", "4");
+    assert!(buy(&market, "Dune", "5", "1").contains("trade #1"));
+    let before = market.assert_balanced();
+    market.stop_for_restart();
+    let line = start_line(&mut market, &[]);
+    assert!(
+        line.contains("replayed 0 commands from the snapshot at command 2"),
+        "{line}"
+    );
+    market.restart(&[]);
+    let after = market.assert_balanced();
+    assert_eq!(after["books_on_shelf"], before["books_on_shelf"]);
+    assert_eq!(after["trades"], before["trades"]);
+    assert_eq!(
+        after["recent_trades"].as_array().map(Vec::len),
+        Some(1),
+        "{after}"
+    );
+    assert!(buy(&market, "Dune", "5", "1").contains("trade #2"));
+    market.stop();
+}
+
+#[test]
+fn a_damaged_newest_snapshot_falls_back_to_the_journal_with_a_warning_and_loses_nothing() {
+    let mut market = Market::start("snapbad", &["--capacity", "20"]);
+    sell(&market, "Dune", "5", "4");
+    market.stop_for_restart();
+    let journal = journal_path(&market.name);
+    let snapshots = snapshots_of(&journal);
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let mut bytes = std::fs::read(&snapshots[0]).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    std::fs::write(&snapshots[0], &bytes).unwrap();
+    let line = start_line(&mut market, &[]);
+    assert!(line.contains("is not usable (checksum mismatch"), "{line}");
+    assert!(line.contains("replayed 1 commands:"), "{line}");
+    market.restart(&[]);
+    assert_eq!(market.assert_balanced()["books_on_shelf"], 4);
+    market.stop();
+}
+
+/// A market killed at each step of writing a snapshot (a test-only fault point aborts it
+/// there): the next start uses the last whole snapshot or the journal, and loses nothing.
+#[test]
+fn a_market_killed_at_any_step_of_writing_a_snapshot_restarts_with_everything() {
+    for step in [
+        "before-write",
+        "after-write",
+        "after-rename",
+        "before-dir-sync",
+    ] {
+        let mut market = Market::start(&format!("snapkill-{step}"), &["--capacity", "20"]);
+        sell(&market, "Dune", "5", "4");
+        market.stop_for_restart();
+        // The crash comes while writing the snapshot of the clean stop.
+        market.restart_with_env(&[], &[("BOOKSTORE_TEST_SNAPSHOT_CRASH", step)]);
+        sell(&market, "Emma", "3", "2");
+        let child = market.child.take().unwrap();
+        signal(&child, rustix::process::Signal::TERM);
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            !out.status.success(),
+            "{step}: the fault point aborts the market"
+        );
+        let _ = std::fs::remove_file(dev_shm(&market.name));
+        market.restart(&[]);
+        let v = market.assert_balanced();
+        assert_eq!(v["books_on_shelf"], 6, "{step}: {v}");
+        market.stop();
+    }
+}

@@ -310,12 +310,12 @@ pub fn encode_record(now: Millis, command: &Command, out: &mut Vec<u8>) {
     out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
-fn put_ids(out: &mut Vec<u8>, client: ClientId, request: RequestId) {
+pub(crate) fn put_ids(out: &mut Vec<u8>, client: ClientId, request: RequestId) {
     out.extend_from_slice(&client.0.to_le_bytes());
     out.extend_from_slice(&request.0.to_le_bytes());
 }
 
-fn put_title(out: &mut Vec<u8>, title: Option<&Title>) {
+pub(crate) fn put_title(out: &mut Vec<u8>, title: Option<&Title>) {
     let bytes = title.map_or(&[][..], |t| t.as_str().as_bytes());
     out.push(bytes.len() as u8);
     out.extend_from_slice(bytes);
@@ -385,13 +385,15 @@ fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
     })
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    offset: u64,
+/// Reads the fields of a payload in order; every error names the field and the record's
+/// offset (the snapshot reader uses it too, with the offset of its body).
+pub(crate) struct Reader<'a> {
+    pub(crate) bytes: &'a [u8],
+    pub(crate) offset: u64,
 }
 
 impl Reader<'_> {
-    fn bad(&self, field: &'static str, problem: &str) -> FormatError {
+    pub(crate) fn bad(&self, field: &'static str, problem: &str) -> FormatError {
         FormatError::Payload {
             offset: self.offset,
             field,
@@ -399,7 +401,7 @@ impl Reader<'_> {
         }
     }
 
-    fn take(&mut self, field: &'static str, n: usize) -> Result<&[u8], FormatError> {
+    pub(crate) fn take(&mut self, field: &'static str, n: usize) -> Result<&[u8], FormatError> {
         if self.bytes.len() < n {
             return Err(self.bad(field, "the payload ends early"));
         }
@@ -408,20 +410,20 @@ impl Reader<'_> {
         Ok(head)
     }
 
-    fn u8(&mut self, field: &'static str) -> Result<u8, FormatError> {
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, FormatError> {
         Ok(self.take(field, 1)?[0])
     }
 
-    fn u32(&mut self, field: &'static str) -> Result<u32, FormatError> {
+    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, FormatError> {
         Ok(le_u32(self.take(field, 4)?))
     }
 
-    fn u64(&mut self, field: &'static str) -> Result<u64, FormatError> {
+    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, FormatError> {
         let b = self.take(field, 8)?;
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    fn ids(&mut self) -> Result<(ClientId, RequestId), FormatError> {
+    pub(crate) fn ids(&mut self) -> Result<(ClientId, RequestId), FormatError> {
         let client = ClientId(self.u64("client")?);
         if client.0 == 0 {
             return Err(self.bad("client", "0 is not a client id"));
@@ -429,18 +431,18 @@ impl Reader<'_> {
         Ok((client, RequestId(self.u64("request")?)))
     }
 
-    fn price(&mut self, field: &'static str) -> Result<Price, FormatError> {
+    pub(crate) fn price(&mut self, field: &'static str) -> Result<Price, FormatError> {
         let cents = self.u64(field)?;
         Price::from_cents(cents).map_err(|e| self.bad(field, &e.to_string()))
     }
 
-    fn qty(&mut self) -> Result<Qty, FormatError> {
+    pub(crate) fn qty(&mut self) -> Result<Qty, FormatError> {
         let qty = self.u32("qty")?;
         Qty::new(u64::from(qty)).map_err(|e| self.bad("qty", &e.to_string()))
     }
 
     /// A length-prefixed title; length 0 means none.
-    fn title(&mut self) -> Result<Option<Title>, FormatError> {
+    pub(crate) fn title(&mut self) -> Result<Option<Title>, FormatError> {
         let len = self.u8("title_len")? as usize;
         if len == 0 {
             return Ok(None);

@@ -14,11 +14,13 @@
 
 mod file;
 pub mod format;
+pub mod snapshot;
 mod syncer;
 
 use file::{move_aside, open_locked, read_and_scan, reconcile_capacity, repair};
 
 use shm::MappedFile;
+use std::collections::VecDeque;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -97,7 +99,25 @@ pub struct Recovery {
     pub set_aside: Option<PathBuf>,
     /// Resting buys of the previous market's clients, cancelled after replay.
     pub orphaned_buys: u64,
+    /// The snapshot the replay started from, if one was usable.
+    pub from_snapshot: Option<SnapshotUsed>,
+    /// Newer snapshots that could not be used, and why (each a warning for the user).
+    pub skipped_snapshots: Vec<(PathBuf, String)>,
+    /// The last trades (at most [`RECENT_TRADES`]), oldest first: the snapshot's and the
+    /// replay's.
+    pub recent_trades: Vec<engine::Trade>,
 }
+
+/// The snapshot a recovery started from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotUsed {
+    /// Journal records it covers: the replay went on from the record after these.
+    pub commands: u64,
+    pub path: PathBuf,
+}
+
+/// Trades a snapshot keeps for the published view.
+pub const RECENT_TRADES: usize = 32;
 
 /// How to open a journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,6 +166,10 @@ pub struct Journal {
     committed: u64,
     /// End of the staged records (`>= committed`); the next record goes here.
     end: u64,
+    /// Records up to `committed`: the command number a snapshot taken now is at.
+    records: u64,
+    /// Where each staged, uncommitted record starts (so `unstage` knows how many it drops).
+    pending: Vec<u64>,
     /// One record, encoded before it is copied into the mapping.
     scratch: Vec<u8>,
     /// The mapping could not grow for a record: reported by the next commit, which fails.
@@ -187,6 +211,12 @@ impl Journal {
             set_aside = Some(move_aside(path).map_err(io("move the old journal aside"))?);
             file = open_locked(path)?;
         }
+        if options.start == Start::Fresh {
+            // The old journal's snapshots go aside with it: they describe its store.
+            for (_, snapshot) in snapshot::list(path).map_err(io("list the snapshots of"))? {
+                move_aside(&snapshot).map_err(io("move an old snapshot aside"))?;
+            }
+        }
         let scan = read_and_scan(&mut file, path)?;
         let capacity = reconcile_capacity(path, scan.header, options.capacity)?;
         repair(&mut file, path, &scan, capacity)?;
@@ -199,6 +229,8 @@ impl Journal {
             durability: options.durability,
             committed: records_end,
             end: records_end,
+            records: scan.entries.len() as u64,
+            pending: Vec::new(),
             scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
             grow_failure: None,
             populated: records_end,
@@ -208,7 +240,7 @@ impl Journal {
             syncer: None,
             stall: syncer::test_stall(),
         };
-        let recovery = journal.recover(&scan, capacity, set_aside)?;
+        let recovery = journal.recover(&scan, capacity, set_aside, options.start)?;
         journal.prepare_ahead();
         if options.durability == Durability::Batch {
             let file = journal.map().file().try_clone().map_err(io("duplicate"))?;
@@ -227,16 +259,45 @@ impl Journal {
         scan: &format::Scan,
         capacity: u32,
         set_aside: Option<PathBuf>,
+        start: Start,
     ) -> Result<Recovery, OpenJournalError> {
-        let mut engine = replay(capacity, &scan.entries);
-        let last_now = scan.entries.iter().map(|e| e.now).max().unwrap_or(0);
-        let last_client = scan
-            .entries
+        let mut skipped_snapshots = Vec::new();
+        let base = match start {
+            Start::Fresh => None,
+            Start::Continue => {
+                snapshot::newest_usable(&self.path, scan, capacity, &mut skipped_snapshots)
+            }
+        };
+        let (mut engine, mut recent_trades, after, from_snapshot, mut last_now, mut next_client) =
+            match base {
+                Some((snapshot, engine, path)) => {
+                    let after = snapshot.commands as usize;
+                    let from = SnapshotUsed {
+                        commands: snapshot.commands,
+                        path,
+                    };
+                    let recent = snapshot.recent_trades.into_iter().collect();
+                    (
+                        engine,
+                        recent,
+                        after,
+                        Some(from),
+                        snapshot.last_now,
+                        snapshot.next_client,
+                    )
+                }
+                None => (Engine::new(capacity), VecDeque::new(), 0, None, 0, 1),
+            };
+        let suffix = &scan.entries[after..];
+        replay_onto(&mut engine, suffix, &mut recent_trades);
+        last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
+        let last_client = suffix
             .iter()
             .filter_map(|e| e.command.client())
             .map(|c| c.0)
             .max()
             .unwrap_or(0);
+        next_client = next_client.max(last_client + 1);
         let orphaned_buys = self.cancel_orphaned_buys(&mut engine, last_now)?;
         engine
             .check_invariants()
@@ -247,9 +308,12 @@ impl Journal {
         Ok(Recovery {
             engine,
             capacity,
-            replayed: scan.entries.len() as u64,
+            replayed: suffix.len() as u64,
+            from_snapshot,
+            skipped_snapshots,
+            recent_trades: recent_trades.into(),
             last_now,
-            next_client: last_client + 1,
+            next_client,
             torn: scan.torn.clone(),
             set_aside,
             orphaned_buys,
@@ -303,6 +367,12 @@ impl Journal {
         }
     }
 
+    /// The command number and journal offset a snapshot taken now would be at: `None` while
+    /// records are staged and not committed (the engine is ahead of the committed journal).
+    pub fn snapshot_point(&self) -> Option<(u64, u64)> {
+        (self.end == self.committed).then_some((self.records, self.committed))
+    }
+
     /// Where the next staged record goes: a mark for [`unstage`](Self::unstage).
     pub fn stage_mark(&self) -> u64 {
         self.end
@@ -322,6 +392,7 @@ impl Journal {
         self.scratch.clear();
         format::encode_record(now, command, &mut self.scratch);
         let start = self.end as usize;
+        self.pending.push(self.end);
         let stop = start + self.scratch.len();
         if stop > self.map().len() {
             let len = map_len_for(stop as u64 + (self.map().len() as u64).min(MAX_GROWTH));
@@ -343,6 +414,9 @@ impl Journal {
         if from < to {
             self.map().bytes_mut()[from..to].fill(0);
             self.end = from as u64;
+            while self.pending.last().is_some_and(|&at| at >= self.end) {
+                self.pending.pop();
+            }
         }
     }
 
@@ -437,6 +511,8 @@ impl Journal {
             return Err(self.write_error("fdatasync", error));
         }
         self.committed = self.end;
+        self.records += self.pending.len() as u64;
+        self.pending.clear();
         Ok(())
     }
 
@@ -494,12 +570,28 @@ impl From<WriteJournalError> for OpenJournalError {
 /// the market, `bookstore journal`, the fuzz target and the chaos test all rely on.
 pub fn replay(capacity: u32, entries: &[format::Entry]) -> Engine {
     let mut engine = Engine::new(capacity);
+    replay_onto(&mut engine, entries, &mut VecDeque::new());
+    engine
+}
+
+/// Applies `entries` to `engine`, keeping the last [`RECENT_TRADES`] trades in `recent`.
+fn replay_onto(
+    engine: &mut Engine,
+    entries: &[format::Entry],
+    recent: &mut VecDeque<engine::Trade>,
+) {
     let mut events = Vec::new();
     for entry in entries {
         engine.apply(entry.now, entry.command.clone(), &mut events);
-        events.clear();
+        for event in events.drain(..) {
+            if let engine::Event::Traded(trade) = event {
+                if recent.len() == RECENT_TRADES {
+                    recent.pop_front();
+                }
+                recent.push_back(trade);
+            }
+        }
     }
-    engine
 }
 
 #[cfg(test)]

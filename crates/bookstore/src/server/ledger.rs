@@ -147,6 +147,12 @@ impl Ledger {
         self.failed.take()
     }
 
+    /// The command number and journal offset of a snapshot taken now, `None` while records
+    /// are staged and not committed (see `Journal::snapshot_point`).
+    pub(super) fn snapshot_point(&self) -> Option<(u64, u64)> {
+        self.journal.snapshot_point()
+    }
+
     pub(super) fn engine(&self) -> &Engine {
         &self.engine
     }

@@ -13,6 +13,7 @@ pub mod name_lock;
 mod outbox;
 mod publish;
 mod sessions;
+mod snapshots;
 pub mod store;
 
 use std::sync::atomic::AtomicBool;
@@ -39,6 +40,8 @@ pub use store::{
 pub struct LoopConfig {
     /// How long to spin looking for work before parking on the futex.
     pub spin: Duration,
+    /// Take a snapshot every this many journal records (0: only on a clean stop).
+    pub snapshot_every: u64,
 }
 
 /// What the market did that a user may want to see; the CLI decides whether and how to say it.
@@ -133,6 +136,7 @@ pub struct Market<'s> {
     events: Vec<Event>,
     /// Trades the journal replayed, so the summary can tell this run's from the store's.
     trades_at_start: u64,
+    snapshots: snapshots::Snapshots,
     observer: Option<Box<dyn FnMut(MarketEvent) + 's>>,
 }
 
@@ -149,12 +153,15 @@ impl<'s> Market<'s> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let trades_at_start = recovery.engine.stats().trades;
+        let snapshot_at = recovery.from_snapshot.as_ref().map_or(0, |s| s.commands);
+        let snapshots =
+            snapshots::Snapshots::new(journal.path(), config.snapshot_every, snapshot_at);
         Self {
             store,
             config,
             sessions: Sessions::new(store, recovery.next_client),
             ledger: Ledger::new(recovery.engine, journal),
-            view: ViewSchedule::new(now),
+            view: ViewSchedule::new(now, recovery.recent_trades),
             stats: StatsRecorder::new(wall_base_ms, store.slot_count()),
             clock: Clock {
                 base_ms: recovery.last_now + 1,
@@ -166,6 +173,7 @@ impl<'s> Market<'s> {
             last_housekeeping: now,
             events: Vec::with_capacity(256),
             trades_at_start,
+            snapshots,
             observer: None,
         }
     }
@@ -194,6 +202,7 @@ impl<'s> Market<'s> {
             let worked = self.poll_once();
             self.housekeeping_if_due();
             if worked {
+                self.snapshot_if_due();
                 idle_since = None;
                 continue;
             }
@@ -237,6 +246,10 @@ impl<'s> Market<'s> {
         self.tell(|| MarketEvent::Idle);
         if let Some(error) = self.ledger.take_failure() {
             return Err(error);
+        }
+        // A clean stop: everything is committed, so the next start replays nothing.
+        if let Some(snapshot) = self.snapshot() {
+            self.snapshots.write_now(&snapshot);
         }
         let stats = self.ledger.stats();
         Ok(Summary {
@@ -438,6 +451,31 @@ impl<'s> Market<'s> {
         if self.view.due_for_healing(now) {
             self.publish();
         }
+    }
+
+    /// Starts writing a snapshot if one is due and the journal holds exactly the engine's state.
+    fn snapshot_if_due(&mut self) {
+        let Some((records, _)) = self.ledger.snapshot_point() else {
+            return;
+        };
+        if self.snapshots.due(records) {
+            if let Some(snapshot) = self.snapshot() {
+                self.snapshots.write_in_background(&snapshot);
+            }
+        }
+    }
+
+    /// The store now, as a snapshot; `None` while records are staged and not committed.
+    fn snapshot(&self) -> Option<crate::journal::snapshot::Snapshot> {
+        let (commands, journal_offset) = self.ledger.snapshot_point()?;
+        Some(crate::journal::snapshot::Snapshot {
+            commands,
+            journal_offset,
+            last_now: self.clock.now_ms(),
+            next_client: self.sessions.next_client(),
+            engine: self.ledger.engine().state(),
+            recent_trades: self.view.recent_trades(),
+        })
     }
 
     /// Ends the pass's batch in the journal and shows every reply whose records are durable:

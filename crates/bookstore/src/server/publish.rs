@@ -23,14 +23,26 @@ pub(super) struct ViewSchedule {
 }
 
 impl ViewSchedule {
-    pub(super) fn new(now: Instant) -> Self {
+    pub(super) fn new(now: Instant, recent: Vec<Trade>) -> Self {
         Self {
-            publisher: Publisher::new(),
+            publisher: Publisher::new(recent),
             counters: Counters::default(),
             unpublished_trades: Vec::new(),
             dirty: true,
             last_publish: now,
         }
+    }
+
+    /// The last trades, published or not, oldest first (at most `RECENT_TRADES`): what a
+    /// snapshot keeps for the next market's view.
+    pub(super) fn recent_trades(&self) -> Vec<Trade> {
+        let all: Vec<&Trade> = self
+            .publisher
+            .recent()
+            .chain(&self.unpublished_trades)
+            .collect();
+        let skip = all.len().saturating_sub(crate::layout::RECENT_TRADES);
+        all.into_iter().skip(skip).cloned().collect()
     }
 
     /// Notes what an event changes in the view.

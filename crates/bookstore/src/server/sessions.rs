@@ -88,6 +88,11 @@ pub(super) struct Sessions<'s> {
 }
 
 impl<'s> Sessions<'s> {
+    /// The id the next client will get (a snapshot keeps it, so ids are never reused).
+    pub(super) fn next_client(&self) -> u64 {
+        self.next_client
+    }
+
     pub(super) fn new(store: &'s SharedStore, next_client: u64) -> Self {
         Self {
             store,

@@ -65,6 +65,20 @@ pub fn bookstore(args: &[&str]) -> Command {
     c
 }
 
+/// The snapshot files (and leftover temporary files) beside `journal`.
+pub fn snapshots_of(journal: &std::path::Path) -> Vec<PathBuf> {
+    let prefix = format!("{}.snap.", journal.file_name().unwrap().to_string_lossy());
+    std::fs::read_dir(journal.parent().unwrap())
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 pub fn run(args: &[&str]) -> Output {
     bookstore(args).output().expect("bookstore runs")
 }
@@ -280,16 +294,27 @@ impl Market {
 
     /// Starts a new market on the same name (and so the same journal), after `kill`.
     pub fn restart(&mut self, extra: &[&str]) {
+        self.restart_with_env(extra, &[]);
+    }
+
+    /// [`restart`](Self::restart) with environment variables set for the market.
+    pub fn restart_with_env(&mut self, extra: &[&str], env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "the previous market still runs");
         let mut args = vec!["market", "--name", &self.name, "--quiet"];
         args.extend_from_slice(extra);
         self.child = Some(
             bookstore(&args)
+                .envs(env.iter().copied())
                 .stdout(Stdio::null())
                 .spawn()
                 .expect("market starts"),
         );
         self.wait_ready();
+    }
+
+    /// A clean stop (SIGTERM, checked) that keeps the journal, for a restart.
+    pub fn stop_for_restart(&mut self) {
+        self.stop_in_place(true);
     }
 
     /// SIGTERM, wait, and check the exit status and /dev/shm.
@@ -329,7 +354,11 @@ impl Drop for Market {
             let _ = std::fs::remove_file(dev_shm(&self.name));
         }
         if !self.keep_journal {
-            let _ = std::fs::remove_file(journal_path(&self.name));
+            let journal = journal_path(&self.name);
+            let _ = std::fs::remove_file(&journal);
+            for snapshot in snapshots_of(&journal) {
+                let _ = std::fs::remove_file(snapshot);
+            }
         }
         // A killed market leaves its (unlocked) name lock behind, by design.
         let _ = std::fs::remove_file(lock_path(&self.name));
