@@ -5,6 +5,10 @@ use std::path::{Path, PathBuf};
 
 pub use bookstore_journal::*;
 
+// A restart's recent trades come from the journal's recovery: it must keep at least as many
+// as the view shows (the view keeps the last of them).
+const _: () = assert!(bookstore_journal::RECENT_TRADES >= crate::layout::RECENT_TRADES);
+
 /// The default journal path for a store: `$XDG_STATE_HOME/bookstore/NAME.journal`, else
 /// `$HOME/.local/state/bookstore/NAME.journal`. `None` when neither variable holds an absolute
 /// path: a journal relative to the current directory would be silently lost by a restart

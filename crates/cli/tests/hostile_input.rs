@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::process::Stdio;
 use std::time::Duration;
 
-use bookstore::layout::{Geometry, HEADER_SIZE, SLOT_SIZE};
+use bookstore::layout::{Geometry, Header, HEADER_SIZE, SLOT_SIZE};
 use common::*;
 
 fn is_root() -> bool {
@@ -180,14 +180,15 @@ fn random_bytes_written_into_the_live_object_do_not_crash_the_market_or_change_t
         .write(true)
         .open(dev_shm(&market.name))
         .unwrap();
-    const IDENTITY_LINE: usize = 128;
+    // The identity line ends where the attach-epoch line begins.
+    const IDENTITY_LINE: usize = std::mem::offset_of!(Header, attach_epoch);
     let mut rng = fastrand::Rng::with_seed(0x5c41_bb1e);
     for round in 0..20_000u32 {
         let offset = match rng.u8(..10) {
             // Slot control words, doorbells and ring indices: the first 512 bytes of a slot.
             0..=5 => geometry.slots_offset() + rng.usize(..8) * SLOT_SIZE + rng.usize(..64) * 8,
-            // The header's epoch and doorbell (the identity line, its first 128 bytes, is
-            // left alone here: garbage there is the next test's).
+            // The header's epoch and doorbell (the identity line is left alone here: garbage
+            // there is the next test's).
             6 => IDENTITY_LINE + rng.usize(..(HEADER_SIZE - IDENTITY_LINE) / 8) * 8,
             // Anywhere after the identity line, view included.
             _ => IDENTITY_LINE + rng.usize(..(geometry.total_size() - IDENTITY_LINE) / 8) * 8,

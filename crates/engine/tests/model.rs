@@ -301,6 +301,18 @@ fn command() -> impl Strategy<Value = (u64, Command)> {
     ]
 }
 
+/// Moves the clock on by `dt` and makes a buy's deadline (drawn relative) absolute.
+fn at(now: &mut u64, dt: u64, mut cmd: Command) -> Command {
+    *now += dt;
+    if let Command::Buy {
+        deadline: Some(d), ..
+    } = &mut cmd
+    {
+        *d += *now;
+    }
+    cmd
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
 
@@ -313,11 +325,8 @@ proptest! {
         let mut model = Model { capacity, seq: 1, trade_id: 1, asks: vec![], bids: vec![], listed: 0, sold: 0 };
         let mut now = 0;
         let mut limits = std::collections::HashMap::new();
-        for (dt, mut cmd) in commands {
-            now += dt;
-            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
-                *d += now;
-            }
+        for (dt, cmd) in commands {
+            let cmd = at(&mut now, dt, cmd);
             let (mut got, mut want) = (vec![], vec![]);
             engine.apply(now, cmd.clone(), &mut got);
             model.apply(now, cmd.clone(), &mut want);
@@ -367,11 +376,8 @@ proptest! {
         let (mut full, mut journaled) = (Engine::new(capacity), Engine::new(capacity));
         let mut now = 0;
         let mut events = vec![];
-        for (dt, mut cmd) in prefix {
-            now += dt;
-            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
-                *d += now;
-            }
+        for (dt, cmd) in prefix {
+            let cmd = at(&mut now, dt, cmd);
             events.clear();
             full.apply(now, cmd.clone(), &mut events);
             if events.iter().any(|e| !matches!(e, Event::Rejected { .. })) {
@@ -382,11 +388,8 @@ proptest! {
         prop_assert_eq!(full.shelf(), journaled.shelf());
         prop_assert_eq!(full.next_trade_id(), journaled.next_trade_id());
         prop_assert_eq!(full.clients_with_resting_buys(), journaled.clients_with_resting_buys());
-        for (dt, mut cmd) in suffix {
-            now += dt;
-            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
-                *d += now;
-            }
+        for (dt, cmd) in suffix {
+            let cmd = at(&mut now, dt, cmd);
             let (mut a, mut b) = (vec![], vec![]);
             full.apply(now, cmd.clone(), &mut a);
             journaled.apply(now, cmd.clone(), &mut b);
@@ -405,21 +408,15 @@ proptest! {
     ) {
         let mut original = Engine::new(capacity);
         let mut now = 0;
-        for (dt, mut cmd) in prefix {
-            now += dt;
-            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
-                *d += now;
-            }
+        for (dt, cmd) in prefix {
+            let cmd = at(&mut now, dt, cmd);
             original.apply(now, cmd, &mut vec![]);
         }
         let state = original.state();
         let mut rebuilt = Engine::from_state(&state).expect("a real engine's state is valid");
         prop_assert_eq!(rebuilt.state(), state);
-        for (dt, mut cmd) in suffix {
-            now += dt;
-            if let Command::Buy { deadline: Some(d), .. } = &mut cmd {
-                *d += now;
-            }
+        for (dt, cmd) in suffix {
+            let cmd = at(&mut now, dt, cmd);
             let (mut a, mut b) = (vec![], vec![]);
             original.apply(now, cmd.clone(), &mut a);
             rebuilt.apply(now, cmd.clone(), &mut b);

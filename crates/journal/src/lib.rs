@@ -14,13 +14,15 @@
 
 mod file;
 pub mod format;
+mod replay;
 pub mod snapshot;
 mod syncer;
 
 use file::{move_aside, open_locked, read_and_scan, reconcile_capacity, repair};
+pub use replay::replay;
+use replay::{replay_onto, Base};
 
 use shm::MappedFile;
-use std::collections::VecDeque;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
@@ -116,7 +118,8 @@ pub struct SnapshotUsed {
     pub path: PathBuf,
 }
 
-/// Trades a snapshot keeps for the published view.
+/// Trades a recovery and a snapshot keep for the published view (at least as many as it
+/// shows: the store crate checks that at compile time).
 pub const RECENT_TRADES: usize = 32;
 
 /// How to open a journal.
@@ -268,36 +271,26 @@ impl Journal {
                 snapshot::newest_usable(&self.path, scan, capacity, &mut skipped_snapshots)
             }
         };
-        let (mut engine, mut recent_trades, after, from_snapshot, mut last_now, mut next_client) =
-            match base {
-                Some((snapshot, engine, path)) => {
-                    let after = snapshot.commands as usize;
-                    let from = SnapshotUsed {
-                        commands: snapshot.commands,
-                        path,
-                    };
-                    let recent = snapshot.recent_trades.into_iter().collect();
-                    (
-                        engine,
-                        recent,
-                        after,
-                        Some(from),
-                        snapshot.last_now,
-                        snapshot.next_client,
-                    )
-                }
-                None => (Engine::new(capacity), VecDeque::new(), 0, None, 0, 1),
-            };
-        let suffix = &scan.entries[after..];
+        // Where the replay starts: the snapshot's store, or an empty one.
+        let start = match base {
+            Some((snapshot, engine, path)) => Base::from_snapshot(snapshot, engine, path),
+            None => Base::empty(capacity),
+        };
+        let Base {
+            mut engine,
+            mut recent_trades,
+            last_now,
+            next_client,
+            from: from_snapshot,
+        } = start;
+        let suffix = &scan.entries[from_snapshot.as_ref().map_or(0, |s| s.commands as usize)..];
         replay_onto(&mut engine, suffix, &mut recent_trades);
-        last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
-        let last_client = suffix
+        let last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
+        let next_client = suffix
             .iter()
             .filter_map(|e| e.command.client())
-            .map(|c| c.0)
-            .max()
-            .unwrap_or(0);
-        next_client = next_client.max(last_client + 1);
+            .map(|c| c.0 + 1)
+            .fold(next_client, u64::max);
         let orphaned_buys = self.cancel_orphaned_buys(&mut engine, last_now)?;
         engine
             .check_invariants()
@@ -562,34 +555,6 @@ impl From<WriteJournalError> for OpenJournalError {
             path: e.path,
             action: e.action,
             source: e.source,
-        }
-    }
-}
-
-/// The engine that `entries` build, from an empty store of `capacity` books: the replay that
-/// the market, `bookstore journal`, the fuzz target and the chaos test all rely on.
-pub fn replay(capacity: u32, entries: &[format::Entry]) -> Engine {
-    let mut engine = Engine::new(capacity);
-    replay_onto(&mut engine, entries, &mut VecDeque::new());
-    engine
-}
-
-/// Applies `entries` to `engine`, keeping the last [`RECENT_TRADES`] trades in `recent`.
-fn replay_onto(
-    engine: &mut Engine,
-    entries: &[format::Entry],
-    recent: &mut VecDeque<engine::Trade>,
-) {
-    let mut events = Vec::new();
-    for entry in entries {
-        engine.apply(entry.now, entry.command.clone(), &mut events);
-        for event in events.drain(..) {
-            if let engine::Event::Traded(trade) = event {
-                if recent.len() == RECENT_TRADES {
-                    recent.pop_front();
-                }
-                recent.push_back(trade);
-            }
         }
     }
 }

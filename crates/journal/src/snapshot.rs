@@ -109,12 +109,13 @@ pub fn list(journal: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
         return Ok(Vec::new());
     };
     let prefix = format!("{}.snap.", stem.to_string_lossy());
-    let mut found = Vec::new();
-    let entries = match std::fs::read_dir(if dir.as_os_str().is_empty() {
+    let dir = if dir.as_os_str().is_empty() {
         Path::new(".")
     } else {
         dir
-    }) {
+    };
+    let mut found = Vec::new();
+    let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
         Err(e) => return Err(e),

@@ -455,13 +455,12 @@ impl<'s> Market<'s> {
 
     /// Starts writing a snapshot if one is due and the journal holds exactly the engine's state.
     fn snapshot_if_due(&mut self) {
-        let Some((records, _)) = self.ledger.snapshot_point() else {
-            return;
-        };
-        if self.snapshots.due(records) {
-            if let Some(snapshot) = self.snapshot() {
-                self.snapshots.write_in_background(&snapshot);
-            }
+        let due = self
+            .ledger
+            .snapshot_point()
+            .is_some_and(|(records, _)| self.snapshots.due(records));
+        if let Some(snapshot) = due.then(|| self.snapshot()).flatten() {
+            self.snapshots.write_in_background(snapshot);
         }
     }
 

@@ -1,10 +1,10 @@
 //! When the market takes snapshots, and the thread that writes them.
 //!
 //! A snapshot is taken between passes, when every staged record is committed (so its state is
-//! exactly the journal's first N records): the loop copies the engine's state out and encodes
-//! it (the pause, measured by `bench`-free tests of a full store, see README), and a thread
-//! writes the file crash-safe and prunes all but the newest two. One write at a time: a
-//! snapshot that comes due while the last is still being written waits for the next pass.
+//! exactly the journal's first N records): the loop copies the engine's state out (its whole
+//! pause: see the README for what it costs), and a thread encodes it, writes the file
+//! crash-safe and prunes all but the newest two. One write at a time: a snapshot that comes
+//! due while the last is still being written waits for the next pass.
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -45,14 +45,13 @@ impl Snapshots {
         true
     }
 
-    /// Encodes `snapshot` here and writes it on a thread of its own.
-    pub(super) fn write_in_background(&mut self, snapshot: &Snapshot) {
-        let bytes = snapshot::encode(snapshot);
-        let (journal, commands) = (self.journal.clone(), snapshot.commands);
-        self.last_at = commands;
+    /// Encodes and writes `snapshot` on a thread of its own.
+    pub(super) fn write_in_background(&mut self, snapshot: Snapshot) {
+        let journal = self.journal.clone();
+        self.last_at = snapshot.commands;
         let spawned = std::thread::Builder::new()
             .name("snapshot".into())
-            .spawn(move || write_and_prune(&journal, commands, &bytes));
+            .spawn(move || write_and_prune(&journal, &snapshot));
         match spawned {
             Ok(writer) => self.writer = Some(writer),
             Err(error) => tracing::warn!(%error, "cannot start the snapshot thread; no snapshot"),
@@ -64,11 +63,7 @@ impl Snapshots {
     pub(super) fn write_now(&mut self, snapshot: &Snapshot) -> Option<PathBuf> {
         self.reap();
         self.last_at = snapshot.commands;
-        match write_and_prune(
-            &self.journal,
-            snapshot.commands,
-            &snapshot::encode(snapshot),
-        ) {
+        match write_and_prune(&self.journal, snapshot) {
             Ok(path) => Some(path),
             Err(error) => {
                 tracing::warn!(%error, "cannot write the snapshot; the next start replays the journal");
@@ -95,8 +90,8 @@ impl Drop for Snapshots {
     }
 }
 
-fn write_and_prune(journal: &Path, commands: u64, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let path = snapshot::write(journal, commands, bytes)?;
+fn write_and_prune(journal: &Path, snapshot: &Snapshot) -> std::io::Result<PathBuf> {
+    let path = snapshot::write(journal, snapshot.commands, &snapshot::encode(snapshot))?;
     snapshot::prune(journal, KEEP)?;
     Ok(path)
 }

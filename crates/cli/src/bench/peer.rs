@@ -28,7 +28,7 @@ const WINDOW: usize = bookstore::layout::REPLY_RING_CAPACITY;
 /// refused listings; with a bound of one window (its order done only when sold) the buyer
 /// often finds the shelf empty, and each such buy costs a resting order and a second reply
 /// (measured: 0.85 against 2.0 M orders/s unsynced with a window of 48).
-const SHELF_LIMIT: u64 = 2 * WINDOW as u64;
+const SHELF_LIMIT: i64 = 2 * WINDOW as i64;
 
 #[derive(clap::Args, Debug)]
 pub struct PeerArgs {
@@ -126,13 +126,14 @@ fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
     let t = Instant::now();
     // `in_flight`: sent and not yet answered with a final reply. A refused listing (store full)
     // is simply sent again by the next pass.
-    // `unsold`: a seller's books listed and not yet sold.
-    let (mut done, mut in_flight, mut unsold) = (0u64, 0u64, 0u64);
+    // `unsold`: a seller's books listed and not yet sold. Signed: a listing that a resting buy
+    // takes at once is told `Sold` before `Listed`, so the count dips below zero for a moment.
+    let (mut done, mut in_flight, mut unsold) = (0u64, 0u64, 0i64);
     while done < args.count {
         let mut pushed = false;
         while in_flight < WINDOW as u64
             && done + in_flight < args.count
-            && unsold + in_flight < SHELF_LIMIT
+            && unsold + (in_flight as i64) < SHELF_LIMIT
         {
             let request = client.next_request_id();
             client.push(&order(request))?;
@@ -148,7 +149,7 @@ fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
                 in_flight -= 1;
                 unsold += 1;
             }
-            Some(Reply::Sold { .. }) => unsold = unsold.saturating_sub(1),
+            Some(Reply::Sold { .. }) => unsold -= 1,
             Some(Reply::Filled { .. } | Reply::Bought { done: true, .. }) => {
                 done += 1;
                 in_flight -= 1;

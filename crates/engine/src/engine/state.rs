@@ -156,98 +156,111 @@ fn check_state(state: &EngineState) -> Result<(), StateError> {
     if state.capacity == 0 || state.capacity > MAX_CAPACITY {
         return Err(StateError::Capacity(state.capacity));
     }
-    let order = |book, index, field, problem: String| StateError::Order {
-        book,
-        index,
-        field,
-        problem,
-    };
-    let qty_ok = |q: u32| (1..=MAX_QTY).contains(&q);
-    let mut seqs: Vec<Seq> = Vec::with_capacity(state.listings.len() + state.buys.len());
     let mut last = 0;
     for (i, l) in state.listings.iter().enumerate() {
-        if l.seq <= last || l.seq >= state.next_seq {
-            let problem = format!("{} is not after {last} and below next_seq", l.seq);
-            return Err(order("listing", i, "seq", problem));
-        }
-        last = l.seq;
-        if !qty_ok(l.qty) {
-            return Err(order(
-                "listing",
-                i,
-                "qty",
-                format!("{} is outside 1..={MAX_QTY}", l.qty),
-            ));
-        }
-        if l.seller.0 == 0 {
-            return Err(order("listing", i, "seller", "0 is not a client id".into()));
-        }
-        seqs.push(l.seq);
+        let order = OrderFields::new("listing", i, l.seq, state.next_seq);
+        order.check(&mut last, ("qty", l.qty), ("seller", l.seller))?;
     }
+    // Arrival numbers increase within each book, so a number used twice is one of each.
+    let listing_seqs: Vec<Seq> = state.listings.iter().map(|l| l.seq).collect();
     last = 0;
     let mut requests = std::collections::HashSet::new();
     for (i, b) in state.buys.iter().enumerate() {
-        if b.seq <= last || b.seq >= state.next_seq {
-            let problem = format!("{} is not after {last} and below next_seq", b.seq);
-            return Err(order("buy", i, "seq", problem));
-        }
-        last = b.seq;
-        if !qty_ok(b.remaining) {
-            let problem = format!("{} is outside 1..={MAX_QTY}", b.remaining);
-            return Err(order("buy", i, "remaining", problem));
+        let order = OrderFields::new("buy", i, b.seq, state.next_seq);
+        order.check(&mut last, ("remaining", b.remaining), ("client", b.client))?;
+        if listing_seqs.binary_search(&b.seq).is_ok() {
+            return Err(order.bad("seq", format!("{} is a listing's too", b.seq)));
         }
         if u64::from(b.filled) + u64::from(b.remaining) > u64::from(MAX_QTY) {
             let problem = format!(
                 "{} filled + {} remaining is over {MAX_QTY}",
                 b.filled, b.remaining
             );
-            return Err(order("buy", i, "filled", problem));
-        }
-        if b.client.0 == 0 {
-            return Err(order("buy", i, "client", "0 is not a client id".into()));
+            return Err(order.bad("filled", problem));
         }
         if !requests.insert((b.client, b.request)) {
             let problem = format!(
                 "request {} of client {} rests twice",
                 b.request.0, b.client.0
             );
-            return Err(order("buy", i, "request", problem));
+            return Err(order.bad("request", problem));
         }
-        seqs.push(b.seq);
-    }
-    seqs.sort_unstable();
-    if let Some(w) = seqs.windows(2).find(|w| w[0] == w[1]) {
-        return Err(StateError::Totals(format!(
-            "arrival number {} is used twice",
-            w[0]
-        )));
     }
     let s = &state.stats;
     let on_shelf: u64 = state.listings.iter().map(|l| u64::from(l.qty)).sum();
-    if s.capacity != state.capacity {
-        return Err(StateError::Totals(format!(
+    let disagree = if s.capacity != state.capacity {
+        format!(
             "capacity {} in the totals is not the store's {}",
             s.capacity, state.capacity
-        )));
-    }
-    if u64::from(s.books_on_shelf) != on_shelf {
-        return Err(StateError::Totals(format!(
+        )
+    } else if u64::from(s.books_on_shelf) != on_shelf {
+        format!(
             "books_on_shelf {} but the listings hold {on_shelf}",
             s.books_on_shelf
-        )));
-    }
-    if s.resting_buys as usize != state.buys.len() {
-        return Err(StateError::Totals(format!(
+        )
+    } else if s.resting_buys as usize != state.buys.len() {
+        format!(
             "resting_buys {} but there are {} buys",
             s.resting_buys,
             state.buys.len()
-        )));
-    }
-    if state.next_trade_id == 0 || s.trades != state.next_trade_id - 1 {
-        return Err(StateError::Totals(format!(
+        )
+    } else if state.next_trade_id == 0 || s.trades != state.next_trade_id - 1 {
+        format!(
             "trades {} but the next trade id is {}",
             s.trades, state.next_trade_id
-        )));
+        )
+    } else {
+        return Ok(());
+    };
+    Err(StateError::Totals(disagree))
+}
+
+/// One order of a state, for naming it in an error.
+struct OrderFields {
+    book: &'static str,
+    index: usize,
+    seq: Seq,
+    next_seq: Seq,
+}
+
+impl OrderFields {
+    fn new(book: &'static str, index: usize, seq: Seq, next_seq: Seq) -> Self {
+        Self {
+            book,
+            index,
+            seq,
+            next_seq,
+        }
     }
-    Ok(())
+
+    fn bad(&self, field: &'static str, problem: String) -> StateError {
+        StateError::Order {
+            book: self.book,
+            index: self.index,
+            field,
+            problem,
+        }
+    }
+
+    /// What listings and buys share: an arrival number after the previous order's (`last`,
+    /// moved on) and below `next_seq`, an open quantity within bounds, a real client.
+    fn check(
+        &self,
+        last: &mut Seq,
+        (qty_field, qty): (&'static str, u32),
+        (client_field, client): (&'static str, ClientId),
+    ) -> Result<(), StateError> {
+        if self.seq <= *last || self.seq >= self.next_seq {
+            let problem = format!("{} is not after {last} and below next_seq", self.seq);
+            return Err(self.bad("seq", problem));
+        }
+        *last = self.seq;
+        if !(1..=MAX_QTY).contains(&qty) {
+            return Err(self.bad(qty_field, format!("{qty} is outside 1..={MAX_QTY}")));
+        }
+        if client.0 == 0 {
+            return Err(self.bad(client_field, "0 is not a client id".into()));
+        }
+        Ok(())
+    }
 }

@@ -1,0 +1,72 @@
+//! Replaying journal records into an engine, from an empty store or from a snapshot's.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+
+use engine::{Engine, Event, Millis, Trade};
+
+use crate::snapshot::Snapshot;
+use crate::{format, SnapshotUsed, RECENT_TRADES};
+
+/// What a replay starts from: an empty store, or a snapshot's.
+pub(crate) struct Base {
+    pub(crate) engine: Engine,
+    pub(crate) recent_trades: VecDeque<Trade>,
+    pub(crate) last_now: Millis,
+    pub(crate) next_client: u64,
+    pub(crate) from: Option<SnapshotUsed>,
+}
+
+impl Base {
+    pub(crate) fn empty(capacity: u32) -> Self {
+        Self {
+            engine: Engine::new(capacity),
+            recent_trades: VecDeque::new(),
+            last_now: 0,
+            next_client: 1,
+            from: None,
+        }
+    }
+
+    /// The store of `snapshot` (read from `path`), already rebuilt into `engine`.
+    pub(crate) fn from_snapshot(snapshot: Snapshot, engine: Engine, path: PathBuf) -> Self {
+        Self {
+            engine,
+            recent_trades: snapshot.recent_trades.into(),
+            last_now: snapshot.last_now,
+            next_client: snapshot.next_client,
+            from: Some(SnapshotUsed {
+                commands: snapshot.commands,
+                path,
+            }),
+        }
+    }
+}
+
+/// The engine that `entries` build, from an empty store of `capacity` books: the replay that
+/// the market, `bookstore journal`, the fuzz target and the chaos test all rely on.
+pub fn replay(capacity: u32, entries: &[format::Entry]) -> Engine {
+    let mut engine = Engine::new(capacity);
+    replay_onto(&mut engine, entries, &mut VecDeque::new());
+    engine
+}
+
+/// Applies `entries` to `engine`, keeping the last [`RECENT_TRADES`] trades in `recent`.
+pub(crate) fn replay_onto(
+    engine: &mut Engine,
+    entries: &[format::Entry],
+    recent: &mut VecDeque<Trade>,
+) {
+    let mut events = Vec::new();
+    for entry in entries {
+        engine.apply(entry.now, entry.command.clone(), &mut events);
+        for event in events.drain(..) {
+            if let Event::Traded(trade) = event {
+                if recent.len() == RECENT_TRADES {
+                    recent.pop_front();
+                }
+                recent.push_back(trade);
+            }
+        }
+    }
+}
