@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use engine::RequestId;
+use engine::{ClientId, RequestId};
 use shm::process::{ProcessHandle, ProcessId};
 use shm::ShmName;
 
@@ -33,6 +33,19 @@ pub enum ConnectError {
     Open(#[from] OpenStoreError),
     #[error("cannot read this process's own identity: {0}")]
     Identity(#[source] shm::process::ProcessError),
+    #[error("cannot draw a random client id: {0}")]
+    Random(#[source] std::io::Error),
+}
+
+/// A fresh client id: 128 random bits whose first 64 are not 0 (those are what the market's
+/// statistics show, where 0 means "no client").
+pub fn new_client_id() -> Result<ClientId, ConnectError> {
+    loop {
+        let id = ClientId(shm::random::random_u128().map_err(ConnectError::Random)?);
+        if id.short() != 0 {
+            return Ok(id);
+        }
+    }
 }
 
 /// Why a request could not be completed.
@@ -99,6 +112,7 @@ pub struct Client<'s> {
     store: &'s SharedStore,
     slot: u32,
     pid: u32,
+    id: ClientId,
     market: ProcessHandle,
     requests: Producer<'s, REQUEST_RING_CAPACITY>,
     replies: Consumer<'s, REPLY_RING_CAPACITY>,
@@ -107,12 +121,24 @@ pub struct Client<'s> {
 }
 
 impl<'s> Client<'s> {
-    /// Claims a free slot and announces it to the market as a `role` (what `top` and
-    /// `inspect` show). `spin` is how long to spin for a reply before parking on the futex.
+    /// Claims a free slot under a fresh id and announces it to the market as a `role` (what
+    /// `top` and `inspect` show). `spin` is how long to spin for a reply before parking on
+    /// the futex.
     pub fn attach(
         store: &'s SharedStore,
         role: ClientRole,
         spin: Duration,
+    ) -> Result<Self, ConnectError> {
+        Self::attach_as(store, role, spin, new_client_id()?)
+    }
+
+    /// [`attach`](Self::attach) under the id `id`: a client that reattaches after its
+    /// market restarted keeps its id, so it can [`Request::Ask`] what became of its orders.
+    pub fn attach_as(
+        store: &'s SharedStore,
+        role: ClientRole,
+        spin: Duration,
+        id: ClientId,
     ) -> Result<Self, ConnectError> {
         let h = store.header();
         let name = store.segment().name().clone();
@@ -126,7 +152,10 @@ impl<'s> Client<'s> {
         for index in 0..store.slot_count() {
             let slot = store.slot(index);
             // Claiming synchronises with the market's release of the slot (rings reset).
-            if !slot.control.try_claim(me.pid, me.start_time, role.word()) {
+            if !slot
+                .control
+                .try_claim(me.pid, me.start_time, role.word(), id.0)
+            {
                 continue;
             }
             // Release: a market that sees the new epoch also sees our ACTIVE.
@@ -136,6 +165,7 @@ impl<'s> Client<'s> {
                 store,
                 slot: index,
                 pid: me.pid,
+                id,
                 market,
                 requests: Producer::new(&slot.requests),
                 replies: Consumer::new(&slot.replies),
@@ -150,17 +180,18 @@ impl<'s> Client<'s> {
         })
     }
 
-    /// [`attach`](Self::attach), retrying every 20 ms for up to `wait` while every slot is
-    /// taken. Still fails at once if the market is gone.
+    /// [`attach_as`](Self::attach_as), retrying every 20 ms for up to `wait` while every
+    /// slot is taken. Still fails at once if the market is gone.
     pub fn attach_waiting(
         store: &'s SharedStore,
         role: ClientRole,
         spin: Duration,
         wait: Duration,
+        id: ClientId,
     ) -> Result<Self, ConnectError> {
         let started = Instant::now();
         loop {
-            match Self::attach(store, role, spin) {
+            match Self::attach_as(store, role, spin, id) {
                 Err(ConnectError::SlotsFull { .. }) if started.elapsed() < wait => {
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -178,6 +209,17 @@ impl<'s> Client<'s> {
 
     pub fn slot(&self) -> u32 {
         self.slot
+    }
+
+    /// The id this client attached under.
+    pub fn id(&self) -> ClientId {
+        self.id
+    }
+
+    /// Makes the next [`next_request_id`](Self::next_request_id) at least `next`: a client
+    /// that reattached under its id numbers its new orders after those it sent before.
+    pub fn continue_requests_from(&mut self, next: RequestId) {
+        self.next_request = self.next_request.max(next.0);
     }
 
     /// The store this client is attached to (for its published view).

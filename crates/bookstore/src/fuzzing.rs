@@ -27,7 +27,10 @@ pub fn request_decoder(data: &[u8]) {
     // The id the market echoes in a `Malformed` reply is the request's, accepted or not.
     let id = Request::raw_request_id(&m);
     if let Ok(
-        Request::List { request, .. } | Request::Buy { request, .. } | Request::Cancel { request },
+        Request::List { request, .. }
+        | Request::Buy { request, .. }
+        | Request::Cancel { request }
+        | Request::Ask { request },
     ) = Request::decode(&m)
     {
         assert_eq!(id, request);
@@ -86,4 +89,22 @@ pub fn journal_reader(data: &[u8]) {
         format::encode_record(entry.now, &entry.command, &mut again);
     }
     assert_eq!(again.as_slice(), &data[..scan.valid_len as usize]);
+}
+
+/// Any snapshot file: the reader returns a snapshot or an error, never panics. A snapshot it
+/// accepts re-encodes to the same bytes; if its engine state and receipts pass their rules,
+/// they rebuild into a consistent engine that gives back the same state.
+pub fn snapshot_reader(data: &[u8]) {
+    use crate::journal::snapshot;
+    let Ok(decoded) = snapshot::decode(data) else {
+        return;
+    };
+    assert_eq!(snapshot::encode(&decoded), data);
+    if let Ok(engine) = engine::Engine::from_state(&decoded.engine) {
+        engine.check_invariants().unwrap();
+        assert_eq!(engine.state(), decoded.engine);
+    }
+    if let Ok(receipts) = engine::Receipts::from_state(&decoded.receipts) {
+        assert_eq!(receipts.state(), decoded.receipts);
+    }
 }

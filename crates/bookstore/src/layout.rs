@@ -1,4 +1,4 @@
-//! The shared object's bytes: what lives where, version 3.
+//! The shared object's bytes: what lives where, version 5.
 //!
 //! Every field is an atomic (any bit pattern is a valid atomic), so a buggy or hostile process
 //! writing into the object can make us read wrong *values*, which we validate, but never
@@ -9,7 +9,7 @@
 //! | 0                         | 128                   | [`Header`] identity line (and pad)    |
 //! | 128                       | 128                   | [`Header`] attach-epoch line          |
 //! | 256                       | 128                   | [`Header`] market doorbell            |
-//! | 384                       | `slots × 8 704`       | [`Slot`] table                        |
+//! | 384                       | `slots × 70 144`      | [`Slot`] table                        |
 //! | `view_offset`             | 128                   | [`ViewHeader`] (seqlock + totals)     |
 //! | `view_offset + 128`       | `32 × 128`            | recent trades ([`Record`], a ring)    |
 //! | `... + 4096`              | `capacity × 128`      | shelf rows ([`Record`])               |
@@ -19,10 +19,13 @@
 //!
 //! Version 2 added the statistics (for `top`) after the shelf. Version 3 made ring messages one
 //! cache line where they fit (a stamped 64-byte cell, a second cell for long titles) and put
-//! 128 bytes between lines written by different processes.
+//! 128 bytes between lines written by different processes. Version 4 gave the reply ring 1024
+//! cells. Version 5 has the client write its own 128-bit id into the slot's control block
+//! (the market wrote a 64-bit counter there before), so it keeps its id across restarts.
 //!
-//! A slot is: control (128) · client doorbell (128) · request ring (4 224) · reply ring (4 224).
-//! A ring is: the consumer's head (128) · 64 cells of 64 bytes (a stamp and seven words).
+//! A slot is: control (128) · client doorbell (128) · request ring (4 224) · reply ring
+//! (65 664). A ring is: the consumer's head (128) · its cells of 64 bytes (a stamp and seven
+//! words): 64 for requests, 1024 for replies.
 
 use std::mem::{align_of, size_of};
 
@@ -40,7 +43,7 @@ pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Cells in each request ring. The market empties a request ring on every pass (it never holds
 /// requests back), so a client's requests wait in it only for one pass.
 pub const REQUEST_RING_CAPACITY: usize = 64;
@@ -170,7 +173,7 @@ pub struct MarketStats {
 }
 
 /// What the market knows of the client in one slot. Written only by the market, with the view;
-/// `client_id` 0 means no client.
+/// `client_id` (the first 64 bits of the client's id, `ClientId::short`) 0 means no client.
 #[repr(C, align(64))]
 pub struct ClientStats {
     pub client_id: AtomicU64,

@@ -289,6 +289,7 @@ impl SharedStore {
 pub struct SlotReport {
     pub state: SlotState,
     pub pid: u32,
+    /// The first 64 bits of the id the claimant gave itself (`ClientId::short`).
     pub client_id: u64,
     pub requests_queued: u32,
     pub replies_queued: u32,
@@ -363,7 +364,7 @@ impl StoreReader {
         SlotReport {
             state,
             pid,
-            client_id: slot.control.client_id(),
+            client_id: engine::ClientId(slot.control.claimant_client_id()).short(),
             requests_queued: slot.requests.len_hint(),
             replies_queued: slot.replies.len_hint(),
             client_parked: slot.doorbell.is_parked(),

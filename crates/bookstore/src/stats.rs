@@ -30,7 +30,8 @@ pub enum WarningKind {
     SlowClientDropped = 3,
     /// A slot freed because its claimant died before or while attaching.
     SlotReclaimed = 4,
-    /// A claimant the market would not accept (its process could not be identified).
+    /// A claimant the market would not accept (its process could not be identified, or its
+    /// client id is invalid or already attached).
     ClaimantRefused = 5,
 }
 
@@ -225,7 +226,7 @@ impl StatsRecorder {
                 }
                 continue;
             };
-            row.client_id.store(c.client.0, Relaxed);
+            row.client_id.store(c.client.short(), Relaxed);
             row.role.store(c.role.word(), Relaxed);
             row.pid.store(c.pid.into(), Relaxed);
             row.requests.store(c.requests, Relaxed);

@@ -1,12 +1,20 @@
 //! Whole orders on top of [`Client`]: a listing retried while the store is full, a buy waited
 //! on until filled, expired or refused. Shared by the CLI, the demo, the bench and the tests.
+//!
+//! An order survives its market's restart: its [`Progress`] remembers the request in flight,
+//! and the same call on a client reattached under the same id first asks the new market what
+//! became of it (`Request::Ask`), then carries on: a listing applied is done, one never seen
+//! is sent again; a buy gets what it bought counted and, if the restart cancelled the rest
+//! while time remains, a new buy for the rest. Nothing is applied twice.
 
 use std::time::{Duration, Instant};
 
-use engine::{BuyTarget, Price, Qty, RejectReason, RequestId, Title};
+use engine::{
+    BuyTarget, OrderKind, OrderState, Price, Qty, Receipt, RejectReason, RequestId, Title,
+};
 
 use crate::client::{Client, ClientError};
-use crate::wire::{Malformed, Reply, Request, MAX_TIMEOUT_MS};
+use crate::wire::{BadReply, Malformed, Reply, Request, MAX_TIMEOUT_MS};
 
 /// Extra time given to the market to answer past a request's own deadline.
 const REPLY_GRACE: Duration = Duration::from_secs(5);
@@ -70,12 +78,92 @@ pub struct Quietly;
 
 impl TradingObserver for Quietly {}
 
+/// What an order's caller keeps across market restarts, so the order finishes exactly once:
+/// pass the same one to every call for the order, on each client reattached under the same id.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    started: Instant,
+    /// The request sent and not answered for good when the market went away.
+    in_flight: Option<RequestId>,
+    /// Trades seen of the request in flight (a buy's), to tell the ones a receipt adds.
+    seen_in_flight: u32,
+    /// A buy's trades seen so far, over all its requests.
+    trades: Vec<Bought>,
+    /// Copies bought, and their cost, whose trades the client never saw (the market went
+    /// away before telling them); known from a receipt.
+    unseen: Unseen,
+}
+
+impl Progress {
+    /// A new order, whose timeout runs from now.
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            in_flight: None,
+            seen_in_flight: 0,
+            trades: Vec::new(),
+            unseen: Unseen::default(),
+        }
+    }
+
+    /// Whether a request of the order went to a market that went away before answering it
+    /// for good (the next call asks the next market about it).
+    pub fn in_flight(&self) -> Option<RequestId> {
+        self.in_flight
+    }
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Copies a buy bought that its client was never told of one by one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unseen {
+    pub copies: u32,
+    pub cents: u64,
+}
+
+/// Asks the market what became of `request` (sent to a market before this one, under this
+/// client's id): its receipt, or `None` if it never applied it.
+pub fn ask(
+    client: &mut Client<'_>,
+    request: RequestId,
+    observer: &mut impl TradingObserver,
+) -> Result<Option<Receipt>, ClientError> {
+    client.continue_requests_from(RequestId(request.0 + 1));
+    client.send(&Request::Ask { request })?;
+    let reply = wait_for(
+        client,
+        request,
+        Some(Instant::now() + REPLY_GRACE),
+        |r| matches!(r, Reply::Receipt(_) | Reply::NotSeen { .. }),
+        observer,
+    )?;
+    Ok(match reply {
+        Reply::Receipt(receipt) => Some(receipt),
+        _ => None,
+    })
+}
+
+/// The receipt's kind was not the order's: the market (or something in its place) is wrong.
+fn wrong_kind(receipt: &Receipt) -> ClientError {
+    ClientError::BadReply(BadReply {
+        field: "receipt kind",
+        value: receipt.request.0,
+    })
+}
+
 /// Lists `order.qty` copies, retrying while the store is full until `order.timeout` has
-/// passed.
+/// passed (counted from when `progress` was made). With a request of the order in flight
+/// (`progress`, after its market went away), asks this market about it first.
 pub fn list(
     client: &mut Client<'_>,
     order: &ListOrder,
     observer: &mut impl TradingObserver,
+    progress: &mut Progress,
 ) -> Result<ListOutcome, ClientError> {
     let ListOrder {
         title,
@@ -84,11 +172,31 @@ pub fn list(
         timeout,
     } = order;
     let (price, qty, timeout) = (*price, *qty, *timeout);
-    let started = Instant::now();
+    if let Some(request) = progress.in_flight {
+        match ask(client, request, observer)? {
+            Some(Receipt {
+                kind: OrderKind::List,
+                done,
+                state: OrderState::Listed { sold_at_once },
+                ..
+            }) => {
+                progress.in_flight = None;
+                return Ok(ListOutcome::Listed {
+                    qty: done,
+                    sold_at_once,
+                });
+            }
+            Some(other) => return Err(wrong_kind(&other)),
+            // Never applied: list it now.
+            None => progress.in_flight = None,
+        }
+    }
+    let started = progress.started;
     let mut told = false;
     let mut pause = FULL_RETRY_FIRST;
     loop {
         let request = client.next_request_id();
+        progress.in_flight = Some(request);
         client.send(&Request::List {
             request,
             title: title.clone(),
@@ -102,6 +210,8 @@ pub fn list(
             |r| !matches!(r, Reply::Sold { .. }),
             observer,
         )?;
+        // Answered for good: a refusal changed nothing, so nothing is in flight either way.
+        progress.in_flight = None;
         match reply {
             Reply::Listed {
                 qty, sold_at_once, ..
@@ -164,33 +274,93 @@ pub enum BuyEnd {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuyOutcome {
     pub wanted: u32,
+    /// The trades the client was told of.
     pub trades: Vec<Bought>,
+    /// Copies bought that the client was not told of one by one (a market went away first).
+    pub unseen: Unseen,
     pub end: BuyEnd,
 }
 
 impl BuyOutcome {
     pub fn filled(&self) -> u32 {
-        self.trades.iter().map(|t| t.qty).sum()
+        self.trades.iter().map(|t| t.qty).sum::<u32>() + self.unseen.copies
     }
 
     pub fn spent_cents(&self) -> u64 {
         self.trades
             .iter()
             .map(|t| t.price.cents() * u64::from(t.qty))
-            .sum()
+            .sum::<u64>()
+            + self.unseen.cents
     }
 }
 
 /// Buys up to `order.qty` copies at `order.max_price` or less, waiting up to `order.timeout`
-/// for copies to be listed; the market expires what is unfilled at the deadline.
+/// (counted from when `progress` was made) for copies to be listed; the market expires what
+/// is unfilled at the deadline. With a request of the order in flight (`progress`, after its
+/// market went away), asks this market about it first and buys only what is still wanted.
 pub fn buy(
     client: &mut Client<'_>,
     order: &BuyOrder,
     observer: &mut impl TradingObserver,
+    progress: &mut Progress,
 ) -> Result<BuyOutcome, ClientError> {
-    let qty = order.qty;
-    let timeout_ms = order.timeout.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u32;
+    let wanted = order.qty.get();
+    let outcome = |progress: &Progress, end| BuyOutcome {
+        wanted,
+        trades: progress.trades.clone(),
+        unseen: progress.unseen,
+        end,
+    };
+    if let Some(request) = progress.in_flight {
+        let receipt = ask(client, request, observer)?;
+        progress.in_flight = None;
+        if let Some(r) = receipt {
+            if r.kind != OrderKind::Buy {
+                return Err(wrong_kind(&r));
+            }
+            let unseen = r.done.saturating_sub(progress.seen_in_flight);
+            if unseen > 0 {
+                let seen_cents: u64 = progress.trades
+                    [progress.trades.len() - progress.seen_in_flight as usize..]
+                    .iter()
+                    .map(|t| t.price.cents() * u64::from(t.qty))
+                    .sum();
+                progress.unseen.copies += unseen;
+                progress.unseen.cents += r.spent_cents.saturating_sub(seen_cents);
+            }
+            let unfilled = r.qty - r.done;
+            match r.state {
+                OrderState::Filled => return Ok(outcome(progress, BuyEnd::Filled)),
+                OrderState::Expired => return Ok(outcome(progress, BuyEnd::Expired { unfilled })),
+                // A live market still holds it: wait for the rest of it.
+                OrderState::Resting => {
+                    return follow_buy(client, order, observer, progress, request)
+                }
+                // Cancelled by the restart: buy the rest below, while time remains.
+                OrderState::Cancelled | OrderState::Listed { .. } => {}
+            }
+        }
+    }
+    let bought = progress.trades.iter().map(|t| t.qty).sum::<u32>() + progress.unseen.copies;
+    let left = order.timeout.saturating_sub(progress.started.elapsed());
+    if bought >= wanted {
+        return Ok(outcome(progress, BuyEnd::Filled));
+    }
+    if bought > 0 && left.is_zero() {
+        // The restart cancelled the rest, and the time for it is up too.
+        return Ok(outcome(
+            progress,
+            BuyEnd::Expired {
+                unfilled: wanted - bought,
+            },
+        ));
+    }
+    let qty = Qty::new(u64::from(wanted - bought)).expect("fewer than wanted, more than 0");
+    let timeout_ms = left.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u32;
     let request = client.next_request_id();
+    progress.in_flight = Some(request);
+    progress.seen_in_flight = 0;
     client.send(&Request::Buy {
         request,
         target: order.target.clone(),
@@ -198,11 +368,28 @@ pub fn buy(
         qty,
         timeout_ms: Some(timeout_ms),
     })?;
-    let deadline = Instant::now() + Duration::from_millis(timeout_ms.into()) + REPLY_GRACE;
-    let mut outcome = BuyOutcome {
-        wanted: qty.get(),
-        trades: Vec::new(),
-        end: BuyEnd::Filled,
+    follow_buy(client, order, observer, progress, request)
+}
+
+/// Follows the buy `request` to its end.
+fn follow_buy(
+    client: &mut Client<'_>,
+    order: &BuyOrder,
+    observer: &mut impl TradingObserver,
+    progress: &mut Progress,
+    request: RequestId,
+) -> Result<BuyOutcome, ClientError> {
+    progress.in_flight = Some(request);
+    let deadline = progress.started + order.timeout + REPLY_GRACE;
+    let wanted = order.qty.get();
+    let done = |progress: &mut Progress, end| {
+        progress.in_flight = None;
+        Ok(BuyOutcome {
+            wanted,
+            trades: progress.trades.clone(),
+            unseen: progress.unseen,
+            end,
+        })
     };
     loop {
         match wait_for(client, request, Some(deadline), |_| true, observer)? {
@@ -211,7 +398,7 @@ pub fn buy(
                 title,
                 price,
                 qty,
-                done,
+                done: last,
                 ..
             } => {
                 let b = Bought {
@@ -221,29 +408,20 @@ pub fn buy(
                     qty,
                 };
                 observer.bought(&b);
-                outcome.trades.push(b);
-                if done {
-                    return Ok(outcome);
+                progress.trades.push(b);
+                progress.seen_in_flight += qty;
+                if last {
+                    return done(progress, BuyEnd::Filled);
                 }
             }
             Reply::Rested { .. } => {}
-            Reply::Filled { .. } => return Ok(outcome),
-            Reply::Expired { unfilled, .. } => {
-                outcome.end = BuyEnd::Expired { unfilled };
-                return Ok(outcome);
-            }
+            Reply::Filled { .. } => return done(progress, BuyEnd::Filled),
+            Reply::Expired { unfilled, .. } => return done(progress, BuyEnd::Expired { unfilled }),
             Reply::Cancelled { unfilled, .. } => {
-                outcome.end = BuyEnd::Cancelled { unfilled };
-                return Ok(outcome);
+                return done(progress, BuyEnd::Cancelled { unfilled })
             }
-            Reply::Rejected { reason, .. } => {
-                outcome.end = BuyEnd::Refused(reason);
-                return Ok(outcome);
-            }
-            Reply::Malformed { error, .. } => {
-                outcome.end = BuyEnd::Malformed(error);
-                return Ok(outcome);
-            }
+            Reply::Rejected { reason, .. } => return done(progress, BuyEnd::Refused(reason)),
+            Reply::Malformed { error, .. } => return done(progress, BuyEnd::Malformed(error)),
             other => observer.other_reply(&other),
         }
     }

@@ -52,6 +52,11 @@ fn journal_reader_corpus_replays_cleanly() {
     replay("journal_reader", fuzzing::journal_reader);
 }
 
+#[test]
+fn snapshot_reader_corpus_replays_cleanly() {
+    replay("snapshot_reader", fuzzing::snapshot_reader);
+}
+
 /// Writes valid seed inputs for each target: real encodings, a real header, a real journal.
 #[test]
 #[ignore = "writes files; run by hand to refresh the seeds"]
@@ -93,6 +98,9 @@ fn write_seed_inputs() {
         Request::Cancel {
             request: RequestId(3),
         },
+        Request::Ask {
+            request: RequestId(2),
+        },
     ];
     for (i, r) in requests.iter().enumerate() {
         let bytes: Vec<u8> = r.encode().iter().flat_map(|w| w.to_le_bytes()).collect();
@@ -117,29 +125,65 @@ fn write_seed_inputs() {
     write("header_validator", "seed-0", &header);
 
     let mut journal = FileHeader { capacity: 10 }.encode().to_vec();
+    let (seller, buyer) = (ClientId(0x5e11 << 64 | 1), ClientId(0xb0b << 64 | 2));
     let commands = [
         Command::List {
-            client: ClientId(1),
+            client: seller,
             request: RequestId(1),
             title: title.clone(),
             price,
             qty,
         },
         Command::Buy {
-            client: ClientId(2),
+            client: buyer,
             request: RequestId(1),
-            target: BuyTarget::Title(title),
+            target: BuyTarget::Title(title.clone()),
             max_price: price,
             qty: Qty::new(5).unwrap(),
             deadline: Some(100),
         },
-        Command::Expire,
-        Command::ClientGone {
-            client: ClientId(2),
+        Command::Buy {
+            client: buyer,
+            request: RequestId(2),
+            target: BuyTarget::Any,
+            max_price: price,
+            qty: Qty::new(1).unwrap(),
+            deadline: None,
         },
+        Command::Restart,
+        Command::Expire,
+        Command::ClientGone { client: buyer },
     ];
     for (now, c) in commands.iter().enumerate() {
         encode_record(now as u64 * 60, c, &mut journal);
     }
     write("journal_reader", "seed-0", &journal);
+
+    // A snapshot of the store those commands (but the last two) leave, receipts included.
+    let mut engine = engine::Engine::new(10);
+    let mut receipts = engine::Receipts::new();
+    let mut trades = Vec::new();
+    for (now, c) in commands[..3].iter().enumerate() {
+        let mut events = Vec::new();
+        let intent = engine::Receipts::intent(c);
+        engine.apply(now as u64 * 60, c.clone(), &mut events);
+        receipts.record(intent, &events);
+        trades.extend(events.into_iter().filter_map(|e| match e {
+            engine::Event::Traded(t) => Some(t),
+            _ => None,
+        }));
+    }
+    let snapshot = bookstore::journal::snapshot::Snapshot {
+        commands: 3,
+        journal_offset: 0,
+        last_now: 120,
+        engine: engine.state(),
+        recent_trades: trades,
+        receipts: receipts.state(),
+    };
+    write(
+        "snapshot_reader",
+        "seed-0",
+        &bookstore::journal::snapshot::encode(&snapshot),
+    );
 }

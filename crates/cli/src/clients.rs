@@ -1,7 +1,7 @@
 //! `bookstore seller` and `bookstore buyer`: one order from the command line, or a session of
 //! orders read line by line from stdin (a prompt when stdin is a terminal).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine::{BuyTarget, Cents, Price, Qty, RejectReason, Title};
 
@@ -11,25 +11,75 @@ use crate::args::{
 };
 use crate::exit::Exit;
 use crate::session::{session, Role};
-use bookstore::client::{open_store, Client, ClientError, ClientRole, ConnectError};
-use bookstore::trading::{self, BuyEnd, ListOutcome};
+use bookstore::client::{new_client_id, open_store, Client, ClientError, ClientRole, ConnectError};
+use bookstore::trading::{self, BuyEnd, ListOutcome, Progress};
 use bookstore::wire::Reply;
 
 pub const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          list (the shelf), help, quit";
 pub const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          list (the shelf), help, quit";
 
-/// Attaches (waiting up to `--wait` for a market and for a free slot) and runs one order. A
-/// connection failure is reported and becomes `Err` with its exit code.
-fn with_client<T>(
+/// Runs one order to its end, across market restarts: attaches (waiting up to `--wait` for a
+/// market and a free slot) under one client id, and if the market goes away mid-order, waits
+/// up to `--wait` for the next one, reattaches under the same id and runs `order` again with
+/// the same progress (which asks the new market about the request in flight first, so nothing
+/// is applied twice). A connection failure is reported and ends it with its exit code.
+fn run_order(
     args: &ClientArgs,
     role: ClientRole,
-    order: impl FnOnce(&mut Client<'_>) -> T,
-) -> Result<T, Exit> {
+    mut order: impl FnMut(&mut Client<'_>, &mut Progress) -> OrderEnd,
+) -> Exit {
     let name = role.name();
-    let store = open_announcing(args, name).map_err(|e| connect_failed(name, e))?;
-    let mut client = Client::attach_waiting(&store, role, spin(args), args.wait)
-        .map_err(|e| connect_failed(name, e))?;
-    Ok(order(&mut client))
+    let id = match new_client_id() {
+        Ok(id) => id,
+        Err(e) => return connect_failed(name, e),
+    };
+    let mut progress = Progress::new();
+    // When the market was found gone: `--wait` bounds each reconnection as a whole.
+    let mut resuming: Option<std::time::Instant> = None;
+    loop {
+        let store = if let Some(since) = resuming {
+            open_store(&args.store.name, args.wait.saturating_sub(since.elapsed()))
+        } else {
+            open_announcing(args, name)
+        };
+        let attached = store.and_then(|store| {
+            let mut client = Client::attach_waiting(&store, role, spin(args), args.wait, id)?;
+            resuming = None;
+            Ok(order(&mut client, &mut progress))
+        });
+        match attached {
+            Ok(OrderEnd::Done(exit)) => return exit,
+            Ok(OrderEnd::MarketGone) if !args.wait.is_zero() => {
+                let what = match progress.in_flight() {
+                    Some(_) => "; the order in flight will be asked about",
+                    None => "",
+                };
+                eprintln!(
+                    "bookstore {name}: waiting up to {:.0?} for a market on {} to resume{what}",
+                    args.wait, args.store.name
+                );
+                resuming = Some(std::time::Instant::now());
+            }
+            Ok(OrderEnd::MarketGone) => {
+                if progress.in_flight().is_some() {
+                    eprintln!("bookstore {name}: the order's outcome is unknown (pass --wait to ask the next market)");
+                }
+                return Exit::NoMarket;
+            }
+            // A market that died between our open and our attach: a restart in progress.
+            Err(ConnectError::MarketGone { .. })
+                if resuming.is_some_and(|since| since.elapsed() < args.wait) =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => {
+                if progress.in_flight().is_some() {
+                    eprintln!("bookstore {name}: the order's outcome is unknown");
+                }
+                return connect_failed(name, e);
+            }
+        }
+    }
 }
 
 /// [`open_store`], saying at once when there is no market yet (or only the store of one that
@@ -64,7 +114,7 @@ pub(crate) fn connect_failed(role: &str, e: ConnectError) -> Exit {
         ConnectError::NoMarket { .. }
         | ConnectError::MarketGone { .. }
         | ConnectError::SlotsFull { .. } => Exit::NoMarket,
-        ConnectError::Open(_) | ConnectError::Identity(_) => Exit::Error,
+        ConnectError::Open(_) | ConnectError::Identity(_) | ConnectError::Random(_) => Exit::Error,
     }
 }
 
@@ -72,9 +122,9 @@ pub(crate) fn connect_failed(role: &str, e: ConnectError) -> Exit {
 pub(crate) enum OrderEnd {
     /// Finished, successfully or not, with its exit code.
     Done(Exit),
-    /// The market exited or is closing. `nothing_in_flight`: every attempt had been answered
-    /// (a listing waiting for room), so trying again on the next market cannot order twice.
-    MarketGone { nothing_in_flight: bool },
+    /// The market exited or is closing before the order finished: its `Progress` says what
+    /// is in flight, for the next market to be asked.
+    MarketGone,
 }
 
 /// Reports a client error and says how the order ended: the typed error decides, never an
@@ -82,11 +132,7 @@ pub(crate) enum OrderEnd {
 fn client_failed(role: &str, e: ClientError) -> OrderEnd {
     eprintln!("bookstore {role}: {e}");
     match e {
-        ClientError::MarketGone { .. } | ClientError::MarketClosing { .. } => {
-            OrderEnd::MarketGone {
-                nothing_in_flight: false,
-            }
-        }
+        ClientError::MarketGone { .. } | ClientError::MarketClosing { .. } => OrderEnd::MarketGone,
         // A live market that stopped answering: no market serves us, but it has not gone.
         ClientError::NoReply(_) => OrderEnd::Done(Exit::NoMarket),
         ClientError::BadReply(_) | ClientError::Corrupt(_) => OrderEnd::Done(Exit::Error),
@@ -164,29 +210,10 @@ pub fn seller(args: SellerArgs) -> Exit {
     else {
         return seller_session(&args);
     };
-    // The timeout covers the whole wait for room, across market restarts.
-    let started = Instant::now();
-    loop {
-        let left = timeout.saturating_sub(started.elapsed());
-        let end = match with_client(&args.client, ClientRole::Seller, |client| {
-            sell(client, title, *price, *qty, left, quiet)
-        }) {
-            Ok(end) => end,
-            Err(exit) => return exit,
-        };
-        match end {
-            OrderEnd::Done(exit) => return exit,
-            OrderEnd::MarketGone {
-                nothing_in_flight: true,
-            } if !args.client.wait.is_zero() && !left.is_zero() => {
-                eprintln!(
-                    "bookstore seller: waiting up to {:.0?} for a market on {} to resume",
-                    args.client.wait, args.client.store.name
-                );
-            }
-            OrderEnd::MarketGone { .. } => return Exit::NoMarket,
-        }
-    }
+    // The timeout covers the whole wait for room, across market restarts (the progress's).
+    run_order(&args.client, ClientRole::Seller, |client, progress| {
+        sell(client, title, *price, *qty, *timeout, quiet, progress)
+    })
 }
 
 /// The seller's stdin session: `sell` lines.
@@ -197,7 +224,7 @@ fn seller_session(args: &SellerArgs) -> Exit {
         help: SELLER_HELP,
         notice: &print_sold,
     };
-    session(&args.client, &role, |client, words| {
+    session(&args.client, &role, |client, words, progress| {
         let [verb, rest @ ..] = words else {
             return Ok(OrderEnd::Done(Exit::Ok));
         };
@@ -217,6 +244,7 @@ fn seller_session(args: &SellerArgs) -> Exit {
             parse_qty(qty)?,
             parse_seconds(timeout)?,
             quiet,
+            progress,
         ))
     })
 }
@@ -228,6 +256,7 @@ fn sell(
     qty: Qty,
     timeout: Duration,
     quiet: bool,
+    progress: &mut Progress,
 ) -> OrderEnd {
     let order = trading::ListOrder {
         title: title.clone(),
@@ -240,7 +269,7 @@ fn sell(
         qty: qty.get(),
         timeout,
     };
-    let exit = match trading::list(client, &order, &mut voice) {
+    let exit = match trading::list(client, &order, &mut voice, progress) {
         Ok(ListOutcome::Listed { qty, sold_at_once }) => {
             if !quiet {
                 let sold = if sold_at_once > 0 {
@@ -276,12 +305,10 @@ fn sell(
         }
         Ok(ListOutcome::MarketGoneWhileFull { pid }) => {
             eprintln!(
-                "bookstore seller: the market (pid {pid}) exited while the store was full; {:?} was not listed",
+                "bookstore seller: the market (pid {pid}) exited while the store was full; {:?} is not listed yet",
                 title.as_str()
             );
-            return OrderEnd::MarketGone {
-                nothing_in_flight: true,
-            };
+            return OrderEnd::MarketGone;
         }
         Err(e) => return client_failed("seller", e),
     };
@@ -301,12 +328,17 @@ pub fn buyer(args: BuyerArgs) -> Exit {
         return buyer_session(&args);
     };
     let target = title.clone().map_or(BuyTarget::Any, BuyTarget::Title);
-    match with_client(&args.client, ClientRole::Buyer, |client| {
-        buy(client, target, *max_price, *qty, *timeout, quiet)
-    }) {
-        Ok(OrderEnd::Done(exit)) | Err(exit) => exit,
-        Ok(OrderEnd::MarketGone { .. }) => Exit::NoMarket,
-    }
+    run_order(&args.client, ClientRole::Buyer, |client, progress| {
+        buy(
+            client,
+            target.clone(),
+            *max_price,
+            *qty,
+            *timeout,
+            quiet,
+            progress,
+        )
+    })
 }
 
 /// The buyer's stdin session: `buy` lines.
@@ -317,7 +349,7 @@ fn buyer_session(args: &BuyerArgs) -> Exit {
         help: BUYER_HELP,
         notice: &|_, _| {},
     };
-    session(&args.client, &role, |client, words| {
+    session(&args.client, &role, |client, words, progress| {
         let [verb, rest @ ..] = words else {
             return Ok(OrderEnd::Done(Exit::Ok));
         };
@@ -342,6 +374,7 @@ fn buyer_session(args: &BuyerArgs) -> Exit {
             parse_qty(qty)?,
             parse_seconds(timeout)?,
             quiet,
+            progress,
         ))
     })
 }
@@ -353,6 +386,7 @@ fn buy(
     qty: Qty,
     timeout: Duration,
     quiet: bool,
+    progress: &mut Progress,
 ) -> OrderEnd {
     let order = trading::BuyOrder {
         target,
@@ -360,11 +394,18 @@ fn buy(
         qty,
         timeout,
     };
-    let outcome = match trading::buy(client, &order, &mut BuyerVoice { quiet }) {
+    let outcome = match trading::buy(client, &order, &mut BuyerVoice { quiet }, progress) {
         Ok(o) => o,
         Err(e) => return client_failed("buyer", e),
     };
     let (got, wanted) = (outcome.filled(), outcome.wanted);
+    if outcome.unseen.copies > 0 && !quiet {
+        println!(
+            "bought {} more while the market restarted, for {} in all",
+            outcome.unseen.copies,
+            Cents(outcome.unseen.cents)
+        );
+    }
     OrderEnd::Done(match outcome.end {
         BuyEnd::Filled => {
             if !quiet {

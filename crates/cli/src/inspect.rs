@@ -59,7 +59,8 @@ struct Report {
 #[derive(Serialize)]
 struct ClientInfo {
     slot: u32,
-    client_id: u64,
+    /// The first 64 bits of the client's id, as 16 hexadecimal digits.
+    client_id: String,
     pid: u32,
     state: &'static str,
     /// What the client said it is when it attached.
@@ -126,7 +127,7 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
             let counted = stats.client(i, slot.client_id);
             ClientInfo {
                 slot: i,
-                client_id: slot.client_id,
+                client_id: format!("{:016x}", slot.client_id),
                 pid: slot.pid,
                 state: slot.state.name(),
                 role: counted.map_or("?", |c| c.role.name()),
@@ -275,7 +276,7 @@ fn render(r: &Report) -> String {
     for c in &r.clients {
         let _ = writeln!(
             s,
-            "  slot {:>3}  client {:>5}  pid {:>7}  {:<7} {:<8} served {:>6}, resting buys {:>3}, requests queued {:>2}, replies queued {:>2}{}",
+            "  slot {:>3}  client {}  pid {:>7}  {:<7} {:<8} served {:>6}, resting buys {:>3}, requests queued {:>2}, replies queued {:>2}{}",
             c.slot, c.client_id, c.pid, c.role, c.state, c.requests_served, c.resting_buys,
             c.requests_in_flight, c.events_in_flight,
             if c.parked { ", parked" } else { "" }

@@ -25,6 +25,7 @@ struct Report {
     cancels: u64,
     expires: u64,
     clients_gone: u64,
+    restarts: u64,
     first_ms: Option<u64>,
     last_ms: Option<u64>,
     torn_tail: Option<format::TornTail>,
@@ -127,6 +128,7 @@ fn count(report: &mut Report, entry: &format::Entry) {
         Command::Cancel { .. } => report.cancels += 1,
         Command::Expire => report.expires += 1,
         Command::ClientGone { .. } => report.clients_gone += 1,
+        Command::Restart => report.restarts += 1,
     }
 }
 
@@ -139,8 +141,7 @@ fn describe(command: &Command) -> String {
             price,
             qty,
         } => format!(
-            "list    client {} request {}: {} × {:?} at {price}",
-            client.0,
+            "list    client {client} request {}: {} × {:?} at {price}",
             request.0,
             qty.get(),
             title.as_str()
@@ -159,21 +160,20 @@ fn describe(command: &Command) -> String {
             };
             let until = deadline.map_or("until filled".to_owned(), |d| format!("until {d} ms"));
             format!(
-                "buy     client {} request {}: {} × {what} at up to {max_price}, {until}",
-                client.0,
+                "buy     client {client} request {}: {} × {what} at up to {max_price}, {until}",
                 request.0,
                 qty.get()
             )
         }
         Command::Cancel { client, request } => {
-            format!("cancel  client {} request {}", client.0, request.0)
+            format!("cancel  client {client} request {}", request.0)
         }
         Command::Expire => "expire  resting buys past their deadline".to_owned(),
         Command::ClientGone { client } => {
-            format!(
-                "gone    client {}: its resting buys are cancelled",
-                client.0
-            )
+            format!("gone    client {client}: its resting buys are cancelled")
+        }
+        Command::Restart => {
+            "restart the market restarted: every resting buy is cancelled".to_owned()
         }
     }
 }
@@ -193,8 +193,8 @@ fn print_summary(r: &Report) {
         );
     }
     println!(
-        "  {} records: {} list, {} buy, {} cancel, {} expire, {} client gone",
-        r.records, r.lists, r.buys, r.cancels, r.expires, r.clients_gone
+        "  {} records: {} list, {} buy, {} cancel, {} expire, {} client gone, {} restart",
+        r.records, r.lists, r.buys, r.cancels, r.expires, r.clients_gone, r.restarts
     );
     if let (Some(first), Some(last)) = (r.first_ms, r.last_ms) {
         println!("  market clock: {first} ms .. {last} ms");

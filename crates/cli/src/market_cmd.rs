@@ -203,6 +203,16 @@ const FULL_NOTICE_EVERY: Duration = Duration::from_secs(1);
 
 /// One line per trade and per client arriving or leaving, and (at most once a second per
 /// seller) that a seller waits for room; flushed when the market idles.
+/// A client id as people read it in a log line: its first 64 bits in hexadecimal (the
+/// structured fields carry all 128).
+struct Short(ClientId);
+
+impl std::fmt::Display for Short {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0.short())
+    }
+}
+
 fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
     match event {
         MarketEvent::StoreFull { client } => {
@@ -217,9 +227,9 @@ fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
             tracing::info!(
                 target: log::TARGET,
                 event = "store_full",
-                client = client.0,
+                client = %client,
                 "store full: seller {} waiting for room",
-                client.0
+                Short(client)
             );
         }
         MarketEvent::Traded(t) => tracing::info!(
@@ -229,34 +239,34 @@ fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
             qty = t.qty,
             title = t.title.as_str(),
             price_cents = t.price.cents(),
-            seller = t.seller.0,
-            buyer = t.buyer.0,
+            seller = %t.seller,
+            buyer = %t.buyer,
             "trade #{}: {} × {:?} at {} (seller {}, buyer {})",
             t.trade_id,
             t.qty,
             t.title.as_str(),
             t.price,
-            t.seller.0,
-            t.buyer.0
+            Short(t.seller),
+            Short(t.buyer)
         ),
         MarketEvent::Attached { client, pid, slot } => tracing::info!(
             target: log::TARGET,
             event = "attached",
-            client = client.0,
+            client = %client,
             pid,
             slot,
             "client {} attached (pid {pid}, slot {slot})",
-            client.0
+            Short(client)
         ),
         MarketEvent::Left { client, why } => {
             full_told.remove(&client);
             tracing::info!(
                 target: log::TARGET,
                 event = "left",
-                client = client.0,
+                client = %client,
                 why,
                 "client {} left ({why})",
-                client.0
+                Short(client)
             );
         }
         MarketEvent::Idle => log::flush(),
@@ -320,7 +330,7 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
         tracing::info!(
             target: log::TARGET,
             cancelled = recovery.orphaned_buys,
-            "market: cancelled {} resting buys of the previous market's clients (they cannot reattach)",
+            "market: the restart cancelled {} resting buys of the previous market's clients (a buyer that comes back asks what it bought and buys the rest)",
             recovery.orphaned_buys
         );
     }

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use crate::args::ClientArgs;
 use crate::clients::{connect_failed, open_announcing, spin, OrderEnd};
 use crate::exit::Exit;
-use bookstore::client::{Client, ClientRole, ConnectError};
+use bookstore::client::{new_client_id, Client, ClientRole, ConnectError};
+use bookstore::trading::Progress;
 use bookstore::wire::Reply;
 use engine::Cents;
 
@@ -30,21 +31,27 @@ pub struct Role<'a> {
 /// order's exit code, or 0.
 ///
 /// If the market exits mid-session, the session waits up to `--wait` for the next market on
-/// the same name (which recovers the store from its journal) and carries on. An order sent to a
-/// market that then died is reported as unknown (the market may have journaled it before it
-/// died, or not); a command read after the market was seen to be gone is simply run on the next
-/// market.
+/// the same name (which recovers the store from its journal), reattaches under the same client
+/// id and carries on. An order the market went away in the middle of is run again with its
+/// progress, which asks the new market what became of it first (applied: its result; never
+/// seen: sent again), so nothing is ordered twice; a command read after the market was seen
+/// to be gone is simply run on the next market.
 pub fn session(
     args: &ClientArgs,
     role: &Role<'_>,
-    mut command: impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
+    mut command: impl FnMut(&mut Client<'_>, &[String], &mut Progress) -> Result<OrderEnd, String>,
 ) -> Exit {
     let interactive = std::io::stdin().is_terminal();
     let lines = read_lines_in_background();
     let mut exit = Exit::Ok;
     let mut reconnecting = false;
-    // A command read but not sent when the market was found gone: run it on the next market.
-    let mut pending: Option<Vec<String>> = None;
+    let id = match new_client_id() {
+        Ok(id) => id,
+        Err(e) => return connect_failed(role.name, e),
+    };
+    // A command not finished when the market was found gone (not sent yet, or in flight, as
+    // its progress says): run it on the next market.
+    let mut pending: Option<(Vec<String>, Progress)> = None;
     // When the current attempt to connect began: `--wait` bounds each reconnection as a whole.
     let mut connecting_since: Option<Instant> = None;
     loop {
@@ -60,18 +67,18 @@ pub fn session(
             Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
         };
         let left = args.wait.saturating_sub(since.elapsed());
-        let mut client = match Client::attach_waiting(&store, ClientRole::Session, spin(args), left)
-        {
-            Ok(c) => c,
-            // That market died between our open and our attach (a restart in progress): the
-            // next one is worth waiting for, within the same --wait.
-            Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
-                std::thread::sleep(Duration::from_millis(20));
-                reconnecting = true;
-                continue;
-            }
-            Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
-        };
+        let mut client =
+            match Client::attach_waiting(&store, ClientRole::Session, spin(args), left, id) {
+                Ok(c) => c,
+                // That market died between our open and our attach (a restart in progress): the
+                // next one is worth waiting for, within the same --wait.
+                Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
+                    std::thread::sleep(Duration::from_millis(20));
+                    reconnecting = true;
+                    continue;
+                }
+                Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
+            };
         connecting_since = None;
         if interactive || (reconnecting && !args.quiet) {
             eprintln!(
@@ -103,7 +110,7 @@ pub fn session(
             return exit.keep_first_failure(Exit::NoMarket);
         }
         let what = if gone {
-            "the order in flight may or may not have been recorded"
+            "the market went away mid-order (the next one will be asked what became of it)"
         } else {
             "the market stopped (no order was in flight)"
         };
@@ -179,14 +186,14 @@ fn session_lines(
     client: &mut Client<'_>,
     lines: &Receiver<std::io::Result<String>>,
     style: &Style<'_>,
-    pending: &mut Option<Vec<String>>,
-    command: &mut impl FnMut(&mut Client<'_>, &[String]) -> Result<OrderEnd, String>,
+    pending: &mut Option<(Vec<String>, Progress)>,
+    command: &mut impl FnMut(&mut Client<'_>, &[String], &mut Progress) -> Result<OrderEnd, String>,
 ) -> SessionEnd {
     let role = style.role.name;
     let mut exit = Exit::Ok;
     loop {
-        let words = match pending.take() {
-            Some(words) => words,
+        let (words, mut progress) = match pending.take() {
+            Some(unfinished) => unfinished,
             None => {
                 if style.interactive {
                     print!("{role}> ");
@@ -210,7 +217,7 @@ fn session_lines(
                     report(style, &format!("unbalanced quotes in {line:?}"));
                     continue;
                 };
-                words
+                (words, Progress::new())
             }
         };
         match words.first().map(String::as_str) {
@@ -228,18 +235,21 @@ fn session_lines(
         }
         // A market already gone gets nothing: run this command on the next one instead.
         if client.check_market().is_err() {
-            *pending = Some(words);
+            let in_flight = progress.in_flight().is_some();
+            *pending = Some((words, progress));
             return SessionEnd::MarketGone {
                 code: exit,
-                in_flight: false,
+                in_flight,
             };
         }
-        match command(client, &words) {
-            Ok(OrderEnd::MarketGone { nothing_in_flight }) => {
+        match command(client, &words, &mut progress) {
+            Ok(OrderEnd::MarketGone) => {
+                let in_flight = progress.in_flight().is_some();
+                *pending = Some((words, progress));
                 return SessionEnd::MarketGone {
-                    code: exit.keep_first_failure(Exit::NoMarket),
-                    in_flight: !nothing_in_flight,
-                }
+                    code: exit,
+                    in_flight,
+                };
             }
             Ok(OrderEnd::Done(code)) => exit = exit.keep_first_failure(code),
             Err(message) => report(style, &message),

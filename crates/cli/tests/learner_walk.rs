@@ -57,11 +57,11 @@ fn the_market_says_when_a_seller_waits_for_room() {
     let printed = market.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&printed.stdout);
     assert!(
-        text.contains("store full: seller 2 waiting for room"),
+        text.contains("store full: seller ") && text.contains(" waiting for room"),
         "{text}"
     );
     assert_eq!(
-        text.matches("store full: seller 2").count(),
+        text.matches("store full: seller ").count(),
         1,
         "said once a second at most: {text}"
     );

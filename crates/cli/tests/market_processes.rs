@@ -336,9 +336,19 @@ fn buyer_killed_while_waiting_has_its_resting_buy_cancelled() {
 #[test]
 fn a_client_whose_market_is_killed_returns_within_a_second() {
     let mut market = Market::start("dead-market", &[]);
+    // Without --wait: it does not wait for a next market to ask about its buy.
     let buyer = market.spawn_client(
         "buyer",
-        &["buy", "Dune", "--max-price", "10", "--timeout", "60"],
+        &[
+            "--wait",
+            "0",
+            "buy",
+            "Dune",
+            "--max-price",
+            "10",
+            "--timeout",
+            "60",
+        ],
     );
     assert!(eventually(Duration::from_secs(5), || market.inspect()
         ["resting_buys"]

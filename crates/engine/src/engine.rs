@@ -179,17 +179,25 @@ impl Engine {
                     });
                 }
             }
-            Command::ClientGone { client } => {
-                for idx in self.buys.of_client(client) {
-                    let bid = self.remove_bid(idx);
-                    out.push(Event::Cancelled {
-                        client,
-                        request: bid.request,
-                        filled: bid.filled,
-                        unfilled: bid.remaining,
-                    });
+            Command::ClientGone { client } => self.cancel_buys_of(client, out),
+            Command::Restart => {
+                for client in self.buys.clients() {
+                    self.cancel_buys_of(client, out);
                 }
             }
+        }
+    }
+
+    /// Cancels every resting buy of `client`, oldest first.
+    fn cancel_buys_of(&mut self, client: ClientId, out: &mut Vec<Event>) {
+        for idx in self.buys.of_client(client) {
+            let bid = self.remove_bid(idx);
+            out.push(Event::Cancelled {
+                client,
+                request: bid.request,
+                filled: bid.filled,
+                unfilled: bid.remaining,
+            });
         }
     }
 

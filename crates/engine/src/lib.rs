@@ -18,11 +18,16 @@ mod arena;
 mod book;
 mod engine;
 mod levels;
+mod receipts;
 mod titles;
 mod types;
 
 pub use engine::state::{BuyState, EngineState, ListingState, StateError};
 pub use engine::{Engine, InvariantViolation, ShelfRow, Stats};
+pub use receipts::{
+    ClientReceiptsState, Intent, OrderKind, OrderState, Receipt, Receipts, ReceiptsError,
+    ReceiptsState, RECEIPTS_PER_CLIENT,
+};
 pub use types::{
     BuyTarget, Cents, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title,
     Trade, ValueError, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_QTY, MAX_TITLE_BYTES,

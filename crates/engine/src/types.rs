@@ -157,10 +157,33 @@ impl Qty {
     }
 }
 
-/// Who sent a command. The market gives each attached client a fresh id; ids are never reused.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
-#[serde(transparent)]
-pub struct ClientId(pub u64);
+/// Who sent a command: 128 bits the client chose at random when it started, so that it keeps
+/// its id when the market restarts and asks about its orders under it (see `Receipts`). Not a
+/// secret: anyone who may open a store may write any slot's ring anyway. 0 is no client.
+///
+/// Written and shown as 32 hexadecimal digits (JSON too: a 128-bit number is not safe there).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct ClientId(pub u128);
+
+impl ClientId {
+    /// The id's first 64 bits, where 64 bits is all there is room for (the published
+    /// per-client statistics); shown as 16 hexadecimal digits.
+    pub fn short(self) -> u64 {
+        (self.0 >> 64) as u64
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl Serialize for ClientId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
 
 /// A client's own number for a request, echoed in every event about it.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
@@ -203,17 +226,22 @@ pub enum Command {
     Expire,
     /// The client is gone: its resting buys are cancelled. Its listings stay on the shelf.
     ClientGone { client: ClientId },
+    /// The market restarted: every client of the one before is gone with it, so every resting
+    /// buy is cancelled (clients in id order, each one's buys oldest first). Journaled once per
+    /// start, so `Receipts` can tell a client that left from one that may come back.
+    Restart,
 }
 
 impl Command {
-    /// The client the command is from or about; `None` for the market's own `Expire`.
+    /// The client the command is from or about; `None` for the market's own `Expire` and
+    /// `Restart`.
     pub fn client(&self) -> Option<ClientId> {
         match self {
             Command::List { client, .. }
             | Command::Buy { client, .. }
             | Command::Cancel { client, .. }
             | Command::ClientGone { client } => Some(*client),
-            Command::Expire => None,
+            Command::Expire | Command::Restart => None,
         }
     }
 }

@@ -85,8 +85,10 @@ pub struct SlotControl {
     pub state: AtomicU64,
     /// The claimant's start time (see `shm::process`), written before ACTIVE (release).
     pub start_time: AtomicU64,
-    /// The market's id for this client, written by the market when it accepts the slot.
-    pub client_id: AtomicU64,
+    /// The claimant's own 128-bit id (low word, high word), which it keeps across market
+    /// restarts; written with the start time before ACTIVE (release). Any value may be there:
+    /// the market validates it.
+    pub client_id: [AtomicU64; 2],
     /// What the claimant says it is (an opaque word: the API layer gives it meaning and the
     /// market validates it), written with the start time before ACTIVE (release).
     pub label: AtomicU64,
@@ -98,14 +100,14 @@ impl SlotControl {
         Self {
             state: AtomicU64::new(0),
             start_time: AtomicU64::new(0),
-            client_id: AtomicU64::new(0),
+            client_id: [AtomicU64::new(0), AtomicU64::new(0)],
             label: AtomicU64::new(0),
         }
     }
 
     /// Client: takes the slot if it is free and announces itself as attached, saying what it
-    /// is with `label`.
-    pub fn try_claim(&self, pid: u32, start_time: u64, label: u64) -> bool {
+    /// is with `label` and who it is with `client_id`.
+    pub fn try_claim(&self, pid: u32, start_time: u64, label: u64, client_id: u128) -> bool {
         // Acquire on success: pairs with the market's release store of FREE in `release`, so
         // the ring resets it did before are visible before we touch the rings.
         let won = self.state.compare_exchange(
@@ -121,7 +123,10 @@ impl SlotControl {
         // market's `observe` acquires before it reads them.
         self.start_time.store(start_time, Relaxed);
         self.label.store(label, Relaxed);
-        // Release: the market's acquire load in `observe` that sees ACTIVE sees our start time.
+        self.client_id[0].store(client_id as u64, Relaxed);
+        self.client_id[1].store((client_id >> 64) as u64, Relaxed);
+        // Release: the market's acquire load in `observe` that sees ACTIVE sees our start time,
+        // label and id.
         self.state.store(SlotState::Active.word(pid), Release);
         true
     }
@@ -157,22 +162,19 @@ impl SlotControl {
         self.label.load(Relaxed)
     }
 
-    /// Market: records the id it gave the slot's client (informational: `inspect` shows it).
-    pub fn set_client_id(&self, client: u64) {
-        // Relaxed: nobody synchronises on it; `inspect` shows what it sees.
-        self.client_id.store(client, Relaxed);
-    }
-
-    /// The id the market gave the slot's client, as last seen (for `inspect`).
-    pub fn client_id(&self) -> u64 {
-        // Relaxed: informational; nothing read after it depends on it.
-        self.client_id.load(Relaxed)
+    /// Market (and `inspect`): the id the claimant gave itself. Valid after `observe`
+    /// returned ACTIVE or LEAVING (ordered like the start time); any value may be there.
+    pub fn claimant_client_id(&self) -> u128 {
+        let low = self.client_id[0].load(Relaxed);
+        let high = self.client_id[1].load(Relaxed);
+        u128::from(high) << 64 | u128::from(low)
     }
 
     /// Market: hands the slot back. The caller has reset the slot's rings already.
     pub fn release(&self) {
         // Relaxed: published to the next claimant by the release store of FREE below.
-        self.client_id.store(0, Relaxed);
+        self.client_id[0].store(0, Relaxed);
+        self.client_id[1].store(0, Relaxed);
         self.start_time.store(0, Relaxed);
         self.label.store(0, Relaxed);
         // Release: the ring resets and the stores above happen before a new claimant's

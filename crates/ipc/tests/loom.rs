@@ -200,12 +200,12 @@ fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
             let mut p = Producer::new(&ring);
             p.try_push(&message(99)).unwrap();
             Consumer::new(&ring).try_pop().unwrap();
-            control.try_claim(5, 50, 1);
+            control.try_claim(5, 50, 1, 5 << 64 | 5);
             control.leave(5);
         }
         let (c_control, c_ring) = (control.clone(), ring.clone());
         let client = thread::spawn(move || {
-            while !c_control.try_claim(7, 42, 3) {
+            while !c_control.try_claim(7, 42, 3, 7 << 64 | 7) {
                 thread::yield_now();
             }
             Producer::new(&c_ring).try_push(&message(1)).unwrap();
@@ -220,6 +220,11 @@ fn a_freed_slot_is_claimed_with_reset_rings_and_the_claimants_identity() {
                 assert_eq!(pid, 7);
                 assert_eq!(control.claimant_start_time(), 42, "identity before ACTIVE");
                 assert_eq!(control.claimant_label(), 3, "label before ACTIVE");
+                assert_eq!(
+                    control.claimant_client_id(),
+                    7 << 64 | 7,
+                    "id before ACTIVE"
+                );
                 break;
             }
             thread::yield_now();
@@ -243,7 +248,7 @@ fn a_request_pushed_before_leaving_is_seen_by_the_market_that_sees_leaving() {
     loom::model(|| {
         let control = Arc::new(SlotControl::new());
         let ring = Arc::new(Ring::<2>::new_boxed());
-        assert!(control.try_claim(7, 42, 3));
+        assert!(control.try_claim(7, 42, 3, 1));
         let (c_control, c_ring) = (control.clone(), ring.clone());
         let client = thread::spawn(move || {
             Producer::new(&c_ring).try_push(&message(1)).unwrap();

@@ -6,13 +6,18 @@
 //! file header (24 bytes)  "BKJOURNL" | version u32 | capacity u32 | crc32 of the 16 bytes before | 0u32
 //! record                  len u32 | !len u32 | crc32(payload) u32 | payload (len bytes, ≤ 256)
 //! payload                 now u64 | tag u8 | fields (little-endian)
-//!   1 List        client u64, request u64, price u64, qty u32, title_len u8, title
-//!   2 Buy         client u64, request u64, max_price u64, qty u32, deadline_flag u8, deadline u64,
-//!                 title_len u8 (0 = any title), title
-//!   3 Cancel      client u64, request u64
+//!   1 List        client u128, request u64, price u64, qty u32, title_len u8, title
+//!   2 Buy         client u128, request u64, max_price u64, qty u32, deadline_flag u8,
+//!                 deadline u64, title_len u8 (0 = any title), title
+//!   3 Cancel      client u128, request u64
 //!   4 Expire
-//!   5 ClientGone  client u64
+//!   5 ClientGone  client u128
+//!   6 Restart
 //! ```
+//!
+//! Version 2 widened client ids to the 128 bits a client chooses (version 1's were the
+//! market's 64-bit counter) and added `Restart`. A version 1 journal is refused by name; its
+//! store can be started afresh with `--fresh`, which keeps the old file aside.
 //!
 //! The length is stored twice (`len` and its complement) so that a damaged length is told apart
 //! from a blank: zeros where a record would start disagree (`!0 != 0`).
@@ -26,10 +31,10 @@
 use engine::{BuyTarget, ClientId, Command, Millis, Price, Qty, RequestId, Title};
 
 pub const MAGIC: [u8; 8] = *b"BKJOURNL";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 pub const FILE_HEADER_LEN: usize = 24;
 pub const RECORD_HEADER_LEN: usize = 12;
-/// Largest payload a valid record has (a buy with an 80-byte title is 124 bytes).
+/// Largest payload a valid record has (a buy with an 80-byte title is 132 bytes).
 pub const MAX_PAYLOAD: usize = 256;
 
 const TAG_LIST: u8 = 1;
@@ -37,6 +42,7 @@ const TAG_BUY: u8 = 2;
 const TAG_CANCEL: u8 = 3;
 const TAG_EXPIRE: u8 = 4;
 const TAG_CLIENT_GONE: u8 = 5;
+const TAG_RESTART: u8 = 6;
 
 /// The journal's file header: which format, and the capacity of the store it describes
 /// (replaying under another capacity would decide `StoreFull` differently).
@@ -72,7 +78,7 @@ pub enum FormatError {
     #[error("not a bookstore journal (the first 8 bytes are not \"BKJOURNL\")")]
     NotAJournal,
     #[error(
-        "journal format version {found} is not supported (this build reads version {VERSION})"
+        "journal format version {found} is not supported (this build reads version {VERSION}; `bookstore market --fresh` sets the file aside and starts an empty store)"
     )]
     Version { found: u32 },
     #[error("the file header's checksum does not match")]
@@ -301,6 +307,7 @@ pub fn encode_record(now: Millis, command: &Command, out: &mut Vec<u8>) {
             out.push(TAG_CLIENT_GONE);
             out.extend_from_slice(&client.0.to_le_bytes());
         }
+        Command::Restart => out.push(TAG_RESTART),
     }
     let len = (out.len() - start - RECORD_HEADER_LEN) as u32;
     debug_assert!(len as usize <= MAX_PAYLOAD);
@@ -371,8 +378,9 @@ fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
         }
         TAG_EXPIRE => Command::Expire,
         TAG_CLIENT_GONE => Command::ClientGone {
-            client: ClientId(r.u64("client")?),
+            client: r.client()?,
         },
+        TAG_RESTART => Command::Restart,
         other => return Err(r.bad("tag", &format!("{other} is not a known command"))),
     };
     if !r.bytes.is_empty() {
@@ -423,11 +431,22 @@ impl Reader<'_> {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    pub(crate) fn ids(&mut self) -> Result<(ClientId, RequestId), FormatError> {
-        let client = ClientId(self.u64("client")?);
+    pub(crate) fn u128(&mut self, field: &'static str) -> Result<u128, FormatError> {
+        let b = self.take(field, 16)?;
+        Ok(u128::from_le_bytes(b.try_into().expect("16 bytes")))
+    }
+
+    /// A client id: 128 bits, never 0.
+    pub(crate) fn client(&mut self) -> Result<ClientId, FormatError> {
+        let client = ClientId(self.u128("client")?);
         if client.0 == 0 {
             return Err(self.bad("client", "0 is not a client id"));
         }
+        Ok(client)
+    }
+
+    pub(crate) fn ids(&mut self) -> Result<(ClientId, RequestId), FormatError> {
+        let client = self.client()?;
         Ok((client, RequestId(self.u64("request")?)))
     }
 
@@ -690,10 +709,10 @@ mod tests {
         );
         assert_eq!(scan(b"hello"), Err(FormatError::NotAJournal));
         let mut bytes = image(&[]);
-        bytes[8] = 2;
+        bytes[8] = 1;
         assert!(matches!(
             scan(&bytes),
-            Err(FormatError::Version { found: 2 })
+            Err(FormatError::Version { found: 1 })
         ));
     }
 }

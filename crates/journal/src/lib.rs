@@ -26,7 +26,7 @@ use shm::MappedFile;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use engine::{Command, Engine, Millis};
+use engine::{Command, Engine, Millis, Receipts};
 
 pub use format::{FormatError, TornTail};
 
@@ -87,19 +87,19 @@ pub struct WriteJournalError {
 /// What opening the journal found and did.
 #[derive(Debug)]
 pub struct Recovery {
-    /// The engine with every journaled command applied, and the clients of the previous
-    /// market's resting buys cancelled (they cannot be attached any more).
+    /// The engine with every journaled command applied, and then a `Restart` (the previous
+    /// market's clients are gone with it: their resting buys are cancelled).
     pub engine: Engine,
+    /// What became of the clients' recent orders, for those that come back and ask.
+    pub receipts: Receipts,
     pub capacity: u32,
     pub replayed: u64,
     /// The largest clock value in the journal; the new market's clock starts after it.
     pub last_now: Millis,
-    /// The first client id not used in the journal.
-    pub next_client: u64,
     pub torn: Option<TornTail>,
     /// Where `--fresh` moved the previous journal.
     pub set_aside: Option<PathBuf>,
-    /// Resting buys of the previous market's clients, cancelled after replay.
+    /// Resting buys of the previous market's clients, cancelled by the restart.
     pub orphaned_buys: u64,
     /// The snapshot the replay started from, if one was usable.
     pub from_snapshot: Option<SnapshotUsed>,
@@ -273,25 +273,22 @@ impl Journal {
         };
         // Where the replay starts: the snapshot's store, or an empty one.
         let start = match base {
-            Some((snapshot, engine, path)) => Base::from_snapshot(snapshot, engine, path),
+            Some((snapshot, engine, receipts, path)) => {
+                Base::from_snapshot(snapshot, engine, receipts, path)
+            }
             None => Base::empty(capacity),
         };
         let Base {
             mut engine,
+            mut receipts,
             mut recent_trades,
             last_now,
-            next_client,
             from: from_snapshot,
         } = start;
         let suffix = &scan.entries[from_snapshot.as_ref().map_or(0, |s| s.commands as usize)..];
-        replay_onto(&mut engine, suffix, &mut recent_trades);
+        replay_onto(&mut engine, &mut receipts, suffix, &mut recent_trades);
         let last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
-        let next_client = suffix
-            .iter()
-            .filter_map(|e| e.command.client())
-            .map(|c| c.0 + 1)
-            .fold(next_client, u64::max);
-        let orphaned_buys = self.cancel_orphaned_buys(&mut engine, last_now)?;
+        let orphaned_buys = self.restart(&mut engine, &mut receipts, last_now)?;
         engine
             .check_invariants()
             .map_err(|problem| OpenJournalError::Inconsistent {
@@ -305,27 +302,33 @@ impl Journal {
             from_snapshot,
             skipped_snapshots,
             recent_trades: recent_trades.into(),
+            receipts,
             last_now,
-            next_client,
             torn: scan.torn.clone(),
             set_aside,
             orphaned_buys,
         })
     }
 
-    /// Cancels the resting buys of the previous market's clients (they are gone with it) and
-    /// journals that, so the next replay does not revive them either. Returns how many.
-    fn cancel_orphaned_buys(
+    /// Journals and applies a `Restart`: the previous market's clients are gone with it, so
+    /// their resting buys are cancelled (the next replay does not revive them either), and
+    /// their receipts wait one restart for them to come back and ask. Left out when it would
+    /// change nothing (no buy rests, no receipt is kept). Returns how many buys were cancelled.
+    fn restart(
         &mut self,
         engine: &mut Engine,
+        receipts: &mut Receipts,
         now: Millis,
     ) -> Result<u64, WriteJournalError> {
-        let mut events = Vec::new();
-        for client in engine.clients_with_resting_buys() {
-            let command = Command::ClientGone { client };
-            self.stage(now, &command);
-            engine.apply(now, command, &mut events);
+        if engine.stats().resting_buys == 0 && receipts.is_empty() {
+            return Ok(0);
         }
+        let mut events = Vec::new();
+        let command = Command::Restart;
+        self.stage(now, &command);
+        let intent = Receipts::intent(&command);
+        engine.apply(now, command, &mut events);
+        receipts.record(intent, &events);
         self.commit()?;
         Ok(events.len() as u64)
     }
@@ -615,9 +618,11 @@ mod tests {
         let (journal, recovery) = Journal::open(&path, &options(Start::Continue)).unwrap();
         assert_eq!(recovery.replayed, n);
         assert_eq!(recovery.torn, None);
-        assert_eq!(journal.len_bytes(), records);
+        // The open journals one `Restart` after them (client 1 has receipts to keep).
+        let restart = (format::RECORD_HEADER_LEN + 9) as u64;
+        assert_eq!(journal.len_bytes(), records + restart);
         drop(journal);
-        assert_eq!(std::fs::metadata(&path).unwrap().len(), records);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), records + restart);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

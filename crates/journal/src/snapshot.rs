@@ -7,10 +7,10 @@
 //! | bytes | field |
 //! |---|---|
 //! | 8 | magic `BKSNAPSH` |
-//! | 4 | format version (1) |
+//! | 4 | format version (2) |
 //! | 4 | zero |
 //! | 8 | body length |
-//! | body | records covered, journal offset after them, last clock value, next client id, the engine's state, the recent trades |
+//! | body | records covered, journal offset after them, last clock value, the engine's state, the recent trades, the receipts |
 //! | 4 | CRC-32 of everything before it |
 //!
 //! Written crash-safe: a temporary file, `fsync`, `rename` over the final name, `fsync` of the
@@ -18,17 +18,24 @@
 //! temporary file, which the next writer replaces. Read distrustfully: a file that is short,
 //! fails its checksum, or holds a value the engine would not accept is refused with the field
 //! named, and the opener falls back to the snapshot before it.
+//!
+//! Version 2 has 128-bit client ids and the receipts (`engine::Receipts`); version 1 had a
+//! next-client counter instead. An older snapshot is skipped with a warning, like a damaged one.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use engine::{BuyState, BuyTarget, Engine, EngineState, ListingState, Millis, Stats, Title, Trade};
+use engine::{
+    BuyState, BuyTarget, ClientReceiptsState, Engine, EngineState, ListingState, Millis, OrderKind,
+    OrderState, Receipt, Receipts, ReceiptsState, RequestId, Stats, Title, Trade,
+    RECEIPTS_PER_CLIENT,
+};
 
 use crate::format::{put_ids, put_title, FormatError, Reader};
 
 pub const MAGIC: [u8; 8] = *b"BKSNAPSH";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 const HEADER_LEN: usize = 24;
 const TRAILER_LEN: usize = 4;
 /// Far more than any valid snapshot (100,000 orders of at most ~130 bytes each): a length
@@ -44,11 +51,11 @@ pub struct Snapshot {
     pub journal_offset: u64,
     /// The largest clock value applied; a market started from it runs its clock after this.
     pub last_now: Millis,
-    /// The first client id not used.
-    pub next_client: u64,
     pub engine: EngineState,
     /// The last trades, oldest first, for the published view.
     pub recent_trades: Vec<Trade>,
+    /// What became of each client's recent orders.
+    pub receipts: ReceiptsState,
 }
 
 /// Why a snapshot file cannot be used.
@@ -191,7 +198,7 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
     out.extend_from_slice(&VERSION.to_le_bytes());
     out.extend_from_slice(&0u32.to_le_bytes());
     out.extend_from_slice(&0u64.to_le_bytes()); // body length, filled in below
-    for word in [s.commands, s.journal_offset, s.last_now, s.next_client] {
+    for word in [s.commands, s.journal_offset, s.last_now] {
         out.extend_from_slice(&word.to_le_bytes());
     }
     let e = &s.engine;
@@ -238,6 +245,7 @@ pub fn encode(s: &Snapshot) -> Vec<u8> {
         put_ids(&mut out, t.buyer, t.buy_request);
         put_title(&mut out, Some(&t.title));
     }
+    put_receipts(&mut out, &s.receipts);
     let body_len = (out.len() - HEADER_LEN) as u64;
     out[16..24].copy_from_slice(&body_len.to_le_bytes());
     let crc = crc32fast::hash(&out);
@@ -288,7 +296,6 @@ fn read_body(r: &mut Reader<'_>) -> Result<Snapshot, SnapshotError> {
     let commands = r.u64("commands")?;
     let journal_offset = r.u64("journal_offset")?;
     let last_now = r.u64("last_now")?;
-    let next_client = r.u64("next_client")?;
     let capacity = r.u32("capacity")?;
     let next_seq = r.u64("next_seq")?;
     let next_trade_id = r.u64("next_trade_id")?;
@@ -367,11 +374,12 @@ fn read_body(r: &mut Reader<'_>) -> Result<Snapshot, SnapshotError> {
             list_request,
         });
     }
+    let receipts = read_receipts(r)?;
     Ok(Snapshot {
         commands,
         journal_offset,
         last_now,
-        next_client,
+        receipts,
         engine: EngineState {
             capacity,
             next_seq,
@@ -390,6 +398,99 @@ fn read_body(r: &mut Reader<'_>) -> Result<Snapshot, SnapshotError> {
         },
         recent_trades,
     })
+}
+
+/// Receipt codes: kind, and state (with a listing's sold-at-once count beside it).
+const KIND_LIST: u8 = 1;
+const KIND_BUY: u8 = 2;
+
+fn state_code(state: OrderState) -> (u8, u32) {
+    match state {
+        OrderState::Listed { sold_at_once } => (1, sold_at_once),
+        OrderState::Resting => (2, 0),
+        OrderState::Filled => (3, 0),
+        OrderState::Expired => (4, 0),
+        OrderState::Cancelled => (5, 0),
+    }
+}
+
+fn put_receipts(out: &mut Vec<u8>, receipts: &ReceiptsState) {
+    out.extend_from_slice(&receipts.restarts.to_le_bytes());
+    out.extend_from_slice(&(receipts.clients.len() as u32).to_le_bytes());
+    for c in &receipts.clients {
+        out.extend_from_slice(&c.client.0.to_le_bytes());
+        out.extend_from_slice(&c.orphaned_at.unwrap_or(0).to_le_bytes());
+        out.extend_from_slice(&(c.receipts.len() as u32).to_le_bytes());
+        for r in &c.receipts {
+            out.extend_from_slice(&r.request.0.to_le_bytes());
+            out.push(match r.kind {
+                OrderKind::List => KIND_LIST,
+                OrderKind::Buy => KIND_BUY,
+            });
+            let (state, sold_at_once) = state_code(r.state);
+            out.push(state);
+            out.extend_from_slice(&sold_at_once.to_le_bytes());
+            out.extend_from_slice(&r.qty.to_le_bytes());
+            out.extend_from_slice(&r.done.to_le_bytes());
+            out.extend_from_slice(&r.spent_cents.to_le_bytes());
+        }
+    }
+}
+
+/// The receipts' fields; their rules are checked by `Receipts::from_state`.
+fn read_receipts(r: &mut Reader<'_>) -> Result<ReceiptsState, SnapshotError> {
+    let restarts = r.u64("receipts restarts")?;
+    let count = counted(r, "receipts clients", 1 << 20)?;
+    let mut clients = Vec::with_capacity(count.min(1 << 12));
+    for _ in 0..count {
+        let client = r.client()?;
+        let orphaned_at = Some(r.u64("receipts orphaned_at")?).filter(|&n| n != 0);
+        let n = counted(r, "receipts count", RECEIPTS_PER_CLIENT as u32)?;
+        let mut receipts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let request = RequestId(r.u64("receipt request")?);
+            let kind = match r.u8("receipt kind")? {
+                KIND_LIST => OrderKind::List,
+                KIND_BUY => OrderKind::Buy,
+                other => {
+                    return Err(r
+                        .bad("receipt kind", &format!("{other} is not 1 or 2"))
+                        .into())
+                }
+            };
+            let state = r.u8("receipt state")?;
+            let sold_at_once = r.u32("receipt sold_at_once")?;
+            let state = match state {
+                1 => OrderState::Listed { sold_at_once },
+                2 => OrderState::Resting,
+                3 => OrderState::Filled,
+                4 => OrderState::Expired,
+                5 => OrderState::Cancelled,
+                other => {
+                    return Err(r
+                        .bad("receipt state", &format!("{other} is not 1..=5"))
+                        .into())
+                }
+            };
+            if sold_at_once != 0 && !matches!(state, OrderState::Listed { .. }) {
+                return Err(r.bad("receipt sold_at_once", "is set for a buy").into());
+            }
+            receipts.push(Receipt {
+                request,
+                kind,
+                state,
+                qty: r.u32("receipt qty")?,
+                done: r.u32("receipt done")?,
+                spent_cents: r.u64("receipt spent_cents")?,
+            });
+        }
+        clients.push(ClientReceiptsState {
+            client,
+            orphaned_at,
+            receipts,
+        });
+    }
+    Ok(ReceiptsState { restarts, clients })
 }
 
 /// A count word, refused past `max` before anything is allocated for it.
@@ -415,7 +516,7 @@ pub(crate) fn newest_usable(
     scan: &crate::format::Scan,
     capacity: u32,
     skipped: &mut Vec<(PathBuf, String)>,
-) -> Option<(Snapshot, Engine, PathBuf)> {
+) -> Option<(Snapshot, Engine, Receipts, PathBuf)> {
     let found = match list(journal) {
         Ok(found) => found,
         Err(e) => {
@@ -428,7 +529,7 @@ pub(crate) fn newest_usable(
     };
     for (_, path) in found {
         match usable_snapshot(&path, scan, capacity) {
-            Ok((snapshot, engine)) => return Some((snapshot, engine, path)),
+            Ok((snapshot, engine, receipts)) => return Some((snapshot, engine, receipts, path)),
             Err(why) => skipped.push((path, why)),
         }
     }
@@ -439,7 +540,7 @@ fn usable_snapshot(
     path: &Path,
     scan: &crate::format::Scan,
     capacity: u32,
-) -> Result<(Snapshot, Engine), String> {
+) -> Result<(Snapshot, Engine, Receipts), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let snapshot = decode(&bytes).map_err(|e| e.to_string())?;
     if snapshot.engine.capacity != capacity {
@@ -468,5 +569,6 @@ fn usable_snapshot(
         ));
     }
     let engine = Engine::from_state(&snapshot.engine).map_err(|e| e.to_string())?;
-    Ok((snapshot, engine))
+    let receipts = Receipts::from_state(&snapshot.receipts).map_err(|e| e.to_string())?;
+    Ok((snapshot, engine, receipts))
 }

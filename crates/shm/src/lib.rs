@@ -1,5 +1,5 @@
 //! The operating-system layer under bookstore: POSIX shared-memory objects, futexes, process
-//! handles, file locks and memory-mapped files.
+//! handles, file locks, memory-mapped files and random identities.
 //!
 //! Architecture invariant: this crate knows nothing of books, markets or the segment's layout.
 //! It creates, opens, checks and maps named objects; it waits on and wakes futex words; it
@@ -12,6 +12,7 @@ pub mod futex;
 mod mapped_file;
 mod name;
 pub mod process;
+pub mod random;
 mod segment;
 pub mod users;
 

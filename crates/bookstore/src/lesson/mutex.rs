@@ -155,7 +155,7 @@ pub fn run(workload: &Workload) -> VariantRun {
                 scope.spawn(move || {
                     let mut trader = Trader {
                         shared,
-                        client: ClientId(i as u64 + 1),
+                        client: ClientId(i as u128 + 1),
                         next_request: 0,
                         events: Vec::with_capacity(8),
                     };

@@ -87,7 +87,7 @@ fn serve(shard: &Shard, done: &AtomicBool, counters: &Counters, spin: Duration) 
                 .expect("rings in process memory are sound")
             {
                 worked = true;
-                let client = ClientId(i as u64 + 1);
+                let client = ClientId(i as u128 + 1);
                 let request = Request::decode(&message).expect("traders send valid requests");
                 events.clear();
                 // The clock stands still at 0: a buy's deadline of "now" expires it at once.

@@ -1,16 +1,18 @@
-//! The ledger: the engine (the store's truth) and the journal that makes it durable, kept in
-//! step. Every command that changes the engine is staged in the journal as it is applied; a
-//! batch is committed before anything that depends on it is shown.
+//! The ledger: the engine (the store's truth), its receipts (what became of each client's
+//! recent orders) and the journal that makes both durable, kept in step. Every command that
+//! changes either is staged in the journal as it is applied; a batch is committed before
+//! anything that depends on it is shown.
 
 use std::time::Instant;
 
-use engine::{Command, Engine, Event, Millis, Stats};
+use engine::{ClientId, Command, Engine, Event, Millis, Receipt, Receipts, RequestId, Stats};
 
 use crate::journal::{Durability, Journal, WriteJournalError};
 use crate::stats::{durability_code, JournalFacts};
 
 pub(super) struct Ledger {
     engine: Engine,
+    receipts: Receipts,
     journal: Journal,
     /// Set when the journal could not be written: nothing more may be acknowledged.
     failed: Option<WriteJournalError>,
@@ -21,9 +23,10 @@ pub(super) struct Ledger {
 }
 
 impl Ledger {
-    pub(super) fn new(engine: Engine, journal: Journal) -> Self {
+    pub(super) fn new(engine: Engine, receipts: Receipts, journal: Journal) -> Self {
         Self {
             engine,
+            receipts,
             journal,
             failed: None,
             last_sync: None,
@@ -31,18 +34,22 @@ impl Ledger {
         }
     }
 
-    /// Applies a command to the engine and stages its journal record, if it changed anything.
-    /// The engine reports every change as an event, and a refusal (`Rejected`) changes
-    /// nothing, so a command with no other event is left out: an idle market (its `Expire`
-    /// every 50 ms) and a seller retrying on a full store write nothing.
+    /// Applies a command to the engine and its receipts and stages its journal record, if it
+    /// changed anything. The engine reports every change as an event, and a refusal
+    /// (`Rejected`) changes nothing, so a command with no other event is left out (an idle
+    /// market's `Expire` every 50 ms, a seller retrying on a full store) unless it changed the
+    /// receipts alone (a client with receipts left).
     pub(super) fn apply(&mut self, now: Millis, command: Command, events: &mut Vec<Event>) {
         let mark = self.journal.stage_mark();
         self.journal.stage(now, &command);
         let first = events.len();
+        let intent = Receipts::intent(&command);
         self.engine.apply(now, command, events);
-        let changed = events[first..]
-            .iter()
-            .any(|e| !matches!(e, Event::Rejected { .. }));
+        let receipts_only = self.receipts.record(intent, &events[first..]);
+        let changed = receipts_only
+            || events[first..]
+                .iter()
+                .any(|e| !matches!(e, Event::Rejected { .. }));
         if !changed {
             self.journal.unstage(mark);
         } else if self.journal.durability() == Durability::Always {
@@ -155,6 +162,15 @@ impl Ledger {
 
     pub(super) fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(super) fn receipts(&self) -> &Receipts {
+        &self.receipts
+    }
+
+    /// What became of `client`'s order `request`, if the market applied it and remembers.
+    pub(super) fn receipt(&self, client: ClientId, request: RequestId) -> Option<Receipt> {
+        self.receipts.get(client, request)
     }
 
     pub(super) fn stats(&self) -> Stats {

@@ -159,8 +159,8 @@ impl<'s> Market<'s> {
         Self {
             store,
             config,
-            sessions: Sessions::new(store, recovery.next_client),
-            ledger: Ledger::new(recovery.engine, journal),
+            sessions: Sessions::new(store),
+            ledger: Ledger::new(recovery.engine, recovery.receipts, journal),
             view: ViewSchedule::new(now, recovery.recent_trades),
             stats: StatsRecorder::new(wall_base_ms, store.slot_count()),
             clock: Clock {
@@ -320,7 +320,7 @@ impl<'s> Market<'s> {
             Err(error) => {
                 self.view.counters.malformed += 1;
                 self.stats.warn(WarningKind::MalformedRequest);
-                tracing::warn!(client = client.0, %error, "malformed request");
+                tracing::warn!(%client, %error, "malformed request");
                 let request = Request::raw_request_id(message);
                 let durable_at = self.ledger.staged_end();
                 self.sessions
@@ -329,6 +329,17 @@ impl<'s> Market<'s> {
             }
         };
         self.view.counters.requests += 1;
+        if let Request::Ask { request } = request {
+            // Answered from what the ledger applied: shown, like any reply, once that is
+            // durable.
+            let reply = match self.ledger.receipt(client, request) {
+                Some(receipt) => Reply::Receipt(receipt),
+                None => Reply::NotSeen { request },
+            };
+            let durable_at = self.ledger.staged_end();
+            self.sessions.send_to_slot(index, reply, durable_at);
+            return;
+        }
         let command = request.into_command(client, self.clock.now_ms());
         self.apply(command);
     }
@@ -471,9 +482,9 @@ impl<'s> Market<'s> {
             commands,
             journal_offset,
             last_now: self.clock.now_ms(),
-            next_client: self.sessions.next_client(),
             engine: self.ledger.engine().state(),
             recent_trades: self.view.recent_trades(),
+            receipts: self.ledger.receipts().state(),
         })
     }
 

@@ -71,7 +71,6 @@ pub(super) struct Sessions<'s> {
     slot_of: HashMap<ClientId, u32>,
     /// Slots with a client, in slot order: the loop visits only these.
     attached: Vec<u32>,
-    next_client: u64,
     clients_served: u64,
     seen_epoch: u64,
     /// Clients quarantined since the last `take_dropped`: the ledger must apply `ClientGone`.
@@ -88,18 +87,12 @@ pub(super) struct Sessions<'s> {
 }
 
 impl<'s> Sessions<'s> {
-    /// The id the next client will get (a snapshot keeps it, so ids are never reused).
-    pub(super) fn next_client(&self) -> u64 {
-        self.next_client
-    }
-
-    pub(super) fn new(store: &'s SharedStore, next_client: u64) -> Self {
+    pub(super) fn new(store: &'s SharedStore) -> Self {
         Self {
             store,
             slots: (0..store.slot_count()).map(|_| None).collect(),
             slot_of: HashMap::new(),
             attached: Vec::new(),
-            next_client,
             clients_served: 0,
             seen_epoch: u64::MAX,
             dropped: Vec::new(),
@@ -202,19 +195,28 @@ impl<'s> Sessions<'s> {
             // Ordered by `scan`'s `observe` of ACTIVE or LEAVING.
             start_time: slot.control.claimant_start_time(),
         };
-        let process = match ProcessHandle::open(id) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(slot = index, pid, error = %e, "not accepting the slot's claimant");
+        // The id the client chose (ordered like the start time). Its first 64 bits are what
+        // the statistics show, so they must not be 0; two slots may not share one.
+        let client = ClientId(slot.control.claimant_client_id());
+        let refusal = if client.short() == 0 {
+            Some("its client id's first 64 bits are 0".to_owned())
+        } else {
+            self.slot_of
+                .get(&client)
+                .map(|other| format!("its client id {client} is slot {other}'s"))
+        };
+        let process = match (refusal, ProcessHandle::open(id)) {
+            (None, Ok(p)) => p,
+            (refusal, opened) => {
+                let why = refusal
+                    .unwrap_or_else(|| opened.err().map(|e| e.to_string()).unwrap_or_default());
+                tracing::warn!(slot = index, pid, why, "not accepting the slot's claimant");
                 self.warnings.push(WarningKind::ClaimantRefused);
                 self.free(index);
                 return None;
             }
         };
-        let client = ClientId(self.next_client);
-        self.next_client += 1;
         self.clients_served += 1;
-        slot.control.set_client_id(client.0);
         self.slots[index as usize] = Some(Attached {
             client,
             process,
@@ -361,7 +363,7 @@ impl<'s> Sessions<'s> {
         self.warnings.push(kind);
         self.backlogged -= a.outbox.clear_backlog();
         let client = a.client;
-        tracing::warn!(client = client.0, slot = index, why, "dropping client");
+        tracing::warn!(%client, slot = index, why, "dropping client");
         self.slot_of.remove(&client);
         self.dropped.push(client);
     }

@@ -4,7 +4,9 @@
 //! 64-byte cell of the ring, one cache line. Longer titles take the second cell.
 //!
 //! Request words: `0` kind | title length << 8 | flags << 16 | qty << 32 · `1` request id ·
-//! `2` price cents · `3` timeout ms (buy) · `4..14` title bytes.
+//! `2` price cents · `3` timeout ms (buy) · `4..14` title bytes. Kinds: 1 list, 2 buy, 3 cancel,
+//! 4 ask (what became of this request? asked by a client that reattached after its market
+//! restarted; answered with a receipt or "not seen").
 //!
 //! Reply words: `0` kind | title length << 8 | code << 16 | flags << 24 | a << 32 ·
 //! `1` request id · `2` b · `3` price cents · `4..14` title bytes. `a` is a quantity (listed,
@@ -24,6 +26,7 @@ use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
 const LIST: u64 = 1;
 const BUY: u64 = 2;
 const CANCEL: u64 = 3;
+const ASK: u64 = 4;
 const FLAG_ANY: u64 = 1;
 const FLAG_DEADLINE: u64 = 2;
 /// A reply's flag: this trade completes the buy (no `Filled` follows).
@@ -51,11 +54,14 @@ pub enum Request {
     },
     /// Cancels the resting buy with this request id.
     Cancel { request: RequestId },
+    /// What became of this client's order `request`? Answered from the market's receipts
+    /// (`Reply::Receipt`, or `Reply::NotSeen`: send it again). Changes nothing.
+    Ask { request: RequestId },
 }
 
 impl Request {
     /// The engine command this request asks for, from `client`, at `now` on the market's
-    /// clock (a buy's timeout becomes a deadline).
+    /// clock (a buy's timeout becomes a deadline). Not for an `Ask`, which is no command.
     pub fn into_command(self, client: engine::ClientId, now: engine::Millis) -> engine::Command {
         use engine::Command;
         match self {
@@ -86,6 +92,7 @@ impl Request {
                 deadline: timeout_ms.map(|t| now + u64::from(t)),
             },
             Request::Cancel { request } => Command::Cancel { client, request },
+            Request::Ask { .. } => unreachable!("an Ask is answered from the receipts"),
         }
     }
 }
@@ -93,7 +100,7 @@ impl Request {
 /// A request the market could not decode; the reply names the field.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Malformed {
-    #[error("kind: {0} is not a request kind (1 list, 2 buy, 3 cancel)")]
+    #[error("kind: {0} is not a request kind (1 list, 2 buy, 3 cancel, 4 ask)")]
     Kind(u64),
     #[error("flags: {0:#x} has bits this kind does not use")]
     Flags(u64),
@@ -204,6 +211,10 @@ impl Request {
                 w[0] = CANCEL;
                 w[1] = request.0;
             }
+            Request::Ask { request } => {
+                w[0] = ASK;
+                w[1] = request.0;
+            }
         }
         w
     }
@@ -268,10 +279,14 @@ impl Request {
                     timeout_ms,
                 })
             }
-            CANCEL if flags != 0 => Err(Malformed::Flags(flags)),
+            CANCEL | ASK if flags != 0 => Err(Malformed::Flags(flags)),
             CANCEL => {
                 no_title()?;
                 Ok(Request::Cancel { request })
+            }
+            ASK => {
+                no_title()?;
+                Ok(Request::Ask { request })
             }
             other => Err(Malformed::Kind(other)),
         }
@@ -318,7 +333,8 @@ mod tests {
                     qty,
                     timeout_ms,
                 }),
-            id.prop_map(|request| Request::Cancel { request }),
+            id.clone().prop_map(|request| Request::Cancel { request }),
+            id.prop_map(|request| Request::Ask { request }),
         ]
     }
 
@@ -431,6 +447,23 @@ mod tests {
                 request: r,
                 error: Malformed::Qty(0),
             },
+            Reply::Receipt(engine::Receipt {
+                request: r,
+                kind: engine::OrderKind::List,
+                qty: 3,
+                done: 3,
+                spent_cents: 0,
+                state: engine::OrderState::Listed { sold_at_once: 2 },
+            }),
+            Reply::Receipt(engine::Receipt {
+                request: r,
+                kind: engine::OrderKind::Buy,
+                qty: 3,
+                done: 1,
+                spent_cents: 999,
+                state: engine::OrderState::Cancelled,
+            }),
+            Reply::NotSeen { request: r },
         ] {
             assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
         }

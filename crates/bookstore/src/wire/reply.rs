@@ -1,7 +1,9 @@
 //! Replies (market → client): the codec of the words the market writes into a reply ring.
 //! The layout is in the parent module's docs.
 
-use engine::{ClientId, Event, Price, RejectReason, RequestId, Title};
+use engine::{
+    ClientId, Event, OrderKind, OrderState, Price, Receipt, RejectReason, RequestId, Title,
+};
 
 use super::{get_title, put_title, Malformed, FLAG_DONE};
 use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
@@ -57,6 +59,13 @@ pub enum Reply {
         request: RequestId,
         error: Malformed,
     },
+    /// The answer to an `Ask`: what became of the order (its request id is the receipt's).
+    Receipt(Receipt),
+    /// The answer to an `Ask` about an order the market never applied (it never arrived, or
+    /// was refused, which changed nothing): sending it again cannot apply it twice.
+    NotSeen {
+        request: RequestId,
+    },
 }
 
 /// A reply the client could not decode: the market (or something in its place) is broken.
@@ -108,6 +117,49 @@ mod reply_kind {
     pub const CANCELLED: u64 = 7;
     pub const REJECTED: u64 = 8;
     pub const MALFORMED: u64 = 9;
+    pub const RECEIPT: u64 = 10;
+    pub const NOT_SEEN: u64 = 11;
+}
+
+/// A receipt on the wire: its code is the order's kind << 4 | its state, and a listing's
+/// sold-at-once count rides beside the qty. Encode and decode side by side.
+mod receipt_code {
+    use engine::{OrderKind, OrderState};
+
+    pub(super) fn encode(kind: OrderKind, state: OrderState) -> (u64, u32) {
+        let kind = match kind {
+            OrderKind::List => 1,
+            OrderKind::Buy => 2,
+        };
+        let (state, sold_at_once) = match state {
+            OrderState::Listed { sold_at_once } => (1, sold_at_once),
+            OrderState::Resting => (2, 0),
+            OrderState::Filled => (3, 0),
+            OrderState::Expired => (4, 0),
+            OrderState::Cancelled => (5, 0),
+        };
+        (kind << 4 | state, sold_at_once)
+    }
+
+    pub(super) fn decode(code: u64, sold_at_once: u32) -> Option<(OrderKind, OrderState)> {
+        let kind = match code >> 4 {
+            1 => OrderKind::List,
+            2 => OrderKind::Buy,
+            _ => return None,
+        };
+        let state = match (kind, code & 0xf) {
+            (OrderKind::List, 1) => OrderState::Listed { sold_at_once },
+            (OrderKind::Buy, 2) => OrderState::Resting,
+            (OrderKind::Buy, 3) => OrderState::Filled,
+            (OrderKind::Buy, 4) => OrderState::Expired,
+            (OrderKind::Buy, 5) => OrderState::Cancelled,
+            _ => return None,
+        };
+        if sold_at_once != 0 && kind == OrderKind::Buy {
+            return None;
+        }
+        Some((kind, state))
+    }
 }
 
 impl Reply {
@@ -200,7 +252,9 @@ impl Reply {
             | Reply::Expired { request, .. }
             | Reply::Cancelled { request, .. }
             | Reply::Rejected { request, .. }
-            | Reply::Malformed { request, .. } => *request,
+            | Reply::Malformed { request, .. }
+            | Reply::NotSeen { request } => *request,
+            Reply::Receipt(r) => r.request,
         }
     }
 
@@ -214,7 +268,9 @@ impl Reply {
             | Reply::Expired { .. }
             | Reply::Cancelled { .. }
             | Reply::Rejected { .. }
-            | Reply::Malformed { .. } => true,
+            | Reply::Malformed { .. }
+            | Reply::Receipt(_)
+            | Reply::NotSeen { .. } => true,
         }
     }
 
@@ -287,6 +343,13 @@ impl Reply {
                 w[0] = head(MALFORMED, code, 0, 0);
                 w[2] = value;
             }
+            Reply::Receipt(r) => {
+                let (code, sold_at_once) = receipt_code::encode(r.kind, r.state);
+                w[0] = head(RECEIPT, code, 0, r.done);
+                w[2] = r.spent_cents;
+                w[3] = u64::from(r.qty) | u64::from(sold_at_once) << 32;
+            }
+            Reply::NotSeen { .. } => w[0] = head(NOT_SEEN, 0, 0, 0),
         }
         w[1] = self.request_id().0;
         w
@@ -359,6 +422,30 @@ impl Reply {
                 request,
                 error: Malformed::from_code(code, w[2]).ok_or(bad("malformed code", code))?,
             },
+            RECEIPT => {
+                let (qty, sold_at_once) = (w[3] as u32, (w[3] >> 32) as u32);
+                let (kind, state) = receipt_code::decode(code, sold_at_once)
+                    .ok_or(bad("receipt code", code | u64::from(sold_at_once) << 8))?;
+                let receipt = Receipt {
+                    request,
+                    kind,
+                    qty,
+                    done: a,
+                    spent_cents: w[2],
+                    state,
+                };
+                if qty == 0 || a > qty || sold_at_once > qty {
+                    return Err(bad("receipt qty", w[3]));
+                }
+                if kind == OrderKind::List && (a != qty || w[2] != 0) {
+                    return Err(bad("receipt done", a.into()));
+                }
+                if state == OrderState::Filled && a != qty {
+                    return Err(bad("receipt done", a.into()));
+                }
+                Reply::Receipt(receipt)
+            }
+            NOT_SEEN => Reply::NotSeen { request },
             kind => return Err(bad("kind", kind)),
         })
     }
