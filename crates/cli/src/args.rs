@@ -297,6 +297,13 @@ pub struct JournalArgs {
     /// Print every record (offset, market clock, command) before the summary.
     #[arg(long)]
     pub records: bool,
+    /// Check every record's and every snapshot's checksum and fit; exit 8 naming the file
+    /// and what is wrong if any is damaged.
+    #[arg(long)]
+    pub verify: bool,
+    /// Replay only the first N records: the store as it was after command N.
+    #[arg(long, value_name = "N")]
+    pub upto: Option<u64>,
 }
 
 #[derive(Args, Debug)]

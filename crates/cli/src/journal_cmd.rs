@@ -1,5 +1,6 @@
 //! `bookstore journal`: read a market's journal without a market: what it holds, whether its
-//! tail is torn, and what replaying it gives. Never writes to it (and takes no lock, so it can
+//! tail is torn, its snapshots and whether each could start a replay, and what replaying it
+//! (all of it, or up to a command) gives. Never writes to it (and takes no lock, so it can
 //! look at the journal of a running market; a record being written shows as a torn tail).
 
 use serde::Serialize;
@@ -38,6 +39,20 @@ struct Report {
     revenue_cents: u64,
     /// listed = sold + on shelf, after replay.
     balanced: bool,
+    /// The commands replayed for the figures above (`--upto`, or every record).
+    replayed_commands: u64,
+    /// The snapshots beside the journal, newest first.
+    snapshots: Vec<SnapshotReport>,
+}
+
+#[derive(Serialize)]
+struct SnapshotReport {
+    path: String,
+    /// Journal records it covers (the command number it was taken at).
+    commands: u64,
+    size_bytes: u64,
+    /// Why it could not start a replay of this journal, if it could not.
+    problem: Option<String>,
 }
 
 pub fn run(args: JournalArgs) -> Exit {
@@ -79,6 +94,17 @@ pub fn run(args: JournalArgs) -> Exit {
         torn_tail: scan.torn.clone(),
         ..Report::default()
     };
+    let upto = args.upto.map_or(scan.entries.len(), |n| {
+        usize::try_from(n).map_or(scan.entries.len(), |n| n.min(scan.entries.len()))
+    });
+    if args.upto.is_some_and(|n| n > scan.entries.len() as u64) {
+        eprintln!(
+            "bookstore journal: upto: {} is past the {} records; replaying them all",
+            args.upto.unwrap_or_default(),
+            scan.entries.len()
+        );
+    }
+    report.snapshots = snapshots_of(&path, &scan, report.capacity);
     for entry in &scan.entries {
         if args.records && !args.json {
             println!(
@@ -90,7 +116,8 @@ pub fn run(args: JournalArgs) -> Exit {
         }
         count(&mut report, entry);
     }
-    let engine = journal::replay(report.capacity.unwrap_or(1), &scan.entries);
+    report.replayed_commands = upto as u64;
+    let engine = journal::replay(report.capacity.unwrap_or(1), &scan.entries[..upto]);
     let stats = engine.stats();
     report.books_listed_total = stats.books_listed;
     report.books_sold_total = stats.books_sold;
@@ -111,11 +138,49 @@ pub fn run(args: JournalArgs) -> Exit {
     } else {
         print_summary(&report);
     }
+    if args.verify {
+        if let Some(bad) = report.snapshots.iter().find(|s| s.problem.is_some()) {
+            eprintln!(
+                "bookstore journal: verify: snapshot {}: {}",
+                bad.path,
+                bad.problem.as_deref().unwrap_or_default()
+            );
+            return Exit::Journal;
+        }
+        if !args.json {
+            println!(
+                "verify: every checksum holds ({} records, {} snapshots)",
+                report.records,
+                report.snapshots.len()
+            );
+        }
+    }
     if report.balanced {
         Exit::Ok
     } else {
         Exit::Error
     }
+}
+
+/// Every snapshot beside the journal at `path`, newest first, each examined as a market's
+/// start would (a damaged one names what is wrong and where).
+fn snapshots_of(
+    path: &std::path::Path,
+    scan: &format::Scan,
+    capacity: Option<u32>,
+) -> Vec<SnapshotReport> {
+    let Ok(found) = journal::snapshot::list(path) else {
+        return Vec::new();
+    };
+    found
+        .into_iter()
+        .map(|(commands, file)| SnapshotReport {
+            path: file.display().to_string(),
+            commands,
+            size_bytes: std::fs::metadata(&file).map_or(0, |m| m.len()),
+            problem: journal::snapshot::examine(&file, scan, capacity.unwrap_or(0)).err(),
+        })
+        .collect()
 }
 
 fn count(report: &mut Report, entry: &format::Entry) {
@@ -199,6 +264,18 @@ fn print_summary(r: &Report) {
     if let (Some(first), Some(last)) = (r.first_ms, r.last_ms) {
         println!("  market clock: {first} ms .. {last} ms");
     }
+    for snap in &r.snapshots {
+        match &snap.problem {
+            None => println!(
+                "  snapshot at command {} ({} bytes): usable, {}",
+                snap.commands, snap.size_bytes, snap.path
+            ),
+            Some(why) => println!(
+                "  snapshot at command {} ({} bytes): NOT usable ({why}), {}",
+                snap.commands, snap.size_bytes, snap.path
+            ),
+        }
+    }
     match &r.torn_tail {
         None => println!("  tail: clean"),
         Some(t) => println!(
@@ -206,8 +283,13 @@ fn print_summary(r: &Report) {
             t.bytes, t.offset, t.why
         ),
     }
+    let upto = if r.replayed_commands < r.records {
+        format!(" up to command {}", r.replayed_commands)
+    } else {
+        String::new()
+    };
     println!(
-        "  replayed: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}; next trade #{}; {} resting buys",
+        "  replayed{upto}: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}; next trade #{}; {} resting buys",
         r.books_listed_total,
         r.books_sold_total,
         r.books_on_shelf,

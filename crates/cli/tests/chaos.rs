@@ -191,3 +191,96 @@ fn traders_and_market_killed_at_random_lose_no_book() {
     );
     std::fs::remove_file(&journal).unwrap();
 }
+
+/// Copies a session was told it listed or bought, from its stdout: `listed N × …`,
+/// `bought N × …` and `bought N more while the market restarted…`.
+fn copies_told(text: &str, verb: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| {
+            line.strip_prefix(verb)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// Exactly once: four sessions each run a script of orders while the market is SIGKILLed
+/// again and again (no client is killed, so every order is a session's to account for). Each
+/// session reattaches under its id and asks what became of its order in flight; at the end,
+/// the copies the sellers were told were listed are exactly the copies the store listed, and
+/// the copies the buyers were told they bought exactly those it sold: nothing acknowledged
+/// lost, nothing applied twice, nothing applied unacknowledged. Every session exits by itself.
+#[test]
+fn across_market_kills_every_order_is_acknowledged_exactly_as_applied() {
+    let orders: u64 = env_or("BOOKSTORE_CHAOS_ORDERS", 40);
+    let market_kills: u32 = env_or("BOOKSTORE_CHAOS_MARKET_KILLS", 3);
+    let seed: u64 = env_or("BOOKSTORE_CHAOS_SEED", fastrand::u64(..));
+    println!("exactly once: 2 sellers + 2 buyers, {orders} orders each, {market_kills} market kills, seed {seed}");
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let market_args = ["--capacity", "40"];
+    let mut market = Market::start("once-chaos", &market_args);
+    let mut sessions: Vec<(Child, std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+    for (i, role) in (0..2u64).flat_map(|i| ["seller", "buyer"].map(|r| (i, r))) {
+        let base = state_home().join(format!("{}-{role}-{i}", &market.name[1..]));
+        let (told, log) = (base.with_extension("out"), base.with_extension("log"));
+        std::fs::create_dir_all(state_home()).unwrap();
+        let mut child = bookstore(&[role, "--name", &market.name, "--wait", "20"])
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&told).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("client starts");
+        let script: String = (0..orders)
+            .map(|n| order_line(role, i * 1000 + n))
+            .collect();
+        // Written whole, then closed: the session runs every line and exits.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        sessions.push((child, told, log));
+    }
+    for _ in 0..market_kills {
+        std::thread::sleep(Duration::from_millis(rng.u64(500..1500)));
+        market.kill();
+        std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
+        market.restart(&market_args);
+    }
+    let (mut listed_told, mut bought_told, mut resumed) = (0, 0, 0);
+    for (mut child, told, log) in sessions {
+        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+        let ended = eventually(Duration::from_secs(120), || {
+            child.try_wait().unwrap().is_some()
+        });
+        if !ended {
+            let _ = child.kill();
+        }
+        let status = child.wait().unwrap();
+        assert!(
+            ended && status.code().is_some(),
+            "a session did not finish: {status:?}\n{}",
+            log_text()
+        );
+        resumed += log_text().matches("went away mid-order").count();
+        let text = std::fs::read_to_string(&told).unwrap();
+        listed_told += copies_told(&text, "listed ");
+        bought_told += copies_told(&text, "bought ");
+        let _ = std::fs::remove_file(&told);
+        let _ = std::fs::remove_file(&log);
+    }
+    let view = market.assert_balanced();
+    let (listed, sold, _) = totals(&view);
+    println!("exactly once: {resumed} orders resumed on a next market; told listed {listed_told}, bought {bought_told}; the store listed {listed}, sold {sold}");
+    assert!(sold > 0, "some books were sold: {view:#}");
+    assert!(
+        resumed > 0,
+        "a market was killed under an order at least once"
+    );
+    assert_eq!(listed_told, listed, "listings acknowledged = applied");
+    assert_eq!(bought_told, sold, "copies acknowledged bought = sold");
+    market.stop();
+}

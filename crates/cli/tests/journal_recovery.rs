@@ -113,11 +113,19 @@ fn a_torn_last_record_is_cut_off_and_reported() {
         "{}",
         stdout(&out)
     );
+    // The torn bytes are gone: what follows the good records now is the new market's (a
+    // `Restart` if the seller had not left before the kill), and a clean stop leaves the
+    // records only.
+    let len = std::fs::metadata(&path).unwrap().len();
     assert_eq!(
-        std::fs::metadata(&path).unwrap().len(),
-        good_len,
-        "the torn tail is cut off, and a clean stop leaves the records only"
+        len,
+        records_end(&market.name),
+        "a clean stop leaves the records only"
     );
+    let out = run(&["journal", "--name", &market.name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["torn_tail"].is_null(), "the torn tail is cut off: {v:#}");
+    assert!(len >= good_len);
     assert!(!dev_shm(&market.name).exists());
 }
 
@@ -392,6 +400,13 @@ fn records_end(name: &str) -> u64 {
     v["records_end_bytes"].as_u64().expect("records_end_bytes")
 }
 
+/// How many records the store `name`'s journal holds, as `bookstore journal` reads it.
+fn journal_records(name: &str) -> u64 {
+    let out = run(&["journal", "--name", name, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["records"].as_u64().expect("records")
+}
+
 /// Writes `bytes` at `offset` of the file, in place.
 fn write_at(path: &std::path::Path, offset: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt;
@@ -426,12 +441,15 @@ fn after_a_clean_stop_a_restart_replays_nothing_from_the_snapshot_and_keeps_rece
     assert!(buy(&market, "Dune", "5", "1").contains("trade #1"));
     let before = market.assert_balanced();
     market.stop_for_restart();
+    // A listing, a buy, and each client leaving (if the market saw it before it stopped).
+    let records = journal_records(&market.name);
+    let out = run(&["journal", "--name", &market.name, "--verify"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let verified = format!("verify: every checksum holds ({records} records, 1 snapshots)");
+    assert!(stdout(&out).contains(&verified), "{}", stdout(&out));
     let line = start_line(&mut market, &[]);
-    assert!(
-        // A listing, a buy, and each client leaving.
-        line.contains("replayed 0 commands from the snapshot at command 4"),
-        "{line}"
-    );
+    let replayed = format!("replayed 0 commands from the snapshot at command {records}");
+    assert!(line.contains(&replayed), "{line}");
     market.restart(&[]);
     let after = market.assert_balanced();
     assert_eq!(after["books_on_shelf"], before["books_on_shelf"]);
@@ -457,10 +475,35 @@ fn a_damaged_newest_snapshot_falls_back_to_the_journal_with_a_warning_and_loses_
     let last = bytes.len() - 10;
     bytes[last] ^= 0xff;
     std::fs::write(&snapshots[0], &bytes).unwrap();
+    // `bookstore journal` shows it unusable, and `--verify` refuses, naming the file.
+    let out = run(&["journal", "--name", &market.name]);
+    assert!(
+        stdout(&out).contains("NOT usable (checksum mismatch"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(&["journal", "--name", &market.name, "--verify"]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    let named = format!(
+        "verify: snapshot {}: checksum mismatch",
+        snapshots[0].display()
+    );
+    assert!(stderr(&out).contains(&named), "{}", stderr(&out));
+    let out = run(&["journal", "--name", &market.name, "--upto", "0"]);
+    assert!(
+        stdout(&out).contains("replayed up to command 0: 0 listed = 0 sold + 0 on the shelf"),
+        "{}",
+        stdout(&out)
+    );
     let line = start_line(&mut market, &[]);
     assert!(line.contains("is not usable (checksum mismatch"), "{line}");
-    // The listing, and its seller leaving (journaled: it had receipts to forget).
-    assert!(line.contains("replayed 2 commands:"), "{line}");
+    // Every record: the listing, and its seller leaving if the market saw it leave before it
+    // stopped (journaled: it had receipts to forget).
+    let records = journal_records(&market.name);
+    assert!(
+        line.contains(&format!("replayed {records} commands:")),
+        "{line}"
+    );
     market.restart(&[]);
     assert_eq!(market.assert_balanced()["books_on_shelf"], 4);
     market.stop();

@@ -536,6 +536,13 @@ pub(crate) fn newest_usable(
     None
 }
 
+/// Whether the snapshot at `path` could start a replay of the journal `scan` describes (what
+/// `Journal::open` checks): it reads whole, fits this journal and rebuilds a valid engine and
+/// receipts. `Err` says why not. For `bookstore journal`, which reports every snapshot.
+pub fn examine(path: &Path, scan: &crate::format::Scan, capacity: u32) -> Result<Snapshot, String> {
+    usable_snapshot(path, scan, capacity).map(|(snapshot, _, _)| snapshot)
+}
+
 fn usable_snapshot(
     path: &Path,
     scan: &crate::format::Scan,
