@@ -510,14 +510,17 @@ fn a_damaged_newest_snapshot_falls_back_to_the_journal_with_a_warning_and_loses_
 }
 
 /// A market killed at each step of writing a snapshot (a test-only fault point aborts it
-/// there): the next start uses the last whole snapshot or the journal, and loses nothing.
+/// there: before writing, written but not synced, synced but not renamed, renamed before the
+/// directory's fsync, after it): the next start uses the last whole snapshot or the journal,
+/// and loses nothing.
 #[test]
 fn a_market_killed_at_any_step_of_writing_a_snapshot_restarts_with_everything() {
     for step in [
         "before-write",
         "after-write",
+        "after-file-sync",
         "after-rename",
-        "before-dir-sync",
+        "after-dir-sync",
     ] {
         let mut market = Market::start(&format!("snapkill-{step}"), &["--capacity", "20"]);
         sell(&market, "Dune", "5", "4");

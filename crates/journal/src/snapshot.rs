@@ -144,8 +144,9 @@ pub fn list(journal: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 }
 
 /// A step of [`write`] at which the test-only fault point
-/// `BOOKSTORE_TEST_SNAPSHOT_CRASH=before-write|after-write|after-rename|before-dir-sync` aborts
-/// the process, so tests can kill the writer at each step.
+/// `BOOKSTORE_TEST_SNAPSHOT_CRASH=before-write|after-write|after-file-sync|after-rename|after-dir-sync`
+/// aborts the process, so tests can kill the writer at each step: nothing written; written
+/// but not synced; synced but not renamed; renamed but the directory not synced; all done.
 fn crash_point(step: &str) {
     if std::env::var("BOOKSTORE_TEST_SNAPSHOT_CRASH").is_ok_and(|s| s == step) {
         std::process::abort();
@@ -166,15 +167,17 @@ pub fn write(journal: &Path, commands: u64, bytes: &[u8]) -> std::io::Result<Pat
         let mut file = shm::file::open_private(&temp, shm::file::IfMissing::Create)?
             .expect("created if missing");
         file.write_all(bytes)?;
+        crash_point("after-write");
         file.sync_all()?;
     }
-    crash_point("after-write");
+    crash_point("after-file-sync");
     std::fs::rename(&temp, &path)?;
+    // The moment after the rename is the moment before the directory's fsync.
     crash_point("after-rename");
-    crash_point("before-dir-sync");
     if let Some(dir) = path.parent() {
         File::open(dir)?.sync_all()?;
     }
+    crash_point("after-dir-sync");
     Ok(path)
 }
 
