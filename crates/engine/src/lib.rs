@@ -26,7 +26,7 @@ pub use engine::state::{BuyState, EngineState, ListingState, StateError};
 pub use engine::{Engine, InvariantViolation, ShelfRow, Stats};
 pub use receipts::{
     ClientReceiptsState, Intent, OrderKind, OrderState, Receipt, Receipts, ReceiptsError,
-    ReceiptsState, RECEIPTS_PER_CLIENT,
+    ReceiptsState, ORPHAN_RESTARTS, RECEIPTS_PER_CLIENT,
 };
 pub use types::{
     BuyTarget, Cents, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title,

@@ -15,8 +15,8 @@
 //! - the last [`RECEIPTS_PER_CLIENT`] per client, each in the place `request % 64` (a client
 //!   numbers its requests in order, so the newest 64 never collide);
 //! - until the client leaves (`ClientGone`: it is not coming back), or, for a client that was
-//!   attached when the market went down, until the second restart after it was last heard from
-//!   (one restart to come back and ask).
+//!   attached when the market went down, until the [`ORPHAN_RESTARTS`]th restart after that
+//!   one (a market crashing again and again leaves a waiting client time to come back and ask).
 
 use std::collections::HashMap;
 
@@ -26,6 +26,10 @@ use crate::types::{ClientId, Command, Event, RequestId};
 
 /// Receipts kept per client: the newest this many orders.
 pub const RECEIPTS_PER_CLIENT: usize = 64;
+
+/// A client a restart found attached is forgotten at the restart this many after that one,
+/// unless it sent an order since (or left).
+pub const ORPHAN_RESTARTS: u64 = 8;
 
 /// Whether an order listed or bought.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
@@ -186,11 +190,13 @@ impl Receipts {
         if intent.restart {
             self.restarts += 1;
             let now = self.restarts;
-            // Those a restart already found attached, and not heard from since, are not
-            // coming back; the rest get one restart to.
-            self.clients.retain(|_, c| c.orphaned_at.is_none());
+            // Those restarts have found attached ORPHAN_RESTARTS times without hearing from
+            // them are not coming back; the rest are marked from the first restart that found
+            // them (a client heard from is unmarked).
+            self.clients
+                .retain(|_, c| c.orphaned_at.is_none_or(|at| now - at < ORPHAN_RESTARTS));
             for c in self.clients.values_mut() {
-                c.orphaned_at = Some(now);
+                c.orphaned_at.get_or_insert(now);
             }
             receipts_only = true;
         }
@@ -390,4 +396,60 @@ pub struct ClientReceiptsState {
 pub struct ReceiptsError {
     pub at: String,
     pub problem: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Engine, Price, Qty, Title};
+
+    fn run(engine: &mut Engine, receipts: &mut Receipts, command: Command) {
+        let intent = Receipts::intent(&command);
+        let mut events = Vec::new();
+        engine.apply(0, command, &mut events);
+        receipts.record(intent, &events);
+    }
+
+    fn list(client: ClientId, request: u64) -> Command {
+        Command::List {
+            client,
+            request: RequestId(request),
+            title: Title::new("Dune").unwrap(),
+            price: Price::from_cents(500).unwrap(),
+            qty: Qty::new(1).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_orphaned_client_is_remembered_for_its_restarts_and_longer_once_heard_from() {
+        let (mut engine, mut receipts) = (Engine::new(100), Receipts::new());
+        let (quiet, back) = (ClientId(1 << 64), ClientId(2 << 64));
+        run(&mut engine, &mut receipts, list(quiet, 1));
+        run(&mut engine, &mut receipts, list(back, 1));
+        // The restart that finds it, and ORPHAN_RESTARTS - 1 more.
+        for _ in 0..ORPHAN_RESTARTS {
+            run(&mut engine, &mut receipts, Command::Restart);
+        }
+        assert!(
+            receipts.get(quiet, RequestId(1)).is_some(),
+            "still waited for"
+        );
+        // Heard from: its mark goes, so the next restart starts its count again.
+        run(&mut engine, &mut receipts, list(back, 2));
+        run(&mut engine, &mut receipts, Command::Restart);
+        assert!(
+            !receipts.knows(quiet),
+            "forgotten {ORPHAN_RESTARTS} restarts after the first"
+        );
+        assert!(receipts.get(back, RequestId(1)).is_some());
+        run(
+            &mut engine,
+            &mut receipts,
+            Command::ClientGone { client: back },
+        );
+        assert!(
+            receipts.is_empty(),
+            "a client that left is forgotten at once"
+        );
+    }
 }
