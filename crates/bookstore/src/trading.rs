@@ -85,13 +85,13 @@ pub struct Progress {
     started: Instant,
     /// The request sent and not answered for good when the market went away.
     in_flight: Option<RequestId>,
-    /// Trades seen of the request in flight (a buy's), to tell the ones a receipt adds.
-    seen_in_flight: u32,
-    /// A buy's trades seen so far, over all its requests.
+    /// A buy's trades seen so far, over all its requests; those of the request in flight
+    /// start at `in_flight_from` (what a receipt adds to them was never seen).
     trades: Vec<Bought>,
+    in_flight_from: usize,
     /// Copies bought, and their cost, whose trades the client never saw (the market went
     /// away before telling them); known from a receipt.
-    unseen: Unseen,
+    unseen: Tally,
 }
 
 impl Progress {
@@ -100,9 +100,9 @@ impl Progress {
         Self {
             started: Instant::now(),
             in_flight: None,
-            seen_in_flight: 0,
             trades: Vec::new(),
-            unseen: Unseen::default(),
+            in_flight_from: 0,
+            unseen: Tally::default(),
         }
     }
 
@@ -110,6 +110,16 @@ impl Progress {
     /// for good (the next call asks the next market about it).
     pub fn in_flight(&self) -> Option<RequestId> {
         self.in_flight
+    }
+
+    /// The buy as it stands, ending with `end`.
+    fn outcome(&self, wanted: u32, end: BuyEnd) -> BuyOutcome {
+        BuyOutcome {
+            wanted,
+            trades: self.trades.clone(),
+            unseen: self.unseen,
+            end,
+        }
     }
 }
 
@@ -119,9 +129,9 @@ impl Default for Progress {
     }
 }
 
-/// Copies a buy bought that its client was never told of one by one.
+/// Copies and what they cost, in cents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Unseen {
+pub struct Tally {
     pub copies: u32,
     pub cents: u64,
 }
@@ -152,7 +162,10 @@ pub fn ask(
 fn wrong_kind(receipt: &Receipt) -> ClientError {
     ClientError::BadReply(BadReply {
         field: "receipt kind",
-        value: receipt.request.0,
+        value: match receipt.kind {
+            OrderKind::List => 1,
+            OrderKind::Buy => 2,
+        },
     })
 }
 
@@ -277,21 +290,25 @@ pub struct BuyOutcome {
     /// The trades the client was told of.
     pub trades: Vec<Bought>,
     /// Copies bought that the client was not told of one by one (a market went away first).
-    pub unseen: Unseen,
+    pub unseen: Tally,
     pub end: BuyEnd,
 }
 
 impl BuyOutcome {
     pub fn filled(&self) -> u32 {
-        self.trades.iter().map(|t| t.qty).sum::<u32>() + self.unseen.copies
+        Self::count(&self.trades).copies + self.unseen.copies
     }
 
     pub fn spent_cents(&self) -> u64 {
-        self.trades
-            .iter()
-            .map(|t| t.price.cents() * u64::from(t.qty))
-            .sum::<u64>()
-            + self.unseen.cents
+        Self::count(&self.trades).cents + self.unseen.cents
+    }
+
+    /// Copies and cents in `trades`.
+    fn count(trades: &[Bought]) -> Tally {
+        trades.iter().fold(Tally::default(), |sum, t| Tally {
+            copies: sum.copies + t.qty,
+            cents: sum.cents + t.price.cents() * u64::from(t.qty),
+        })
     }
 }
 
@@ -306,12 +323,6 @@ pub fn buy(
     progress: &mut Progress,
 ) -> Result<BuyOutcome, ClientError> {
     let wanted = order.qty.get();
-    let outcome = |progress: &Progress, end| BuyOutcome {
-        wanted,
-        trades: progress.trades.clone(),
-        unseen: progress.unseen,
-        end,
-    };
     if let Some(request) = progress.in_flight {
         let receipt = ask(client, request, observer)?;
         progress.in_flight = None;
@@ -319,20 +330,17 @@ pub fn buy(
             if r.kind != OrderKind::Buy {
                 return Err(wrong_kind(&r));
             }
-            let unseen = r.done.saturating_sub(progress.seen_in_flight);
-            if unseen > 0 {
-                let seen_cents: u64 = progress.trades
-                    [progress.trades.len() - progress.seen_in_flight as usize..]
-                    .iter()
-                    .map(|t| t.price.cents() * u64::from(t.qty))
-                    .sum();
-                progress.unseen.copies += unseen;
-                progress.unseen.cents += r.spent_cents.saturating_sub(seen_cents);
-            }
+            // What the receipt counts beyond the trades of that request seen here was bought
+            // without our hearing of it.
+            let seen = BuyOutcome::count(&progress.trades[progress.in_flight_from..]);
+            progress.unseen.copies += r.done.saturating_sub(seen.copies);
+            progress.unseen.cents += r.spent_cents.saturating_sub(seen.cents);
             let unfilled = r.qty - r.done;
             match r.state {
-                OrderState::Filled => return Ok(outcome(progress, BuyEnd::Filled)),
-                OrderState::Expired => return Ok(outcome(progress, BuyEnd::Expired { unfilled })),
+                OrderState::Filled => return Ok(progress.outcome(wanted, BuyEnd::Filled)),
+                OrderState::Expired => {
+                    return Ok(progress.outcome(wanted, BuyEnd::Expired { unfilled }))
+                }
                 // A live market still holds it: wait for the rest of it.
                 OrderState::Resting => {
                     return follow_buy(client, order, observer, progress, request)
@@ -342,25 +350,21 @@ pub fn buy(
             }
         }
     }
-    let bought = progress.trades.iter().map(|t| t.qty).sum::<u32>() + progress.unseen.copies;
+    let bought = BuyOutcome::count(&progress.trades).copies + progress.unseen.copies;
     let left = order.timeout.saturating_sub(progress.started.elapsed());
     if bought >= wanted {
-        return Ok(outcome(progress, BuyEnd::Filled));
+        return Ok(progress.outcome(wanted, BuyEnd::Filled));
     }
     if bought > 0 && left.is_zero() {
         // The restart cancelled the rest, and the time for it is up too.
-        return Ok(outcome(
-            progress,
-            BuyEnd::Expired {
-                unfilled: wanted - bought,
-            },
-        ));
+        let unfilled = wanted - bought;
+        return Ok(progress.outcome(wanted, BuyEnd::Expired { unfilled }));
     }
     let qty = Qty::new(u64::from(wanted - bought)).expect("fewer than wanted, more than 0");
     let timeout_ms = left.as_millis().min(u128::from(MAX_TIMEOUT_MS)) as u32;
     let request = client.next_request_id();
     progress.in_flight = Some(request);
-    progress.seen_in_flight = 0;
+    progress.in_flight_from = progress.trades.len();
     client.send(&Request::Buy {
         request,
         target: order.target.clone(),
@@ -384,12 +388,7 @@ fn follow_buy(
     let wanted = order.qty.get();
     let done = |progress: &mut Progress, end| {
         progress.in_flight = None;
-        Ok(BuyOutcome {
-            wanted,
-            trades: progress.trades.clone(),
-            unseen: progress.unseen,
-            end,
-        })
+        Ok(progress.outcome(wanted, end))
     };
     loop {
         match wait_for(client, request, Some(deadline), |_| true, observer)? {
@@ -409,7 +408,6 @@ fn follow_buy(
                 };
                 observer.bought(&b);
                 progress.trades.push(b);
-                progress.seen_in_flight += qty;
                 if last {
                     return done(progress, BuyEnd::Filled);
                 }

@@ -1,9 +1,9 @@
 //! `bookstore seller` and `bookstore buyer`: one order from the command line, or a session of
 //! orders read line by line from stdin (a prompt when stdin is a terminal).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use engine::{BuyTarget, Cents, Price, Qty, RejectReason, Title};
+use engine::{BuyTarget, Cents, ClientId, Price, Qty, RejectReason, Title};
 
 use crate::args::{
     parse_price, parse_qty, parse_seconds, parse_title, BuyerAction, BuyerArgs, ClientArgs,
@@ -18,11 +18,45 @@ use bookstore::wire::Reply;
 pub const SELLER_HELP: &str = "commands: sell TITLE PRICE [QTY] [TIMEOUT_SECS]   e.g.  sell \"Dune\" 9.99 2\n          list (the shelf), help, quit";
 pub const BUYER_HELP: &str = "commands: buy TITLE|--any MAX_PRICE [QTY] [TIMEOUT_SECS]   e.g.  buy \"Dune\" 10 2,  buy --any 15\n          list (the shelf), help, quit";
 
-/// Runs one order to its end, across market restarts: attaches (waiting up to `--wait` for a
-/// market and a free slot) under one client id, and if the market goes away mid-order, waits
-/// up to `--wait` for the next one, reattaches under the same id and runs `order` again with
-/// the same progress (which asks the new market about the request in flight first, so nothing
-/// is applied twice). A connection failure is reported and ends it with its exit code.
+/// Opens the store and attaches under `id` as `role` (`who` in messages), within `--wait`
+/// counted from now, and runs `with` on the client. `reconnecting`: after its market went
+/// away (no announcement; a stale object is waited past). A market that dies between the open
+/// and the attach (a restart in progress) is waited out within the same `--wait`. The one way
+/// the one-order commands and the sessions (re)connect.
+pub(crate) fn attached<T>(
+    args: &ClientArgs,
+    who: &str,
+    role: ClientRole,
+    id: ClientId,
+    mut reconnecting: bool,
+    with: impl FnOnce(&mut Client<'_>) -> T,
+) -> Result<T, ConnectError> {
+    let since = Instant::now();
+    loop {
+        let left = args.wait.saturating_sub(since.elapsed());
+        let store = if reconnecting {
+            open_store(&args.store.name, left)?
+        } else {
+            open_announcing(args, who)?
+        };
+        let left = args.wait.saturating_sub(since.elapsed());
+        let attach = Client::attach_waiting(&store, role, spin(args), left, id);
+        match attach {
+            Ok(mut client) => return Ok(with(&mut client)),
+            Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
+                std::thread::sleep(Duration::from_millis(20));
+                reconnecting = true;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Runs one order to its end, across market restarts: attaches under one client id, and if
+/// the market goes away mid-order, waits up to `--wait` for the next one, reattaches under the
+/// same id and runs `order` again with the same progress (which asks the new market about the
+/// request in flight first, so nothing is applied twice). A connection failure is reported
+/// and ends it with its exit code.
 fn run_order(
     args: &ClientArgs,
     role: ClientRole,
@@ -34,20 +68,12 @@ fn run_order(
         Err(e) => return connect_failed(name, e),
     };
     let mut progress = Progress::new();
-    // When the market was found gone: `--wait` bounds each reconnection as a whole.
-    let mut resuming: Option<std::time::Instant> = None;
+    let mut reconnecting = false;
     loop {
-        let store = if let Some(since) = resuming {
-            open_store(&args.store.name, args.wait.saturating_sub(since.elapsed()))
-        } else {
-            open_announcing(args, name)
-        };
-        let attached = store.and_then(|store| {
-            let mut client = Client::attach_waiting(&store, role, spin(args), args.wait, id)?;
-            resuming = None;
-            Ok(order(&mut client, &mut progress))
+        let end = attached(args, name, role, id, reconnecting, |client| {
+            order(client, &mut progress)
         });
-        match attached {
+        match end {
             Ok(OrderEnd::Done(exit)) => return exit,
             Ok(OrderEnd::MarketGone) if !args.wait.is_zero() => {
                 let what = match progress.in_flight() {
@@ -58,19 +84,13 @@ fn run_order(
                     "bookstore {name}: waiting up to {:.0?} for a market on {} to resume{what}",
                     args.wait, args.store.name
                 );
-                resuming = Some(std::time::Instant::now());
+                reconnecting = true;
             }
             Ok(OrderEnd::MarketGone) => {
                 if progress.in_flight().is_some() {
                     eprintln!("bookstore {name}: the order's outcome is unknown (pass --wait to ask the next market)");
                 }
                 return Exit::NoMarket;
-            }
-            // A market that died between our open and our attach: a restart in progress.
-            Err(ConnectError::MarketGone { .. })
-                if resuming.is_some_and(|since| since.elapsed() < args.wait) =>
-            {
-                std::thread::sleep(Duration::from_millis(20));
             }
             Err(e) => {
                 if progress.in_flight().is_some() {

@@ -94,16 +94,11 @@ pub fn run(args: JournalArgs) -> Exit {
         torn_tail: scan.torn.clone(),
         ..Report::default()
     };
-    let upto = args.upto.map_or(scan.entries.len(), |n| {
-        usize::try_from(n).map_or(scan.entries.len(), |n| n.min(scan.entries.len()))
-    });
-    if args.upto.is_some_and(|n| n > scan.entries.len() as u64) {
-        eprintln!(
-            "bookstore journal: upto: {} is past the {} records; replaying them all",
-            args.upto.unwrap_or_default(),
-            scan.entries.len()
-        );
+    let records = scan.entries.len() as u64;
+    if let Some(n) = args.upto.filter(|&n| n > records) {
+        eprintln!("bookstore journal: upto: {n} is past the {records} records; replaying them all");
     }
+    let upto = args.upto.map_or(records, |n| n.min(records)) as usize;
     report.snapshots = snapshots_of(&path, &scan, report.capacity);
     for entry in &scan.entries {
         if args.records && !args.json {

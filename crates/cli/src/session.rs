@@ -6,9 +6,9 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crate::args::ClientArgs;
-use crate::clients::{connect_failed, open_announcing, spin, OrderEnd};
+use crate::clients::{attached, connect_failed, OrderEnd};
 use crate::exit::Exit;
-use bookstore::client::{new_client_id, Client, ClientRole, ConnectError};
+use bookstore::client::{new_client_id, Client, ClientRole};
 use bookstore::trading::Progress;
 use bookstore::wire::Reply;
 use engine::Cents;
@@ -52,49 +52,31 @@ pub fn session(
     // A command not finished when the market was found gone (not sent yet, or in flight, as
     // its progress says): run it on the next market.
     let mut pending: Option<(Vec<String>, Progress)> = None;
-    // When the current attempt to connect began: `--wait` bounds each reconnection as a whole.
-    let mut connecting_since: Option<Instant> = None;
     loop {
-        let since = *connecting_since.get_or_insert_with(Instant::now);
-        let store = if reconnecting {
-            let left = args.wait.saturating_sub(since.elapsed());
-            bookstore::client::open_store(&args.store.name, left)
-        } else {
-            open_announcing(args, role.name)
+        let run = |client: &mut Client<'_>| {
+            if interactive || (reconnecting && !args.quiet) {
+                eprintln!(
+                    "{} attached to the market (pid {}, slot {}). {}",
+                    role.name,
+                    client.market_pid(),
+                    client.slot(),
+                    role.help
+                );
+            }
+            let style = Style {
+                role,
+                quiet: args.quiet,
+                interactive,
+            };
+            let end = session_lines(client, &lines, &style, &mut pending, &mut command);
+            (end, client.market_pid())
         };
-        let store = match store {
-            Ok(s) => s,
-            Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
-        };
-        let left = args.wait.saturating_sub(since.elapsed());
-        let mut client =
-            match Client::attach_waiting(&store, ClientRole::Session, spin(args), left, id) {
-                Ok(c) => c,
-                // That market died between our open and our attach (a restart in progress): the
-                // next one is worth waiting for, within the same --wait.
-                Err(ConnectError::MarketGone { .. }) if !left.is_zero() => {
-                    std::thread::sleep(Duration::from_millis(20));
-                    reconnecting = true;
-                    continue;
-                }
+        let (end, market_pid) =
+            match attached(args, role.name, ClientRole::Session, id, reconnecting, run) {
+                Ok(ended) => ended,
                 Err(e) => return exit.keep_first_failure(connect_failed(role.name, e)),
             };
-        connecting_since = None;
-        if interactive || (reconnecting && !args.quiet) {
-            eprintln!(
-                "{} attached to the market (pid {}, slot {}). {}",
-                role.name,
-                client.market_pid(),
-                client.slot(),
-                role.help
-            );
-        }
-        let style = Style {
-            role,
-            quiet: args.quiet,
-            interactive,
-        };
-        let gone = match session_lines(&mut client, &lines, &style, &mut pending, &mut command) {
+        let gone = match end {
             SessionEnd::Done(code) => return exit.keep_first_failure(code),
             SessionEnd::MarketGone { code, in_flight } => {
                 exit = exit.keep_first_failure(code);
@@ -103,9 +85,8 @@ pub fn session(
         };
         if args.wait.is_zero() {
             eprintln!(
-                "bookstore {}: the market (pid {}) is gone",
-                role.name,
-                client.market_pid()
+                "bookstore {}: the market (pid {market_pid}) is gone",
+                role.name
             );
             return exit.keep_first_failure(Exit::NoMarket);
         }
