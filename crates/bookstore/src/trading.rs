@@ -162,10 +162,7 @@ pub fn ask(
 fn wrong_kind(receipt: &Receipt) -> ClientError {
     ClientError::BadReply(BadReply {
         field: "receipt kind",
-        value: match receipt.kind {
-            OrderKind::List => 1,
-            OrderKind::Buy => 2,
-        },
+        value: receipt.kind.code().into(),
     })
 }
 

@@ -55,7 +55,51 @@ pub enum OrderState {
     Cancelled,
 }
 
+impl OrderKind {
+    /// Its number where it is written down (a snapshot, a reply): 1 list, 2 buy.
+    pub fn code(self) -> u8 {
+        match self {
+            OrderKind::List => 1,
+            OrderKind::Buy => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(OrderKind::List),
+            2 => Some(OrderKind::Buy),
+            _ => None,
+        }
+    }
+}
+
 impl OrderState {
+    /// Its number where it is written down (1 listed, 2 resting, 3 filled, 4 expired,
+    /// 5 cancelled), and the sold-at-once count a listing carries beside it (0 for a buy).
+    pub fn code(self) -> (u8, u32) {
+        match self {
+            OrderState::Listed { sold_at_once } => (1, sold_at_once),
+            OrderState::Resting => (2, 0),
+            OrderState::Filled => (3, 0),
+            OrderState::Expired => (4, 0),
+            OrderState::Cancelled => (5, 0),
+        }
+    }
+
+    /// The state an order of `kind` has under `code`, if that kind can have it (a buy is never
+    /// listed, a listing only listed, and only a listing sells copies at once).
+    pub fn from_code(kind: OrderKind, code: u8, sold_at_once: u32) -> Option<Self> {
+        let state = match (kind, code) {
+            (OrderKind::List, 1) => OrderState::Listed { sold_at_once },
+            (OrderKind::Buy, 2) => OrderState::Resting,
+            (OrderKind::Buy, 3) => OrderState::Filled,
+            (OrderKind::Buy, 4) => OrderState::Expired,
+            (OrderKind::Buy, 5) => OrderState::Cancelled,
+            _ => return None,
+        };
+        (kind == OrderKind::List || sold_at_once == 0).then_some(state)
+    }
+
     /// Whether nothing more will happen to the order.
     pub fn is_final(self) -> bool {
         !matches!(self, OrderState::Resting)

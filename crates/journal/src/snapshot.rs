@@ -403,20 +403,6 @@ fn read_body(r: &mut Reader<'_>) -> Result<Snapshot, SnapshotError> {
     })
 }
 
-/// Receipt codes: kind, and state (with a listing's sold-at-once count beside it).
-const KIND_LIST: u8 = 1;
-const KIND_BUY: u8 = 2;
-
-fn state_code(state: OrderState) -> (u8, u32) {
-    match state {
-        OrderState::Listed { sold_at_once } => (1, sold_at_once),
-        OrderState::Resting => (2, 0),
-        OrderState::Filled => (3, 0),
-        OrderState::Expired => (4, 0),
-        OrderState::Cancelled => (5, 0),
-    }
-}
-
 fn put_receipts(out: &mut Vec<u8>, receipts: &ReceiptsState) {
     out.extend_from_slice(&receipts.restarts.to_le_bytes());
     out.extend_from_slice(&(receipts.clients.len() as u32).to_le_bytes());
@@ -426,11 +412,8 @@ fn put_receipts(out: &mut Vec<u8>, receipts: &ReceiptsState) {
         out.extend_from_slice(&(c.receipts.len() as u32).to_le_bytes());
         for r in &c.receipts {
             out.extend_from_slice(&r.request.0.to_le_bytes());
-            out.push(match r.kind {
-                OrderKind::List => KIND_LIST,
-                OrderKind::Buy => KIND_BUY,
-            });
-            let (state, sold_at_once) = state_code(r.state);
+            out.push(r.kind.code());
+            let (state, sold_at_once) = r.state.code();
             out.push(state);
             out.extend_from_slice(&sold_at_once.to_le_bytes());
             out.extend_from_slice(&r.qty.to_le_bytes());
@@ -452,32 +435,16 @@ fn read_receipts(r: &mut Reader<'_>) -> Result<ReceiptsState, SnapshotError> {
         let mut receipts = Vec::with_capacity(n);
         for _ in 0..n {
             let request = RequestId(r.u64("receipt request")?);
-            let kind = match r.u8("receipt kind")? {
-                KIND_LIST => OrderKind::List,
-                KIND_BUY => OrderKind::Buy,
-                other => {
-                    return Err(r
-                        .bad("receipt kind", &format!("{other} is not 1 or 2"))
-                        .into())
-                }
-            };
-            let state = r.u8("receipt state")?;
-            let sold_at_once = r.u32("receipt sold_at_once")?;
-            let state = match state {
-                1 => OrderState::Listed { sold_at_once },
-                2 => OrderState::Resting,
-                3 => OrderState::Filled,
-                4 => OrderState::Expired,
-                5 => OrderState::Cancelled,
-                other => {
-                    return Err(r
-                        .bad("receipt state", &format!("{other} is not 1..=5"))
-                        .into())
-                }
-            };
-            if sold_at_once != 0 && !matches!(state, OrderState::Listed { .. }) {
-                return Err(r.bad("receipt sold_at_once", "is set for a buy").into());
-            }
+            let kind = r.u8("receipt kind")?;
+            let kind = OrderKind::from_code(kind)
+                .ok_or_else(|| r.bad("receipt kind", &format!("{kind} is not 1 or 2")))?;
+            let (code, sold_at_once) = (r.u8("receipt state")?, r.u32("receipt sold_at_once")?);
+            let state = OrderState::from_code(kind, code, sold_at_once).ok_or_else(|| {
+                let problem = format!(
+                    "{code} (sold at once {sold_at_once}) is not a state of a {kind:?} order"
+                );
+                r.bad("receipt state", &problem)
+            })?;
             receipts.push(Receipt {
                 request,
                 kind,

@@ -121,47 +121,6 @@ mod reply_kind {
     pub const NOT_SEEN: u64 = 11;
 }
 
-/// A receipt on the wire: its code is the order's kind << 4 | its state, and a listing's
-/// sold-at-once count rides beside the qty. Encode and decode side by side.
-mod receipt_code {
-    use engine::{OrderKind, OrderState};
-
-    pub(super) fn encode(kind: OrderKind, state: OrderState) -> (u64, u32) {
-        let kind = match kind {
-            OrderKind::List => 1,
-            OrderKind::Buy => 2,
-        };
-        let (state, sold_at_once) = match state {
-            OrderState::Listed { sold_at_once } => (1, sold_at_once),
-            OrderState::Resting => (2, 0),
-            OrderState::Filled => (3, 0),
-            OrderState::Expired => (4, 0),
-            OrderState::Cancelled => (5, 0),
-        };
-        (kind << 4 | state, sold_at_once)
-    }
-
-    pub(super) fn decode(code: u64, sold_at_once: u32) -> Option<(OrderKind, OrderState)> {
-        let kind = match code >> 4 {
-            1 => OrderKind::List,
-            2 => OrderKind::Buy,
-            _ => return None,
-        };
-        let state = match (kind, code & 0xf) {
-            (OrderKind::List, 1) => OrderState::Listed { sold_at_once },
-            (OrderKind::Buy, 2) => OrderState::Resting,
-            (OrderKind::Buy, 3) => OrderState::Filled,
-            (OrderKind::Buy, 4) => OrderState::Expired,
-            (OrderKind::Buy, 5) => OrderState::Cancelled,
-            _ => return None,
-        };
-        if sold_at_once != 0 && kind == OrderKind::Buy {
-            return None;
-        }
-        Some((kind, state))
-    }
-}
-
 impl Reply {
     /// The engine's event as `client` sees it, if it concerns that client.
     pub fn for_client(event: &Event, client: ClientId) -> Option<Reply> {
@@ -344,7 +303,9 @@ impl Reply {
                 w[2] = value;
             }
             Reply::Receipt(r) => {
-                let (code, sold_at_once) = receipt_code::encode(r.kind, r.state);
+                // The code is the order's kind << 4 | its state.
+                let (state, sold_at_once) = r.state.code();
+                let code = u64::from(r.kind.code()) << 4 | u64::from(state);
                 w[0] = head(RECEIPT, code, 0, r.done);
                 w[2] = r.spent_cents;
                 w[3] = u64::from(r.qty) | u64::from(sold_at_once) << 32;
@@ -424,8 +385,12 @@ impl Reply {
             },
             RECEIPT => {
                 let (qty, sold_at_once) = (w[3] as u32, (w[3] >> 32) as u32);
-                let (kind, state) = receipt_code::decode(code, sold_at_once)
-                    .ok_or(bad("receipt code", code | u64::from(sold_at_once) << 8))?;
+                let kind = OrderKind::from_code((code >> 4) as u8);
+                let state = kind.and_then(|k| {
+                    OrderState::from_code(k, (code & 0xf) as u8, sold_at_once).map(|s| (k, s))
+                });
+                let (kind, state) =
+                    state.ok_or(bad("receipt code", code | u64::from(sold_at_once) << 8))?;
                 let receipt = Receipt {
                     request,
                     kind,
