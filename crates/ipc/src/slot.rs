@@ -119,7 +119,7 @@ impl SlotControl {
         if won.is_err() {
             return false;
         }
-        // Relaxed, both: published by the release store of ACTIVE just below, which the
+        // Relaxed, all four: published by the release store of ACTIVE just below, which the
         // market's `observe` acquires before it reads them.
         self.start_time.store(start_time, Relaxed);
         self.label.store(label, Relaxed);
@@ -165,6 +165,8 @@ impl SlotControl {
     /// Market (and `inspect`): the id the claimant gave itself. Valid after `observe`
     /// returned ACTIVE or LEAVING (ordered like the start time); any value may be there.
     pub fn claimant_client_id(&self) -> u128 {
+        // Relaxed, both words: ordered after the claimant's stores by `observe`'s acquire of
+        // ACTIVE; a scribbler may tear them, which only makes another id to validate.
         let low = self.client_id[0].load(Relaxed);
         let high = self.client_id[1].load(Relaxed);
         u128::from(high) << 64 | u128::from(low)
