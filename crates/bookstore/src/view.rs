@@ -151,11 +151,6 @@ impl Publisher {
         }
     }
 
-    /// The recent trades published so far, oldest first.
-    pub(crate) fn recent(&self) -> impl Iterator<Item = &Trade> {
-        self.recent.iter()
-    }
-
     /// Writes the whole view: totals, the shelf, and the trades since the last publish; then
     /// `also` writes what else must be published with it (the market's statistics), inside
     /// the same seqlock write.

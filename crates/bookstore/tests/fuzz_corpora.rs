@@ -124,7 +124,7 @@ fn write_seed_inputs() {
     shm::unlink(&name).unwrap();
     write("header_validator", "seed-0", &header);
 
-    let mut journal = FileHeader { capacity: 10 }.encode().to_vec();
+    let mut journal = FileHeader::new(10, 0).encode().to_vec();
     let (seller, buyer) = (ClientId(0x5e11 << 64 | 1), ClientId(0xb0b << 64 | 2));
     let commands = [
         Command::List {

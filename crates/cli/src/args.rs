@@ -125,6 +125,12 @@ pub struct MarketArgs {
     /// Snapshot the store every N journal records, so a restart replays at most N (about 50 ms at the default); 0: only on a clean stop.
     #[arg(long, value_name = "N", default_value_t = 500_000)]
     pub snapshot_every: u64,
+    /// Start a new journal segment when the live one passes this size (KiB, MiB or GiB; at least 64KiB). Segments the snapshots cover are deleted.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub journal_segment: Size,
+    /// Keep the journal segments the snapshots cover instead of deleting them (for `bookstore journal` to replay from command 0).
+    #[arg(long)]
+    pub keep_journal: bool,
     /// Do not print a line per trade and per client.
     #[arg(long, short)]
     pub quiet: bool,
@@ -380,6 +386,39 @@ pub fn parse_mode(s: &str) -> Result<Mode, String> {
     s.parse::<Mode>().map_err(|e| format!("mode: {e}"))
 }
 
+/// A size in bytes, given with a binary unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Size(pub u64);
+
+/// Parses `64KiB`, `32MiB`, `1GiB` (also `K`, `M`, `G`, any case): the journal segment's size,
+/// from 64 KiB to 64 GiB.
+pub fn parse_size(s: &str) -> Result<Size, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (digits, unit) = s.split_at(split);
+    let shift = match unit.to_ascii_lowercase().as_str() {
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "journal-segment: {s:?} is not a size such as 64KiB, 32MiB or 1GiB"
+            ))
+        }
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("journal-segment: {s:?} does not start with a whole number"))?;
+    let bytes = n
+        .checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .unwrap_or(u64::MAX);
+    let (min, max) = (bookstore::journal::MIN_SEGMENT_BYTES, 64 << 30);
+    if !(min..=max).contains(&bytes) {
+        return Err(format!("journal-segment: {s} is outside 64KiB..=64GiB"));
+    }
+    Ok(Size(bytes))
+}
+
 pub fn parse_title(s: &str) -> Result<Title, String> {
     Title::new(s).map_err(|e| e.to_string())
 }
@@ -439,6 +478,26 @@ mod tests {
         }
         assert!(parse_price("0").unwrap_err().starts_with("price:"));
         assert!(parse_price("1000000.01").unwrap_err().starts_with("price:"));
+    }
+
+    #[test]
+    fn segment_sizes_take_binary_units_and_bad_ones_name_the_field() {
+        assert_eq!(parse_size("64KiB").unwrap(), Size(64 << 10));
+        assert_eq!(parse_size("32MiB").unwrap(), Size(32 << 20));
+        assert_eq!(parse_size("2g").unwrap(), Size(2 << 30));
+        for bad in [
+            "",
+            "MiB",
+            "32",
+            "32MB",
+            "-1MiB",
+            "1KiB",
+            "65GiB",
+            "99999999999999999999G",
+        ] {
+            let error = parse_size(bad).unwrap_err();
+            assert!(error.starts_with("journal-segment:"), "{bad}: {error}");
+        }
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl From<&bookstore::journal::OpenJournalError> for Exit {
             | WrongOwner { .. }
             | NotAFile { .. }
             | Corrupt { .. }
+            | Chain(_)
             | Inconsistent { .. } => Exit::Journal,
         }
     }

@@ -7,19 +7,27 @@ use serde::Serialize;
 
 use engine::{BuyTarget, Cents, Command};
 
+use std::ops::RangeInclusive;
+use std::path::Path;
+
 use crate::args::JournalArgs;
 use crate::exit::Exit;
-use bookstore::journal::{self, format};
+use bookstore::journal::{self, format, segments};
 
 #[derive(Serialize, Default)]
 struct Report {
+    /// The live segment (the journal's path), whose bytes the next four fields describe.
     path: String,
     size_bytes: u64,
-    /// Where the records end (and the torn tail, if any, starts).
+    /// Where the live segment's records end (and the torn tail, if any, starts).
     records_end_bytes: u64,
     /// Zeros after the records (and the torn tail): space the market preallocated.
     preallocated_bytes: u64,
     capacity: Option<u32>,
+    /// The first command the segments still hold (after segments covered by snapshots were
+    /// deleted, not 0).
+    first_command: u64,
+    /// Records in every segment present.
     records: u64,
     lists: u64,
     buys: u64,
@@ -39,10 +47,36 @@ struct Report {
     revenue_cents: u64,
     /// listed = sold + on shelf, after replay.
     balanced: bool,
-    /// The commands replayed for the figures above (`--upto`, or every record).
+    /// The command number the figures above are at (`--upto`, or the last record's).
     replayed_commands: u64,
+    /// The snapshot the replay started from, when the segments no longer start at command 0.
+    replayed_from_snapshot: Option<u64>,
+    /// The segment files, oldest first; the last is the live one.
+    segments: Vec<SegmentReport>,
     /// The snapshots beside the journal, newest first.
     snapshots: Vec<SnapshotReport>,
+}
+
+#[derive(Serialize)]
+struct SegmentReport {
+    path: String,
+    /// The command number of its first record.
+    first: u64,
+    records: u64,
+    size_bytes: u64,
+    live: bool,
+}
+
+impl SegmentReport {
+    fn of(segment: &segments::SegmentScan) -> Self {
+        Self {
+            path: segment.path.display().to_string(),
+            first: segment.first,
+            records: segment.scan.entries.len() as u64,
+            size_bytes: segment.size,
+            live: segment.live,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -63,56 +97,78 @@ pub fn run(args: JournalArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    // A regular file only, checked before the first read: a FIFO would block, a device such
-    // as /dev/zero would be read until memory runs out.
-    let read = shm::file::open_regular_for_reading(&path).and_then(|mut file| {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
-    });
-    let bytes = match read {
-        Ok(b) => b,
-        Err(e) => {
-            eprintln!("bookstore journal: journal {}: {e}", path.display());
+    let chain = match read_segments(&path) {
+        Ok(chain) => chain,
+        Err(message) => {
+            eprintln!("bookstore journal: {message}");
             return Exit::Journal;
         }
     };
-    let scan = match format::scan(&bytes) {
-        Ok(scan) => scan,
-        Err(e) => {
-            eprintln!("bookstore journal: {}: {e}", path.display());
-            return Exit::Journal;
-        }
-    };
+    let live = chain.last().expect("the live segment ends the chain");
+    let scan = &live.scan;
     let mut report = Report {
         path: path.display().to_string(),
-        size_bytes: bytes.len() as u64,
+        size_bytes: live.size,
         records_end_bytes: scan.valid_len,
-        preallocated_bytes: bytes.len() as u64
-            - scan.valid_len
-            - scan.torn.as_ref().map_or(0, |t| t.bytes),
+        preallocated_bytes: live.size - scan.valid_len - scan.torn.as_ref().map_or(0, |t| t.bytes),
         capacity: scan.header.map(|h| h.capacity),
         torn_tail: scan.torn.clone(),
+        first_command: chain[0].first,
+        segments: chain.iter().map(SegmentReport::of).collect(),
         ..Report::default()
     };
-    let records = scan.entries.len() as u64;
-    if let Some(n) = args.upto.filter(|&n| n > records) {
-        eprintln!("bookstore journal: upto: {n} is past the {records} records; replaying them all");
+    let (earliest, total) = (chain[0].first, live.end());
+    if let Some(n) = args.upto.filter(|&n| n > total) {
+        eprintln!("bookstore journal: upto: {n} is past the {total} commands; replaying them all");
     }
-    let upto = args.upto.map_or(records, |n| n.min(records)) as usize;
-    report.snapshots = snapshots_of(&path, &scan, report.capacity);
-    for entry in &scan.entries {
+    let upto = args.upto.map_or(total, |n| n.min(total));
+    let capacity = report.capacity.unwrap_or(1);
+    report.snapshots = snapshots_of(&path, capacity, earliest..=total);
+    for segment in &chain {
         if args.records && !args.json {
             println!(
-                "{:>10}  {:>10} ms  {}",
-                entry.offset,
-                entry.now,
-                describe(&entry.command)
+                "segment {} (commands {} to {})",
+                segment.path.display(),
+                segment.first,
+                segment.end().saturating_sub(1)
             );
         }
-        count(&mut report, entry);
+        for entry in &segment.scan.entries {
+            if args.records && !args.json {
+                println!(
+                    "{:>10}  {:>10} ms  {}",
+                    entry.offset,
+                    entry.now,
+                    describe(&entry.command)
+                );
+            }
+            count(&mut report, entry);
+        }
     }
-    report.replayed_commands = upto as u64;
-    let engine = journal::replay(report.capacity.unwrap_or(1), &scan.entries[..upto]);
+    let (mut engine, from) = match replay_start(&path, capacity, earliest, upto) {
+        Ok(start) => start,
+        Err(message) => {
+            eprintln!("bookstore journal: {message}");
+            return Exit::Journal;
+        }
+    };
+    report.replayed_from_snapshot = (from > 0).then_some(from);
+    let mut events = Vec::new();
+    for segment in &chain {
+        let skip = from.saturating_sub(segment.first);
+        let take = upto.saturating_sub(segment.first.max(from));
+        for entry in segment
+            .scan
+            .entries
+            .iter()
+            .skip(skip as usize)
+            .take(take as usize)
+        {
+            engine.apply(entry.now, entry.command.clone(), &mut events);
+            events.clear();
+        }
+    }
+    report.replayed_commands = upto;
     let stats = engine.stats();
     report.books_listed_total = stats.books_listed;
     report.books_sold_total = stats.books_sold;
@@ -143,10 +199,13 @@ pub fn run(args: JournalArgs) -> Exit {
             return Exit::Journal;
         }
         if !args.json {
+            let plural =
+                |n: usize, one: &str| format!("{n} {one}{}", if n == 1 { "" } else { "s" });
             println!(
-                "verify: every checksum holds ({} records, {} snapshots)",
+                "verify: every checksum holds ({} records in {}, {})",
                 report.records,
-                report.snapshots.len()
+                plural(report.segments.len(), "segment"),
+                plural(report.snapshots.len(), "snapshot")
             );
         }
     }
@@ -157,13 +216,58 @@ pub fn run(args: JournalArgs) -> Exit {
     }
 }
 
+/// The live segment at `path` and every sealed one present before it, each scanned (every
+/// record's checksum checked) and their chain checked; or what is wrong, naming the file.
+fn read_segments(path: &Path) -> Result<Vec<segments::SegmentScan>, String> {
+    // A regular file only, checked before the first read: a FIFO would block, a device such
+    // as /dev/zero would be read until memory runs out.
+    let mut bytes = Vec::new();
+    shm::file::open_regular_for_reading(path)
+        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
+        .map_err(|e| format!("journal {}: {e}", path.display()))?;
+    let scan = format::scan(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
+    let live = segments::SegmentScan {
+        path: path.to_owned(),
+        first: scan.header.map_or(0, |h| h.first),
+        size: bytes.len() as u64,
+        scan,
+        live: true,
+    };
+    let sealed = segments::list_sealed(path)
+        .map_err(|e| format!("journal {}: cannot list its segments: {e}", path.display()))?;
+    let earliest = sealed.first().map_or(live.first, |s| s.0);
+    segments::read_chain(path, live, earliest).map_err(|e| e.to_string())
+}
+
+/// The store a replay up to command `upto` starts from, and its command number: empty at 0
+/// while the journal still starts there, else the newest usable snapshot at or before `upto`
+/// that the segments reach.
+fn replay_start(
+    path: &Path,
+    capacity: u32,
+    earliest: u64,
+    upto: u64,
+) -> Result<(engine::Engine, u64), String> {
+    if earliest == 0 {
+        return Ok((engine::Engine::new(capacity), 0));
+    }
+    let found = journal::snapshot::list(path).unwrap_or_default();
+    for (commands, file) in found.iter().filter(|s| (earliest..=upto).contains(&s.0)) {
+        if let Ok(snapshot) = journal::snapshot::examine(file, capacity, earliest..=upto) {
+            let engine =
+                engine::Engine::from_state(&snapshot.engine).expect("examine rebuilt it already");
+            return Ok((engine, *commands));
+        }
+    }
+    Err(format!(
+        "replay: commands 0 to {} are deleted (covered by snapshots), and no usable snapshot is at or before command {upto} (start the market with --keep-journal to keep every segment)",
+        earliest - 1
+    ))
+}
+
 /// Every snapshot beside the journal at `path`, newest first, each examined as a market's
 /// start would (a damaged one names what is wrong and where).
-fn snapshots_of(
-    path: &std::path::Path,
-    scan: &format::Scan,
-    capacity: Option<u32>,
-) -> Vec<SnapshotReport> {
+fn snapshots_of(path: &Path, capacity: u32, available: RangeInclusive<u64>) -> Vec<SnapshotReport> {
     let Ok(found) = journal::snapshot::list(path) else {
         return Vec::new();
     };
@@ -173,7 +277,7 @@ fn snapshots_of(
             path: file.display().to_string(),
             commands,
             size_bytes: std::fs::metadata(&file).map_or(0, |m| m.len()),
-            problem: journal::snapshot::examine(&file, scan, capacity.unwrap_or(0)).err(),
+            problem: journal::snapshot::examine(&file, capacity, available.clone()).err(),
         })
         .collect()
 }
@@ -252,8 +356,31 @@ fn print_summary(r: &Report) {
             r.records_end_bytes, r.preallocated_bytes
         );
     }
+    for seg in &r.segments {
+        let what = if seg.live {
+            "live segment"
+        } else {
+            "sealed segment"
+        };
+        println!(
+            "  {what}: commands {} to {} ({} records, {} bytes), {}",
+            seg.first,
+            (seg.first + seg.records).saturating_sub(1),
+            seg.records,
+            seg.size_bytes,
+            seg.path
+        );
+    }
+    let from = if r.first_command > 0 {
+        format!(
+            " (commands {} on; those before are covered by snapshots and deleted)",
+            r.first_command
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "  {} records: {} list, {} buy, {} cancel, {} expire, {} client gone, {} restart",
+        "  {} records{from}: {} list, {} buy, {} cancel, {} expire, {} client gone, {} restart",
         r.records, r.lists, r.buys, r.cancels, r.expires, r.clients_gone, r.restarts
     );
     if let (Some(first), Some(last)) = (r.first_ms, r.last_ms) {
@@ -278,11 +405,15 @@ fn print_summary(r: &Report) {
             t.bytes, t.offset, t.why
         ),
     }
-    let upto = if r.replayed_commands < r.records {
+    let total = r.first_command + r.records;
+    let mut upto = if r.replayed_commands < total {
         format!(" up to command {}", r.replayed_commands)
     } else {
         String::new()
     };
+    if let Some(at) = r.replayed_from_snapshot {
+        upto.push_str(&format!(" from the snapshot at command {at}"));
+    }
     println!(
         "  replayed{upto}: {} listed = {} sold + {} on the shelf ({}); {} trades, revenue {}; next trade #{}; {} resting buys",
         r.books_listed_total,

@@ -93,6 +93,7 @@ pub fn run(args: MarketArgs) -> Exit {
         } else {
             Start::Continue
         },
+        segment_bytes: args.journal_segment.0,
     };
     let (journal, recovery) = match Journal::open(&journal_path, &options) {
         Ok(opened) => opened,
@@ -161,6 +162,7 @@ pub fn run(args: MarketArgs) -> Exit {
     let config = LoopConfig {
         spin: Duration::from_micros(args.spin_us),
         snapshot_every: args.snapshot_every,
+        keep_journal: args.keep_journal,
     };
     let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
     let mut market = Market::new(&store, config, journal, recovery);
@@ -292,6 +294,9 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
             torn.offset, torn.bytes, torn.why
         );
     }
+    for note in &recovery.notes {
+        tracing::info!(target: log::TARGET, "market: journal: {note}");
+    }
     for (snapshot, why) in &recovery.skipped_snapshots {
         tracing::warn!(
             target: log::TARGET,
@@ -304,6 +309,10 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
         .as_ref()
         .map(|s| format!(" from the snapshot at command {}", s.commands))
         .unwrap_or_default();
+    let segments = match recovery.segments_read {
+        0 | 1 => String::new(),
+        n => format!(" in {n} segments"),
+    };
     if recovery.replayed == 0 && recovery.from_snapshot.is_none() {
         tracing::info!(
             target: log::TARGET,
@@ -319,7 +328,7 @@ fn report_recovery(recovery: &Recovery, path: &Path) {
         target: log::TARGET,
         journal = %path.display(),
         replayed = recovery.replayed,
-        "market: journal {}: replayed {} commands{from}: {} books on the shelf, {} trades, next trade #{}",
+        "market: journal {}: replayed {} commands{from}{segments}: {} books on the shelf, {} trades, next trade #{}",
         path.display(),
         recovery.replayed,
         stats.books_on_shelf,

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use common::*;
 
+/// The length of a journal's file header: the first record starts after it.
+const HEADER: usize = bookstore::journal::format::FILE_HEADER_LEN;
+
 fn sell(market: &Market, title: &str, price: &str, qty: &str) {
     let out = market.client("seller", &["sell", title, "--price", price, "--qty", qty]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -137,13 +140,13 @@ fn corruption_before_the_last_record_stops_the_market_naming_the_offset() {
     market.kill();
     let path = journal_path(&market.name);
     let mut bytes = std::fs::read(&path).unwrap();
-    // The first record starts after the 24-byte file header; damage its payload.
-    bytes[24 + 12 + 10] ^= 0x55;
+    // The first record starts after the file header; damage its payload.
+    bytes[HEADER + 12 + 10] ^= 0x55;
     std::fs::write(&path, &bytes).unwrap();
     let out = run(&["market", "--name", &market.name]);
     assert_eq!(code(&out), 8, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("record at offset 24: checksum mismatch"),
+        stderr(&out).contains(&format!("record at offset {HEADER}: checksum mismatch")),
         "{}",
         stderr(&out)
     );
@@ -299,11 +302,12 @@ fn the_journal_command_shows_the_records_a_torn_tail_and_the_replayed_books() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), size, "read only");
 
     let mut bytes = std::fs::read(&path).unwrap();
-    bytes[24 + 12] ^= 0xff;
+    bytes[HEADER + 12] ^= 0xff;
     std::fs::write(&path, &bytes).unwrap();
     let out = run(&["journal", "--name", &market.name]);
     assert_eq!(code(&out), 8, "{}", stderr(&out));
-    assert!(stderr(&out).contains("offset 24"), "{}", stderr(&out));
+    let offset = format!("offset {HEADER}");
+    assert!(stderr(&out).contains(&offset), "{}", stderr(&out));
 }
 
 #[test]
@@ -453,7 +457,8 @@ fn after_a_clean_stop_a_restart_replays_nothing_from_the_snapshot_and_keeps_rece
     let records = journal_records(&market.name);
     let out = run(&["journal", "--name", &market.name, "--verify"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let verified = format!("verify: every checksum holds ({records} records, 1 snapshots)");
+    let verified =
+        format!("verify: every checksum holds ({records} records in 1 segment, 1 snapshot)");
     assert!(stdout(&out).contains(&verified), "{}", stdout(&out));
     let line = start_line(&mut market, &[]);
     let replayed = format!("replayed 0 commands from the snapshot at command {records}");

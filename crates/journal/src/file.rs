@@ -84,7 +84,7 @@ pub(crate) fn repair(
             .map_err(io("cut off the torn tail"))?;
     }
     if scan.header.is_none() {
-        file.write_all(&format::FileHeader { capacity }.encode())
+        file.write_all(&format::FileHeader::new(capacity, 0).encode())
             .map_err(io("write the header"))?;
     }
     if scan.header.is_none() || scan.torn.is_some() {

@@ -3,7 +3,7 @@
 //! Pure functions over byte slices (no file I/O), so the reader can be fuzzed and unit-tested.
 //!
 //! ```text
-//! file header (24 bytes)  "BKJOURNL" | version u32 | capacity u32 | crc32 of the 16 bytes before | 0u32
+//! file header (32 bytes)  "BKJOURNL" | version u32 | capacity u32 | first u64 | crc32 of the 24 bytes before | 0u32
 //! record                  len u32 | !len u32 | crc32(payload) u32 | payload (len bytes, ≤ 256)
 //! payload                 now u64 | tag u8 | fields (little-endian)
 //!   1 List        client u128, request u64, price u64, qty u32, title_len u8, title
@@ -15,9 +15,16 @@
 //!   6 Restart
 //! ```
 //!
-//! Version 2 widened client ids to the 128 bits a client chooses (version 1's were the
-//! market's 64-bit counter) and added `Restart`. A version 1 journal is refused by name; its
-//! store can be started afresh with `--fresh`, which keeps the old file aside.
+//! A journal is a chain of segment files (see `segments`): `first` is the command number of
+//! the segment's first record, so a missing segment shows as a gap between one segment's end
+//! and the next one's first.
+//!
+//! Version 3 added `first` (and the header grew to 32 bytes). Version 2 files are still read,
+//! as a segment whose first record is command 0 (their 24-byte header has no `first`): a
+//! version 2 journal carries on as the first segment of a version 3 chain. Version 2 widened
+//! client ids to the 128 bits a client chooses (version 1's were the market's 64-bit counter)
+//! and added `Restart`. A version 1 journal is refused by name; its store can be started
+//! afresh with `--fresh`, which keeps the old file aside.
 //!
 //! The length is stored twice (`len` and its complement) so that a damaged length is told apart
 //! from a blank: zeros where a record would start disagree (`!0 != 0`).
@@ -31,8 +38,13 @@
 use engine::{BuyTarget, ClientId, Command, Millis, Price, Qty, RequestId, Title};
 
 pub const MAGIC: [u8; 8] = *b"BKJOURNL";
-pub const VERSION: u32 = 2;
-pub const FILE_HEADER_LEN: usize = 24;
+pub const VERSION: u32 = 3;
+/// The oldest version still read (as a first segment; see the module docs).
+pub const OLDEST_VERSION: u32 = 2;
+/// The length of a version 3 file header.
+pub const FILE_HEADER_LEN: usize = 32;
+/// The length of a version 2 file header.
+const V2_HEADER_LEN: usize = 24;
 pub const RECORD_HEADER_LEN: usize = 12;
 /// Largest payload a valid record has (a buy with an 80-byte title is 132 bytes).
 pub const MAX_PAYLOAD: usize = 256;
@@ -44,21 +56,38 @@ const TAG_EXPIRE: u8 = 4;
 const TAG_CLIENT_GONE: u8 = 5;
 const TAG_RESTART: u8 = 6;
 
-/// The journal's file header: which format, and the capacity of the store it describes
-/// (replaying under another capacity would decide `StoreFull` differently).
+/// A segment file's header: which format, the capacity of the store it describes (replaying
+/// under another capacity would decide `StoreFull` differently), and the command number of its
+/// first record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileHeader {
     pub capacity: u32,
+    /// The command number of the segment's first record (0 for the first segment).
+    pub first: u64,
+    /// The header's length in the file: [`FILE_HEADER_LEN`], or 24 for a version 2 file.
+    pub len: usize,
 }
 
 impl FileHeader {
+    /// The header of a new (version 3) segment.
+    pub fn new(capacity: u32, first: u64) -> Self {
+        Self {
+            capacity,
+            first,
+            len: FILE_HEADER_LEN,
+        }
+    }
+
+    /// The header as a version 3 file starts (whatever `len` says: files are written in the
+    /// current version only).
     pub fn encode(&self) -> [u8; FILE_HEADER_LEN] {
         let mut b = [0u8; FILE_HEADER_LEN];
         b[..8].copy_from_slice(&MAGIC);
         b[8..12].copy_from_slice(&VERSION.to_le_bytes());
         b[12..16].copy_from_slice(&self.capacity.to_le_bytes());
-        let crc = crc32fast::hash(&b[..16]);
-        b[16..20].copy_from_slice(&crc.to_le_bytes());
+        b[16..24].copy_from_slice(&self.first.to_le_bytes());
+        let crc = crc32fast::hash(&b[..24]);
+        b[24..28].copy_from_slice(&crc.to_le_bytes());
         b
     }
 }
@@ -78,7 +107,7 @@ pub enum FormatError {
     #[error("not a bookstore journal (the first 8 bytes are not \"BKJOURNL\")")]
     NotAJournal,
     #[error(
-        "journal format version {found} is not supported (this build reads version {VERSION}; `bookstore market --fresh` sets the file aside and starts an empty store)"
+        "journal format version {found} is not supported (this build reads versions {OLDEST_VERSION} to {VERSION}; `bookstore market --fresh` sets the file aside and starts an empty store)"
     )]
     Version { found: u32 },
     #[error("the file header's checksum does not match")]
@@ -106,6 +135,19 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// Whether this is free space (zeros) where a record would start, not damage: where a
+    /// reader that knows how many records there are has reached the end of a file's.
+    pub fn is_blank(&self) -> bool {
+        matches!(
+            self,
+            Self::Length {
+                len: 0,
+                not_len: 0,
+                ..
+            }
+        )
+    }
+
     /// The file offset where the damage starts, for record-level errors.
     pub fn offset(&self) -> Option<u64> {
         match self {
@@ -140,7 +182,7 @@ pub struct Scan {
 /// Reads a journal image. A damaged *last* record is a torn tail (reported, to be cut off);
 /// damage before the last record is an error naming its offset: nothing is silently skipped.
 pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
-    if bytes.len() < FILE_HEADER_LEN {
+    if bytes.len() < header_len_of(bytes) {
         // A crash while creating the file: only a prefix of the header made it to disk.
         let prefix = bytes.len().min(MAGIC.len());
         if bytes[..prefix] != MAGIC[..prefix] {
@@ -157,17 +199,17 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
             }),
         });
     }
-    let header = decode_file_header(&bytes[..FILE_HEADER_LEN])?;
+    let header = decode_file_header(bytes)?;
     let mut entries = Vec::new();
-    let mut at = FILE_HEADER_LEN;
+    let mut at = header.len;
     // Past the last non-zero byte there are only zeros: the space the writer preallocated.
     let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
     let torn = loop {
-        let rest = &bytes[at..];
         // Only zeros from here on (or nothing): the end of the records.
         if data_end <= at {
             break None;
         }
+        let rest = &bytes[at..];
         let last_nonzero = data_end - 1 - at;
         let offset = at as u64;
         let tail = |why: String| TornTail {
@@ -178,54 +220,28 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
         // Whether this record, if it spans `extent` bytes, is followed by zeros only: then it
         // is the last one written, and damage in it is a write cut short, not corruption.
         let last_if_spanning = |extent: usize| last_nonzero < extent;
-        if rest.len() < RECORD_HEADER_LEN {
-            break Some(tail(format!(
-                "{} bytes, shorter than a record header",
-                rest.len()
-            )));
-        }
-        let len = le_u32(&rest[0..4]);
-        let not_len = le_u32(&rest[4..8]);
-        let stored = le_u32(&rest[8..12]);
-        let longest = RECORD_HEADER_LEN + MAX_PAYLOAD;
-        if len != !not_len {
-            if last_if_spanning(longest) {
+        match next_record(rest, offset) {
+            Next::Record(entry, len) => {
+                entries.push(entry);
+                at += len;
+            }
+            Next::Short(why) => break Some(tail(why)),
+            Next::Damaged(FormatError::Length { len, not_len, .. })
+                if last_if_spanning(RECORD_HEADER_LEN + MAX_PAYLOAD) =>
+            {
                 break Some(tail(format!(
                     "a record header cut short (length words {len} and {not_len})"
                 )));
             }
-            return Err(FormatError::Length {
-                offset,
-                len,
-                not_len,
-            });
-        }
-        if len as usize > MAX_PAYLOAD {
-            return Err(FormatError::TooLong { offset, len });
-        }
-        let end = RECORD_HEADER_LEN + len as usize;
-        if rest.len() < end {
-            break Some(tail(format!(
-                "record of {len} bytes with only {} present",
-                rest.len() - RECORD_HEADER_LEN
-            )));
-        }
-        let payload = &rest[RECORD_HEADER_LEN..end];
-        let computed = crc32fast::hash(payload);
-        if computed != stored {
-            if last_if_spanning(end) {
+            Next::Damaged(FormatError::Checksum {
+                stored, computed, ..
+            }) if last_if_spanning(RECORD_HEADER_LEN + le_u32(rest) as usize) => {
                 break Some(tail(format!(
                     "last record's checksum does not match (stored {stored:#010x}, computed {computed:#010x})"
                 )));
             }
-            return Err(FormatError::Checksum {
-                offset,
-                stored,
-                computed,
-            });
+            Next::Damaged(error) => return Err(error),
         }
-        entries.push(decode_payload(payload, offset)?);
-        at += end;
     };
     Ok(Scan {
         header: Some(header),
@@ -235,26 +251,107 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
     })
 }
 
-/// Checks a file header: magic, version, checksum, capacity.
+/// What [`next_record`] found where a record would start.
+#[derive(Debug)]
+pub enum Next {
+    /// A whole, valid record, and the bytes it spans.
+    Record(Entry, usize),
+    /// The bytes end inside a record (or its header); the reason, in words.
+    Short(String),
+    /// Damage where a record should be. Zeros there (free space after the last record) read
+    /// as `Length { len: 0, not_len: 0 }`: see [`is_blank`](FormatError::is_blank).
+    Damaged(FormatError),
+}
+
+/// Reads the record at the start of `rest`, which starts at byte `offset` of its file: checks
+/// its length words, its length, its checksum and every field of its payload.
+pub fn next_record(rest: &[u8], offset: u64) -> Next {
+    if rest.len() < RECORD_HEADER_LEN {
+        return Next::Short(format!(
+            "{} bytes, shorter than a record header",
+            rest.len()
+        ));
+    }
+    let len = le_u32(&rest[0..4]);
+    let not_len = le_u32(&rest[4..8]);
+    let stored = le_u32(&rest[8..12]);
+    if len != !not_len {
+        return Next::Damaged(FormatError::Length {
+            offset,
+            len,
+            not_len,
+        });
+    }
+    if len as usize > MAX_PAYLOAD {
+        return Next::Damaged(FormatError::TooLong { offset, len });
+    }
+    let end = RECORD_HEADER_LEN + len as usize;
+    if rest.len() < end {
+        return Next::Short(format!(
+            "record of {len} bytes with only {} present",
+            rest.len() - RECORD_HEADER_LEN
+        ));
+    }
+    let payload = &rest[RECORD_HEADER_LEN..end];
+    let computed = crc32fast::hash(payload);
+    if computed != stored {
+        return Next::Damaged(FormatError::Checksum {
+            offset,
+            stored,
+            computed,
+        });
+    }
+    match decode_payload(payload, offset) {
+        Ok(entry) => Next::Record(entry, end),
+        Err(error) => Next::Damaged(error),
+    }
+}
+
+/// How long the header of the file starting with `bytes` is: a version 2 file's is shorter.
+/// (Whether it is a valid header is [`decode_file_header`]'s to say.)
+fn header_len_of(bytes: &[u8]) -> usize {
+    match bytes.get(8..12).map(le_u32) {
+        Some(2) => V2_HEADER_LEN,
+        _ => FILE_HEADER_LEN,
+    }
+}
+
+/// Checks a file header at the start of `bytes`: magic, version, checksum, capacity.
 pub fn decode_file_header(bytes: &[u8]) -> Result<FileHeader, FormatError> {
-    if bytes.len() < FILE_HEADER_LEN || bytes[..8] != MAGIC {
+    if bytes.len() < 12 || bytes[..8] != MAGIC {
         return Err(FormatError::NotAJournal);
     }
     let version = le_u32(&bytes[8..12]);
-    if version != VERSION {
-        return Err(FormatError::Version { found: version });
-    }
-    if crc32fast::hash(&bytes[..16]) != le_u32(&bytes[16..20]) {
+    let len = match version {
+        VERSION => FILE_HEADER_LEN,
+        2 => V2_HEADER_LEN,
+        found => return Err(FormatError::Version { found }),
+    };
+    let Some(bytes) = bytes.get(..len) else {
+        return Err(FormatError::NotAJournal);
+    };
+    // The checksum covers everything before it; a zero word ends the header.
+    let crc_at = len - 8;
+    if crc32fast::hash(&bytes[..crc_at]) != le_u32(&bytes[crc_at..crc_at + 4]) {
         return Err(FormatError::HeaderChecksum);
     }
-    if le_u32(&bytes[20..24]) != 0 {
+    if le_u32(&bytes[crc_at + 4..len]) != 0 {
         return Err(FormatError::HeaderPadding);
     }
     let capacity = le_u32(&bytes[12..16]);
     if capacity == 0 || capacity > engine::MAX_CAPACITY {
         return Err(FormatError::Capacity(capacity));
     }
-    Ok(FileHeader { capacity })
+    let first = if version == VERSION {
+        u64::from_le_bytes(bytes[16..24].try_into().expect("8 bytes"))
+    } else {
+        0
+    };
+    Ok(FileHeader {
+        capacity,
+        first,
+        len,
+    })
 }
 
 /// Appends one record (header and payload) for `entry` to `out`.
@@ -553,7 +650,7 @@ mod tests {
     }
 
     fn image(entries: &[Entry]) -> Vec<u8> {
-        let mut bytes = FileHeader { capacity: 100 }.encode().to_vec();
+        let mut bytes = FileHeader::new(100, 0).encode().to_vec();
         for e in entries {
             encode_record(e.now, &e.command, &mut bytes);
         }
@@ -562,7 +659,7 @@ mod tests {
 
     /// Where the sample's second record starts.
     fn second_record_offset() -> usize {
-        let mut b = FileHeader { capacity: 100 }.encode().to_vec();
+        let mut b = FileHeader::new(100, 0).encode().to_vec();
         encode_record(sample()[0].now, &sample()[0].command, &mut b);
         b.len()
     }
@@ -571,7 +668,7 @@ mod tests {
     fn every_command_round_trips() {
         let bytes = image(&sample());
         let scan = scan(&bytes).unwrap();
-        assert_eq!(scan.header, Some(FileHeader { capacity: 100 }));
+        assert_eq!(scan.header, Some(FileHeader::new(100, 0)));
         assert_eq!(scan.entries, sample());
         assert_eq!(scan.valid_len, bytes.len() as u64);
         assert_eq!(scan.torn, None);
@@ -582,7 +679,7 @@ mod tests {
         let bytes = image(&sample());
         let ends: Vec<u64> = {
             let mut v = vec![FILE_HEADER_LEN as u64];
-            let mut b = FileHeader { capacity: 100 }.encode().to_vec();
+            let mut b = FileHeader::new(100, 0).encode().to_vec();
             for e in sample() {
                 encode_record(e.now, &e.command, &mut b);
                 v.push(b.len() as u64);
@@ -684,7 +781,7 @@ mod tests {
 
     #[test]
     fn a_valid_checksum_over_invalid_values_is_refused() {
-        let mut bytes = FileHeader { capacity: 100 }.encode().to_vec();
+        let mut bytes = FileHeader::new(100, 0).encode().to_vec();
         encode_record(
             0,
             &Command::ClientGone {

@@ -13,17 +13,19 @@
 //! processes; the market decides what to record and when to commit.
 
 mod file;
+mod follower;
 pub mod format;
+mod open;
 mod replay;
+pub mod segments;
 pub mod snapshot;
 mod syncer;
 
-use file::{move_aside, open_locked, read_and_scan, reconcile_capacity, repair};
+pub use follower::{FollowError, Follower, FollowerStart};
 pub use replay::replay;
-use replay::{replay_onto, Base};
+use segments::ChainError;
 
 use shm::MappedFile;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use engine::{Command, Engine, Millis, Receipts};
@@ -68,6 +70,9 @@ pub enum OpenJournalError {
         journal: u32,
         asked: u32,
     },
+    /// A segment of the chain is missing, damaged or out of place: refused before any change.
+    #[error("{0}; nothing was changed: restore the file, or start with --fresh")]
+    Chain(#[from] ChainError),
     #[error("journal {path}: replaying it breaks the store's invariants ({problem}); please report this")]
     Inconsistent {
         path: PathBuf,
@@ -108,6 +113,10 @@ pub struct Recovery {
     /// The last trades (at most [`RECENT_TRADES`]), oldest first: the snapshot's and the
     /// replay's.
     pub recent_trades: Vec<engine::Trade>,
+    /// Segment files the replay read (sealed ones, then the live one).
+    pub segments_read: usize,
+    /// What opening repaired besides a torn tail (an interrupted roll finished or undone).
+    pub notes: Vec<String>,
 }
 
 /// The snapshot a recovery started from.
@@ -128,7 +137,16 @@ pub struct JournalOptions {
     pub durability: Durability,
     pub capacity: CapacityChoice,
     pub start: Start,
+    /// Seal the live segment and start the next once it holds this many bytes (checked when
+    /// the market makes room ahead, so a segment may run a little past it).
+    pub segment_bytes: u64,
 }
+
+/// The default [`JournalOptions::segment_bytes`]: about 500,000 commands (the default
+/// snapshot interval), so a restart reads about one segment.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 32 << 20;
+/// The smallest segment allowed (smaller would roll all the time).
+pub const MIN_SEGMENT_BYTES: u64 = 64 << 10;
 
 /// The store's capacity, as the opener asks for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,23 +183,34 @@ pub struct Journal {
     map: Option<MappedFile>,
     path: PathBuf,
     durability: Durability,
-    /// End of the committed records: what the journal is known to hold.
+    capacity: u32,
+    /// The command number of the live segment's first record.
+    first: u64,
+    /// Journal-wide offsets are this plus offsets in the live segment: they only grow, across
+    /// rolls, so a batch's end compares with [`durable`](Self::durable) whichever segment
+    /// each is in.
+    base: u64,
+    segment_bytes: u64,
+    /// End of the committed records in the live segment: what the journal is known to hold.
     committed: u64,
     /// End of the staged records (`>= committed`); the next record goes here.
     end: u64,
-    /// Records up to `committed`: the command number a snapshot taken now is at.
+    /// Records up to `committed`, in every segment: the command number a snapshot taken now
+    /// is at.
     records: u64,
     /// Where each staged, uncommitted record starts (so `unstage` knows how many it drops).
     pending: Vec<u64>,
     /// One record, encoded before it is copied into the mapping.
     scratch: Vec<u8>,
-    /// The mapping could not grow for a record: reported by the next commit, which fails.
-    grow_failure: Option<std::io::Error>,
+    /// The mapping could not grow for a record, or a roll failed after the new segment took
+    /// the live name: what could not be done, reported by the next commit, which fails.
+    failure: Option<(&'static str, std::io::Error)>,
     /// Pages up to here were faulted in writable ahead of the records (durability `none`).
     populated: u64,
     /// `end` when [`prepare_ahead`](Self::prepare_ahead) last ran: how fast records come.
     end_at_last_prepare: u64,
-    /// Batches made durable (`fdatasync`) by this process, on the loop's thread.
+    /// Batches made durable (`fdatasync`) by this process, on the loop's thread (and by
+    /// syncing threads of segments sealed since).
     syncs: u64,
     /// End of the records the loop's own `fdatasync`s made durable.
     synced_inline: u64,
@@ -189,150 +218,13 @@ pub struct Journal {
     syncer: Option<syncer::Syncer>,
     /// The test-only fault point that holds every `fdatasync` back (`syncer::test_stall`).
     stall: Option<std::time::Duration>,
+    /// A roll that failed (the market goes on in the live segment; it is reported once and
+    /// tried again a segment's length later).
+    roll_failure: Option<std::io::Error>,
+    retry_roll_at: u64,
 }
 
 impl Journal {
-    /// Opens (or creates) the journal at `path`, cuts a torn tail, and replays it: lock →
-    /// read and scan → reconcile the capacity → repair the file → recover the engine. Every
-    /// refusal comes before the first change to the file.
-    pub fn open(
-        path: &Path,
-        options: &JournalOptions,
-    ) -> Result<(Journal, Recovery), OpenJournalError> {
-        let io = |action| io_error(path, action);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io("create its directory"))?;
-        }
-        let mut file = open_locked(path)?;
-        let mut set_aside = None;
-        if options.start == Start::Fresh && file.metadata().map_err(io("stat"))?.len() > 0 {
-            // Renamed while we hold its lock: no other market is using it.
-            set_aside = Some(move_aside(path).map_err(io("move the old journal aside"))?);
-            file = open_locked(path)?;
-        }
-        if options.start == Start::Fresh {
-            // The old journal's snapshots go aside with it: they describe its store.
-            for (_, snapshot) in snapshot::list(path).map_err(io("list the snapshots of"))? {
-                move_aside(&snapshot).map_err(io("move an old snapshot aside"))?;
-            }
-        }
-        let scan = read_and_scan(&mut file, path)?;
-        let capacity = reconcile_capacity(path, scan.header, options.capacity)?;
-        repair(&mut file, path, &scan, capacity)?;
-        let records_end = scan.valid_len.max(format::FILE_HEADER_LEN as u64);
-        let map = MappedFile::new(file, map_len_for(records_end + MIN_FREE))
-            .map_err(io("preallocate and map"))?;
-        let mut journal = Journal {
-            map: Some(map),
-            path: path.into(),
-            durability: options.durability,
-            committed: records_end,
-            end: records_end,
-            records: scan.entries.len() as u64,
-            pending: Vec::new(),
-            scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
-            grow_failure: None,
-            populated: records_end,
-            end_at_last_prepare: records_end,
-            syncs: 0,
-            synced_inline: records_end,
-            syncer: None,
-            stall: syncer::test_stall(),
-        };
-        let recovery = journal.recover(&scan, capacity, set_aside, options.start)?;
-        journal.prepare_ahead();
-        if options.durability == Durability::Batch {
-            let file = journal.map().file().try_clone().map_err(io("duplicate"))?;
-            let durable = journal.committed;
-            let syncer = syncer::Syncer::start(file, durable, journal.stall)
-                .map_err(io("start the syncing thread"))?;
-            journal.syncer = Some(syncer);
-        }
-        Ok((journal, recovery))
-    }
-
-    /// Replays the scanned entries, cancels the previous market's clients' resting buys, and
-    /// checks the result.
-    fn recover(
-        &mut self,
-        scan: &format::Scan,
-        capacity: u32,
-        set_aside: Option<PathBuf>,
-        start: Start,
-    ) -> Result<Recovery, OpenJournalError> {
-        let mut skipped_snapshots = Vec::new();
-        let base = match start {
-            Start::Fresh => None,
-            Start::Continue => {
-                snapshot::newest_usable(&self.path, scan, capacity, &mut skipped_snapshots)
-            }
-        };
-        // Where the replay starts: the snapshot's store, or an empty one.
-        let start = match base {
-            Some((snapshot, engine, receipts, path)) => {
-                Base::from_snapshot(snapshot, engine, receipts, path)
-            }
-            None => Base::empty(capacity),
-        };
-        let Base {
-            mut engine,
-            mut receipts,
-            mut recent_trades,
-            last_now,
-            from: from_snapshot,
-        } = start;
-        let suffix = &scan.entries[from_snapshot.as_ref().map_or(0, |s| s.commands as usize)..];
-        replay_onto(&mut engine, &mut receipts, suffix, &mut recent_trades);
-        let last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
-        let orphaned_buys = self.restart(&mut engine, &mut receipts, last_now)?;
-        engine
-            .check_invariants()
-            .map_err(|problem| OpenJournalError::Inconsistent {
-                path: self.path.clone(),
-                problem,
-            })?;
-        Ok(Recovery {
-            engine,
-            capacity,
-            replayed: suffix.len() as u64,
-            from_snapshot,
-            skipped_snapshots,
-            recent_trades: recent_trades.into(),
-            receipts,
-            last_now,
-            torn: scan.torn.clone(),
-            set_aside,
-            orphaned_buys,
-        })
-    }
-
-    /// Journals and applies a `Restart`: the previous market's clients are gone with it, so
-    /// their resting buys are cancelled (the next replay does not revive them either), and
-    /// their receipts wait one restart for them to come back and ask. Left out when it would
-    /// change nothing (no buy rests, no receipt is kept). Returns how many buys were cancelled.
-    fn restart(
-        &mut self,
-        engine: &mut Engine,
-        receipts: &mut Receipts,
-        now: Millis,
-    ) -> Result<u64, WriteJournalError> {
-        if engine.stats().resting_buys == 0 && receipts.is_empty() {
-            return Ok(0);
-        }
-        let mut events = Vec::new();
-        let command = Command::Restart;
-        self.stage(now, &command);
-        let intent = Receipts::intent(&command);
-        engine.apply(now, command, &mut events);
-        receipts.record(intent, &events);
-        self.commit()?;
-        Ok(events.len() as u64)
-    }
-
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -341,10 +233,15 @@ impl Journal {
         self.durability
     }
 
-    /// The journal's length in bytes up to its last committed record (the file itself is
-    /// longer while open: preallocated space).
+    /// The live segment's length in bytes up to its last committed record (the file itself
+    /// is longer while open: preallocated space).
     pub fn len_bytes(&self) -> u64 {
         self.committed
+    }
+
+    /// The command number of the live segment's first record.
+    pub fn live_segment_first(&self) -> u64 {
+        self.first
     }
 
     /// How many batches this process has made durable with `fdatasync`.
@@ -355,18 +252,27 @@ impl Journal {
     /// Offset up to which the journal's records are durable as its durability promises: the
     /// committed end with `none` (the page cache holds it), else what `fdatasync` covered. A
     /// reply may be shown once its batch's end is at most this.
+    /// (Offsets are journal-wide: they only grow, across segments.)
     pub fn durable(&self) -> u64 {
         match (self.durability, &self.syncer) {
-            (Durability::None, _) => self.committed,
-            (_, Some(syncer)) => syncer.durable().max(self.synced_inline),
-            (_, None) => self.synced_inline,
+            (Durability::None, _) => self.base + self.committed,
+            (_, Some(syncer)) => syncer.durable().max(self.base + self.synced_inline),
+            (_, None) => self.base + self.synced_inline,
         }
     }
 
-    /// The command number and journal offset a snapshot taken now would be at: `None` while
-    /// records are staged and not committed (the engine is ahead of the committed journal).
-    pub fn snapshot_point(&self) -> Option<(u64, u64)> {
-        (self.end == self.committed).then_some((self.records, self.committed))
+    /// The command number a snapshot taken now would be at: `None` while records are staged
+    /// and not committed (the engine is ahead of the committed journal).
+    pub fn snapshot_point(&self) -> Option<u64> {
+        (self.end == self.committed).then_some(self.records)
+    }
+
+    /// A [`Follower`] starting from `start`, which must be the store as of the committed end
+    /// (see [`snapshot_point`](Self::snapshot_point)): it reads on from there in another
+    /// thread. `None` while records are staged.
+    pub fn follower(&self, start: FollowerStart) -> Option<Result<Follower, FollowError>> {
+        let records = self.snapshot_point()?;
+        Some(Follower::new(&self.path, start, records, self.committed))
     }
 
     /// Where the next staged record goes: a mark for [`unstage`](Self::unstage).
@@ -382,7 +288,7 @@ impl Journal {
     /// it, but the batch counts as written only once [`commit`](Self::commit) says so. If the
     /// file cannot grow to take it, the record is dropped and the next commit fails.
     pub fn stage(&mut self, now: Millis, command: &Command) {
-        if self.grow_failure.is_some() {
+        if self.failure.is_some() {
             return;
         }
         self.scratch.clear();
@@ -393,7 +299,7 @@ impl Journal {
         if stop > self.map().len() {
             let len = map_len_for(stop as u64 + (self.map().len() as u64).min(MAX_GROWTH));
             if let Err(error) = self.map().grow(len) {
-                self.grow_failure = Some(error);
+                self.failure = Some(("preallocate more space for", error));
                 return;
             }
         }
@@ -424,15 +330,23 @@ impl Journal {
     /// zeros back and leave the pages write-protected again. A failure to grow is reported by
     /// the next commit; a failure to fault in costs only speed.
     pub fn prepare_ahead(&mut self) {
-        if self.grow_failure.is_some() {
+        if self.failure.is_some() {
             return;
+        }
+        if self.committed >= self.segment_bytes.max(self.retry_roll_at)
+            && self.end == self.committed
+        {
+            if let Err(error) = self.roll() {
+                self.retry_roll_at = self.committed + self.segment_bytes;
+                self.roll_failure = Some(error);
+            }
         }
         let ahead = (2 * (self.end - self.end_at_last_prepare)).clamp(MIN_AHEAD, MAX_AHEAD);
         self.end_at_last_prepare = self.end;
         let want = self.end + ahead;
         if want > self.map().len() as u64 {
             if let Err(error) = self.map().grow(map_len_for(want + MIN_FREE)) {
-                self.grow_failure = Some(error);
+                self.failure = Some(("preallocate more space for", error));
                 return;
             }
         }
@@ -444,6 +358,69 @@ impl Journal {
                 self.populated = want;
             }
         }
+    }
+
+    /// Why the last roll to a new segment failed, once (the market warns and goes on in the
+    /// live segment, which grows past its size; the roll is tried again a segment later).
+    pub fn take_roll_failure(&mut self) -> Option<std::io::Error> {
+        self.roll_failure.take()
+    }
+
+    /// Seals the live segment and starts the next (see [`segments`] for the steps and what
+    /// a crash between them leaves). Called with nothing staged; everything committed is made
+    /// durable first, so a sealed segment is whole on disk before its successor is used.
+    fn roll(&mut self) -> std::io::Result<()> {
+        if self.durability != Durability::None {
+            self.commit().map_err(|e| e.source)?;
+            if let Some(syncer) = &mut self.syncer {
+                syncer.stop();
+            }
+        }
+        let next = segments::next_path(&self.path);
+        let header = format::FileHeader::new(self.capacity, self.records);
+        // A leftover of a crashed roll is ours to replace (the live lock is held).
+        let _ = std::fs::remove_file(&next);
+        let mut file = shm::file::open_private(&next, shm::file::IfMissing::Create)?
+            .expect("created if missing");
+        std::io::Write::write_all(&mut file, &header.encode())?;
+        file.sync_all()?;
+        if !shm::file::try_lock_exclusive(&file)? {
+            return Err(std::io::Error::other(
+                "the new segment is locked by another process",
+            ));
+        }
+        let mapped = MappedFile::new(file, map_len_for(header.len as u64 + MIN_FREE))?;
+        // From here the live name is the new segment's (both files stay locked), and records
+        // go to it whatever happens next: a failure from here on is the next commit's, so
+        // nothing in the new segment is acknowledged before its name is durable.
+        shm::file::exchange(&next, &self.path)?;
+        let old = self.map.replace(mapped).expect("mapped until dropped");
+        let (sealed_first, sealed_end) = (self.first, self.committed);
+        self.syncs += self.syncer.take().map_or(0, |s| s.syncs());
+        self.base += self.committed;
+        self.first = self.records;
+        let start = header.len as u64;
+        (self.committed, self.end, self.synced_inline) = (start, start, start);
+        (self.populated, self.end_at_last_prepare) = (start, start);
+        let finish = segments::sync_dir(&self.path)
+            .map_err(|e| ("sync the directory of", e))
+            .and_then(|()| {
+                // Zeros after the records would read the same; cutting them keeps the file
+                // its size. Then the sealed name, made durable.
+                let _ = old.unmap_and_truncate(sealed_end);
+                let sealed = segments::sealed_path(&self.path, sealed_first);
+                std::fs::rename(&next, &sealed)
+                    .and_then(|()| segments::sync_dir(&self.path))
+                    .map_err(|e| ("name the sealed segment of", e))
+            })
+            .and_then(|()| {
+                self.start_syncer()
+                    .map_err(|e| ("start the syncing thread for", e.source))
+            });
+        if let Err(failure) = finish {
+            self.failure = Some(failure);
+        }
+        Ok(())
     }
 
     /// Ends the batch: the staged records are part of the journal and, unless durability is
@@ -474,7 +451,7 @@ impl Journal {
         } else {
             self.seal()?;
         }
-        Ok(self.committed)
+        Ok(self.base + self.committed)
     }
 
     /// Whether the syncing thread is making an ended batch durable (`batch` durability):
@@ -490,7 +467,7 @@ impl Journal {
     /// calls [`commit`](Self::commit), which needs no thread to be scheduled.
     pub fn sync_in_background(&mut self) {
         let durable = self.durable();
-        let committed = self.committed;
+        let committed = self.base + self.committed;
         if let Some(syncer) = &mut self.syncer {
             if durable < committed {
                 syncer.request(committed);
@@ -500,8 +477,8 @@ impl Journal {
 
     /// The staged records become committed; reports a failure to grow or to sync.
     fn seal(&mut self) -> Result<(), WriteJournalError> {
-        if let Some(error) = self.grow_failure.take() {
-            return Err(self.write_error("preallocate more space for", error));
+        if let Some((action, error)) = self.failure.take() {
+            return Err(self.write_error(action, error));
         }
         if let Some(error) = self.syncer.as_ref().and_then(syncer::Syncer::take_failure) {
             return Err(self.write_error("fdatasync", error));
@@ -572,6 +549,7 @@ mod tests {
             durability: Durability::None,
             capacity: CapacityChoice::Exactly(engine::MAX_CAPACITY),
             start,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
 

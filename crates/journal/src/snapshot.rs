@@ -10,7 +10,7 @@
 //! | 4 | format version (2) |
 //! | 4 | zero |
 //! | 8 | body length |
-//! | body | records covered, journal offset after them, last clock value, the engine's state, the recent trades, the receipts |
+//! | body | records covered, offset after them in their segment, last clock value, the engine's state, the recent trades, the receipts |
 //! | 4 | CRC-32 of everything before it |
 //!
 //! Written crash-safe: a temporary file, `fsync`, `rename` over the final name, `fsync` of the
@@ -24,6 +24,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
 use engine::{
@@ -47,7 +48,8 @@ const MAX_BODY: u64 = 1 << 30;
 pub struct Snapshot {
     /// Journal records applied to reach this state (the command number it was taken at).
     pub commands: u64,
-    /// Where the first record after it starts in the journal file.
+    /// Where the record after it starts in the segment file it was read from (for people
+    /// reading a snapshot; opening checks the chain by command numbers).
     pub journal_offset: u64,
     /// The largest clock value applied; a market started from it runs its clock after this.
     pub last_now: Millis,
@@ -112,33 +114,7 @@ pub fn path_for(journal: &Path, commands: u64) -> PathBuf {
 /// The snapshots of `journal`, newest (most records covered) first. Files whose names do not
 /// parse are not snapshots and are left alone.
 pub fn list(journal: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let (Some(dir), Some(stem)) = (journal.parent(), journal.file_name()) else {
-        return Ok(Vec::new());
-    };
-    let prefix = format!("{}.snap.", stem.to_string_lossy());
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let mut found = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(number) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
-            continue;
-        };
-        if number.len() == 20 && number.bytes().all(|b| b.is_ascii_digit()) {
-            if let Ok(commands) = number.parse() {
-                found.push((commands, dir.join(&name)));
-            }
-        }
-    }
+    let mut found = crate::segments::numbered_siblings(journal, ".snap.")?;
     found.sort_unstable_by_key(|f| std::cmp::Reverse(f.0));
     Ok(found)
 }
@@ -478,13 +454,14 @@ fn needed_title(r: &mut Reader<'_>, field: &'static str) -> Result<Title, Snapsh
     r.title()?.ok_or_else(|| r.bad(field, "empty").into())
 }
 
-/// The newest snapshot of `journal` that is whole, fits this journal (its offset is a record
-/// boundary with exactly its number of records before it, and the capacity agrees) and
-/// rebuilds into a valid engine; each newer one that is not goes into `skipped` with why.
+/// The newest snapshot of `journal` that is whole, fits this journal (the capacity agrees,
+/// and its command number is within `available`: from the first command the segments hold to
+/// the last) and rebuilds into a valid engine; each newer one that is not goes into `skipped`
+/// with why.
 pub(crate) fn newest_usable(
     journal: &Path,
-    scan: &crate::format::Scan,
     capacity: u32,
+    available: RangeInclusive<u64>,
     skipped: &mut Vec<(PathBuf, String)>,
 ) -> Option<(Snapshot, Engine, Receipts, PathBuf)> {
     let found = match list(journal) {
@@ -498,7 +475,7 @@ pub(crate) fn newest_usable(
         }
     };
     for (_, path) in found {
-        match usable_snapshot(&path, scan, capacity) {
+        match usable_snapshot(&path, capacity, &available) {
             Ok((snapshot, engine, receipts)) => return Some((snapshot, engine, receipts, path)),
             Err(why) => skipped.push((path, why)),
         }
@@ -506,17 +483,22 @@ pub(crate) fn newest_usable(
     None
 }
 
-/// Whether the snapshot at `path` could start a replay of the journal `scan` describes (what
-/// `Journal::open` checks): it reads whole, fits this journal and rebuilds a valid engine and
-/// receipts. `Err` says why not. For `bookstore journal`, which reports every snapshot.
-pub fn examine(path: &Path, scan: &crate::format::Scan, capacity: u32) -> Result<Snapshot, String> {
-    usable_snapshot(path, scan, capacity).map(|(snapshot, _, _)| snapshot)
+/// Whether the snapshot at `path` could start a replay of a journal of `capacity` whose
+/// segments hold the commands in `available` (what `Journal::open` checks): it reads whole,
+/// fits this journal and rebuilds a valid engine and receipts. `Err` says why not. For
+/// `bookstore journal`, which reports every snapshot.
+pub fn examine(
+    path: &Path,
+    capacity: u32,
+    available: RangeInclusive<u64>,
+) -> Result<Snapshot, String> {
+    usable_snapshot(path, capacity, &available).map(|(snapshot, _, _)| snapshot)
 }
 
 fn usable_snapshot(
     path: &Path,
-    scan: &crate::format::Scan,
     capacity: u32,
+    available: &RangeInclusive<u64>,
 ) -> Result<(Snapshot, Engine, Receipts), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
     let snapshot = decode(&bytes).map_err(|e| e.to_string())?;
@@ -526,23 +508,12 @@ fn usable_snapshot(
             snapshot.engine.capacity
         ));
     }
-    let n = snapshot.commands as usize;
-    let boundary = match scan.entries.get(n) {
-        Some(next) => next.offset,
-        None if n == scan.entries.len() => scan.valid_len,
-        None => u64::MAX,
-    };
-    if n > scan.entries.len() || boundary != snapshot.journal_offset {
+    if !available.contains(&snapshot.commands) {
         return Err(format!(
-            "it covers {} records up to byte {}, but the journal has {} records{}",
+            "it is at command {}, but the journal's segments hold commands {} to {}",
             snapshot.commands,
-            snapshot.journal_offset,
-            scan.entries.len(),
-            if n <= scan.entries.len() {
-                format!(" and record {} starts at byte {boundary}", n + 1)
-            } else {
-                String::new()
-            }
+            available.start(),
+            available.end()
         ));
     }
     let engine = Engine::from_state(&snapshot.engine).map_err(|e| e.to_string())?;

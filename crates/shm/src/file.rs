@@ -99,6 +99,25 @@ fn explain_open_error(e: std::io::Error) -> std::io::Error {
     }
 }
 
+/// `renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)`: swaps the names `a` and `b` in one
+/// step, so each name always refers to one of the two files (neither ever goes missing).
+///
+/// Both must exist. Used to put a new journal segment in the live segment's place while both
+/// stay locked, with no moment in which the live name is free for another process to take.
+///
+/// # References
+/// - [rename(2)](https://man7.org/linux/man-pages/man2/rename.2.html), `RENAME_EXCHANGE`
+pub fn exchange(a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        a,
+        rustix::fs::CWD,
+        b,
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .map_err(Into::into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

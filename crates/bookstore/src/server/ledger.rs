@@ -144,6 +144,9 @@ impl Ledger {
     /// for the loop's quiet moments.
     pub(super) fn prepare_ahead(&mut self) {
         self.journal.prepare_ahead();
+        if let Some(error) = self.journal.take_roll_failure() {
+            tracing::warn!(%error, path = %self.journal.path().display(), "cannot start a new journal segment; the live one grows on (tried again later)");
+        }
     }
 
     pub(super) fn has_failed(&self) -> bool {
@@ -154,18 +157,14 @@ impl Ledger {
         self.failed.take()
     }
 
-    /// The command number and journal offset of a snapshot taken now, `None` while records
-    /// are staged and not committed (see `Journal::snapshot_point`).
-    pub(super) fn snapshot_point(&self) -> Option<(u64, u64)> {
+    /// The command number of a snapshot taken now, `None` while records are staged and not
+    /// committed (see `Journal::snapshot_point`).
+    pub(super) fn snapshot_point(&self) -> Option<u64> {
         self.journal.snapshot_point()
     }
 
     pub(super) fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    pub(super) fn receipts(&self) -> &Receipts {
-        &self.receipts
     }
 
     /// What became of `client`'s order `request`, if the market applied it and remembers.

@@ -42,6 +42,8 @@ pub struct LoopConfig {
     pub spin: Duration,
     /// Take a snapshot every this many journal records (0: only on a clean stop).
     pub snapshot_every: u64,
+    /// Keep the journal segments snapshots cover, instead of deleting them.
+    pub keep_journal: bool,
 }
 
 /// What the market did that a user may want to see; the CLI decides whether and how to say it.
@@ -140,6 +142,29 @@ pub struct Market<'s> {
     observer: Option<Box<dyn FnMut(MarketEvent) + 's>>,
 }
 
+/// The copy of the recovered store that follows the journal for snapshots; `None` (with a
+/// warning: the market goes on, taking no snapshots) if the journal cannot be opened again.
+fn follower(
+    journal: &crate::journal::Journal,
+    recovery: &Recovery,
+) -> Option<crate::journal::Follower> {
+    let copy = engine::Engine::from_state(&recovery.engine.state())
+        .expect("a valid engine's state rebuilds it");
+    let start = crate::journal::FollowerStart {
+        engine: copy,
+        receipts: recovery.receipts.clone(),
+        recent_trades: recovery.recent_trades.clone(),
+        last_now: recovery.last_now,
+    };
+    match journal.follower(start)? {
+        Ok(follower) => Some(follower),
+        Err(error) => {
+            tracing::warn!(%error, "cannot follow the journal; no snapshots");
+            None
+        }
+    }
+}
+
 impl<'s> Market<'s> {
     /// A market over `store`, carrying on from what the journal held (`recovery`).
     pub fn new(
@@ -153,9 +178,13 @@ impl<'s> Market<'s> {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let trades_at_start = recovery.engine.stats().trades;
-        let snapshot_at = recovery.from_snapshot.as_ref().map_or(0, |s| s.commands);
-        let snapshots =
-            snapshots::Snapshots::new(journal.path(), config.snapshot_every, snapshot_at);
+        let plan = snapshots::SnapshotPlan {
+            journal: journal.path().to_owned(),
+            every: config.snapshot_every,
+            last_at: recovery.from_snapshot.as_ref().map_or(0, |s| s.commands),
+            keep_journal: config.keep_journal,
+        };
+        let snapshots = snapshots::Snapshots::new(plan, follower(&journal, &recovery));
         Self {
             store,
             config,
@@ -248,8 +277,8 @@ impl<'s> Market<'s> {
             return Err(error);
         }
         // A clean stop: everything is committed, so the next start replays nothing.
-        if let Some(snapshot) = self.snapshot() {
-            self.snapshots.write_now(&snapshot);
+        if let Some(records) = self.ledger.snapshot_point() {
+            self.snapshots.finish(records);
         }
         let stats = self.ledger.stats();
         Ok(Summary {
@@ -464,28 +493,13 @@ impl<'s> Market<'s> {
         }
     }
 
-    /// Starts writing a snapshot if one is due and the journal holds exactly the engine's state.
+    /// Asks for a snapshot if one is due and the journal holds exactly the engine's state.
     fn snapshot_if_due(&mut self) {
-        let due = self
-            .ledger
-            .snapshot_point()
-            .is_some_and(|(records, _)| self.snapshots.due(records));
-        if let Some(snapshot) = due.then(|| self.snapshot()).flatten() {
-            self.snapshots.write_in_background(snapshot);
+        if let Some(records) = self.ledger.snapshot_point() {
+            if self.snapshots.due(records) {
+                self.snapshots.take(records);
+            }
         }
-    }
-
-    /// The store now, as a snapshot; `None` while records are staged and not committed.
-    fn snapshot(&self) -> Option<crate::journal::snapshot::Snapshot> {
-        let (commands, journal_offset) = self.ledger.snapshot_point()?;
-        Some(crate::journal::snapshot::Snapshot {
-            commands,
-            journal_offset,
-            last_now: self.clock.now_ms(),
-            engine: self.ledger.engine().state(),
-            recent_trades: self.view.recent_trades(),
-            receipts: self.ledger.receipts().state(),
-        })
     }
 
     /// Ends the pass's batch in the journal and shows every reply whose records are durable:

@@ -33,18 +33,6 @@ impl ViewSchedule {
         }
     }
 
-    /// The last trades, published or not, oldest first (at most `RECENT_TRADES`): what a
-    /// snapshot keeps for the next market's view.
-    pub(super) fn recent_trades(&self) -> Vec<Trade> {
-        let all: Vec<&Trade> = self
-            .publisher
-            .recent()
-            .chain(&self.unpublished_trades)
-            .collect();
-        let skip = all.len().saturating_sub(crate::layout::RECENT_TRADES);
-        all.into_iter().skip(skip).cloned().collect()
-    }
-
     /// Notes what an event changes in the view.
     pub(super) fn record(&mut self, event: &Event) {
         match event {

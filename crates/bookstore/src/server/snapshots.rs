@@ -1,92 +1,154 @@
-//! When the market takes snapshots, and the thread that writes them.
+//! When the market takes snapshots, and the thread that takes them from a second copy of the
+//! store.
 //!
-//! A snapshot is taken between passes, when every staged record is committed (so its state is
-//! exactly the journal's first N records): the loop copies the engine's state out (its whole
-//! pause: see the README for what it costs), and a thread encodes it, writes the file
-//! crash-safe and prunes all but the newest two. One write at a time: a snapshot that comes
-//! due while the last is still being written waits for the next pass.
+//! The loop never copies its state out. A thread keeps a [`Follower`]: a copy of the store
+//! that reads the journal's committed records and applies them. When a snapshot is due (every
+//! `--snapshot-every` records, between passes, when nothing is staged) the loop sends the
+//! thread the command number it has committed, and that is the loop's whole part: one message.
+//! The thread catches up to it, writes the snapshot crash-safe, keeps the newest two, and
+//! deletes the journal segments the older of the two covers (unless `--keep-journal`). One
+//! snapshot at a time: one that comes due while the last is being taken waits for the next
+//! pass.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use crate::journal::snapshot::{self, Snapshot};
+use crate::journal::{segments, Follower};
 
 /// Snapshots kept: the newest, and the one a damaged newest falls back to.
 const KEEP: usize = 2;
 
 pub(super) struct Snapshots {
-    journal: PathBuf,
     /// Take one when this many records were committed since the last (0: only on a clean stop).
     every: u64,
-    /// The command number of the last snapshot taken (or started from).
+    /// The command number of the last snapshot asked for (or started from).
     last_at: u64,
-    writer: Option<JoinHandle<std::io::Result<PathBuf>>>,
+    /// The follower's thread; `None` if it could not be started.
+    taker: Option<Taker>,
+}
+
+/// The thread that follows the journal and takes the snapshots.
+struct Taker {
+    /// Command numbers to take a snapshot at; dropped to stop the thread.
+    requests: mpsc::Sender<u64>,
+    /// Set by the loop when it asks, cleared by the thread when that snapshot is done.
+    busy: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+/// What the snapshot thread needs to know besides its follower.
+pub(super) struct SnapshotPlan {
+    pub(super) journal: PathBuf,
+    pub(super) every: u64,
+    /// The command number the market started at (its snapshot's, or the journal's end).
+    pub(super) last_at: u64,
+    /// Keep every journal segment (`--keep-journal`).
+    pub(super) keep_journal: bool,
 }
 
 impl Snapshots {
-    pub(super) fn new(journal: &Path, every: u64, last_at: u64) -> Self {
-        Self {
-            journal: journal.to_owned(),
-            every,
-            last_at,
-            writer: None,
-        }
-    }
-
-    /// Whether a snapshot at command `records` is due (and the last one's writer is done).
-    pub(super) fn due(&mut self, records: u64) -> bool {
-        if self.every == 0 || records < self.last_at + self.every {
-            return false;
-        }
-        if self.writer.as_ref().is_some_and(|w| !w.is_finished()) {
-            return false;
-        }
-        self.reap();
-        true
-    }
-
-    /// Encodes and writes `snapshot` on a thread of its own.
-    pub(super) fn write_in_background(&mut self, snapshot: Snapshot) {
-        let journal = self.journal.clone();
-        self.last_at = snapshot.commands;
-        let spawned = std::thread::Builder::new()
-            .name("snapshot".into())
-            .spawn(move || write_and_prune(&journal, &snapshot));
-        match spawned {
-            Ok(writer) => self.writer = Some(writer),
-            Err(error) => tracing::warn!(%error, "cannot start the snapshot thread; no snapshot"),
-        }
-    }
-
-    /// Writes `snapshot` and waits for it (a clean stop); a failure is reported, not fatal:
-    /// the journal still holds everything.
-    pub(super) fn write_now(&mut self, snapshot: &Snapshot) -> Option<PathBuf> {
-        self.reap();
-        self.last_at = snapshot.commands;
-        match write_and_prune(&self.journal, snapshot) {
-            Ok(path) => Some(path),
-            Err(error) => {
-                tracing::warn!(%error, "cannot write the snapshot; the next start replays the journal");
-                None
+    /// Starts the thread over `follower` (at the journal's committed end); without one (it
+    /// could not open the journal to follow it, said as a warning by the caller) no snapshot
+    /// is taken, and the journal keeps everything.
+    pub(super) fn new(plan: SnapshotPlan, follower: Option<Follower>) -> Self {
+        let taker = follower.and_then(|follower| {
+            let (requests, asked) = mpsc::channel();
+            let busy = Arc::new(AtomicBool::new(false));
+            let theirs = busy.clone();
+            let (journal, keep) = (plan.journal.clone(), plan.keep_journal);
+            let spawned = std::thread::Builder::new()
+                .name("snapshot".into())
+                .spawn(move || take_snapshots(follower, &journal, keep, &asked, &theirs));
+            match spawned {
+                Ok(thread) => Some(Taker {
+                    requests,
+                    busy,
+                    thread,
+                }),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot start the snapshot thread; no snapshots");
+                    None
+                }
             }
+        });
+        Self {
+            every: plan.every,
+            last_at: plan.last_at,
+            taker,
         }
     }
 
-    /// Waits for the last background write and reports how it went.
-    fn reap(&mut self) {
-        if let Some(writer) = self.writer.take() {
-            match writer.join() {
-                Ok(Ok(path)) => tracing::debug!(path = %path.display(), "snapshot written"),
-                Ok(Err(error)) => tracing::warn!(%error, "cannot write a snapshot"),
-                Err(_) => tracing::warn!("the snapshot thread panicked"),
+    /// Whether a snapshot at command `records` is due (and the last one is done).
+    pub(super) fn due(&self, records: u64) -> bool {
+        self.every != 0
+            && records >= self.last_at + self.every
+            // Acquire: pairs with the thread's release when it is done with the last one.
+            && self.taker.as_ref().is_some_and(|t| {
+                !t.busy.load(Ordering::Acquire) && !t.thread.is_finished()
+            })
+    }
+
+    /// Asks the thread for a snapshot at command `records`, which is committed.
+    pub(super) fn take(&mut self, records: u64) {
+        if let Some(taker) = &self.taker {
+            self.last_at = records;
+            // Relaxed: the channel orders the request; the flag only stops a second one.
+            taker.busy.store(true, Ordering::Relaxed);
+            // A thread that stopped on an error has said why; nothing more to do.
+            let _ = taker.requests.send(records);
+        }
+    }
+
+    /// A clean stop: a snapshot at command `records` (everything committed), waited for, so
+    /// the next start replays nothing.
+    pub(super) fn finish(&mut self, records: u64) {
+        if let Some(taker) = self.taker.take() {
+            let _ = taker.requests.send(records);
+            drop(taker.requests);
+            if taker.thread.join().is_err() {
+                tracing::warn!("the snapshot thread panicked");
             }
         }
     }
 }
 
 impl Drop for Snapshots {
+    /// Stops the thread after what it was asked (a market that stops on an error).
     fn drop(&mut self) {
-        self.reap();
+        if let Some(taker) = self.taker.take() {
+            drop(taker.requests);
+            let _ = taker.thread.join();
+        }
+    }
+}
+
+/// The snapshot thread: for each command number asked, catch up, write, prune, delete the
+/// covered segments. A follower that cannot read on stops the thread (said as a warning); the
+/// market goes on, and its journal keeps everything.
+fn take_snapshots(
+    mut follower: Follower,
+    journal: &Path,
+    keep_journal: bool,
+    asked: &mpsc::Receiver<u64>,
+    busy: &AtomicBool,
+) {
+    for target in asked {
+        if let Err(error) = follower.catch_up(target) {
+            tracing::warn!(%error, "cannot follow the journal; no more snapshots until a restart");
+            return;
+        }
+        match write_and_prune(journal, &follower.snapshot()) {
+            Ok(path) => tracing::debug!(path = %path.display(), "snapshot written"),
+            Err(error) => tracing::warn!(%error, "cannot write a snapshot"),
+        }
+        if !keep_journal {
+            delete_covered_segments(journal);
+        }
+        // Release: the loop that sees this asks for the next one after everything above.
+        busy.store(false, Ordering::Release);
     }
 }
 
@@ -94,4 +156,26 @@ fn write_and_prune(journal: &Path, snapshot: &Snapshot) -> std::io::Result<PathB
     let path = snapshot::write(journal, snapshot.commands, &snapshot::encode(snapshot))?;
     snapshot::prune(journal, KEEP)?;
     Ok(path)
+}
+
+/// Deletes the segments the older of the two snapshots kept covers: neither needs them. With
+/// one snapshot only, nothing is deleted: a damaged one must have the journal to fall back to.
+fn delete_covered_segments(journal: &Path) {
+    let oldest = match snapshot::list(journal) {
+        Ok(kept) => kept.get(KEEP - 1).map(|s| s.0),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list the snapshots; no segment deleted");
+            return;
+        }
+    };
+    if let Some(covered) = oldest {
+        match segments::delete_covered(journal, covered) {
+            Ok(deleted) => {
+                for path in deleted {
+                    tracing::debug!(path = %path.display(), "journal segment deleted: covered by the snapshots");
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot delete a covered journal segment"),
+        }
+    }
 }

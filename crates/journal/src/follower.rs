@@ -1,0 +1,231 @@
+//! A second copy of the store kept by reading the journal: snapshots are taken from it, so
+//! the market's loop never pauses to copy its state out.
+//!
+//! The follower starts equal to the market's store at the journal's committed end (one copy,
+//! at start). When a snapshot is due the loop sends it only a command number whose records
+//! are committed; the follower reads those records from the segment files and applies them to
+//! its own engine and receipts, exactly as a replay would, and its state is then the journal's
+//! first N commands: what the snapshot must hold. The loop's cost is one message; the
+//! follower's is one engine apply per command, on another thread.
+//!
+//! Why reading the files sees the records: the market writes them into a shared mapping of
+//! the file, whose pages are the page cache `pread` reads; and it tells the follower a command
+//! number only after writing them (the channel orders the two). Records past that number may
+//! be half written; the follower never reads past it. Every byte is checked as on open.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use engine::{Engine, Millis, Receipts, Trade};
+
+use crate::format::{self, Next};
+use crate::replay::replay_onto;
+use crate::segments::{next_path, sealed_path};
+use crate::snapshot::Snapshot;
+
+/// Bytes read from a segment at a time.
+const CHUNK: usize = 1 << 20;
+
+/// The store as of some command number, and where in the journal the next record is.
+pub struct Follower {
+    journal: PathBuf,
+    engine: Engine,
+    receipts: Receipts,
+    recent: VecDeque<Trade>,
+    last_now: Millis,
+    /// Commands applied: the command number of the next record.
+    commands: u64,
+    segment: Segment,
+    /// Bytes of the segment from `buf_at`, read ahead.
+    buf: Vec<u8>,
+    buf_at: u64,
+    /// The next record starts at `buf[pos]` (file offset `buf_at + pos`).
+    pos: usize,
+}
+
+/// The segment file being read.
+struct Segment {
+    file: File,
+    path: PathBuf,
+}
+
+/// The store a follower starts from, equal to the market's at the journal's committed end.
+pub struct FollowerStart {
+    pub engine: Engine,
+    pub receipts: Receipts,
+    pub recent_trades: Vec<Trade>,
+    pub last_now: Millis,
+}
+
+/// Why the follower could not read on; it stops (no more snapshots), the market does not.
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error("journal segment {path}: cannot {action}: {source}")]
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error("journal segment {path}: {error}")]
+    Corrupt {
+        path: PathBuf,
+        error: format::FormatError,
+    },
+    #[error("no journal segment starts at command {commands} (looked for {tried})")]
+    NoSegment { commands: u64, tried: String },
+}
+
+impl Follower {
+    /// A follower at command `commands`, whose next record is at byte `offset` of the live
+    /// segment `journal`, opened here: the caller makes sure no roll happens in between.
+    pub(crate) fn new(
+        journal: &Path,
+        start: FollowerStart,
+        commands: u64,
+        offset: u64,
+    ) -> Result<Self, FollowError> {
+        let file =
+            shm::file::open_regular_for_reading(journal).map_err(|source| FollowError::Io {
+                path: journal.into(),
+                action: "open",
+                source,
+            })?;
+        Ok(Self {
+            journal: journal.into(),
+            engine: start.engine,
+            receipts: start.receipts,
+            recent: start.recent_trades.into(),
+            last_now: start.last_now,
+            commands,
+            segment: Segment {
+                file,
+                path: journal.into(),
+            },
+            buf: Vec::new(),
+            buf_at: offset,
+            pos: 0,
+        })
+    }
+
+    /// The command number the follower's store is at.
+    pub fn commands(&self) -> u64 {
+        self.commands
+    }
+
+    /// Reads and applies the records up to command `target` (which the market has
+    /// committed), moving on to the next segment where one ends.
+    pub fn catch_up(&mut self, target: u64) -> Result<(), FollowError> {
+        while self.commands < target {
+            match format::next_record(&self.buf[self.pos..], self.buf_at + self.pos as u64) {
+                Next::Record(entry, len) => {
+                    replay_onto(
+                        &mut self.engine,
+                        &mut self.receipts,
+                        std::slice::from_ref(&entry),
+                        &mut self.recent,
+                    );
+                    self.last_now = self.last_now.max(entry.now);
+                    self.pos += len;
+                    self.commands += 1;
+                }
+                Next::Short(_) => {
+                    if !self.read_more()? {
+                        self.next_segment()?;
+                    }
+                }
+                Next::Damaged(error) if error.is_blank() => self.next_segment()?,
+                Next::Damaged(error) => {
+                    return Err(FollowError::Corrupt {
+                        path: self.segment.path.clone(),
+                        error,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The store as a snapshot at [`commands`](Self::commands).
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            commands: self.commands,
+            journal_offset: self.buf_at + self.pos as u64,
+            last_now: self.last_now,
+            engine: self.engine.state(),
+            recent_trades: self.recent.iter().cloned().collect(),
+            receipts: self.receipts.state(),
+        }
+    }
+
+    /// Reads the next chunk after what is buffered; `false` at the end of the file (with
+    /// nothing but zeros, if anything, left unread: else the segment is cut short).
+    fn read_more(&mut self) -> Result<bool, FollowError> {
+        self.buf.drain(..self.pos);
+        self.buf_at += self.pos as u64;
+        self.pos = 0;
+        let have = self.buf.len();
+        self.buf.resize(have + CHUNK, 0);
+        let at = self.buf_at + have as u64;
+        let read = self.segment.file.read_at(&mut self.buf[have..], at);
+        let n = read.map_err(|source| FollowError::Io {
+            path: self.segment.path.clone(),
+            action: "read",
+            source,
+        })?;
+        self.buf.truncate(have + n);
+        if n > 0 {
+            return Ok(true);
+        }
+        if self.buf.iter().any(|&b| b != 0) {
+            return Err(FollowError::Corrupt {
+                path: self.segment.path.clone(),
+                error: format::FormatError::Length {
+                    offset: self.buf_at,
+                    len: 0,
+                    not_len: 0,
+                },
+            });
+        }
+        Ok(false)
+    }
+
+    /// Opens the segment whose first record is the next command: sealed by now, still live,
+    /// or mid-roll under `PATH.next`; and checks its header says so.
+    fn next_segment(&mut self) -> Result<(), FollowError> {
+        let candidates = [
+            sealed_path(&self.journal, self.commands),
+            self.journal.clone(),
+            next_path(&self.journal),
+        ];
+        for path in &candidates {
+            let Ok(file) = shm::file::open_regular_for_reading(path) else {
+                continue;
+            };
+            let mut header = [0; format::FILE_HEADER_LEN];
+            let n = file.read_at(&mut header, 0).unwrap_or(0);
+            let Ok(header) = format::decode_file_header(&header[..n]) else {
+                continue;
+            };
+            if header.first == self.commands {
+                self.segment = Segment {
+                    file,
+                    path: path.clone(),
+                };
+                self.buf.clear();
+                self.buf_at = header.len as u64;
+                self.pos = 0;
+                return Ok(());
+            }
+        }
+        Err(FollowError::NoSegment {
+            commands: self.commands,
+            tried: candidates
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+    }
+}

@@ -1,0 +1,239 @@
+//! Opening a journal: lock it, read its live segment, settle what a crash left, choose a
+//! snapshot, read the segments after it and replay them into the store the market starts
+//! with. Every refusal comes before the first change to the files.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use engine::{Command, Engine, Millis, Receipts};
+use shm::MappedFile;
+
+use crate::file::{move_aside, open_locked, read_and_scan, reconcile_capacity, repair};
+use crate::replay::{replay_onto, Base};
+use crate::segments::{self, ChainError, SegmentScan};
+use crate::{
+    format, io_error, map_len_for, snapshot, syncer, Durability, Journal, JournalOptions,
+    OpenJournalError, Recovery, Start, WriteJournalError, MIN_FREE, MIN_SEGMENT_BYTES,
+};
+
+impl Journal {
+    /// Opens (or creates) the journal at `path`, cuts a torn tail, and replays it: lock →
+    /// read and scan the live segment → reconcile the capacity → repair the file → choose a
+    /// snapshot → read the segments after it → recover the engine. Every refusal comes before
+    /// the first change to the files.
+    pub fn open(
+        path: &Path,
+        options: &JournalOptions,
+    ) -> Result<(Journal, Recovery), OpenJournalError> {
+        let io = |action| io_error(path, action);
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(io("create its directory"))?;
+        }
+        let mut file = open_locked(path)?;
+        let mut set_aside = None;
+        if options.start == Start::Fresh {
+            // Renamed while we hold its lock: no other market is using it. Its sealed
+            // segments and snapshots go aside with it: they describe its store.
+            if file.metadata().map_err(io("stat"))?.len() > 0 {
+                set_aside = Some(move_aside(path).map_err(io("move the old journal aside"))?);
+                file = open_locked(path)?;
+            }
+            let sealed = segments::list_sealed(path).map_err(io("list the segments of"))?;
+            let snapshots = snapshot::list(path).map_err(io("list the snapshots of"))?;
+            for (_, old) in sealed.iter().chain(&snapshots) {
+                move_aside(old).map_err(io("move an old segment or snapshot aside"))?;
+            }
+            let next = segments::next_path(path);
+            if next.exists() {
+                move_aside(&next).map_err(io("move an old segment aside"))?;
+            }
+        }
+        let scan = read_and_scan(&mut file, path)?;
+        let mut notes = Vec::new();
+        notes.extend(
+            segments::settle_leftover_next(path, scan.header)
+                .map_err(io("settle an interrupted roll of"))?,
+        );
+        if scan.header.is_none() {
+            if let Some((first, sealed)) = segments::list_sealed(path)
+                .map_err(io("list the segments of"))?
+                .pop()
+            {
+                return Err(ChainError::Broken {
+                    path: path.into(),
+                    problem: format!(
+                        "the live segment is empty, but sealed segments exist (the newest, {}, starts at command {first}): the records after them are lost",
+                        sealed.display()
+                    ),
+                }
+                .into());
+            }
+        }
+        let capacity = reconcile_capacity(path, scan.header, options.capacity)?;
+        repair(&mut file, path, &scan, capacity)?;
+        let header = scan
+            .header
+            .unwrap_or_else(|| format::FileHeader::new(capacity, 0));
+        let records_end = scan.valid_len.max(header.len as u64);
+        let map = MappedFile::new(file, map_len_for(records_end + MIN_FREE))
+            .map_err(io("preallocate and map"))?;
+        let mut journal = Journal {
+            map: Some(map),
+            path: path.into(),
+            durability: options.durability,
+            capacity,
+            first: header.first,
+            base: 0,
+            segment_bytes: options.segment_bytes.max(MIN_SEGMENT_BYTES),
+            committed: records_end,
+            end: records_end,
+            records: header.first + scan.entries.len() as u64,
+            pending: Vec::new(),
+            scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
+            failure: None,
+            populated: records_end,
+            end_at_last_prepare: records_end,
+            syncs: 0,
+            synced_inline: records_end,
+            syncer: None,
+            stall: syncer::test_stall(),
+            roll_failure: None,
+            retry_roll_at: 0,
+        };
+        let live = SegmentScan {
+            path: path.into(),
+            first: header.first,
+            size: records_end,
+            scan,
+            live: true,
+        };
+        let mut recovery = journal.recover(live, capacity, set_aside, options.start)?;
+        recovery.notes.extend(notes);
+        journal.prepare_ahead();
+        journal.start_syncer()?;
+        Ok((journal, recovery))
+    }
+
+    /// With durability `batch`, starts the thread that syncs the live segment behind the loop.
+    pub(crate) fn start_syncer(&mut self) -> Result<(), WriteJournalError> {
+        if self.durability == Durability::Batch {
+            let file = self.map().file().try_clone();
+            let file = file.map_err(|e| self.write_error("duplicate", e))?;
+            let syncer = syncer::Syncer::start(file, self.base + self.committed, self.stall);
+            let syncer = syncer.map_err(|e| self.write_error("start the syncing thread for", e))?;
+            self.syncer = Some(syncer);
+        }
+        Ok(())
+    }
+
+    /// Chooses the snapshot to start from, reads the segments after it, replays them,
+    /// cancels the previous market's clients' resting buys, and checks the result.
+    fn recover(
+        &mut self,
+        live: SegmentScan,
+        capacity: u32,
+        set_aside: Option<PathBuf>,
+        start: Start,
+    ) -> Result<Recovery, OpenJournalError> {
+        let io = |action| io_error(&self.path, action);
+        let mut skipped_snapshots = Vec::new();
+        let sealed = segments::list_sealed(&self.path).map_err(io("list the segments of"))?;
+        let earliest = sealed.first().map_or(live.first, |s| s.0);
+        let available = earliest..=live.end();
+        let base = match start {
+            Start::Fresh => None,
+            Start::Continue => {
+                snapshot::newest_usable(&self.path, capacity, available, &mut skipped_snapshots)
+            }
+        };
+        // Where the replay starts: the snapshot's store, or an empty one.
+        let start = match base {
+            Some((snapshot, engine, receipts, path)) => {
+                Base::from_snapshot(snapshot, engine, receipts, path)
+            }
+            None => Base::empty(capacity),
+        };
+        let Base {
+            mut engine,
+            mut receipts,
+            mut recent_trades,
+            mut last_now,
+            from: from_snapshot,
+        } = start;
+        let from = from_snapshot.as_ref().map_or(0, |s| s.commands);
+        let torn = live.scan.torn.clone();
+        let chain = segments::read_chain(&self.path, live, from).map_err(|e| match e {
+            ChainError::Missing {
+                path,
+                from: gap,
+                to,
+                ..
+            } if from_snapshot.is_none() => ChainError::Missing {
+                path,
+                from: gap,
+                to,
+                why: ", and no usable snapshot covers them",
+            },
+            other => other,
+        })?;
+        let mut replayed = 0;
+        for segment in &chain {
+            let skip = from.saturating_sub(segment.first) as usize;
+            let suffix = &segment.scan.entries[skip.min(segment.scan.entries.len())..];
+            replay_onto(&mut engine, &mut receipts, suffix, &mut recent_trades);
+            last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
+            replayed += suffix.len() as u64;
+        }
+        let segments_read = chain.len();
+        drop(chain);
+        let orphaned_buys = self.restart(&mut engine, &mut receipts, last_now)?;
+        engine
+            .check_invariants()
+            .map_err(|problem| OpenJournalError::Inconsistent {
+                path: self.path.clone(),
+                problem,
+            })?;
+        Ok(Recovery {
+            engine,
+            capacity,
+            replayed,
+            from_snapshot,
+            skipped_snapshots,
+            recent_trades: recent_trades.into(),
+            receipts,
+            last_now,
+            torn,
+            set_aside,
+            orphaned_buys,
+            segments_read,
+            notes: Vec::new(),
+        })
+    }
+
+    /// Journals and applies a `Restart`: the previous market's clients are gone with it, so
+    /// their resting buys are cancelled (the next replay does not revive them either), and
+    /// their receipts wait one restart for them to come back and ask. Left out when it would
+    /// change nothing (no buy rests, no receipt is kept). Returns how many buys were cancelled.
+    fn restart(
+        &mut self,
+        engine: &mut Engine,
+        receipts: &mut Receipts,
+        now: Millis,
+    ) -> Result<u64, WriteJournalError> {
+        if engine.stats().resting_buys == 0 && receipts.is_empty() {
+            return Ok(0);
+        }
+        let mut events = Vec::new();
+        let command = Command::Restart;
+        self.stage(now, &command);
+        let intent = Receipts::intent(&command);
+        engine.apply(now, command, &mut events);
+        receipts.record(intent, &events);
+        self.commit()?;
+        Ok(events.len() as u64)
+    }
+}

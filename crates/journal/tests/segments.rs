@@ -1,0 +1,231 @@
+//! A journal in segments: rolled by the writer, read back across them, refused when one is
+//! missing, followed by a second reader, and cut down to what the oldest snapshot needs.
+
+use std::path::{Path, PathBuf};
+
+use bookstore_journal::segments::{self, ChainError};
+use bookstore_journal::{
+    snapshot, CapacityChoice, Durability, FollowerStart, Journal, JournalOptions, OpenJournalError,
+    Start, MIN_SEGMENT_BYTES,
+};
+use engine::{BuyTarget, ClientId, Command, Engine, Price, Qty, Receipts, RequestId, Title};
+
+const CAPACITY: u32 = 1000;
+
+fn options() -> JournalOptions {
+    JournalOptions {
+        durability: Durability::Batch,
+        capacity: CapacityChoice::Exactly(CAPACITY),
+        start: Start::Continue,
+        segment_bytes: MIN_SEGMENT_BYTES,
+    }
+}
+
+fn scratch_dir(what: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("segments-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Command `i` of a steady trade: a listing, then a buy that takes it.
+fn command(i: u64) -> Command {
+    let title = Title::new(&format!("Title {}", i % 7)).unwrap();
+    if i % 2 == 0 {
+        Command::List {
+            client: ClientId(1),
+            request: RequestId(i),
+            title,
+            price: Price::from_cents(100 + i % 50).unwrap(),
+            qty: Qty::new(1).unwrap(),
+        }
+    } else {
+        Command::Buy {
+            client: ClientId(2),
+            request: RequestId(i),
+            target: BuyTarget::Title(title),
+            max_price: Price::from_cents(200).unwrap(),
+            qty: Qty::new(1).unwrap(),
+            deadline: None,
+        }
+    }
+}
+
+/// Journals commands `from..to` (applying them to `engine` too), in batches of 50, making
+/// room (and so rolling) between batches as the market does when it idles.
+fn journal_commands(journal: &mut Journal, engine: &mut Engine, from: u64, to: u64) {
+    let mut events = Vec::new();
+    for i in from..to {
+        journal.stage(i, &command(i));
+        engine.apply(i, command(i), &mut events);
+        if i % 50 == 49 {
+            journal.commit().unwrap();
+            journal.prepare_ahead();
+        }
+    }
+    journal.commit().unwrap();
+}
+
+/// `engine` after the `Restart` an open journals (it cancels the resting buys).
+fn restarted(mut engine: Engine) -> Engine {
+    engine.apply(u64::MAX, Command::Restart, &mut Vec::new());
+    engine
+}
+
+fn all_files(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let path = e.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            (name, std::fs::read(&path).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_journal_rolls_into_segments_whose_chain_replays_whole_after_a_reopen() {
+    let dir = scratch_dir("roll");
+    let path = dir.join("j");
+    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+    let mut engine = Engine::new(CAPACITY);
+    journal_commands(&mut journal, &mut engine, 0, 6000);
+    let sealed = segments::list_sealed(&path).unwrap();
+    assert!(sealed.len() >= 3, "{} sealed segments", sealed.len());
+    assert_eq!(sealed[0].0, 0, "the first segment starts at command 0");
+    assert!(sealed.last().unwrap().0 < journal.live_segment_first());
+    drop(journal);
+
+    let (_, recovery) = Journal::open(&path, &options()).unwrap();
+    assert_eq!(recovery.replayed, 6000);
+    assert_eq!(recovery.segments_read, sealed.len() + 1);
+    assert_eq!(recovery.engine.stats(), restarted(engine).stats());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_segment_missing_in_the_middle_is_refused_by_name_and_nothing_is_changed() {
+    let dir = scratch_dir("missing");
+    let path = dir.join("j");
+    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+    journal_commands(&mut journal, &mut Engine::new(CAPACITY), 0, 6000);
+    drop(journal);
+    let sealed = segments::list_sealed(&path).unwrap();
+    let (gone_first, gone) = sealed[1].clone();
+    std::fs::remove_file(&gone).unwrap();
+    let before = all_files(&dir);
+
+    let refused = Journal::open(&path, &options()).err().expect("refused");
+    match &refused {
+        OpenJournalError::Chain(ChainError::Missing { path, from, to, .. }) => {
+            assert_eq!(path, &gone);
+            assert_eq!(*from, gone_first);
+            assert_eq!(*to, sealed[2].0);
+        }
+        other => panic!("refused for another reason: {other}"),
+    }
+    let message = refused.to_string();
+    assert!(message.contains(&gone.display().to_string()), "{message}");
+    assert!(message.contains("no usable snapshot"), "{message}");
+    assert_eq!(all_files(&dir), before, "nothing was changed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_follower_reads_across_rolls_and_its_snapshot_replaces_the_segments_it_covers() {
+    let dir = scratch_dir("follow");
+    let path = dir.join("j");
+    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+    let start = FollowerStart {
+        engine: Engine::new(CAPACITY),
+        receipts: Receipts::new(),
+        recent_trades: Vec::new(),
+        last_now: 0,
+    };
+    let mut follower = journal.follower(start).unwrap().unwrap();
+    let mut engine = Engine::new(CAPACITY);
+    journal_commands(&mut journal, &mut engine, 0, 5000);
+    follower.catch_up(5000).unwrap();
+    let snapshot = follower.snapshot();
+    assert_eq!(snapshot.commands, 5000);
+    assert_eq!(
+        snapshot.engine,
+        engine.state(),
+        "the follower's store is the writer's"
+    );
+    assert_eq!(snapshot.last_now, 4999);
+    let written = snapshot::write(&path, 5000, &snapshot::encode(&snapshot)).unwrap();
+
+    // More after the snapshot; then the covered segments go.
+    journal_commands(&mut journal, &mut engine, 5000, 5100);
+    let sealed_before = segments::list_sealed(&path).unwrap();
+    let deleted = segments::delete_covered(&path, 5000).unwrap();
+    assert!(!deleted.is_empty());
+    for (first, file) in &sealed_before {
+        let kept = segments::list_sealed(&path).unwrap();
+        let next = kept
+            .iter()
+            .map(|k| k.0)
+            .chain([journal.live_segment_first()])
+            .find(|&f| f > *first);
+        if deleted.contains(file) {
+            assert!(
+                next.is_some_and(|n| n <= 5000),
+                "{} was needed",
+                file.display()
+            );
+        }
+    }
+    drop(journal);
+
+    let (_, recovery) = Journal::open(&path, &options()).unwrap();
+    assert_eq!(
+        recovery.from_snapshot.as_ref().map(|s| &s.path),
+        Some(&written)
+    );
+    assert_eq!(recovery.replayed, 100);
+    assert_eq!(recovery.engine.stats(), restarted(engine).stats());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_roll_interrupted_after_the_swap_is_finished_on_open() {
+    let dir = scratch_dir("interrupted");
+    let path = dir.join("j");
+    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+    journal_commands(&mut journal, &mut Engine::new(CAPACITY), 0, 3000);
+    drop(journal);
+    // The state after the swap, before the rename: the last sealed segment still under
+    // `PATH.next`.
+    let (first, newest) = segments::list_sealed(&path).unwrap().pop().unwrap();
+    let next = dir.join("j.next");
+    std::fs::rename(&newest, &next).unwrap();
+
+    let (journal, recovery) = Journal::open(&path, &options()).unwrap();
+    assert_eq!(recovery.replayed, 3000);
+    assert!(
+        recovery
+            .notes
+            .iter()
+            .any(|n| n.contains("finished sealing")),
+        "{:?}",
+        recovery.notes
+    );
+    assert!(!next.exists());
+    assert_eq!(
+        segments::list_sealed(&path).unwrap().last().unwrap().0,
+        first
+    );
+    drop(journal);
+
+    // A new segment that was never swapped in (header only) is removed.
+    let live_first = segments::live_header(&path).unwrap().first;
+    let header = bookstore_journal::format::FileHeader::new(CAPACITY, live_first + 10);
+    std::fs::write(&next, header.encode()).unwrap();
+    let (_, recovery) = Journal::open(&path, &options()).unwrap();
+    assert!(!next.exists());
+    assert!(recovery.notes.iter().any(|n| n.contains("removed")));
+    std::fs::remove_dir_all(dir).unwrap();
+}
