@@ -122,8 +122,8 @@ pub struct MarketArgs {
     /// Microseconds to spin looking for work before parking (0: park at once; large: a dedicated core).
     #[arg(long, default_value_t = 50)]
     pub spin_us: u64,
-    /// Snapshot the store every N journal records, so a restart replays at most N (about 50 ms at the default); 0: only on a clean stop.
-    #[arg(long, value_name = "N", default_value_t = 500_000)]
+    /// Snapshot the store every N journal records, so a restart replays at most N (about 35 ms at the default); 0: only on a clean stop.
+    #[arg(long, value_name = "N", default_value_t = bookstore::journal::DEFAULT_SNAPSHOT_EVERY)]
     pub snapshot_every: u64,
     /// Start a new journal segment when the live one passes this size (KiB, MiB or GiB; at least 64KiB). Segments the snapshots cover are deleted.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
@@ -376,6 +376,9 @@ pub struct BenchArgs {
     /// Also time iceoryx2's request-response on the same 64-byte payload, with this build of the peer in `peers/iceoryx2` (`peers/compare` builds it and passes it here), and print how many times faster the market is.
     #[arg(long, value_name = "PEER_BINARY")]
     pub iceoryx2: Option<std::path::PathBuf>,
+    /// Commands of history behind the restart row: written with a snapshot at the market's default interval, the last one an interval less one command back (the worst a crash leaves), then a market started over it and timed until it serves. 0 skips the row.
+    #[arg(long, value_name = "N", default_value_t = 10_000_000)]
+    pub restart_history: u64,
 }
 
 pub fn parse_name(s: &str) -> Result<ShmName, String> {

@@ -72,7 +72,7 @@ impl SegmentReport {
         Self {
             path: segment.path.display().to_string(),
             first: segment.first,
-            records: segment.scan.entries.len() as u64,
+            records: segment.scan.records(),
             size_bytes: segment.size,
             live: segment.live,
         }
@@ -221,22 +221,21 @@ pub fn run(args: JournalArgs) -> Exit {
 fn read_segments(path: &Path) -> Result<Vec<segments::SegmentScan>, String> {
     // A regular file only, checked before the first read: a FIFO would block, a device such
     // as /dev/zero would be read until memory runs out.
-    let mut bytes = Vec::new();
-    shm::file::open_regular_for_reading(path)
-        .and_then(|mut file| std::io::Read::read_to_end(&mut file, &mut bytes))
-        .map_err(|e| format!("journal {}: {e}", path.display()))?;
+    let bytes =
+        segments::read_whole(path).map_err(|e| format!("journal {}: {e}", path.display()))?;
     let scan = format::scan(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     let live = segments::SegmentScan {
         path: path.to_owned(),
         first: scan.header.map_or(0, |h| h.first),
         size: bytes.len() as u64,
         scan,
+        bytes,
         live: true,
     };
     let sealed = segments::list_sealed(path)
         .map_err(|e| format!("journal {}: cannot list its segments: {e}", path.display()))?;
     let earliest = sealed.first().map_or(live.first, |s| s.0);
-    segments::read_chain(path, live, earliest).map_err(|e| e.to_string())
+    segments::read_chain(path, live, earliest, true).map_err(|e| e.to_string())
 }
 
 /// The store a replay up to command `upto` starts from, and its command number: empty at 0

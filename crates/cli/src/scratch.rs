@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use shm::ShmName;
 
-/// A fresh 0700 directory under the temp directory holding one journal path; both are removed
-/// on drop. The directory is created new (never an existing one, so never someone else's
+/// A fresh 0700 directory under the temp directory holding one journal path (and its segments
+/// and snapshots); all are removed on drop. The directory is created new (never an existing one, so never someone else's
 /// symlink), which makes the journal's path private whatever the temp directory allows.
 pub struct ScratchJournal {
     dir: PathBuf,
@@ -49,8 +49,9 @@ impl ScratchJournal {
 }
 
 impl Drop for ScratchJournal {
+    /// Removes the directory with everything in it: the journal's segments and snapshots too
+    /// (the directory was created new, and only our markets wrote in it).
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
-        let _ = std::fs::remove_dir(&self.dir);
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

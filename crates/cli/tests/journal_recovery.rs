@@ -430,22 +430,6 @@ fn write_at(path: &std::path::Path, offset: u64, bytes: &[u8]) {
         .unwrap();
 }
 
-/// The start line of a market on `name`: started with its output captured, stopped at once.
-fn start_line(market: &mut Market, env: &[(&str, &str)]) -> String {
-    let mut command = bookstore(&["market", "--name", &market.name]);
-    command
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    market.child = Some(command.spawn().unwrap());
-    market.wait_ready();
-    let child = market.child.take().unwrap();
-    signal(&child, rustix::process::Signal::TERM);
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    format!("{}{}", stdout(&out), stderr(&out))
-}
-
 #[test]
 fn after_a_clean_stop_a_restart_replays_nothing_from_the_snapshot_and_keeps_recent_trades() {
     let mut market = Market::start("snapclean", &["--capacity", "20"]);

@@ -8,7 +8,7 @@ pub(crate) type Idx = u32;
 /// `Idx` for "none" in the links between orders.
 pub(crate) const NIL: Idx = Idx::MAX;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Arena<T> {
     slots: Vec<Option<T>>,
     free: Vec<Idx>,

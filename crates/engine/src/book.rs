@@ -70,10 +70,10 @@ impl Priced for Listing {
 }
 
 /// The side of one title's listings.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct InTitle;
 /// The side of every title's listings (what a buy of any title takes from).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct InAll;
 
 impl Chain for InTitle {
@@ -106,7 +106,7 @@ pub(crate) struct Taken {
 }
 
 /// The listings on the shelf.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Shelf {
     listings: Arena<Listing>,
     /// Per title, indexed by its id (grown as ids are handed out).
@@ -278,7 +278,7 @@ impl Priced for RestingBuy {
 }
 
 /// The side of resting buys (of one title, or of any title).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Bids;
 
 impl Chain for Bids {
@@ -292,7 +292,7 @@ impl Chain for Bids {
 }
 
 /// The resting buys.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct BuyBook {
     orders: Arena<RestingBuy>,
     /// Buys of one title, indexed by its id.

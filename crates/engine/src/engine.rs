@@ -56,7 +56,7 @@ pub struct ShelfRow {
 }
 
 /// The store's authoritative state. See the crate docs for the semantics.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Engine {
     capacity: u32,
     next_seq: Seq,

@@ -70,7 +70,7 @@ struct Level {
 }
 
 /// One side of a book.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Levels<C> {
     side: Side,
     /// The best level; `None` only when the side is empty.

@@ -18,7 +18,7 @@ pub(crate) type TitleId = u32;
 /// Unused titles kept before a sweep is considered.
 const SWEEP_AFTER: u32 = 4096;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// `None` once swept: the id is free.
     title: Option<Title>,
@@ -26,7 +26,7 @@ struct Entry {
     orders: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Titles {
     /// Title → id, with foldhash: seeded at random per process (so no one can choose titles
     /// that collide) and several times faster than SipHash on short strings. Only looked up,

@@ -35,19 +35,21 @@ pub(crate) fn open_locked(path: &Path) -> Result<File, OpenJournalError> {
     }
 }
 
-/// Reads the whole file and scans it into entries (a torn tail reported, not yet cut).
-pub(crate) fn read_and_scan(
+/// Reads the whole file and checks its records (a torn tail reported, not yet cut), decoding
+/// none: which to decode is known once a snapshot is chosen. Returns the bytes too, for that.
+pub(crate) fn read_and_check(
     file: &mut File,
     path: &Path,
-) -> Result<format::Scan, OpenJournalError> {
+) -> Result<(Vec<u8>, format::Scan), OpenJournalError> {
     let io = |action| io_error(path, action);
     let meta = file.metadata().map_err(io("stat"))?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes).map_err(io("read"))?;
-    format::scan(&bytes).map_err(|error| OpenJournalError::Corrupt {
+    let scan = format::scan_from(&bytes, u64::MAX).map_err(|error| OpenJournalError::Corrupt {
         path: path.into(),
         error,
-    })
+    })?;
+    Ok((bytes, scan))
 }
 
 /// The store's capacity: the journal's if it has a header (and then `asked` must match),

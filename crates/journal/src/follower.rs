@@ -11,9 +11,9 @@
 //! Why reading the files sees the records: the market writes them into a shared mapping of
 //! the file, whose pages are the page cache `pread` reads; and it tells the follower a command
 //! number only after writing them (the channel orders the two). Records past that number may
-//! be half written; the follower never reads past it. Every byte is checked as on open.
+//! be half written or not there yet: the follower never decodes past it, and drops what it
+//! read ahead before it catches up again. Every byte is checked as on open.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use engine::{Engine, Millis, Receipts, Trade};
 
 use crate::format::{self, Next};
-use crate::replay::replay_onto;
+use crate::replay::Replica;
 use crate::segments::{next_path, sealed_path};
 use crate::snapshot::Snapshot;
 
@@ -31,10 +31,7 @@ const CHUNK: usize = 1 << 20;
 /// The store as of some command number, and where in the journal the next record is.
 pub struct Follower {
     journal: PathBuf,
-    engine: Engine,
-    receipts: Receipts,
-    recent: VecDeque<Trade>,
-    last_now: Millis,
+    store: Replica,
     /// Commands applied: the command number of the next record.
     commands: u64,
     segment: Segment,
@@ -94,10 +91,12 @@ impl Follower {
             })?;
         Ok(Self {
             journal: journal.into(),
-            engine: start.engine,
-            receipts: start.receipts,
-            recent: start.recent_trades.into(),
-            last_now: start.last_now,
+            store: Replica::new(
+                start.engine,
+                start.receipts,
+                start.recent_trades,
+                start.last_now,
+            ),
             commands,
             segment: Segment {
                 file,
@@ -117,19 +116,19 @@ impl Follower {
     /// Reads and applies the records up to command `target` (which the market has
     /// committed), moving on to the next segment where one ends.
     pub fn catch_up(&mut self, target: u64) -> Result<(), FollowError> {
+        // What was read ahead last time may have been free space then, or a record half
+        // written: read again from the next record.
+        self.buf_at += self.pos as u64;
+        self.buf.clear();
+        self.pos = 0;
         while self.commands < target {
             match format::next_record(&self.buf[self.pos..], self.buf_at + self.pos as u64) {
                 Next::Record(entry, len) => {
-                    replay_onto(
-                        &mut self.engine,
-                        &mut self.receipts,
-                        std::slice::from_ref(&entry),
-                        &mut self.recent,
-                    );
-                    self.last_now = self.last_now.max(entry.now);
+                    self.store.apply(entry);
                     self.pos += len;
                     self.commands += 1;
                 }
+                Next::Checked(_) => unreachable!("next_record decodes every record"),
                 Next::Short(_) => {
                     if !self.read_more()? {
                         self.next_segment()?;
@@ -152,10 +151,10 @@ impl Follower {
         Snapshot {
             commands: self.commands,
             journal_offset: self.buf_at + self.pos as u64,
-            last_now: self.last_now,
-            engine: self.engine.state(),
-            recent_trades: self.recent.iter().cloned().collect(),
-            receipts: self.receipts.state(),
+            last_now: self.store.last_now,
+            engine: self.store.engine.state(),
+            recent_trades: self.store.recent_trades.iter().cloned().collect(),
+            receipts: self.store.receipts.state(),
         }
     }
 

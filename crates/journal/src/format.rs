@@ -35,7 +35,9 @@
 //! zeros is a torn tail (cut off on open), and damage with data after it is an error naming its
 //! offset. The zero-filled end is why a record's length words are never both zero.
 
-use engine::{BuyTarget, ClientId, Command, Millis, Price, Qty, RequestId, Title};
+use engine::{BuyTarget, Command, Millis};
+
+use crate::fields::{put_ids, put_title, Reader};
 
 pub const MAGIC: [u8; 8] = *b"BKJOURNL";
 pub const VERSION: u32 = 3;
@@ -173,15 +175,32 @@ pub struct TornTail {
 pub struct Scan {
     /// `None` for an empty file (or one cut short inside its header by a crash at creation).
     pub header: Option<FileHeader>,
+    /// Records before `entries`: their lengths and checksums checked, their payloads not
+    /// decoded ([`scan_from`]; 0 from [`scan`]).
+    pub skipped: u64,
     pub entries: Vec<Entry>,
     /// Bytes from the start that are a valid journal; the rest is the torn tail, if any.
     pub valid_len: u64,
     pub torn: Option<TornTail>,
 }
 
+impl Scan {
+    /// Every record the file holds, decoded or not.
+    pub fn records(&self) -> u64 {
+        self.skipped + self.entries.len() as u64
+    }
+}
+
 /// Reads a journal image. A damaged *last* record is a torn tail (reported, to be cut off);
 /// damage before the last record is an error naming its offset: nothing is silently skipped.
 pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
+    scan_from(bytes, 0)
+}
+
+/// [`scan`], decoding only the records from the `skip`th on: those before are checked (length
+/// words, length, checksum) and counted, not decoded (a replay that starts from a snapshot
+/// does not need them, and decoding is most of a scan's time). `u64::MAX` decodes none.
+pub fn scan_from(bytes: &[u8], skip: u64) -> Result<Scan, FormatError> {
     if bytes.len() < header_len_of(bytes) {
         // A crash while creating the file: only a prefix of the header made it to disk.
         let prefix = bytes.len().min(MAGIC.len());
@@ -190,6 +209,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
         }
         return Ok(Scan {
             header: None,
+            skipped: 0,
             entries: Vec::new(),
             valid_len: 0,
             torn: (!bytes.is_empty()).then(|| TornTail {
@@ -201,6 +221,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
     }
     let header = decode_file_header(bytes)?;
     let mut entries = Vec::new();
+    let mut skipped = 0;
     let mut at = header.len;
     // Past the last non-zero byte there are only zeros: the space the writer preallocated.
     let data_end = bytes.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
@@ -220,9 +241,13 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
         // Whether this record, if it spans `extent` bytes, is followed by zeros only: then it
         // is the last one written, and damage in it is a write cut short, not corruption.
         let last_if_spanning = |extent: usize| last_nonzero < extent;
-        match next_record(rest, offset) {
+        match next_record_in(rest, offset, skipped >= skip) {
             Next::Record(entry, len) => {
                 entries.push(entry);
+                at += len;
+            }
+            Next::Checked(len) => {
+                skipped += 1;
                 at += len;
             }
             Next::Short(why) => break Some(tail(why)),
@@ -245,6 +270,7 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
     };
     Ok(Scan {
         header: Some(header),
+        skipped,
         entries,
         valid_len: at as u64,
         torn,
@@ -256,6 +282,8 @@ pub fn scan(bytes: &[u8]) -> Result<Scan, FormatError> {
 pub enum Next {
     /// A whole, valid record, and the bytes it spans.
     Record(Entry, usize),
+    /// A whole record whose checksum holds, not decoded (asked not to be), and its bytes.
+    Checked(usize),
     /// The bytes end inside a record (or its header); the reason, in words.
     Short(String),
     /// Damage where a record should be. Zeros there (free space after the last record) read
@@ -266,6 +294,11 @@ pub enum Next {
 /// Reads the record at the start of `rest`, which starts at byte `offset` of its file: checks
 /// its length words, its length, its checksum and every field of its payload.
 pub fn next_record(rest: &[u8], offset: u64) -> Next {
+    next_record_in(rest, offset, true)
+}
+
+/// [`next_record`], decoding the payload only if `decode`.
+fn next_record_in(rest: &[u8], offset: u64, decode: bool) -> Next {
     if rest.len() < RECORD_HEADER_LEN {
         return Next::Short(format!(
             "{} bytes, shorter than a record header",
@@ -301,10 +334,52 @@ pub fn next_record(rest: &[u8], offset: u64) -> Next {
             computed,
         });
     }
+    if !decode {
+        return Next::Checked(end);
+    }
     match decode_payload(payload, offset) {
         Ok(entry) => Next::Record(entry, end),
         Err(error) => Next::Damaged(error),
     }
+}
+
+/// The records of a segment image `scan` has checked, decoded from the `skip`th on, in order.
+/// Yields an error only for a record whose payload does not decode (its checksum held).
+pub fn records<'a>(
+    bytes: &'a [u8],
+    scan: &Scan,
+    skip: u64,
+) -> impl Iterator<Item = Result<Entry, FormatError>> + 'a {
+    let mut at = scan.header.map_or(0, |h| h.len);
+    let end = scan.valid_len as usize;
+    let mut index = 0u64;
+    std::iter::from_fn(move || {
+        while at < end {
+            let decode = index >= skip;
+            index += 1;
+            match next_record_in(&bytes[at..end], at as u64, decode) {
+                Next::Record(entry, len) => {
+                    at += len;
+                    return Some(Ok(entry));
+                }
+                Next::Checked(len) => at += len,
+                Next::Damaged(error) => {
+                    at = end;
+                    return Some(Err(error));
+                }
+                Next::Short(why) => {
+                    let offset = at as u64;
+                    at = end;
+                    return Some(Err(FormatError::Payload {
+                        offset,
+                        field: "record",
+                        problem: why,
+                    }));
+                }
+            }
+        }
+        None
+    })
 }
 
 /// How long the header of the file starting with `bytes` is: a version 2 file's is shorter.
@@ -414,17 +489,6 @@ pub fn encode_record(now: Millis, command: &Command, out: &mut Vec<u8>) {
     out[start + 8..start + 12].copy_from_slice(&crc.to_le_bytes());
 }
 
-pub(crate) fn put_ids(out: &mut Vec<u8>, client: ClientId, request: RequestId) {
-    out.extend_from_slice(&client.0.to_le_bytes());
-    out.extend_from_slice(&request.0.to_le_bytes());
-}
-
-pub(crate) fn put_title(out: &mut Vec<u8>, title: Option<&Title>) {
-    let bytes = title.map_or(&[][..], |t| t.as_str().as_bytes());
-    out.push(bytes.len() as u8);
-    out.extend_from_slice(bytes);
-}
-
 /// Decodes and validates one payload; every field goes through the engine's own constructors.
 fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
     let mut r = Reader {
@@ -490,93 +554,14 @@ fn decode_payload(payload: &[u8], offset: u64) -> Result<Entry, FormatError> {
     })
 }
 
-/// Reads the fields of a payload in order; every error names the field and the record's
-/// offset (the snapshot reader uses it too, with the offset of its body).
-pub(crate) struct Reader<'a> {
-    pub(crate) bytes: &'a [u8],
-    pub(crate) offset: u64,
-}
-
-impl Reader<'_> {
-    pub(crate) fn bad(&self, field: &'static str, problem: &str) -> FormatError {
-        FormatError::Payload {
-            offset: self.offset,
-            field,
-            problem: problem.to_owned(),
-        }
-    }
-
-    pub(crate) fn take(&mut self, field: &'static str, n: usize) -> Result<&[u8], FormatError> {
-        if self.bytes.len() < n {
-            return Err(self.bad(field, "the payload ends early"));
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Ok(head)
-    }
-
-    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, FormatError> {
-        Ok(self.take(field, 1)?[0])
-    }
-
-    pub(crate) fn u32(&mut self, field: &'static str) -> Result<u32, FormatError> {
-        Ok(le_u32(self.take(field, 4)?))
-    }
-
-    pub(crate) fn u64(&mut self, field: &'static str) -> Result<u64, FormatError> {
-        let b = self.take(field, 8)?;
-        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
-    }
-
-    pub(crate) fn u128(&mut self, field: &'static str) -> Result<u128, FormatError> {
-        let b = self.take(field, 16)?;
-        Ok(u128::from_le_bytes(b.try_into().expect("16 bytes")))
-    }
-
-    /// A client id: 128 bits, never 0.
-    pub(crate) fn client(&mut self) -> Result<ClientId, FormatError> {
-        let client = ClientId(self.u128("client")?);
-        if client.0 == 0 {
-            return Err(self.bad("client", "0 is not a client id"));
-        }
-        Ok(client)
-    }
-
-    pub(crate) fn ids(&mut self) -> Result<(ClientId, RequestId), FormatError> {
-        let client = self.client()?;
-        Ok((client, RequestId(self.u64("request")?)))
-    }
-
-    pub(crate) fn price(&mut self, field: &'static str) -> Result<Price, FormatError> {
-        let cents = self.u64(field)?;
-        Price::from_cents(cents).map_err(|e| self.bad(field, &e.to_string()))
-    }
-
-    pub(crate) fn qty(&mut self) -> Result<Qty, FormatError> {
-        let qty = self.u32("qty")?;
-        Qty::new(u64::from(qty)).map_err(|e| self.bad("qty", &e.to_string()))
-    }
-
-    /// A length-prefixed title; length 0 means none.
-    pub(crate) fn title(&mut self) -> Result<Option<Title>, FormatError> {
-        let len = self.u8("title_len")? as usize;
-        if len == 0 {
-            return Ok(None);
-        }
-        let bytes = self.take("title", len)?;
-        Title::from_bytes(bytes)
-            .map(Some)
-            .map_err(|e| self.bad("title", &e.to_string()))
-    }
-}
-
-fn le_u32(b: &[u8]) -> u32 {
+pub(crate) fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use engine::{ClientId, Price, Qty, RequestId, Title};
 
     fn title(s: &str) -> Title {
         Title::new(s).unwrap()

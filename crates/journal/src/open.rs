@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use engine::{Command, Engine, Millis, Receipts};
 use shm::MappedFile;
 
-use crate::file::{move_aside, open_locked, read_and_scan, reconcile_capacity, repair};
-use crate::replay::{replay_onto, Base};
+use crate::file::{move_aside, open_locked, read_and_check, reconcile_capacity, repair};
+use crate::replay::Replica;
 use crate::segments::{self, ChainError, SegmentScan};
 use crate::{
     format, io_error, map_len_for, snapshot, syncer, Durability, Journal, JournalOptions,
@@ -52,7 +52,7 @@ impl Journal {
                 move_aside(&next).map_err(io("move an old segment aside"))?;
             }
         }
-        let scan = read_and_scan(&mut file, path)?;
+        let (bytes, scan) = read_and_check(&mut file, path)?;
         let mut notes = Vec::new();
         notes.extend(
             segments::settle_leftover_next(path, scan.header)
@@ -91,7 +91,7 @@ impl Journal {
             segment_bytes: options.segment_bytes.max(MIN_SEGMENT_BYTES),
             committed: records_end,
             end: records_end,
-            records: header.first + scan.entries.len() as u64,
+            records: header.first + scan.records(),
             pending: Vec::new(),
             scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
             failure: None,
@@ -109,6 +109,7 @@ impl Journal {
             first: header.first,
             size: records_end,
             scan,
+            bytes,
             live: true,
         };
         let mut recovery = journal.recover(live, capacity, set_aside, options.start)?;
@@ -131,7 +132,10 @@ impl Journal {
     }
 
     /// Chooses the snapshot to start from, reads the segments after it, replays them,
-    /// cancels the previous market's clients' resting buys, and checks the result.
+    /// cancels the previous market's clients' resting buys, and checks the result. Every
+    /// segment was checked when read; records are decoded as they are applied, from the
+    /// snapshot's command on. (A payload refused then comes after a torn tail was cut: the one
+    /// change that may precede a refusal, and one any open would make.)
     fn recover(
         &mut self,
         live: SegmentScan,
@@ -151,28 +155,22 @@ impl Journal {
             }
         };
         // Where the replay starts: the snapshot's store, or an empty one.
-        let start = match base {
+        let mut replica = match base {
             Some((snapshot, engine, receipts, path)) => {
-                Base::from_snapshot(snapshot, engine, receipts, path)
+                Replica::from_snapshot(snapshot, engine, receipts, path)
             }
-            None => Base::empty(capacity),
+            None => Replica::empty(capacity),
         };
-        let Base {
-            mut engine,
-            mut receipts,
-            mut recent_trades,
-            mut last_now,
-            from: from_snapshot,
-        } = start;
-        let from = from_snapshot.as_ref().map_or(0, |s| s.commands);
+        let from = replica.from.as_ref().map_or(0, |s| s.commands);
         let torn = live.scan.torn.clone();
-        let chain = segments::read_chain(&self.path, live, from).map_err(|e| match e {
+        let no_snapshot = replica.from.is_none();
+        let chain = segments::read_chain(&self.path, live, from, false).map_err(|e| match e {
             ChainError::Missing {
                 path,
                 from: gap,
                 to,
                 ..
-            } if from_snapshot.is_none() => ChainError::Missing {
+            } if no_snapshot => ChainError::Missing {
                 path,
                 from: gap,
                 to,
@@ -182,14 +180,26 @@ impl Journal {
         })?;
         let mut replayed = 0;
         for segment in &chain {
-            let skip = from.saturating_sub(segment.first) as usize;
-            let suffix = &segment.scan.entries[skip.min(segment.scan.entries.len())..];
-            replay_onto(&mut engine, &mut receipts, suffix, &mut recent_trades);
-            last_now = suffix.iter().map(|e| e.now).fold(last_now, u64::max);
-            replayed += suffix.len() as u64;
+            let skip = from.saturating_sub(segment.first);
+            for entry in format::records(&segment.bytes, &segment.scan, skip) {
+                let entry = entry.map_err(|error| OpenJournalError::Corrupt {
+                    path: segment.path.clone(),
+                    error,
+                })?;
+                replica.apply(entry);
+                replayed += 1;
+            }
         }
         let segments_read = chain.len();
         drop(chain);
+        let Replica {
+            mut engine,
+            mut receipts,
+            recent_trades,
+            last_now,
+            from: from_snapshot,
+            ..
+        } = replica;
         let orphaned_buys = self.restart(&mut engine, &mut receipts, last_now)?;
         engine
             .check_invariants()

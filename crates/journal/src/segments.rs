@@ -94,6 +94,8 @@ pub struct SegmentScan {
     /// The command number of its first record (from its header; 0 before it has one).
     pub first: u64,
     pub scan: Scan,
+    /// The file's bytes, for decoding records `scan` only checked ([`format::records`]).
+    pub bytes: Vec<u8>,
     /// The file's length in bytes.
     pub size: u64,
     /// Whether it is the live segment (`PATH` itself) rather than a sealed one.
@@ -103,7 +105,12 @@ pub struct SegmentScan {
 impl SegmentScan {
     /// The command number after its last record: where the next segment starts.
     pub fn end(&self) -> u64 {
-        self.first + self.scan.entries.len() as u64
+        self.first + self.scan.records()
+    }
+
+    /// The command number of `scan.entries[0]` (records before it were not decoded).
+    pub fn first_decoded(&self) -> u64 {
+        self.first + self.scan.skipped
     }
 }
 
@@ -145,13 +152,16 @@ impl ChainError {
 
 /// Reads and checks the sealed segments of `journal` that hold commands from `from` on, and
 /// returns them followed by `live` (already read, by its opener): a chain whose links meet.
-/// Sealed segments wholly before `from` are not read. A sealed segment with a torn tail, a
+/// Sealed segments wholly before `from` are not read. With `decode`, the records from `from`
+/// on are decoded into each scan's entries (for a reader that wants them all at hand); without
+/// it every record is only checked, and a replay decodes them from `bytes` as it goes. A sealed segment with a torn tail, a
 /// header that disagrees with its name or with the live segment's capacity, or a gap or an
 /// overlap between two segments is refused, naming the file.
 pub fn read_chain(
     journal: &Path,
     live: SegmentScan,
     from: u64,
+    decode: bool,
 ) -> Result<Vec<SegmentScan>, ChainError> {
     let io = |path: &Path, action| {
         let path = path.to_owned();
@@ -177,11 +187,15 @@ pub fn read_chain(
         .map(|(s, _)| s);
     let mut chain = Vec::new();
     for (named, path) in needed {
-        let mut bytes = Vec::new();
-        let size = shm::file::open_regular_for_reading(path)
-            .and_then(|mut f| f.read_to_end(&mut bytes))
-            .map_err(io(path, "read"))?;
-        let scan = format::scan(&bytes).map_err(|error| ChainError::Corrupt {
+        let bytes = read_whole(path).map_err(io(path, "read"))?;
+        let size = bytes.len();
+        let skip = if decode {
+            from.saturating_sub(*named)
+        } else {
+            u64::MAX
+        };
+        let scan = format::scan_from(&bytes, skip);
+        let scan = scan.map_err(|error| ChainError::Corrupt {
             path: path.clone(),
             error,
         })?;
@@ -219,6 +233,7 @@ pub fn read_chain(
             path: path.clone(),
             first: header.first,
             scan,
+            bytes,
             size: size as u64,
             live: false,
         });
@@ -258,6 +273,14 @@ pub fn read_chain(
         }
     }
     Ok(chain)
+}
+
+/// The whole of the regular file at `path`, read in one allocation.
+pub fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut file = shm::file::open_regular_for_reading(path)?;
+    let mut bytes = Vec::with_capacity(file.metadata()?.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Finishes or undoes a roll a crash interrupted, from what `PATH.next` holds (the caller

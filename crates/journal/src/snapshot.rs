@@ -33,7 +33,8 @@ use engine::{
     RECEIPTS_PER_CLIENT,
 };
 
-use crate::format::{put_ids, put_title, FormatError, Reader};
+use crate::fields::{put_ids, put_title, Reader};
+use crate::format::FormatError;
 
 pub const MAGIC: [u8; 8] = *b"BKSNAPSH";
 pub const VERSION: u32 = 2;
@@ -155,6 +156,36 @@ pub fn write(journal: &Path, commands: u64, bytes: &[u8]) -> std::io::Result<Pat
     }
     crash_point("after-dir-sync");
     Ok(path)
+}
+
+/// Snapshots kept beside a journal: the newest, and the one a damaged newest falls back to.
+pub const KEEP: usize = 2;
+
+/// What [`store`] did.
+#[derive(Debug)]
+pub struct Stored {
+    pub path: PathBuf,
+    /// Journal segments deleted because the snapshots kept cover them.
+    pub deleted_segments: Vec<PathBuf>,
+}
+
+/// Writes `snapshot` beside `journal` (crash-safe, see [`write`]), keeps the newest [`KEEP`],
+/// and, if `delete_covered`, deletes the journal segments the older of those covers: neither
+/// snapshot needs them. With one snapshot only, no segment is deleted: if it were damaged,
+/// the journal is what is left to start from.
+pub fn store(journal: &Path, snapshot: &Snapshot, delete_covered: bool) -> std::io::Result<Stored> {
+    let path = write(journal, snapshot.commands, &encode(snapshot))?;
+    prune(journal, KEEP)?;
+    let mut deleted_segments = Vec::new();
+    if delete_covered {
+        if let Some((covered, _)) = list(journal)?.get(KEEP - 1) {
+            deleted_segments = crate::segments::delete_covered(journal, *covered)?;
+        }
+    }
+    Ok(Stored {
+        path,
+        deleted_segments,
+    })
 }
 
 /// Removes all but the newest `keep` snapshots of `journal` (an older one is what a damaged

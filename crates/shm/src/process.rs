@@ -209,6 +209,21 @@ pub fn signal_child(child: &std::process::Child, signal: ProcessSignal) -> std::
     Ok(rustix::process::kill_process(pid, signal)?)
 }
 
+/// `setpriority(PRIO_PROCESS, gettid(), 19)`: this thread runs at the lowest priority, using
+/// the CPU only when nothing else on it wants it (Linux schedules threads, and its
+/// `PRIO_PROCESS` on a thread id sets that thread's nice value alone).
+///
+/// For background work that may lag under load (a market's snapshots), so it does not take
+/// a core from the processes serving clients on a small machine.
+///
+/// # References
+/// - [setpriority(2)](https://man7.org/linux/man-pages/man2/setpriority.2.html), BUGS (on
+///   Linux the nice value is a per-thread attribute), and
+///   [gettid(2)](https://man7.org/linux/man-pages/man2/gettid.2.html)
+pub fn run_this_thread_in_the_background() -> std::io::Result<()> {
+    rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19).map_err(Into::into)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

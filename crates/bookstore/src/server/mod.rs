@@ -148,10 +148,8 @@ fn follower(
     journal: &crate::journal::Journal,
     recovery: &Recovery,
 ) -> Option<crate::journal::Follower> {
-    let copy = engine::Engine::from_state(&recovery.engine.state())
-        .expect("a valid engine's state rebuilds it");
     let start = crate::journal::FollowerStart {
-        engine: copy,
+        engine: recovery.engine.clone(),
         receipts: recovery.receipts.clone(),
         recent_trades: recovery.recent_trades.clone(),
         last_now: recovery.last_now,
@@ -481,6 +479,8 @@ impl<'s> Market<'s> {
         }
         self.last_housekeeping = now;
         self.ledger.prepare_ahead();
+        // One that came due while the last was still being taken, and no work since.
+        self.snapshot_if_due();
         self.apply(Command::Expire);
         for index in self.sessions.exited() {
             self.release(index, "process exited");

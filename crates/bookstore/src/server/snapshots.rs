@@ -15,11 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use crate::journal::snapshot::{self, Snapshot};
-use crate::journal::{segments, Follower};
-
-/// Snapshots kept: the newest, and the one a damaged newest falls back to.
-const KEEP: usize = 2;
+use crate::journal::snapshot;
+use crate::journal::Follower;
 
 pub(super) struct Snapshots {
     /// Take one when this many records were committed since the last (0: only on a clean stop).
@@ -135,47 +132,29 @@ fn take_snapshots(
     asked: &mpsc::Receiver<u64>,
     busy: &AtomicBool,
 ) {
+    // The follower applies every command once more: at the lowest priority, so under full
+    // load it lags (a restart then replays more) rather than taking a core from the loop and
+    // its clients.
+    if let Err(error) = shm::process::run_this_thread_in_the_background() {
+        tracing::debug!(%error, "cannot lower the snapshot thread's priority");
+    }
     for target in asked {
         if let Err(error) = follower.catch_up(target) {
             tracing::warn!(%error, "cannot follow the journal; no more snapshots until a restart");
             return;
         }
-        match write_and_prune(journal, &follower.snapshot()) {
-            Ok(path) => tracing::debug!(path = %path.display(), "snapshot written"),
-            Err(error) => tracing::warn!(%error, "cannot write a snapshot"),
-        }
-        if !keep_journal {
-            delete_covered_segments(journal);
-        }
-        // Release: the loop that sees this asks for the next one after everything above.
-        busy.store(false, Ordering::Release);
-    }
-}
-
-fn write_and_prune(journal: &Path, snapshot: &Snapshot) -> std::io::Result<PathBuf> {
-    let path = snapshot::write(journal, snapshot.commands, &snapshot::encode(snapshot))?;
-    snapshot::prune(journal, KEEP)?;
-    Ok(path)
-}
-
-/// Deletes the segments the older of the two snapshots kept covers: neither needs them. With
-/// one snapshot only, nothing is deleted: a damaged one must have the journal to fall back to.
-fn delete_covered_segments(journal: &Path) {
-    let oldest = match snapshot::list(journal) {
-        Ok(kept) => kept.get(KEEP - 1).map(|s| s.0),
-        Err(error) => {
-            tracing::warn!(%error, "cannot list the snapshots; no segment deleted");
-            return;
-        }
-    };
-    if let Some(covered) = oldest {
-        match segments::delete_covered(journal, covered) {
-            Ok(deleted) => {
-                for path in deleted {
+        match snapshot::store(journal, &follower.snapshot(), !keep_journal) {
+            Ok(stored) => {
+                tracing::debug!(path = %stored.path.display(), "snapshot written");
+                for path in stored.deleted_segments {
                     tracing::debug!(path = %path.display(), "journal segment deleted: covered by the snapshots");
                 }
             }
-            Err(error) => tracing::warn!(%error, "cannot delete a covered journal segment"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot write a snapshot, or prune what it covers")
+            }
         }
+        // Release: the loop that sees this asks for the next one after everything above.
+        busy.store(false, Ordering::Release);
     }
 }

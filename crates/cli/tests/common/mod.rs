@@ -67,7 +67,19 @@ pub fn bookstore(args: &[&str]) -> Command {
 
 /// The snapshot files (and leftover temporary files) beside `journal`.
 pub fn snapshots_of(journal: &std::path::Path) -> Vec<PathBuf> {
-    let prefix = format!("{}.snap.", journal.file_name().unwrap().to_string_lossy());
+    siblings(journal, ".snap.")
+}
+
+/// The sealed segments of `journal`, oldest first.
+pub fn sealed_segments_of(journal: &std::path::Path) -> Vec<PathBuf> {
+    let mut found = siblings(journal, ".seg.");
+    found.sort();
+    found
+}
+
+/// Files beside `journal` whose names are its own followed by `infix`.
+fn siblings(journal: &std::path::Path, infix: &str) -> Vec<PathBuf> {
+    let prefix = format!("{}{infix}", journal.file_name().unwrap().to_string_lossy());
     std::fs::read_dir(journal.parent().unwrap())
         .map(|entries| {
             entries
@@ -356,11 +368,27 @@ impl Drop for Market {
         if !self.keep_journal {
             let journal = journal_path(&self.name);
             let _ = std::fs::remove_file(&journal);
-            for snapshot in snapshots_of(&journal) {
-                let _ = std::fs::remove_file(snapshot);
+            for file in siblings(&journal, ".") {
+                let _ = std::fs::remove_file(file);
             }
         }
         // A killed market leaves its (unlocked) name lock behind, by design.
         let _ = std::fs::remove_file(lock_path(&self.name));
     }
+}
+
+/// The start line of a market on `name`: started with its output captured, stopped at once.
+pub fn start_line(market: &mut Market, env: &[(&str, &str)]) -> String {
+    let mut command = bookstore(&["market", "--name", &market.name]);
+    command
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    market.child = Some(command.spawn().unwrap());
+    market.wait_ready();
+    let child = market.child.take().unwrap();
+    signal(&child, rustix::process::Signal::TERM);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    format!("{}{}", stdout(&out), stderr(&out))
 }
