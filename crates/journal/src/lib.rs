@@ -283,9 +283,11 @@ impl Journal {
         Some(Follower::new(&self.path, start, records, self.committed))
     }
 
-    /// Where the next staged record goes: a mark for [`unstage`](Self::unstage).
+    /// Where the next staged record goes, journal-wide: a mark for [`unstage`](Self::unstage),
+    /// and the end a reply waits for [`durable`](Self::durable) to reach (so it compares with
+    /// `durable` across rolls: both are journal-wide).
     pub fn stage_mark(&self) -> u64 {
-        self.end
+        self.base + self.end
     }
 
     fn map(&mut self) -> &mut MappedFile {
@@ -320,7 +322,10 @@ impl Journal {
     /// Drops records staged after `mark` (a command that turned out to change nothing): their
     /// bytes are zeroed again, so the file ends where the records do.
     pub fn unstage(&mut self, mark: u64) {
-        let (from, to) = (mark.max(self.committed) as usize, self.end as usize);
+        // Marks are journal-wide; no roll comes between a mark and its unstage (a roll needs
+        // nothing staged), so the mark is in the live segment.
+        let local = mark.saturating_sub(self.base);
+        let (from, to) = (local.max(self.committed) as usize, self.end as usize);
         if from < to {
             self.map().bytes_mut()[from..to].fill(0);
             self.end = from as u64;
