@@ -139,3 +139,38 @@ fn a_segment_missing_in_the_middle_is_refused_by_name_with_exit_8() {
     assert!(!dev_shm(&market.name).exists(), "no store was created");
     drop(market);
 }
+
+#[test]
+fn after_a_roll_a_reply_still_waits_for_its_batch_to_be_on_disk() {
+    const STALL_MS: u64 = 1500;
+    // A live segment past 64 KiB, written with large segments...
+    let large = [
+        "--capacity",
+        "5000",
+        "--durability",
+        "none",
+        "--spin-us",
+        "0",
+    ];
+    let mut market = Market::start("rollsync", &large);
+    list_books(&market, 1200);
+    market.stop_for_restart();
+    let journal = journal_path(&market.name);
+    assert!(sealed_segments_of(&journal).is_empty());
+    // ...so a market with 64 KiB segments rolls as it opens, and every fdatasync is held back.
+    let stall = STALL_MS.to_string();
+    market.restart_with_env(
+        &["--journal-segment", "64KiB"],
+        &[("BOOKSTORE_TEST_SYNC_STALL_MS", stall.as_str())],
+    );
+    assert_eq!(sealed_segments_of(&journal).len(), 1, "it rolled on open");
+    let started = std::time::Instant::now();
+    let out = market.client("seller", &["sell", "Emma", "--price", "3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        started.elapsed() >= Duration::from_millis(STALL_MS),
+        "answered after {:?}, before the sync could finish",
+        started.elapsed()
+    );
+    market.stop();
+}
