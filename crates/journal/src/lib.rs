@@ -384,10 +384,9 @@ impl Journal {
     /// durable first, so a sealed segment is whole on disk before its successor is used.
     fn roll(&mut self) -> std::io::Result<()> {
         if self.durability != Durability::None {
+            // Everything staged, durable now (the syncing thread keeps running until the swap:
+            // if the roll fails before it, nothing changes).
             self.commit().map_err(|e| e.source)?;
-            if let Some(syncer) = &mut self.syncer {
-                syncer.stop();
-            }
         }
         let next = segments::next_path(&self.path);
         let header = format::FileHeader::new(self.capacity, self.records);
@@ -409,7 +408,11 @@ impl Journal {
         shm::file::exchange(&next, &self.path)?;
         let old = self.map.replace(mapped).expect("mapped until dropped");
         let (sealed_first, sealed_end) = (self.first, self.committed);
-        self.syncs += self.syncer.take().map_or(0, |s| s.syncs());
+        // The old segment's syncing thread is done (everything was synced above): stopped.
+        if let Some(mut syncer) = self.syncer.take() {
+            syncer.stop();
+            self.syncs += syncer.syncs();
+        }
         self.base += self.committed;
         self.first = self.records;
         let start = header.len as u64;
