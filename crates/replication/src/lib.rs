@@ -1,0 +1,399 @@
+//! The market's journal carried on a NATS JetStream stream, so it survives the loss of the
+//! machine (`--durability replicated`).
+//!
+//! Each batch the market's loop ends (the records it committed to its local journal) is
+//! handed to a [`Replicator`], whose thread publishes it to the stream as one message: the
+//! records' bytes exactly as the journal holds them, with the command number of the first one
+//! in a header. Batches that queue up while a publish is in flight go out together in the next
+//! message (group commit). Every publish carries the stream's expected last sequence, so two
+//! writers can never interleave: one deposed while it was away gets "wrong last sequence" and
+//! stops. A message id makes a retry after a lost acknowledgement safe (JetStream drops the
+//! duplicate). A batch counts as replicated once JetStream acknowledged it, that is once a
+//! majority of the stream's replicas stored it; the market shows no reply before that.
+//!
+//! The replicator knows bytes and offsets, not commands: the market says where each batch ends
+//! in its journal, and [`Replicator::acked`] says how far the stream has acknowledged.
+//!
+//! Architecture invariant: only this crate knows NATS; the journal and the market see a
+//! thread that makes offsets durable, as the journal's own syncing thread does.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+
+pub mod local_cluster;
+
+/// The header holding the command number of a message's first record.
+pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
+
+/// Where the stream is and what it is called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamConfig {
+    /// NATS server URLs (any of the cluster's).
+    pub servers: Vec<String>,
+    /// The stream's name; its one subject is `bookstore.NAME`.
+    pub stream: String,
+    /// Replicas of a stream this creates (an existing stream keeps its own).
+    pub replicas: usize,
+}
+
+impl StreamConfig {
+    pub fn subject(&self) -> String {
+        format!("bookstore.{}", self.stream)
+    }
+}
+
+/// Why replication could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    #[error("replication: cannot reach NATS at {servers}: {why}")]
+    Connect { servers: String, why: String },
+    #[error("replication: stream {stream}: {why}")]
+    Stream { stream: String, why: String },
+    #[error("replication: stream {stream} has a writer other than this market (expected last sequence {expected}: {why}); stopping, acknowledging nothing more")]
+    Fenced {
+        stream: String,
+        expected: u64,
+        why: String,
+    },
+    #[error("replication: cannot start its thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// A batch of journal records to replicate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    /// The command number of its first record.
+    pub first_command: u64,
+    /// Records in it.
+    pub commands: u64,
+    /// Where it ends in the journal (journal-wide offsets, as `Journal::durable` has them).
+    pub end: u64,
+    /// The records, as the journal holds them.
+    pub bytes: Vec<u8>,
+}
+
+/// What the loop and the replicating thread share.
+struct Shared {
+    /// Journal offset up to which the stream has acknowledged. Written by the thread (release,
+    /// after the acknowledgement), read by the loop (acquire) before it shows replies.
+    acked: AtomicU64,
+    /// Messages acknowledged, for watchers.
+    messages: AtomicU64,
+    /// The error that stopped the thread.
+    failure: Mutex<Option<ReplicationError>>,
+}
+
+/// The thread that publishes batches to the stream, and its handle.
+pub struct Replicator {
+    shared: Arc<Shared>,
+    batches: Option<tokio::sync::mpsc::UnboundedSender<Batch>>,
+    thread: Option<JoinHandle<()>>,
+    /// The largest batch end handed over.
+    handed: u64,
+}
+
+impl Replicator {
+    /// Connects (within `timeout`), creates the stream if it does not exist (file storage,
+    /// `replicas` copies), and starts the thread; `acked` is the journal offset up to which
+    /// everything is already replicated (the market's start).
+    pub fn start(
+        config: &StreamConfig,
+        acked: u64,
+        timeout: Duration,
+    ) -> Result<Self, ReplicationError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ReplicationError::Thread)?;
+        let (context, last_sequence) = runtime.block_on(connect(config, timeout))?;
+        let shared = Arc::new(Shared {
+            acked: AtomicU64::new(acked),
+            messages: AtomicU64::new(0),
+            failure: Mutex::new(None),
+        });
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let theirs = shared.clone();
+        let (stream, subject) = (config.stream.clone(), config.subject());
+        let thread = std::thread::Builder::new()
+            .name("replicate".into())
+            .spawn(move || {
+                let publisher = Publisher {
+                    context,
+                    stream,
+                    subject,
+                    last_sequence,
+                    shared: theirs,
+                };
+                runtime.block_on(publisher.run(receiver));
+            })
+            .map_err(ReplicationError::Thread)?;
+        Ok(Self {
+            shared,
+            batches: Some(sender),
+            thread: Some(thread),
+            handed: acked,
+        })
+    }
+
+    /// Hands a batch over; returns at once. Batches must come in journal order.
+    pub fn publish(&mut self, batch: Batch) {
+        debug_assert!(batch.end >= self.handed, "batches in journal order");
+        self.handed = batch.end;
+        if let Some(batches) = &self.batches {
+            // A stopped thread has said why (`take_failure`); nothing more is acknowledged.
+            let _ = batches.send(batch);
+        }
+    }
+
+    /// Journal offset up to which the stream has acknowledged every batch.
+    pub fn acked(&self) -> u64 {
+        // Acquire: pairs with the thread's release after the acknowledgement arrived.
+        self.shared.acked.load(Ordering::Acquire)
+    }
+
+    /// Whether batches were handed over that the stream has not acknowledged yet.
+    pub fn is_behind(&self) -> bool {
+        self.acked() < self.handed
+    }
+
+    /// Messages the stream acknowledged.
+    pub fn messages(&self) -> u64 {
+        // Relaxed: a count for watchers.
+        self.shared.messages.load(Ordering::Relaxed)
+    }
+
+    /// The error that stopped the thread, once.
+    pub fn take_failure(&self) -> Option<ReplicationError> {
+        lock(&self.shared.failure).take()
+    }
+}
+
+impl Drop for Replicator {
+    /// Publishes what was handed over (while the stream answers), then stops the thread.
+    fn drop(&mut self) {
+        drop(self.batches.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Connects and makes sure the stream exists; returns its last sequence.
+async fn connect(
+    config: &StreamConfig,
+    timeout: Duration,
+) -> Result<(jetstream::Context, u64), ReplicationError> {
+    let servers = config.servers.join(",");
+    let client = async_nats::ConnectOptions::new()
+        .connection_timeout(timeout)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .name("bookstore market");
+    let client = tokio::time::timeout(timeout, client.connect(config.servers.as_slice()))
+        .await
+        .map_err(|_| ReplicationError::Connect {
+            servers: servers.clone(),
+            why: format!("no answer within {timeout:?}"),
+        })?
+        .map_err(|e| ReplicationError::Connect {
+            servers: servers.clone(),
+            why: e.to_string(),
+        })?;
+    let context = jetstream::new(client);
+    let stream_error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
+    let wanted = stream::Config {
+        name: config.stream.clone(),
+        subjects: vec![config.subject()],
+        storage: stream::StorageType::File,
+        num_replicas: config.replicas,
+        ..Default::default()
+    };
+    let mut stream = tokio::time::timeout(timeout, context.get_or_create_stream(wanted))
+        .await
+        .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
+        .map_err(|e| stream_error(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    Ok((context, info.state.last_sequence))
+}
+
+/// The thread's side: publishes batches in order, one message per group.
+struct Publisher {
+    context: jetstream::Context,
+    stream: String,
+    subject: String,
+    /// The stream's last sequence, as this writer left it.
+    last_sequence: u64,
+    shared: Arc<Shared>,
+}
+
+/// How long a publish waits for its acknowledgement before it is sent again.
+const ACK_WAIT: Duration = Duration::from_secs(2);
+
+impl Publisher {
+    async fn run(mut self, mut batches: tokio::sync::mpsc::UnboundedReceiver<Batch>) {
+        while let Some(mut group) = batches.recv().await {
+            // Whatever queued up meanwhile goes out in the same message.
+            while let Ok(next) = batches.try_recv() {
+                group.bytes.extend_from_slice(&next.bytes);
+                group.commands += next.commands;
+                group.end = next.end;
+            }
+            if let Err(error) = self.publish(group).await {
+                tracing::error!(%error, "replication stopped");
+                *lock(&self.shared.failure) = Some(error);
+                return;
+            }
+        }
+    }
+
+    /// Publishes one group until the stream acknowledges it; a lost connection or a quorum
+    /// lost is waited out (said once), a fence is the end.
+    async fn publish(&mut self, group: Batch) -> Result<(), ReplicationError> {
+        let payload = bytes::Bytes::from(group.bytes);
+        // The id names the commands it carries: a retry after a lost acknowledgement is the
+        // same message, which JetStream recognises and drops.
+        let id = format!("{}+{}", group.first_command, group.commands);
+        let mut waiting_since: Option<std::time::Instant> = None;
+        loop {
+            let message = jetstream::message::PublishMessage::build()
+                .payload(payload.clone())
+                .message_id(&id)
+                .expected_last_sequence(self.last_sequence)
+                .header(FIRST_COMMAND_HEADER, group.first_command.to_string());
+            let sent = self
+                .context
+                .send_publish(self.subject.clone(), message)
+                .await;
+            let acked = match sent {
+                Ok(future) => {
+                    tokio::time::timeout(ACK_WAIT, std::future::IntoFuture::into_future(future))
+                        .await
+                }
+                Err(error) => Ok(Err(error)),
+            };
+            match acked {
+                Ok(Ok(ack)) => {
+                    self.last_sequence = ack.sequence;
+                    // Relaxed: a count for watchers. Release: whoever acquires `acked` acts
+                    // after the stream stored the batch.
+                    self.shared.messages.fetch_add(1, Ordering::Relaxed);
+                    self.shared.acked.store(group.end, Ordering::Release);
+                    if let Some(since) = waiting_since {
+                        tracing::warn!(
+                            waited_ms = since.elapsed().as_millis() as u64,
+                            "replication: the stream acknowledges again; replies resume"
+                        );
+                    }
+                    return Ok(());
+                }
+                Ok(Err(error)) if error.kind() == PublishErrorKind::WrongLastSequence => {
+                    return Err(ReplicationError::Fenced {
+                        stream: self.stream.clone(),
+                        expected: self.last_sequence,
+                        why: error.to_string(),
+                    });
+                }
+                other => {
+                    let why = match other {
+                        Ok(Err(error)) => error.to_string(),
+                        _ => format!("no acknowledgement within {ACK_WAIT:?}"),
+                    };
+                    if waiting_since.is_none() {
+                        tracing::warn!(%why, stream = %self.stream, "replication: the stream does not acknowledge (a quorum of its servers lost?); holding replies and retrying");
+                        waiting_since = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+/// One message of the stream, as [`read_stream`] returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    pub sequence: u64,
+    pub first_command: u64,
+    pub bytes: Vec<u8>,
+}
+
+/// Every message of the stream `config` names, in order (for checks and tools: it reads them
+/// one by one).
+pub fn read_stream(
+    config: &StreamConfig,
+    timeout: Duration,
+) -> Result<Vec<StoredBatch>, ReplicationError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ReplicationError::Thread)?;
+    runtime.block_on(async {
+        let (context, last) = connect(config, timeout).await?;
+        let stream_error = |why: String| ReplicationError::Stream {
+            stream: config.stream.clone(),
+            why,
+        };
+        let stream = context
+            .get_stream(&config.stream)
+            .await
+            .map_err(|e| stream_error(e.to_string()))?;
+        let mut batches = Vec::new();
+        for sequence in 1..=last {
+            let message = stream
+                .get_raw_message(sequence)
+                .await
+                .map_err(|e| stream_error(format!("message {sequence}: {e}")))?;
+            let first_command = message
+                .headers
+                .get(FIRST_COMMAND_HEADER)
+                .and_then(|v| v.as_str().parse().ok())
+                .ok_or_else(|| {
+                    stream_error(format!(
+                        "message {sequence}: no {FIRST_COMMAND_HEADER} header"
+                    ))
+                })?;
+            batches.push(StoredBatch {
+                sequence,
+                first_command,
+                bytes: message.payload.to_vec(),
+            });
+        }
+        Ok(batches)
+    })
+}
+
+/// Creates and deletes a probe stream `config` names: whether JetStream answers with as many
+/// replicas as asked (for [`local_cluster`], to know a new cluster is ready).
+pub(crate) fn probe(config: &StreamConfig, timeout: Duration) -> Result<(), ReplicationError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ReplicationError::Thread)?;
+    runtime.block_on(async {
+        let (context, _) = connect(config, timeout).await?;
+        context
+            .delete_stream(&config.stream)
+            .await
+            .map(|_| ())
+            .map_err(|e| ReplicationError::Stream {
+                stream: config.stream.clone(),
+                why: e.to_string(),
+            })
+    })
+}
