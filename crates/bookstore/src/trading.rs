@@ -92,6 +92,8 @@ pub struct Progress {
     /// Copies bought, and their cost, whose trades the client never saw (the market went
     /// away before telling them); known from a receipt.
     unseen: Tally,
+    /// How long past a request's own deadline a live market may take to answer.
+    reply_grace: Duration,
 }
 
 impl Progress {
@@ -103,7 +105,16 @@ impl Progress {
             trades: Vec::new(),
             in_flight_from: 0,
             unseen: Tally::default(),
+            reply_grace: REPLY_GRACE,
         }
+    }
+
+    /// Gives a live market up to `grace` (at least 5 s) past a request's own deadline to
+    /// answer: a market whose replies wait for a replicated stream that lost its quorum is
+    /// alive but slow to answer, and a client with `--wait` waits for it that long.
+    pub fn with_reply_grace(mut self, grace: Duration) -> Self {
+        self.reply_grace = grace.max(REPLY_GRACE);
+        self
     }
 
     /// Whether a request of the order went to a market that went away before answering it
@@ -141,6 +152,7 @@ pub struct Tally {
 pub fn ask(
     client: &mut Client<'_>,
     request: RequestId,
+    grace: Duration,
     observer: &mut impl TradingObserver,
 ) -> Result<Option<Receipt>, ClientError> {
     client.continue_requests_from(RequestId(request.0 + 1));
@@ -148,7 +160,7 @@ pub fn ask(
     let reply = wait_for(
         client,
         request,
-        Some(Instant::now() + REPLY_GRACE),
+        Some(Instant::now() + grace),
         |r| matches!(r, Reply::Receipt(_) | Reply::NotSeen { .. }),
         observer,
     )?;
@@ -183,7 +195,7 @@ pub fn list(
     } = order;
     let (price, qty, timeout) = (*price, *qty, *timeout);
     if let Some(request) = progress.in_flight {
-        match ask(client, request, observer)? {
+        match ask(client, request, progress.reply_grace, observer)? {
             Some(Receipt {
                 kind: OrderKind::List,
                 done,
@@ -216,7 +228,7 @@ pub fn list(
         let reply = wait_for(
             client,
             request,
-            Some(Instant::now() + REPLY_GRACE),
+            Some(Instant::now() + progress.reply_grace),
             |r| !matches!(r, Reply::Sold { .. }),
             observer,
         )?;
@@ -321,7 +333,7 @@ pub fn buy(
 ) -> Result<BuyOutcome, ClientError> {
     let wanted = order.qty.get();
     if let Some(request) = progress.in_flight {
-        let receipt = ask(client, request, observer)?;
+        let receipt = ask(client, request, progress.reply_grace, observer)?;
         progress.in_flight = None;
         if let Some(r) = receipt {
             if r.kind != OrderKind::Buy {
@@ -381,7 +393,7 @@ fn follow_buy(
     request: RequestId,
 ) -> Result<BuyOutcome, ClientError> {
     progress.in_flight = Some(request);
-    let deadline = progress.started + order.timeout + REPLY_GRACE;
+    let deadline = progress.started + order.timeout + progress.reply_grace;
     let wanted = order.qty.get();
     let done = |progress: &mut Progress, end| {
         progress.in_flight = None;

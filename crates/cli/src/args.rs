@@ -140,9 +140,18 @@ pub struct MarketArgs {
     /// The journal file [default: $XDG_STATE_HOME/bookstore/NAME.journal, or ~/.local/state/…].
     #[arg(long, value_name = "PATH")]
     pub journal: Option<std::path::PathBuf>,
-    /// When the journal reaches the disk: `batch` fsyncs once per loop pass, before replies.
+    /// When the journal reaches the disk: `batch` fsyncs once per loop pass, before replies; `replicated` waits instead for a NATS JetStream stream (--nats) to acknowledge each batch.
     #[arg(long, value_enum, default_value = "batch")]
     pub durability: DurabilityArg,
+    /// NATS servers for --durability replicated (comma-separated URLs, any of the cluster's).
+    #[arg(long, value_name = "URL[,URL…]", value_delimiter = ',')]
+    pub nats: Vec<String>,
+    /// The JetStream stream for --durability replicated [default: the store's name without its slash].
+    #[arg(long, value_name = "NAME")]
+    pub stream: Option<String>,
+    /// Copies of a stream --durability replicated creates (an existing stream keeps its own).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: u8,
     /// Start with an empty store: the old journal is renamed aside (PATH.UNIXTIME.old), not deleted.
     #[arg(long)]
     pub fresh: bool,
@@ -158,6 +167,8 @@ pub enum DurabilityArg {
     Batch,
     /// Written and fsynced after every command: slowest, for comparison.
     Always,
+    /// Written locally once per batch (not fsynced) and published to a NATS JetStream stream; replies wait for the stream to acknowledge (a majority of its servers stored it).
+    Replicated,
 }
 
 impl From<DurabilityArg> for bookstore::journal::Durability {
@@ -166,6 +177,8 @@ impl From<DurabilityArg> for bookstore::journal::Durability {
             DurabilityArg::None => Self::None,
             DurabilityArg::Batch => Self::Batch,
             DurabilityArg::Always => Self::Always,
+            // The stream makes it durable; the local journal is for fast restarts.
+            DurabilityArg::Replicated => Self::None,
         }
     }
 }
@@ -174,7 +187,7 @@ impl From<DurabilityArg> for bookstore::journal::Durability {
 pub struct ClientArgs {
     #[command(flatten)]
     pub store: StoreName,
-    /// Seconds to wait for a market to come up before giving up.
+    /// Seconds to wait for a market to come up before giving up, and for a reply a live market holds back (a replicated stream without its quorum; at least 5).
     #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub wait: Duration,
     /// Microseconds to spin for a reply before parking.

@@ -67,7 +67,7 @@ fn run_order(
         Ok(id) => id,
         Err(e) => return connect_failed(name, e),
     };
-    let mut progress = Progress::new();
+    let mut progress = Progress::new().with_reply_grace(args.wait);
     let mut reconnecting = false;
     loop {
         let end = attached(args, name, role, id, reconnecting, |client| {

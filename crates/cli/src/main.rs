@@ -15,6 +15,7 @@ mod journal_cmd;
 mod log;
 mod market_cmd;
 mod peers;
+mod replicated;
 mod scratch;
 mod session;
 mod stop_signal;

@@ -9,7 +9,7 @@ use engine::ClientId;
 use shm::process::{ProcessId, ProcessSignal};
 use shm::ShmName;
 
-use crate::args::MarketArgs;
+use crate::args::{DurabilityArg, MarketArgs};
 use crate::exit::Exit;
 use crate::log;
 use bookstore::journal::{
@@ -113,6 +113,45 @@ pub fn run(args: MarketArgs) -> Exit {
     if !args.quiet {
         report_recovery(&recovery, journal.path());
     }
+    // Before the store exists: a market that cannot replicate serves nobody.
+    let replication = match args.durability {
+        DurabilityArg::Replicated => {
+            let config = bookstore_replication::StreamConfig {
+                servers: args.nats.clone(),
+                stream: args
+                    .stream
+                    .clone()
+                    .unwrap_or_else(|| name.file_name().to_owned()),
+                replicas: args.replicas.into(),
+            };
+            match crate::replicated::start(&config, &journal) {
+                Ok((replication, handed)) => {
+                    if !args.quiet {
+                        let held = match handed.1 {
+                            0 => "empty".to_owned(),
+                            n => format!("commands 0 to {}", n - 1),
+                        };
+                        tracing::info!(
+                            target: log::TARGET,
+                            "market: replicating to stream {} on {} (it holds {held}); replies wait for its acknowledgements",
+                            config.stream,
+                            config.servers.join(","),
+                        );
+                    }
+                    Some((replication, handed))
+                }
+                Err(e) => {
+                    eprintln!("bookstore market: {e}");
+                    return if matches!(e, crate::replicated::StartReplicationError::NoServers) {
+                        Exit::Usage
+                    } else {
+                        Exit::Error
+                    };
+                }
+            }
+        }
+        _ => None,
+    };
     // The journal's capacity wins (it was checked against --capacity when opened).
     let geometry = match checked_geometry(recovery.capacity, args.slots) {
         Ok(geometry) => geometry,
@@ -166,6 +205,9 @@ pub fn run(args: MarketArgs) -> Exit {
     };
     let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
     let mut market = Market::new(&store, config, journal, recovery);
+    if let Some((replication, handed)) = replication {
+        market = market.replicate_to(Box::new(replication), handed);
+    }
     if !args.quiet {
         market = market.observe(|event| say(&mut full_told, event));
     }

@@ -67,6 +67,7 @@ pub fn session(
                 role,
                 quiet: args.quiet,
                 interactive,
+                wait: args.wait,
             };
             let end = session_lines(client, &lines, &style, &mut pending, &mut command);
             (end, client.market_pid())
@@ -114,6 +115,8 @@ struct Style<'a> {
     role: &'a Role<'a>,
     quiet: bool,
     interactive: bool,
+    /// `--wait`: also how long a live market may take to answer (see `Progress::with_reply_grace`).
+    wait: std::time::Duration,
 }
 
 /// Stdin's lines, read by a thread of their own so the session can announce sales while it
@@ -198,7 +201,7 @@ fn session_lines(
                     report(style, &format!("unbalanced quotes in {line:?}"));
                     continue;
                 };
-                (words, Progress::new())
+                (words, Progress::new().with_reply_grace(style.wait))
             }
         };
         match words.first().map(String::as_str) {

@@ -230,6 +230,8 @@ pub struct Journal {
     /// tried again a segment's length later).
     roll_failure: Option<std::io::Error>,
     retry_roll_at: u64,
+    /// The end and the record count as opening found them, before its `Restart` record.
+    opened_at: (u64, u64),
 }
 
 impl Journal {
@@ -267,6 +269,31 @@ impl Journal {
             (_, Some(syncer)) => syncer.durable().max(self.base + self.synced_inline),
             (_, None) => self.base + self.synced_inline,
         }
+    }
+
+    /// The journal-wide end and the record count as opening found them, before the `Restart`
+    /// record it may have added: where a replica that has every record found starts.
+    pub fn opened_at(&self) -> (u64, u64) {
+        self.opened_at
+    }
+
+    /// Records committed, in every segment: the command number of the next committed record.
+    pub fn committed_records(&self) -> u64 {
+        self.records
+    }
+
+    /// The committed records from journal-wide offset `from` (a batch end this journal gave)
+    /// to the committed end, as the file holds them. Records before the live segment (`from`
+    /// before a roll) are not included: the caller hands batches on as they are committed, and
+    /// a roll needs every batch committed first.
+    pub fn committed_bytes_since(&self, from: u64) -> &[u8] {
+        let header = format::FILE_HEADER_LEN as u64;
+        let local = from
+            .saturating_sub(self.base)
+            .max(header)
+            .min(self.committed);
+        let map = self.map.as_ref().expect("mapped until dropped");
+        &map.bytes()[local as usize..self.committed as usize]
     }
 
     /// The command number a snapshot taken now would be at: `None` while records are staged

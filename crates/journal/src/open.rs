@@ -103,6 +103,7 @@ impl Journal {
             stall: syncer::test_stall(),
             roll_failure: None,
             retry_roll_at: 0,
+            opened_at: (records_end, header.first + scan.records()),
         };
         let live = SegmentScan {
             path: path.into(),

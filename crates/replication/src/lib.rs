@@ -28,6 +28,8 @@ pub mod local_cluster;
 
 /// The header holding the command number of a message's first record.
 pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
+/// The header holding how many records a message carries.
+pub const COMMANDS_HEADER: &str = "Bookstore-Commands";
 
 /// Where the stream is and what it is called.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,7 +87,13 @@ struct Shared {
     messages: AtomicU64,
     /// The error that stopped the thread.
     failure: Mutex<Option<ReplicationError>>,
+    /// Set (release) by the handle's drop: publish what is left, but give up waiting for an
+    /// unanswering stream after [`GIVE_UP_AFTER`].
+    stopping: std::sync::atomic::AtomicBool,
 }
+
+/// How long a stopping replicator keeps retrying a stream that does not acknowledge.
+const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
 
 /// The thread that publishes batches to the stream, and its handle.
 pub struct Replicator {
@@ -94,6 +102,8 @@ pub struct Replicator {
     thread: Option<JoinHandle<()>>,
     /// The largest batch end handed over.
     handed: u64,
+    /// See [`stream_commands`](Self::stream_commands).
+    stream_commands: u64,
 }
 
 impl Replicator {
@@ -109,11 +119,16 @@ impl Replicator {
             .enable_all()
             .build()
             .map_err(ReplicationError::Thread)?;
-        let (context, last_sequence) = runtime.block_on(connect(config, timeout))?;
+        let (context, last_sequence, stream_commands) = runtime.block_on(async {
+            let (context, last) = connect(config, timeout).await?;
+            let commands = stream_end(&context, config, last).await?;
+            Ok::<_, ReplicationError>((context, last, commands))
+        })?;
         let shared = Arc::new(Shared {
             acked: AtomicU64::new(acked),
             messages: AtomicU64::new(0),
             failure: Mutex::new(None),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         });
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let theirs = shared.clone();
@@ -136,7 +151,14 @@ impl Replicator {
             batches: Some(sender),
             thread: Some(thread),
             handed: acked,
+            stream_commands,
         })
+    }
+
+    /// The command number after the last record the stream held when this started: where
+    /// the market's first batch must start.
+    pub fn stream_commands(&self) -> u64 {
+        self.stream_commands
     }
 
     /// Hands a batch over; returns at once. Batches must come in journal order.
@@ -175,6 +197,8 @@ impl Replicator {
 impl Drop for Replicator {
     /// Publishes what was handed over (while the stream answers), then stops the thread.
     fn drop(&mut self) {
+        // Release: pairs with the thread's acquire in its retry loop.
+        self.shared.stopping.store(true, Ordering::Release);
         drop(self.batches.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -232,6 +256,42 @@ async fn connect(
     Ok((context, info.state.last_sequence))
 }
 
+/// The command number after the last record the stream holds (0 for an empty stream), from
+/// its last message's headers.
+async fn stream_end(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    last_sequence: u64,
+) -> Result<u64, ReplicationError> {
+    if last_sequence == 0 {
+        return Ok(0);
+    }
+    let stream_error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
+    let stream = context
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let message = stream
+        .get_raw_message(last_sequence)
+        .await
+        .map_err(|e| stream_error(format!("message {last_sequence}: {e}")))?;
+    let header = |name: &str| -> Result<u64, ReplicationError> {
+        message
+            .headers
+            .get(name)
+            .and_then(|v| v.as_str().parse().ok())
+            .ok_or_else(|| {
+                stream_error(format!(
+                    "message {last_sequence}: no {name} header: not a bookstore stream"
+                ))
+            })
+    };
+    Ok(header(FIRST_COMMAND_HEADER)? + header(COMMANDS_HEADER)?)
+}
+
 /// The thread's side: publishes batches in order, one message per group.
 struct Publisher {
     context: jetstream::Context,
@@ -275,7 +335,8 @@ impl Publisher {
                 .payload(payload.clone())
                 .message_id(&id)
                 .expected_last_sequence(self.last_sequence)
-                .header(FIRST_COMMAND_HEADER, group.first_command.to_string());
+                .header(FIRST_COMMAND_HEADER, group.first_command.to_string())
+                .header(COMMANDS_HEADER, group.commands.to_string());
             let sent = self
                 .context
                 .send_publish(self.subject.clone(), message)
@@ -314,9 +375,17 @@ impl Publisher {
                         Ok(Err(error)) => error.to_string(),
                         _ => format!("no acknowledgement within {ACK_WAIT:?}"),
                     };
-                    if waiting_since.is_none() {
+                    let since = *waiting_since.get_or_insert_with(|| {
                         tracing::warn!(%why, stream = %self.stream, "replication: the stream does not acknowledge (a quorum of its servers lost?); holding replies and retrying");
-                        waiting_since = Some(std::time::Instant::now());
+                        std::time::Instant::now()
+                    });
+                    if self.shared.stopping.load(Ordering::Acquire)
+                        && since.elapsed() > GIVE_UP_AFTER
+                    {
+                        return Err(ReplicationError::Stream {
+                            stream: self.stream.clone(),
+                            why: format!("stopping with commands {} on unacknowledged ({why}); they are in the local journal, not in the stream", group.first_command),
+                        });
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }

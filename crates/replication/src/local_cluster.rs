@@ -133,7 +133,7 @@ impl LocalCluster {
             node.start();
         }
         let cluster = Self { nodes, dir };
-        cluster.wait_for_jetstream(Duration::from_secs(30));
+        cluster.wait_for_jetstream(Duration::from_secs(60));
         cluster
     }
 
@@ -154,7 +154,24 @@ impl LocalCluster {
             match crate::probe(&config, Duration::from_secs(2)) {
                 Ok(()) => return,
                 Err(error) if started.elapsed() > limit => {
-                    panic!("the NATS servers did not come up: {error}")
+                    let logs: Vec<String> = self
+                        .nodes
+                        .iter()
+                        .map(|n| {
+                            let log = std::fs::read_to_string(n.store.with_extension("log"))
+                                .unwrap_or_default();
+                            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+                            format!(
+                                "{}:\n{}",
+                                n.url(),
+                                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                            )
+                        })
+                        .collect();
+                    panic!(
+                        "the NATS servers did not come up: {error}\n{}",
+                        logs.join("\n")
+                    )
                 }
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }

@@ -10,10 +10,15 @@ use engine::{ClientId, Command, Engine, Event, Millis, Receipt, Receipts, Reques
 use crate::journal::{Durability, Journal, WriteJournalError};
 use crate::stats::{durability_code, JournalFacts};
 
+use super::replication::{OutgoingBatch, Replication};
+
 pub(super) struct Ledger {
     engine: Engine,
     receipts: Receipts,
     journal: Journal,
+    /// With `--durability replicated`: the stream every committed batch is published to, and
+    /// how far the journal has been handed to it (offset, and records).
+    replication: Option<(Box<dyn Replication>, u64, u64)>,
     /// Set when the journal could not be written: nothing more may be acknowledged.
     failed: Option<WriteJournalError>,
     /// When the journal last reached stable storage (for watchers).
@@ -27,6 +32,7 @@ impl Ledger {
         Self {
             engine,
             receipts,
+            replication: None,
             journal,
             failed: None,
             last_sync: None,
@@ -65,7 +71,10 @@ impl Ledger {
             return None;
         }
         match self.journal.commit_in_background() {
-            Ok(end) => Some(end),
+            Ok(end) => {
+                self.replicate();
+                Some(end)
+            }
             Err(error) => {
                 tracing::error!(%error, "stopping: the journal cannot be written");
                 self.failed = Some(error);
@@ -88,15 +97,57 @@ impl Ledger {
         }
     }
 
-    /// Whether the syncing thread is at work (see `Journal::is_syncing`).
+    /// Whether the syncing thread is at work (see `Journal::is_syncing`), or the stream has
+    /// batches to acknowledge.
     pub(super) fn is_syncing(&self) -> bool {
-        self.journal.is_syncing()
+        self.journal.is_syncing() || self.replication.as_ref().is_some_and(|r| r.0.is_behind())
     }
 
-    /// How far the journal is durable (see `Journal::durable`).
+    /// How far the journal is durable (see `Journal::durable`), and with replication, also
+    /// acknowledged by the stream.
     pub(super) fn durable(&mut self) -> u64 {
         self.note_syncs();
-        self.journal.durable()
+        let local = self.journal.durable();
+        match &mut self.replication {
+            None => local,
+            Some((replication, ..)) => {
+                if let Some(why) = replication.take_failure() {
+                    let error = WriteJournalError {
+                        path: self.journal.path().to_owned(),
+                        action: "replicate",
+                        source: std::io::Error::other(why),
+                    };
+                    tracing::error!(%error, "stopping: the journal cannot be replicated");
+                    self.failed = Some(error);
+                }
+                local.min(replication.acked())
+            }
+        }
+    }
+
+    /// Publishes every batch from now on to `replication`, starting with the records after
+    /// `handed` (a journal-wide end and its record count: where the stream ends).
+    pub(super) fn replicate_to(&mut self, replication: Box<dyn Replication>, handed: (u64, u64)) {
+        self.replication = Some((replication, handed.0, handed.1));
+        self.replicate();
+    }
+
+    /// Hands the batches committed since the last call to the stream.
+    fn replicate(&mut self) {
+        let Some((replication, handed_end, handed_records)) = &mut self.replication else {
+            return;
+        };
+        let (end, records) = (self.journal.stage_mark(), self.journal.committed_records());
+        if records > *handed_records {
+            let bytes = self.journal.committed_bytes_since(*handed_end).to_vec();
+            replication.publish(OutgoingBatch {
+                first_command: *handed_records,
+                commands: records - *handed_records,
+                end,
+                bytes,
+            });
+            (*handed_end, *handed_records) = (end, records);
+        }
     }
 
     /// Notes when the journal last reached stable storage, if an fdatasync (the loop's or the
@@ -118,13 +169,27 @@ impl Ledger {
         }
         match self.journal.commit() {
             Ok(()) => {
+                self.replicate();
                 self.note_syncs();
+                self.wait_briefly_for_the_stream();
                 true
             }
             Err(error) => {
                 tracing::error!(%error, "stopping: the journal cannot be written");
                 self.failed = Some(error);
                 false
+            }
+        }
+    }
+
+    /// With replication behind, waits up to a millisecond for its acknowledgement: the loop
+    /// calls `commit` when it has nothing but replies to show, and would spin on it otherwise.
+    fn wait_briefly_for_the_stream(&self) {
+        if let Some((replication, ..)) = &self.replication {
+            let started = Instant::now();
+            while replication.is_behind() && started.elapsed() < std::time::Duration::from_millis(1)
+            {
+                std::thread::sleep(std::time::Duration::from_micros(50));
             }
         }
     }

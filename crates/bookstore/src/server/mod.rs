@@ -12,6 +12,7 @@ mod ledger;
 pub mod name_lock;
 mod outbox;
 mod publish;
+mod replication;
 mod sessions;
 mod snapshots;
 pub mod store;
@@ -31,6 +32,7 @@ use publish::ViewSchedule;
 use sessions::{Popped, Sessions, SlotChange};
 
 pub use name_lock::{NameLock, NameLockError};
+pub use replication::{OutgoingBatch, Replication};
 pub use store::{
     checked_geometry, create_store, live_market, NoLiveMarket, StartError, StoreGuard, StoreSpec,
 };
@@ -203,6 +205,15 @@ impl<'s> Market<'s> {
             snapshots,
             observer: None,
         }
+    }
+
+    /// Shows no reply before `replication` acknowledged its batch too (`--durability
+    /// replicated`); the stream ends at `handed` (a journal-wide end and its record count, as
+    /// the journal gives them: `Journal::opened_at` or its committed end), and the records
+    /// after it are published first.
+    pub fn replicate_to(mut self, replication: Box<dyn Replication>, handed: (u64, u64)) -> Self {
+        self.ledger.replicate_to(replication, handed);
+        self
     }
 
     /// Calls `observer` with each [`MarketEvent`]. Without one, trades are not even copied.

@@ -1,0 +1,70 @@
+//! `--durability replicated` with real processes: a market publishing its journal's batches to
+//! a three-node JetStream cluster on loopback ports, started and stopped by the test (skipped,
+//! saying so, where no `nats-server` is installed: `.ci/run` installs one).
+
+mod common;
+
+use std::time::Duration;
+
+use bookstore_replication::local_cluster::{server_binary, LocalCluster};
+use bookstore_replication::{read_stream, StreamConfig};
+use common::*;
+
+#[test]
+fn a_replicated_market_answers_only_what_a_majority_of_the_cluster_stored() {
+    let Some(binary) = server_binary() else {
+        eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
+        return;
+    };
+    let mut cluster = LocalCluster::start(&binary, 3, "market");
+    let urls = cluster.urls().join(",");
+    let replicated = ["--durability", "replicated", "--nats", urls.as_str()];
+    let mut market = Market::start("replicated", &replicated);
+    let out = market.client("seller", &["sell", "Dune", "--price", "5", "--qty", "3"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // One node of three lost: a majority still stores every batch, the market still answers.
+    cluster.nodes[2].kill();
+    let out = market.client("buyer", &["buy", "Dune", "--max-price", "5"]);
+    assert!(stdout(&out).contains("trade #1"), "{}", stderr(&out));
+
+    // Two lost: no majority. The order is applied, but its reply waits...
+    cluster.nodes[1].kill();
+    let waiting = market.spawn_client("seller", &["--wait", "60", "sell", "Emma", "--price", "3"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        waiting_still(&waiting),
+        "the seller heard back with no majority to store its listing"
+    );
+    // ...until a node comes back.
+    cluster.nodes[1].restart();
+    let out = waiting.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("listed"), "{}", stdout(&out));
+    market.stop_for_restart();
+
+    // The stream holds the journal's records exactly: the same bytes, in order, once.
+    let config = StreamConfig {
+        servers: cluster.urls(),
+        stream: market.name[1..].to_owned(),
+        replicas: 3,
+    };
+    let stored = read_stream(&config, Duration::from_secs(30)).unwrap();
+    let streamed: Vec<u8> = stored.iter().flat_map(|s| s.bytes.clone()).collect();
+    let journal = std::fs::read(journal_path(&market.name)).unwrap();
+    let header = bookstore::journal::format::FILE_HEADER_LEN;
+    assert_eq!(streamed, journal[header..], "stream and journal agree");
+    assert_eq!(stored[0].first_command, 0);
+
+    // A new market finds the stream where its journal ends, and carries on.
+    market.restart(&replicated);
+    let out = market.client("buyer", &["buy", "Emma", "--max-price", "3"]);
+    assert!(stdout(&out).contains("trade #2"), "{}", stderr(&out));
+    market.stop();
+}
+
+fn waiting_still(child: &std::process::Child) -> bool {
+    // A zero-timeout wait through /proc: the child is ours and not reaped until it exits.
+    let status = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
+    !status.is_empty() && !status.contains(") Z ")
+}
