@@ -60,6 +60,9 @@ struct Report {
     engine_ops_per_sec: f64,
     /// A restart after a long history (`--restart-history`; absent with 0).
     restart: Option<restart::RestartFigures>,
+    /// `--durability replicated` against a 3-node JetStream cluster on loopback (absent
+    /// without a `nats-server`).
+    replicated: Option<replicated::ReplicatedFigures>,
 }
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -213,9 +216,21 @@ struct BenchMarket {
     _journal: ScratchJournal,
 }
 
-fn start_market(name: &ShmName, spin_us: u64, durability: &str) -> BenchResult<BenchMarket> {
+/// A fresh market journaling with `durability` (and `extra` arguments, such as `--nats`).
+fn start_market(
+    name: &ShmName,
+    spin_us: u64,
+    durability: &str,
+    extra: &[&str],
+) -> BenchResult<BenchMarket> {
     let journal = ScratchJournal::for_store(name)?;
-    spawn_market(name, spin_us, durability, journal, &["--fresh"])
+    spawn_market(
+        name,
+        spin_us,
+        durability,
+        journal,
+        &[&["--fresh"], extra].concat(),
+    )
 }
 
 /// A market of capacity 100,000 over `journal` (removed when the market is dropped).
@@ -254,11 +269,17 @@ fn stop_market(mut market: BenchMarket) -> BenchResult<()> {
     Ok(())
 }
 
-/// Buy-that-fills round trips against a market in spin (`spin_us` large) or park (`0`) mode.
-fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Histogram<u64>> {
+/// Buy-that-fills round trips against a market in spin (`spin_us` large) or park (`0`) mode,
+/// journaling with `durability` (`none` for the IPC rows: they measure the IPC path, not the
+/// disk) and `extra` arguments.
+fn market_rtt(
+    n: u32,
+    spin_us: u64,
+    durability: &str,
+    extra: &[&str],
+) -> BenchResult<Histogram<u64>> {
     let name = unique_name(if spin_us == 0 { "park" } else { "spin" });
-    // Durability `none`: these rows measure the IPC path, not the disk.
-    let market = start_market(&name, spin_us, "none")?;
+    let market = start_market(&name, spin_us, durability, extra)?;
     let result = (|| {
         let store = open_store(&name, Duration::from_secs(10))?;
         let mut client = Client::attach(&store, ClientRole::Bench, Duration::from_micros(spin_us))?;
@@ -313,10 +334,10 @@ fn market_rtt(n: u32, spin_us: u64) -> BenchResult<Histogram<u64>> {
 }
 
 /// One seller process and one buyer process, each pipelining `orders` orders, against a
-/// market journaling with `durability`.
-fn end_to_end_orders_per_sec(orders: u32, durability: &str) -> BenchResult<f64> {
+/// market journaling with `durability` (and `extra` arguments).
+fn end_to_end_orders_per_sec(orders: u32, durability: &str, extra: &[&str]) -> BenchResult<f64> {
     let name = unique_name("throughput");
-    let market = start_market(&name, 1_000_000, durability)?;
+    let market = start_market(&name, 1_000_000, durability, extra)?;
     let result = (|| {
         let command = |kind: &str| -> BenchResult<Command> {
             let mut c = peer_command(kind)?;
@@ -417,7 +438,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     progress("Unix-socket ping-pong");
     let uds_h = uds(n)?;
     progress("market round trips, spin mode");
-    let spin_h = market_rtt(n, 1_000_000)?;
+    let spin_h = market_rtt(n, 1_000_000, "none", &[])?;
     let iceoryx2_rtt_ns = match &args.iceoryx2 {
         Some(peer) => {
             progress("iceoryx2 request-response round trips (64-byte payload, both busy-polling)");
@@ -426,11 +447,11 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         None => None,
     };
     progress("market round trips, park mode");
-    let park_h = market_rtt(n, 0)?;
+    let park_h = market_rtt(n, 0, "none", &[])?;
     progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
-    let orders_per_sec = end_to_end_orders_per_sec(args.orders, "none")?;
+    let orders_per_sec = end_to_end_orders_per_sec(args.orders, "none", &[])?;
     progress("end-to-end orders/s, journal fsynced once per batch (the default)");
-    let orders_per_sec_fsync = end_to_end_orders_per_sec(args.orders, "batch")?;
+    let orders_per_sec_fsync = end_to_end_orders_per_sec(args.orders, "batch", &[])?;
     progress("the engine alone");
     let engine_ops_per_sec = engine_ops_per_sec(args.orders)?;
     let restart = match args.restart_history {
@@ -442,6 +463,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
             Some(restart::restart_after_history(n)?)
         }
     };
+    let replicated = replicated::measure(n, args.orders, &progress)?;
     let report = Report {
         machine: machine(),
         round_trips: n,
@@ -456,6 +478,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         orders_per_sec_fsync,
         engine_ops_per_sec,
         restart,
+        replicated,
     };
     if let Some(path) = &args.plot {
         use crate::bench_plot::{LatencyRow, Throughput};
@@ -493,6 +516,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
 }
 
 mod peer;
+mod replicated;
 mod restart;
 mod table;
 pub use peer::{peer, PeerArgs};

@@ -70,6 +70,17 @@ pub(super) fn table(r: &Report) -> String {
             restart.journal_bytes_on_disk as f64 / 1e6
         );
     }
+    if let Some(rep) = &r.replicated {
+        s += &format!(
+            "{:<40} {:>12.0} ({:.2}× the unsynced rate; round trip p50 {} ns, p99 {} ns over {})\n",
+            "replicated to 3 JetStream servers",
+            rep.orders_per_sec,
+            rep.orders_per_sec / r.orders_per_sec,
+            rep.rtt_ns.p50,
+            rep.rtt_ns.p99,
+            rep.round_trips
+        );
+    }
     s += "\nratios against the targets (see README, \"Performance\")\n";
     let ratio = |a: u64, b: u64| a as f64 / b.max(1) as f64;
     let against_iceoryx2 = r.iceoryx2_rtt_ns.map(|ice| {
