@@ -63,10 +63,7 @@ pub fn start(
     }
     let now = (journal.stage_mark(), journal.committed_records());
     let opened = journal.opened_at();
-    // Everything up to the start point counts as acknowledged.
-    let probe = Replicator::start(config, 0, CONNECT_WAIT)?;
-    let stream_end = probe.stream_commands();
-    drop(probe);
+    let stream_end = bookstore_replication::stream_commands(config, CONNECT_WAIT)?;
     let handed = [now, opened]
         .into_iter()
         .find(|&(_, records)| records == stream_end)
@@ -75,6 +72,7 @@ pub fn start(
             stream_end,
             journal_end: now.1,
         })?;
+    // Everything up to the start point counts as acknowledged.
     let replicator = Replicator::start(config, handed.0, CONNECT_WAIT)?;
     Ok((NatsReplication(replicator), handed))
 }

@@ -115,10 +115,7 @@ impl Replicator {
         acked: u64,
         timeout: Duration,
     ) -> Result<Self, ReplicationError> {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(ReplicationError::Thread)?;
+        let runtime = runtime()?;
         let (context, last_sequence, stream_commands) = runtime.block_on(async {
             let (context, last) = connect(config, timeout).await?;
             let commands = stream_end(&context, config, last).await?;
@@ -245,15 +242,20 @@ async fn connect(
         num_replicas: config.replicas,
         ..Default::default()
     };
-    let mut stream = tokio::time::timeout(timeout, context.get_or_create_stream(wanted))
-        .await
-        .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
-        .map_err(|e| stream_error(e.to_string()))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    Ok((context, info.state.last_sequence))
+    let last_sequence = retrying(timeout, || async {
+        let mut stream =
+            tokio::time::timeout(timeout, context.get_or_create_stream(wanted.clone()))
+                .await
+                .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
+                .map_err(|e| stream_error(e.to_string()))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| stream_error(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    })
+    .await?;
+    Ok((context, last_sequence))
 }
 
 /// The command number after the last record the stream holds (0 for an empty stream), from
@@ -266,6 +268,16 @@ async fn stream_end(
     if last_sequence == 0 {
         return Ok(0);
     }
+    let last = retrying(STREAM_WAIT, || message_at(context, config, last_sequence)).await?;
+    Ok(last.first_command + last.commands)
+}
+
+/// Message `sequence` of the stream, its headers checked.
+async fn message_at(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    sequence: u64,
+) -> Result<StoredBatch, ReplicationError> {
     let stream_error = |why: String| ReplicationError::Stream {
         stream: config.stream.clone(),
         why,
@@ -275,9 +287,9 @@ async fn stream_end(
         .await
         .map_err(|e| stream_error(e.to_string()))?;
     let message = stream
-        .get_raw_message(last_sequence)
+        .get_raw_message(sequence)
         .await
-        .map_err(|e| stream_error(format!("message {last_sequence}: {e}")))?;
+        .map_err(|e| stream_error(format!("message {sequence}: {e}")))?;
     let header = |name: &str| -> Result<u64, ReplicationError> {
         message
             .headers
@@ -285,11 +297,44 @@ async fn stream_end(
             .and_then(|v| v.as_str().parse().ok())
             .ok_or_else(|| {
                 stream_error(format!(
-                    "message {last_sequence}: no {name} header: not a bookstore stream"
+                    "message {sequence}: no valid {name} header: not a bookstore stream"
                 ))
             })
     };
-    Ok(header(FIRST_COMMAND_HEADER)? + header(COMMANDS_HEADER)?)
+    Ok(StoredBatch {
+        sequence,
+        first_command: header(FIRST_COMMAND_HEADER)?,
+        commands: header(COMMANDS_HEADER)?,
+        bytes: message.payload.to_vec(),
+    })
+}
+
+/// `attempt`, again every 200 ms while it fails with a stream error (JetStream answers 503
+/// "temporarily unavailable" while a cluster elects its leaders), until `timeout`.
+async fn retrying<T, Fut>(
+    timeout: Duration,
+    mut attempt: impl FnMut() -> Fut,
+) -> Result<T, ReplicationError>
+where
+    Fut: std::future::Future<Output = Result<T, ReplicationError>>,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match attempt().await {
+            Err(ReplicationError::Stream { .. }) if started.elapsed() < timeout => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// A runtime for one blocking call from a synchronous caller.
+fn runtime() -> Result<tokio::runtime::Runtime, ReplicationError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ReplicationError::Thread)
 }
 
 /// The thread's side: publishes batches in order, one message per group.
@@ -301,6 +346,9 @@ struct Publisher {
     last_sequence: u64,
     shared: Arc<Shared>,
 }
+
+/// How long a start waits out a stream that is temporarily unavailable.
+const STREAM_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a publish waits for its acknowledgement before it is sent again.
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -394,11 +442,21 @@ impl Publisher {
     }
 }
 
+/// The command number after the last record the stream `config` names holds (0 when it is
+/// empty or new; it is created if missing): where a market's first batch must start.
+pub fn stream_commands(config: &StreamConfig, timeout: Duration) -> Result<u64, ReplicationError> {
+    runtime()?.block_on(async {
+        let (context, last) = connect(config, timeout).await?;
+        stream_end(&context, config, last).await
+    })
+}
+
 /// One message of the stream, as [`read_stream`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBatch {
     pub sequence: u64,
     pub first_command: u64,
+    pub commands: u64,
     pub bytes: Vec<u8>,
 }
 
@@ -408,40 +466,11 @@ pub fn read_stream(
     config: &StreamConfig,
     timeout: Duration,
 ) -> Result<Vec<StoredBatch>, ReplicationError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ReplicationError::Thread)?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let (context, last) = connect(config, timeout).await?;
-        let stream_error = |why: String| ReplicationError::Stream {
-            stream: config.stream.clone(),
-            why,
-        };
-        let stream = context
-            .get_stream(&config.stream)
-            .await
-            .map_err(|e| stream_error(e.to_string()))?;
         let mut batches = Vec::new();
         for sequence in 1..=last {
-            let message = stream
-                .get_raw_message(sequence)
-                .await
-                .map_err(|e| stream_error(format!("message {sequence}: {e}")))?;
-            let first_command = message
-                .headers
-                .get(FIRST_COMMAND_HEADER)
-                .and_then(|v| v.as_str().parse().ok())
-                .ok_or_else(|| {
-                    stream_error(format!(
-                        "message {sequence}: no {FIRST_COMMAND_HEADER} header"
-                    ))
-                })?;
-            batches.push(StoredBatch {
-                sequence,
-                first_command,
-                bytes: message.payload.to_vec(),
-            });
+            batches.push(retrying(timeout, || message_at(&context, config, sequence)).await?);
         }
         Ok(batches)
     })
@@ -450,11 +479,7 @@ pub fn read_stream(
 /// Creates and deletes a probe stream `config` names: whether JetStream answers with as many
 /// replicas as asked (for [`local_cluster`], to know a new cluster is ready).
 pub(crate) fn probe(config: &StreamConfig, timeout: Duration) -> Result<(), ReplicationError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ReplicationError::Thread)?;
-    runtime.block_on(async {
+    runtime()?.block_on(async {
         let (context, _) = connect(config, timeout).await?;
         context
             .delete_stream(&config.stream)
