@@ -74,5 +74,14 @@ pub fn start(
         })?;
     // Everything up to the start point counts as acknowledged.
     let replicator = Replicator::start(config, handed.0, CONNECT_WAIT)?;
+    // Another writer appended between the two looks: refused the same way (and it would
+    // have been fenced at its first publish anyway).
+    if replicator.stream_commands() != stream_end {
+        return Err(StartReplicationError::Disagree {
+            stream: config.stream.clone(),
+            stream_end: replicator.stream_commands(),
+            journal_end: now.1,
+        });
+    }
     Ok((NatsReplication(replicator), handed))
 }
