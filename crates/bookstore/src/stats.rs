@@ -59,6 +59,9 @@ impl WarningKind {
 
 const _: () = assert!(WarningKind::ALL.len() <= WARNING_KINDS);
 
+/// A replicated market's durability as a word in the object (its local journal's is `none`).
+pub const REPLICATED_DURABILITY: u64 = 4;
+
 /// The journal's durability as a word in the object, and back.
 pub fn durability_code(durability: crate::journal::Durability) -> u64 {
     use crate::journal::Durability::*;
@@ -74,6 +77,7 @@ fn durability_name(code: u64) -> &'static str {
         1 => "none",
         2 => "batch",
         3 => "always",
+        REPLICATED_DURABILITY => "replicated",
         _ => "unknown",
     }
 }

@@ -20,6 +20,14 @@ fn a_replicated_market_answers_only_what_a_majority_of_the_cluster_stored() {
     let urls = cluster.urls().join(",");
     let replicated = ["--durability", "replicated", "--nats", urls.as_str()];
     let mut market = Market::start("replicated", &replicated);
+    let shown = eventually(Duration::from_secs(5), || {
+        market.inspect()["stats"]["durability"] == "replicated"
+    });
+    assert!(
+        shown,
+        "inspect says how it is durable: {:#}",
+        market.inspect()
+    );
     let out = market.client("seller", &["sell", "Dune", "--price", "5", "--qty", "3"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 

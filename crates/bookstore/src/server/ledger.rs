@@ -198,7 +198,10 @@ impl Ledger {
     /// milliseconds.
     pub(super) fn journal_facts(&self, wall_ms_at: impl Fn(Instant) -> u64) -> JournalFacts {
         JournalFacts {
-            durability: durability_code(self.journal.durability()),
+            durability: match self.replication {
+                Some(_) => crate::stats::REPLICATED_DURABILITY,
+                None => durability_code(self.journal.durability()),
+            },
             bytes: self.journal.len_bytes(),
             syncs: self.journal.syncs(),
             last_sync_at_ms: self.last_sync.map_or(0, wall_ms_at),
