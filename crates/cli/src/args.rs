@@ -323,6 +323,12 @@ pub struct JournalArgs {
     /// Replay only the first N records: the store as it was after command N.
     #[arg(long, value_name = "N")]
     pub upto: Option<u64>,
+    /// Read the replicated stream NAME (of `market --durability replicated`) instead of the journal file: every message checked, in order.
+    #[arg(long, value_name = "NAME", requires = "nats")]
+    pub stream: Option<String>,
+    /// NATS servers for --stream (comma-separated URLs).
+    #[arg(long, value_name = "URL[,URL…]", value_delimiter = ',')]
+    pub nats: Vec<String>,
 }
 
 #[derive(Args, Debug)]

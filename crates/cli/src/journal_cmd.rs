@@ -97,7 +97,11 @@ pub fn run(args: JournalArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let chain = match read_segments(&path) {
+    let read = match &args.stream {
+        Some(stream) => read_stream(&args.nats, stream),
+        None => read_segments(&path),
+    };
+    let chain = match read {
         Ok(chain) => chain,
         Err(message) => {
             eprintln!("bookstore journal: {message}");
@@ -123,7 +127,9 @@ pub fn run(args: JournalArgs) -> Exit {
     }
     let upto = args.upto.map_or(total, |n| n.min(total));
     let capacity = report.capacity.unwrap_or(1);
-    report.snapshots = snapshots_of(&path, capacity, earliest..=total);
+    if args.stream.is_none() {
+        report.snapshots = snapshots_of(&path, capacity, earliest..=total);
+    }
     for segment in &chain {
         if args.records && !args.json {
             println!(
@@ -236,6 +242,70 @@ fn read_segments(path: &Path) -> Result<Vec<segments::SegmentScan>, String> {
         .map_err(|e| format!("journal {}: cannot list its segments: {e}", path.display()))?;
     let earliest = sealed.first().map_or(live.first, |s| s.0);
     segments::read_chain(path, live, earliest, true).map_err(|e| e.to_string())
+}
+
+/// The records of the replicated stream `stream` (`--durability replicated`) as one segment:
+/// every message's records checked and decoded, each message starting where the one before
+/// ended, every one of the same capacity; or what is wrong, naming the message.
+fn read_stream(servers: &[String], stream: &str) -> Result<Vec<segments::SegmentScan>, String> {
+    use bookstore_replication::{read_stream, StreamConfig};
+    if servers.is_empty() {
+        return Err("--stream needs --nats URL[,URL…]".into());
+    }
+    let config = StreamConfig {
+        servers: servers.to_vec(),
+        stream: stream.to_owned(),
+        replicas: 1,
+        capacity: 0,
+    };
+    let messages =
+        read_stream(&config, std::time::Duration::from_secs(10)).map_err(|e| e.to_string())?;
+    let capacity = messages.first().map_or(1, |m| m.capacity);
+    let mut entries = Vec::new();
+    let mut size = 0;
+    for message in &messages {
+        let at =
+            |problem: String| format!("stream {stream}, message {}: {problem}", message.sequence);
+        if message.first_command != entries.len() as u64 {
+            return Err(at(format!(
+                "starts at command {}, the messages before end at {}",
+                message.first_command,
+                entries.len()
+            )));
+        }
+        if message.capacity != capacity {
+            return Err(at(format!("capacity {}, not {capacity}", message.capacity)));
+        }
+        let mut image = format::FileHeader::new(capacity, message.first_command)
+            .encode()
+            .to_vec();
+        image.extend_from_slice(&message.bytes);
+        let scan = format::scan(&image).map_err(|e| at(e.to_string()))?;
+        if scan.torn.is_some() || scan.entries.len() as u64 != message.commands {
+            return Err(at(format!(
+                "holds {} whole records, its header says {}",
+                scan.entries.len(),
+                message.commands
+            )));
+        }
+        entries.extend(scan.entries);
+        size += message.bytes.len() as u64;
+    }
+    let valid_len = size;
+    Ok(vec![segments::SegmentScan {
+        path: format!("stream {stream} ({} messages)", messages.len()).into(),
+        first: 0,
+        scan: format::Scan {
+            header: Some(format::FileHeader::new(capacity, 0)),
+            skipped: 0,
+            entries,
+            valid_len,
+            torn: None,
+        },
+        bytes: Vec::new(),
+        size,
+        live: true,
+    }])
 }
 
 /// The store a replay up to command `upto` starts from, and its command number: empty at 0

@@ -123,6 +123,7 @@ pub fn run(args: MarketArgs) -> Exit {
                     .clone()
                     .unwrap_or_else(|| name.file_name().to_owned()),
                 replicas: args.replicas.into(),
+                capacity: recovery.capacity,
             };
             match crate::replicated::start(&config, &journal) {
                 Ok((replication, handed)) => {

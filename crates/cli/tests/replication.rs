@@ -56,6 +56,7 @@ fn a_replicated_market_answers_only_what_a_majority_of_the_cluster_stored() {
         servers: cluster.urls(),
         stream: market.name[1..].to_owned(),
         replicas: 3,
+        capacity: 0,
     };
     let stored = read_stream(&config, Duration::from_secs(30)).unwrap();
     let streamed: Vec<u8> = stored.iter().flat_map(|s| s.bytes.clone()).collect();
@@ -63,6 +64,32 @@ fn a_replicated_market_answers_only_what_a_majority_of_the_cluster_stored() {
     let header = bookstore::journal::format::FILE_HEADER_LEN;
     assert_eq!(streamed, journal[header..], "stream and journal agree");
     assert_eq!(stored[0].first_command, 0);
+    // `bookstore journal` replays the stream to the store the journal replays to.
+    let report = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["journal", "--json"];
+        all.extend_from_slice(args);
+        let out = run(&all);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let from_journal = report(&["--name", &market.name]);
+    let from_stream = report(&["--nats", &urls, "--stream", &config.stream]);
+    for field in [
+        "records",
+        "books_on_shelf",
+        "trades_total",
+        "next_trade_id",
+        "capacity",
+    ] {
+        assert_eq!(from_stream[field], from_journal[field], "{field}");
+    }
+    let out = run(&["journal", "--nats", &urls, "--stream", "no-such-stream"]);
+    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("there is no stream no-such-stream"),
+        "{}",
+        stderr(&out)
+    );
 
     // A new market finds the stream where its journal ends, and carries on.
     market.restart(&replicated);

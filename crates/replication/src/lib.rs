@@ -30,6 +30,8 @@ pub mod local_cluster;
 pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
 /// The header holding how many records a message carries.
 pub const COMMANDS_HEADER: &str = "Bookstore-Commands";
+/// The header holding the store's capacity.
+pub const CAPACITY_HEADER: &str = "Bookstore-Capacity";
 
 /// Where the stream is and what it is called.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,8 @@ pub struct StreamConfig {
     pub stream: String,
     /// Replicas of a stream this creates (an existing stream keeps its own).
     pub replicas: usize,
+    /// The store's capacity, carried in every message (a replay needs it); 0 for a reader.
+    pub capacity: u32,
 }
 
 impl StreamConfig {
@@ -55,6 +59,8 @@ pub enum ReplicationError {
     Connect { servers: String, why: String },
     #[error("replication: stream {stream}: {why}")]
     Stream { stream: String, why: String },
+    #[error("replication: there is no stream {stream}")]
+    NoStream { stream: String },
     #[error("replication: stream {stream} has a writer other than this market (expected last sequence {expected}: {why}); stopping, acknowledging nothing more")]
     Fenced {
         stream: String,
@@ -117,7 +123,7 @@ impl Replicator {
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
         let (context, last_sequence, stream_commands) = runtime.block_on(async {
-            let (context, last) = connect(config, timeout).await?;
+            let (context, last) = connect(config, timeout, Missing::Create).await?;
             let commands = stream_end(&context, config, last).await?;
             Ok::<_, ReplicationError>((context, last, commands))
         })?;
@@ -130,6 +136,7 @@ impl Replicator {
         let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
         let theirs = shared.clone();
         let (stream, subject) = (config.stream.clone(), config.subject());
+        let capacity = config.capacity;
         let thread = std::thread::Builder::new()
             .name("replicate".into())
             .spawn(move || {
@@ -137,6 +144,7 @@ impl Replicator {
                     context,
                     stream,
                     subject,
+                    capacity,
                     last_sequence,
                     shared: theirs,
                 };
@@ -209,10 +217,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Connects and makes sure the stream exists; returns its last sequence.
+/// Whether [`connect`] creates a stream that does not exist (a writer) or refuses (a reader).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    Create,
+    Refuse,
+}
+
+/// Connects and finds the stream (creating it if asked); returns its last sequence.
 async fn connect(
     config: &StreamConfig,
     timeout: Duration,
+    missing: Missing,
 ) -> Result<(jetstream::Context, u64), ReplicationError> {
     let servers = config.servers.join(",");
     let client = async_nats::ConnectOptions::new()
@@ -244,10 +260,27 @@ async fn connect(
     };
     let last_sequence = retrying(timeout, || async {
         let mut stream =
-            tokio::time::timeout(timeout, context.get_or_create_stream(wanted.clone()))
-                .await
-                .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
-                .map_err(|e| stream_error(e.to_string()))?;
+            match missing {
+                Missing::Create => {
+                    tokio::time::timeout(timeout, context.get_or_create_stream(wanted.clone()))
+                        .await
+                        .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
+                        .map_err(|e| stream_error(e.to_string()))?
+                }
+                Missing::Refuse => context
+                    .get_stream(&config.stream)
+                    .await
+                    .map_err(|e| match e.kind() {
+                        jetstream::context::GetStreamErrorKind::JetStream(js)
+                            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                        {
+                            ReplicationError::NoStream {
+                                stream: config.stream.clone(),
+                            }
+                        }
+                        _ => stream_error(e.to_string()),
+                    })?,
+            };
         let info = stream
             .info()
             .await
@@ -305,6 +338,8 @@ async fn message_at(
         sequence,
         first_command: header(FIRST_COMMAND_HEADER)?,
         commands: header(COMMANDS_HEADER)?,
+        capacity: u32::try_from(header(CAPACITY_HEADER)?)
+            .map_err(|_| stream_error(format!("message {sequence}: capacity out of range")))?,
         bytes: message.payload.to_vec(),
     })
 }
@@ -342,6 +377,7 @@ struct Publisher {
     context: jetstream::Context,
     stream: String,
     subject: String,
+    capacity: u32,
     /// The stream's last sequence, as this writer left it.
     last_sequence: u64,
     shared: Arc<Shared>,
@@ -384,7 +420,8 @@ impl Publisher {
                 .message_id(&id)
                 .expected_last_sequence(self.last_sequence)
                 .header(FIRST_COMMAND_HEADER, group.first_command.to_string())
-                .header(COMMANDS_HEADER, group.commands.to_string());
+                .header(COMMANDS_HEADER, group.commands.to_string())
+                .header(CAPACITY_HEADER, self.capacity.to_string());
             let sent = self
                 .context
                 .send_publish(self.subject.clone(), message)
@@ -446,7 +483,7 @@ impl Publisher {
 /// empty or new; it is created if missing): where a market's first batch must start.
 pub fn stream_commands(config: &StreamConfig, timeout: Duration) -> Result<u64, ReplicationError> {
     runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout).await?;
+        let (context, last) = connect(config, timeout, Missing::Create).await?;
         stream_end(&context, config, last).await
     })
 }
@@ -457,6 +494,8 @@ pub struct StoredBatch {
     pub sequence: u64,
     pub first_command: u64,
     pub commands: u64,
+    /// The store's capacity, as the writer said.
+    pub capacity: u32,
     pub bytes: Vec<u8>,
 }
 
@@ -467,7 +506,7 @@ pub fn read_stream(
     timeout: Duration,
 ) -> Result<Vec<StoredBatch>, ReplicationError> {
     runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout).await?;
+        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
         let mut batches = Vec::new();
         for sequence in 1..=last {
             batches.push(retrying(timeout, || message_at(&context, config, sequence)).await?);
@@ -480,7 +519,7 @@ pub fn read_stream(
 /// replicas as asked (for [`local_cluster`], to know a new cluster is ready).
 pub(crate) fn probe(config: &StreamConfig, timeout: Duration) -> Result<(), ReplicationError> {
     runtime()?.block_on(async {
-        let (context, _) = connect(config, timeout).await?;
+        let (context, _) = connect(config, timeout, Missing::Create).await?;
         context
             .delete_stream(&config.stream)
             .await

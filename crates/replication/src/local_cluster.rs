@@ -149,6 +149,7 @@ impl LocalCluster {
             servers: self.urls(),
             stream: "probe".into(),
             replicas: self.nodes.len(),
+            capacity: 0,
         };
         loop {
             match crate::probe(&config, Duration::from_secs(2)) {

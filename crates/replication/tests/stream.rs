@@ -19,6 +19,7 @@ fn config(cluster: &LocalCluster, stream: &str) -> StreamConfig {
         servers: cluster.urls(),
         stream: stream.into(),
         replicas: cluster.nodes.len(),
+        capacity: 100,
     }
 }
 
