@@ -108,11 +108,6 @@ impl Follower {
         })
     }
 
-    /// The command number the follower's store is at.
-    pub fn commands(&self) -> u64 {
-        self.commands
-    }
-
     /// Reads and applies the records up to command `target` (which the market has
     /// committed), moving on to the next segment where one ends.
     pub fn catch_up(&mut self, target: u64) -> Result<(), FollowError> {

@@ -107,11 +107,6 @@ impl SegmentScan {
     pub fn end(&self) -> u64 {
         self.first + self.scan.records()
     }
-
-    /// The command number of `scan.entries[0]` (records before it were not decoded).
-    pub fn first_decoded(&self) -> u64 {
-        self.first + self.scan.skipped
-    }
 }
 
 /// Why the chain of segments cannot be read.

@@ -89,8 +89,6 @@ struct Shared {
     /// Journal offset up to which the stream has acknowledged. Written by the thread (release,
     /// after the acknowledgement), read by the loop (acquire) before it shows replies.
     acked: AtomicU64,
-    /// Messages acknowledged, for watchers.
-    messages: AtomicU64,
     /// The error that stopped the thread.
     failure: Mutex<Option<ReplicationError>>,
     /// Set (release) by the handle's drop: publish what is left, but give up waiting for an
@@ -129,7 +127,6 @@ impl Replicator {
         })?;
         let shared = Arc::new(Shared {
             acked: AtomicU64::new(acked),
-            messages: AtomicU64::new(0),
             failure: Mutex::new(None),
             stopping: std::sync::atomic::AtomicBool::new(false),
         });
@@ -185,12 +182,6 @@ impl Replicator {
     /// Whether batches were handed over that the stream has not acknowledged yet.
     pub fn is_behind(&self) -> bool {
         self.acked() < self.handed
-    }
-
-    /// Messages the stream acknowledged.
-    pub fn messages(&self) -> u64 {
-        // Relaxed: a count for watchers.
-        self.shared.messages.load(Ordering::Relaxed)
     }
 
     /// The error that stopped the thread, once.
@@ -436,9 +427,7 @@ impl Publisher {
             match acked {
                 Ok(Ok(ack)) => {
                     self.last_sequence = ack.sequence;
-                    // Relaxed: a count for watchers. Release: whoever acquires `acked` acts
-                    // after the stream stored the batch.
-                    self.shared.messages.fetch_add(1, Ordering::Relaxed);
+                    // Release: whoever acquires `acked` acts after the stream stored the batch.
                     self.shared.acked.store(group.end, Ordering::Release);
                     if let Some(since) = waiting_since {
                         tracing::warn!(

@@ -32,7 +32,6 @@ fn free_port() -> u16 {
 /// One `nats-server` process of a [`LocalCluster`].
 pub struct Node {
     pub client_port: u16,
-    cluster_port: u16,
     store: PathBuf,
     process: Option<Child>,
     args: Vec<String>,
@@ -67,10 +66,6 @@ impl Node {
     pub fn restart(&mut self) {
         assert!(self.process.is_none(), "the node still runs");
         self.start();
-    }
-
-    pub fn is_running(&self) -> bool {
-        self.process.is_some()
     }
 }
 
@@ -121,7 +116,6 @@ impl LocalCluster {
                 }
                 Node {
                     client_port,
-                    cluster_port,
                     store,
                     process: None,
                     args,
@@ -177,11 +171,6 @@ impl LocalCluster {
                 Err(_) => std::thread::sleep(Duration::from_millis(200)),
             }
         }
-    }
-
-    /// The cluster port of node `i` (for its log lines).
-    pub fn cluster_port(&self, i: usize) -> u16 {
-        self.nodes[i].cluster_port
     }
 }
 
