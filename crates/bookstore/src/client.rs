@@ -65,45 +65,78 @@ pub enum ClientError {
 
 /// Opens `name`, waiting up to `wait` for a market to create it and become ready.
 pub fn open_store(name: &ShmName, wait: Duration) -> Result<SharedStore, ConnectError> {
+    open_any_store(std::slice::from_ref(name), wait)
+}
+
+/// Opens the first of `names` (a market's, then its standbys') whose market is ready,
+/// looking at each in turn for up to `wait`: a client whose market is gone goes on with the
+/// standby that took over. Errors are the first name's.
+pub fn open_any_store(names: &[ShmName], wait: Duration) -> Result<SharedStore, ConnectError> {
     let started = Instant::now();
     loop {
-        let attempt = SharedStore::open(name);
-        let retry_reason = match attempt {
-            Ok(store) => {
-                let h = store.header();
-                // The state is acquired before the identity it publishes (`MarketIdentity`).
-                let seen = h.identity().read();
-                let market = ProcessId {
-                    pid: seen.pid,
-                    start_time: seen.start_time,
-                };
-                let ready = seen.state() == Some(StoreState::Ready);
-                match ProcessHandle::open(market) {
-                    Ok(_) if ready => return Ok(store),
-                    Ok(_) => None,
-                    Err(_) => Some(ConnectError::MarketGone {
-                        name: name.clone(),
-                        pid: market.pid,
-                    }),
-                }
+        let mut first_reason = None;
+        for (i, name) in names.iter().enumerate() {
+            match try_open(name) {
+                Ok(Some(store)) => return Ok(store),
+                Ok(None) => {}
+                Err(Retry(reason)) if i == 0 => first_reason = reason,
+                Err(Retry(_)) => {}
+                Err(Fail(e)) if i == 0 => return Err(e),
+                // A standby's store that cannot be opened is not this client's problem.
+                Err(Fail(_)) => {}
             }
-            Err(OpenStoreError::Open(shm::OpenError::NotFound(_))) => None,
-            // A market mid-creation has a short or blank header for a moment (another user's
-            // too: then it is untrusted until its header names its live market).
-            Err(
-                e @ (OpenStoreError::Header { .. }
-                | OpenStoreError::Untrusted { .. }
-                | OpenStoreError::Open(shm::OpenError::TooSmall { .. })),
-            ) => Some(ConnectError::Open(e)),
-            Err(e) => return Err(e.into()),
-        };
+        }
         if started.elapsed() >= wait {
-            return Err(retry_reason.unwrap_or(ConnectError::NoMarket {
-                name: name.clone(),
+            return Err(first_reason.unwrap_or(ConnectError::NoMarket {
+                name: names[0].clone(),
                 waited: started.elapsed(),
             }));
         }
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Why one look at a store did not find its market ready.
+enum NotReady {
+    /// Worth another look (with what to say if the wait ends).
+    Retry(Option<ConnectError>),
+    /// Not worth another.
+    Fail(ConnectError),
+}
+use NotReady::{Fail, Retry};
+
+/// One look at `name`: its store if its market is ready; `None` while there is no object
+/// (or a standby's, or one still being made).
+fn try_open(name: &ShmName) -> Result<Option<SharedStore>, NotReady> {
+    let attempt = SharedStore::open(name);
+    match attempt {
+        Ok(store) => {
+            let h = store.header();
+            // The state is acquired before the identity it publishes (`MarketIdentity`).
+            let seen = h.identity().read();
+            let market = ProcessId {
+                pid: seen.pid,
+                start_time: seen.start_time,
+            };
+            let ready = seen.state() == Some(StoreState::Ready);
+            match ProcessHandle::open(market) {
+                Ok(_) if ready => Ok(Some(store)),
+                Ok(_) => Ok(None),
+                Err(_) => Err(Retry(Some(ConnectError::MarketGone {
+                    name: name.clone(),
+                    pid: market.pid,
+                }))),
+            }
+        }
+        Err(OpenStoreError::Open(shm::OpenError::NotFound(_))) => Ok(None),
+        // A market mid-creation has a short or blank header for a moment (another user's
+        // too: then it is untrusted until its header names its live market).
+        Err(
+            e @ (OpenStoreError::Header { .. }
+            | OpenStoreError::Untrusted { .. }
+            | OpenStoreError::Open(shm::OpenError::TooSmall { .. })),
+        ) => Err(Retry(Some(ConnectError::Open(e)))),
+        Err(e) => Err(Fail(e.into())),
     }
 }
 

@@ -41,6 +41,9 @@ pub enum Command {
     /// Create the store and serve sellers and buyers until SIGINT/SIGTERM.
     #[command(after_help = help_table())]
     Market(MarketArgs),
+    /// Follow a replicated market's stream (NATS JetStream) into a store of its own, and take over when the market's lease lapses.
+    #[command(after_help = help_table())]
+    Standby(StandbyArgs),
     /// List books for sale (one command, or line by line from stdin).
     #[command(after_help = session_help(crate::clients::SELLER_HELP))]
     Seller(SellerArgs),
@@ -82,6 +85,7 @@ impl Command {
     pub fn program(&self) -> &'static str {
         match self {
             Command::Market(_) => "market",
+            Command::Standby(_) => "standby",
             Command::Seller(_) => "seller",
             Command::Buyer(_) => "buyer",
             Command::Inspect(_) => "inspect",
@@ -110,6 +114,24 @@ pub struct MarketArgs {
     /// Most books the store holds at once [default: the journal's, or 100 for a new store].
     #[arg(long, allow_negative_numbers = true)]
     pub capacity: Option<u32>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// Stop the market running on this name (SIGTERM through a pidfd) and wait for it to exit.
+    #[arg(long)]
+    pub stop: bool,
+    /// When the journal reaches the disk: `batch` fsyncs once per loop pass, before replies; `replicated` waits instead for a NATS JetStream stream (--nats) to acknowledge each batch.
+    #[arg(long, value_enum, default_value = "batch")]
+    pub durability: DurabilityArg,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    /// Start with an empty store: the old journal is renamed aside (PATH.UNIXTIME.old), not deleted.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// How a market (or a standby once it takes over) serves its store and keeps its journal.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
     /// Client slots: how many sellers and buyers can be attached at once.
     #[arg(long, default_value_t = 64)]
     pub slots: u32,
@@ -134,27 +156,65 @@ pub struct MarketArgs {
     /// Do not print a line per trade and per client.
     #[arg(long, short)]
     pub quiet: bool,
-    /// Stop the market running on this name (SIGTERM through a pidfd) and wait for it to exit.
-    #[arg(long)]
-    pub stop: bool,
     /// The journal file [default: $XDG_STATE_HOME/bookstore/NAME.journal, or ~/.local/state/…].
     #[arg(long, value_name = "PATH")]
     pub journal: Option<std::path::PathBuf>,
-    /// When the journal reaches the disk: `batch` fsyncs once per loop pass, before replies; `replicated` waits instead for a NATS JetStream stream (--nats) to acknowledge each batch.
-    #[arg(long, value_enum, default_value = "batch")]
-    pub durability: DurabilityArg,
+}
+
+/// The replicated stream of `--durability replicated` and of a standby, and its lease.
+#[derive(Args, Debug)]
+pub struct StreamArgs {
     /// NATS servers for --durability replicated (comma-separated URLs, any of the cluster's).
     #[arg(long, value_name = "URL[,URL…]", value_delimiter = ',')]
     pub nats: Vec<String>,
     /// The JetStream stream for --durability replicated [default: the store's name without its slash].
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", value_parser = parse_stream_name)]
     pub stream: Option<String>,
-    /// Copies of a stream --durability replicated creates (an existing stream keeps its own).
+    /// Copies of a stream --durability replicated creates (an existing stream keeps its own), and of its lease.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
-    /// Start with an empty store: the old journal is renamed aside (PATH.UNIXTIME.old), not deleted.
+    /// Seconds the stream's lease lasts unrenewed: a standby takes over this long after its writer stopped renewing (the writer renews every third of it). The first market or standby to use the stream sets it.
+    #[arg(long, value_name = "SECS", default_value = "3", value_parser = parse_lease_ttl)]
+    pub lease_ttl: Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct StandbyArgs {
+    /// The standby's own store: where it publishes what it follows (`inspect` reads it), and where it serves once it takes over.
+    #[command(flatten)]
+    pub store: StoreName,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(flatten)]
+    pub stream: StreamArgs,
+    /// Set the standby's journal aside (PATH.UNIXTIME.old) and follow the stream from its start.
     #[arg(long)]
     pub fresh: bool,
+}
+
+/// A JetStream stream name as this program uses it: it also names the lease's bucket, so
+/// letters, digits, `-` and `_` only, at most 64.
+pub fn parse_stream_name(s: &str) -> Result<String, String> {
+    let valid = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "stream: {s:?} is not a name of 1 to 64 letters, digits, '-' or '_'"
+        ))
+    }
+}
+
+/// A lease TTL: 0.5 to 60 seconds (shorter would lapse under a busy machine's scheduling).
+pub fn parse_lease_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_seconds(s)?;
+    if !(Duration::from_millis(500)..=Duration::from_secs(60)).contains(&ttl) {
+        return Err(format!("lease-ttl: {s} seconds is outside 0.5..=60"));
+    }
+    Ok(ttl)
 }
 
 /// `--durability`: when the journal reaches the disk (the journal's own `Durability`, as a
@@ -190,6 +250,9 @@ pub struct ClientArgs {
     /// Seconds to wait for a market to come up before giving up, and for a reply a live market holds back (a replicated stream without its quorum; at least 5).
     #[arg(long, default_value = "5", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub wait: Duration,
+    /// The store of a standby (`bookstore standby --name NAME`) to go on with when the market is gone: while waiting, the first of the names to serve is used (repeatable).
+    #[arg(long = "standby", value_name = "NAME", value_parser = parse_name)]
+    pub standbys: Vec<ShmName>,
     /// Microseconds to spin for a reply before parking.
     #[arg(long, default_value_t = 50)]
     pub spin_us: u64,

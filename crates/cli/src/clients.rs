@@ -11,7 +11,9 @@ use crate::args::{
 };
 use crate::exit::Exit;
 use crate::session::{session, Role};
-use bookstore::client::{new_client_id, open_store, Client, ClientError, ClientRole, ConnectError};
+use bookstore::client::{
+    new_client_id, open_any_store, Client, ClientError, ClientRole, ConnectError,
+};
 use bookstore::trading::{self, BuyEnd, ListOutcome, Progress};
 use bookstore::wire::Reply;
 
@@ -35,7 +37,7 @@ pub(crate) fn attached<T>(
     loop {
         let left = args.wait.saturating_sub(since.elapsed());
         let store = if reconnecting {
-            open_store(&args.store.name, left)?
+            open_any_store(&market_names(args), left)?
         } else {
             open_announcing(args, who)?
         };
@@ -102,13 +104,22 @@ fn run_order(
     }
 }
 
-/// [`open_store`], saying at once when there is no market yet (or only the store of one that
-/// died, which the next market replaces) and it will wait for one.
+/// The market's name, then its standbys' (`--standby`): where this client may be served.
+fn market_names(args: &ClientArgs) -> Vec<shm::ShmName> {
+    std::iter::once(args.store.name.clone())
+        .chain(args.standbys.iter().cloned())
+        .collect()
+}
+
+/// [`open_any_store`] of the market's and its standbys' names, saying at once when there is no
+/// market yet (or only the store of one that died, which the next market replaces) and it
+/// will wait for one.
 pub(crate) fn open_announcing(
     args: &ClientArgs,
     role: &str,
 ) -> Result<bookstore::shared::SharedStore, ConnectError> {
-    match open_store(&args.store.name, Duration::ZERO) {
+    let names = market_names(args);
+    match open_any_store(&names, Duration::ZERO) {
         Err(ConnectError::NoMarket { .. } | ConnectError::MarketGone { .. })
             if !args.wait.is_zero() =>
         {
@@ -118,7 +129,7 @@ pub(crate) fn open_announcing(
                     args.wait, args.store.name
                 );
             }
-            open_store(&args.store.name, args.wait)
+            open_any_store(&names, args.wait)
         }
         other => other,
     }

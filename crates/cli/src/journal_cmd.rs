@@ -276,19 +276,14 @@ fn read_stream(servers: &[String], stream: &str) -> Result<Vec<segments::Segment
         if message.capacity != capacity {
             return Err(at(format!("capacity {}, not {capacity}", message.capacity)));
         }
-        let mut image = format::FileHeader::new(capacity, message.first_command)
-            .encode()
-            .to_vec();
-        image.extend_from_slice(&message.bytes);
-        let scan = format::scan(&image).map_err(|e| at(e.to_string()))?;
-        if scan.torn.is_some() || scan.entries.len() as u64 != message.commands {
-            return Err(at(format!(
-                "holds {} whole records, its header says {}",
-                scan.entries.len(),
-                message.commands
-            )));
-        }
-        entries.extend(scan.entries);
+        let records = format::batch_records(
+            capacity,
+            message.first_command,
+            &message.bytes,
+            message.commands,
+        )
+        .map_err(at)?;
+        entries.extend(records);
         size += message.bytes.len() as u64;
     }
     let valid_len = size;

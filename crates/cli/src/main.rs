@@ -18,6 +18,7 @@ mod peers;
 mod replicated;
 mod scratch;
 mod session;
+mod standby_cmd;
 mod stop_signal;
 mod threads;
 mod top;
@@ -55,6 +56,7 @@ fn man(dir: &std::path::Path) -> Exit {
 fn run(cli: Cli) -> Exit {
     match cli.command {
         Command::Market(args) => market_cmd::run(args),
+        Command::Standby(args) => standby_cmd::run(args),
         Command::Seller(args) => clients::seller(args),
         Command::Buyer(args) => clients::buyer(args),
         Command::Inspect(args) => inspect::run(args),

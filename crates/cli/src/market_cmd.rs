@@ -9,78 +9,42 @@ use engine::ClientId;
 use shm::process::{ProcessId, ProcessSignal};
 use shm::ShmName;
 
-use crate::args::{DurabilityArg, MarketArgs};
+use crate::args::{DurabilityArg, MarketArgs, ServeArgs};
 use crate::exit::Exit;
 use crate::log;
 use bookstore::journal::{
-    self, CapacityChoice, Journal, JournalOptions, OpenJournalError, Recovery, Start,
+    self, CapacityChoice, Journal, JournalOptions, OpenJournalError, Recovery,
 };
 use bookstore::server::{
     checked_geometry, create_store, live_market, LoopConfig, Market, MarketEvent, NameLock,
-    StartError, StoreGuard, StoreSpec,
+    StartError, StoreGuard, StoreSpec, Summary,
 };
 
 /// Capacity of a new store when `--capacity` is not given.
 const DEFAULT_CAPACITY: u32 = 100;
 
 pub fn run(args: MarketArgs) -> Exit {
-    let name = args.store.name;
+    let name = args.store.name.clone();
     if args.stop {
         return stop(&name);
     }
-    if args.mode.is_world_accessible() {
-        eprintln!(
-            "warning: --mode {} lets ANY local user read the store, corrupt it and pose as its clients; \
-             use 0600 (only you) or 0660 (your group) unless you really mean it",
-            args.mode
-        );
+    match serve(args) {
+        Ok(exit) | Err(exit) => exit,
     }
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let stop = match crate::stop_signal::stop_flag(&[SIGINT, SIGTERM]) {
-        Ok(stop) => stop,
-        Err(e) => {
-            eprintln!("bookstore market: cannot install a signal handler: {e}");
-            return Exit::Error;
-        }
-    };
-    let journal_path = match journal::chosen_path(args.journal.as_deref(), &name) {
-        Ok(path) => path,
-        Err(e) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::Usage;
-        }
-    };
-    let group = match &args.group {
-        None => None,
-        Some(group) => match shm::users::group_id(group) {
-            Some(gid) => Some(gid),
-            None => {
-                eprintln!("bookstore market: group: no group named {group:?} in /etc/group");
-                return Exit::Usage;
-            }
-        },
-    };
+}
+
+/// The market's life: start, serve, stop. `Err` is a start that failed (it said why).
+fn serve(args: MarketArgs) -> Result<Exit, Exit> {
+    const PROGRAM: &str = "market";
+    let name = args.store.name.clone();
+    let start = Start::prepare(PROGRAM, &name, &args.serve)?;
     // Every value is checked before anything (lock, journal or store) is touched.
     // (A journal's own capacity is checked when it is read.)
-    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.slots) {
+    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.serve.slots) {
         eprintln!("bookstore market: {e}");
-        return Exit::from(&e);
+        return Err(Exit::from(&e));
     }
-    let me = match ProcessId::current() {
-        Ok(me) => me,
-        Err(e) => {
-            eprintln!("bookstore market: cannot read this process's identity: {e}");
-            return Exit::Error;
-        }
-    };
-    // The name first: only its holder may look at, create, replace or remove the object.
-    let lock = match NameLock::acquire(&name, me) {
-        Ok(lock) => lock,
-        Err(e) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::from(&StartError::from(e));
-        }
-    };
+    let lock = start.lock_name()?;
     test_pause("after-lock");
     let options = JournalOptions {
         durability: args.durability.into(),
@@ -89,142 +53,238 @@ pub fn run(args: MarketArgs) -> Exit {
             CapacityChoice::Exactly,
         ),
         start: if args.fresh {
-            Start::Fresh
+            journal::Start::Fresh
         } else {
-            Start::Continue
+            journal::Start::Continue
         },
-        segment_bytes: args.journal_segment.0,
+        segment_bytes: args.serve.journal_segment.0,
     };
-    let (journal, recovery) = match Journal::open(&journal_path, &options) {
-        Ok(opened) => opened,
-        Err(e @ OpenJournalError::Locked { .. }) => {
-            // We hold our name, so the journal's holder serves another name with it.
-            eprintln!(
-                "bookstore market: {e} (one serving another name with the same --journal); give each store its own journal"
-            );
-            return Exit::from(&e);
-        }
-        Err(e) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::from(&e);
-        }
-    };
+    let (journal, recovery) = open_journal(PROGRAM, &start.journal_path, &options)?;
     test_pause("after-journal");
-    if !args.quiet {
+    if !args.serve.quiet {
         report_recovery(&recovery, journal.path());
     }
     // Before the store exists: a market that cannot replicate serves nobody.
     let replication = match args.durability {
         DurabilityArg::Replicated => {
-            let config = bookstore_replication::StreamConfig {
-                servers: args.nats.clone(),
-                stream: args
-                    .stream
-                    .clone()
-                    .unwrap_or_else(|| name.file_name().to_owned()),
-                replicas: args.replicas.into(),
-                capacity: recovery.capacity,
-            };
-            match crate::replicated::start(&config, &journal) {
+            let config = crate::replicated::stream_config(&args.stream, &name, recovery.capacity);
+            match crate::replicated::start(&config, args.stream.lease_ttl, &journal) {
                 Ok((replication, handed)) => {
-                    if !args.quiet {
+                    if !args.serve.quiet {
                         let held = match handed.1 {
                             0 => "empty".to_owned(),
                             n => format!("commands 0 to {}", n - 1),
                         };
                         tracing::info!(
                             target: log::TARGET,
-                            "market: replicating to stream {} on {} (it holds {held}); replies wait for its acknowledgements",
+                            "market: replicating to stream {} on {} (it holds {held}); replies wait for its acknowledgements; this market holds its lease ({:?})",
                             config.stream,
                             config.servers.join(","),
+                            args.stream.lease_ttl,
                         );
                     }
                     Some((replication, handed))
                 }
                 Err(e) => {
-                    eprintln!("bookstore market: {e}");
-                    return if matches!(e, crate::replicated::StartReplicationError::NoServers) {
-                        Exit::Usage
-                    } else {
-                        Exit::Error
+                    use crate::replicated::StartReplicationError as E;
+                    let hint = match &e {
+                        E::Replication(bookstore_replication::ReplicationError::LeaseHeld {
+                            ..
+                        }) => " (a standby that took over, or another market, writes to it: follow it with `bookstore standby` instead)",
+                        _ => "",
                     };
+                    eprintln!("bookstore market: {e}{hint}");
+                    return Err(match e {
+                        E::NoServers => Exit::Usage,
+                        E::Replication(bookstore_replication::ReplicationError::LeaseHeld {
+                            ..
+                        }) => Exit::AlreadyRunning,
+                        _ => Exit::Error,
+                    });
                 }
             }
         }
         _ => None,
     };
-    // The journal's capacity wins (it was checked against --capacity when opened).
-    let geometry = match checked_geometry(recovery.capacity, args.slots) {
-        Ok(geometry) => geometry,
-        Err(e) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::from(&e);
-        }
-    };
-    let spec = StoreSpec {
-        name: name.clone(),
-        geometry,
-        mode: args.mode,
-        group,
-    };
-    let store = match create_store(&spec, &lock, me) {
-        Ok(store) => store,
-        Err(e) => {
-            eprintln!("bookstore market: {e}");
-            return Exit::from(&e);
-        }
-    };
+    let store = start.create_store(&lock, recovery.capacity)?;
     // Removes the object on every way out of this function, panics included.
     let guard = StoreGuard::new(&store);
     test_pause("after-create");
-    if !args.quiet {
-        tracing::info!(
-            target: log::TARGET,
-            name = %name,
-            bytes = store.segment().len(),
-            mode = %args.mode,
-            pid = std::process::id(),
-            capacity = geometry.capacity,
-            slots = geometry.slot_count,
-            "market: serving {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
-            name.file_name(),
-            store.segment().len(),
-            args.mode,
-            std::process::id(),
-            geometry.capacity,
-            geometry.slot_count,
-        );
-        tracing::info!(
-            target: log::TARGET,
-            "market: stop with Ctrl-C or `bookstore market --stop --name {name}`"
-        );
-    }
-    let config = LoopConfig {
-        spin: Duration::from_micros(args.spin_us),
-        snapshot_every: args.snapshot_every,
-        keep_journal: args.keep_journal,
-    };
     let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
-    let mut market = Market::new(&store, config, journal, recovery);
+    let mut market = Market::new(&store, loop_config(&args.serve), journal, recovery);
     if let Some((replication, handed)) = replication {
         market = market.replicate_to(Box::new(replication), handed);
     }
-    if !args.quiet {
+    if !args.serve.quiet {
         market = market.observe(|event| say(&mut full_told, event));
     }
-    let summary = market.run(&stop);
+    let summary = market.run(&start.stop);
     drop(market);
     drop(guard);
     // The object is gone; now the name is free again.
     drop(lock);
+    Ok(finish(PROGRAM, &name, summary, args.serve.quiet))
+}
+
+/// What a market and a standby check and hold before they open their journal.
+pub(crate) struct Start<'a> {
+    /// `market` or `standby`, for messages.
+    program: &'static str,
+    name: &'a ShmName,
+    serve: &'a ServeArgs,
+    /// Set by SIGINT and SIGTERM.
+    pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub journal_path: std::path::PathBuf,
+    group: Option<u32>,
+    me: ProcessId,
+}
+
+impl<'a> Start<'a> {
+    /// Warns of a world-accessible mode, installs the stop signals, and checks the journal
+    /// path and the group.
+    pub(crate) fn prepare(
+        program: &'static str,
+        name: &'a ShmName,
+        serve: &'a ServeArgs,
+    ) -> Result<Self, Exit> {
+        if serve.mode.is_world_accessible() {
+            eprintln!(
+                "warning: --mode {} lets ANY local user read the store, corrupt it and pose as its clients; \
+                 use 0600 (only you) or 0660 (your group) unless you really mean it",
+                serve.mode
+            );
+        }
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let stop = crate::stop_signal::stop_flag(&[SIGINT, SIGTERM]).map_err(|e| {
+            eprintln!("bookstore {program}: cannot install a signal handler: {e}");
+            Exit::Error
+        })?;
+        let journal_path = journal::chosen_path(serve.journal.as_deref(), name).map_err(|e| {
+            eprintln!("bookstore {program}: {e}");
+            Exit::Usage
+        })?;
+        let group = match &serve.group {
+            None => None,
+            Some(group) => match shm::users::group_id(group) {
+                Some(gid) => Some(gid),
+                None => {
+                    eprintln!("bookstore {program}: group: no group named {group:?} in /etc/group");
+                    return Err(Exit::Usage);
+                }
+            },
+        };
+        let me = ProcessId::current().map_err(|e| {
+            eprintln!("bookstore {program}: cannot read this process's identity: {e}");
+            Exit::Error
+        })?;
+        Ok(Self {
+            program,
+            name,
+            serve,
+            stop,
+            journal_path,
+            group,
+            me,
+        })
+    }
+
+    /// The name first: only its holder may look at, create, replace or remove the object.
+    pub(crate) fn lock_name(&self) -> Result<NameLock, Exit> {
+        NameLock::acquire(self.name, self.me).map_err(|e| {
+            eprintln!("bookstore {}: {e}", self.program);
+            Exit::from(&StartError::from(e))
+        })
+    }
+
+    /// Creates the store of `capacity` books (the journal's) and says so.
+    pub(crate) fn create_store(
+        &self,
+        lock: &NameLock,
+        capacity: u32,
+    ) -> Result<bookstore::shared::SharedStore, Exit> {
+        let (program, name, serve) = (self.program, self.name, self.serve);
+        let geometry = checked_geometry(capacity, serve.slots).map_err(|e| {
+            eprintln!("bookstore {program}: {e}");
+            Exit::from(&e)
+        })?;
+        let spec = StoreSpec {
+            name: name.clone(),
+            geometry,
+            mode: serve.mode,
+            group: self.group,
+        };
+        let store = create_store(&spec, lock, self.me).map_err(|e| {
+            eprintln!("bookstore {program}: {e}");
+            Exit::from(&e)
+        })?;
+        if !serve.quiet {
+            tracing::info!(
+                target: log::TARGET,
+                name = %name,
+                bytes = store.segment().len(),
+                mode = %serve.mode,
+                pid = std::process::id(),
+                capacity = geometry.capacity,
+                slots = geometry.slot_count,
+                "{program}: {} {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
+                if program == "market" { "serving" } else { "publishing what it follows in" },
+                name.file_name(),
+                store.segment().len(),
+                serve.mode,
+                std::process::id(),
+                geometry.capacity,
+                geometry.slot_count,
+            );
+            tracing::info!(
+                target: log::TARGET,
+                "{program}: stop with Ctrl-C or `bookstore market --stop --name {name}`"
+            );
+        }
+        Ok(store)
+    }
+}
+
+/// Opens the journal, saying why it cannot be.
+pub(crate) fn open_journal(
+    program: &str,
+    path: &Path,
+    options: &JournalOptions,
+) -> Result<(Journal, Recovery), Exit> {
+    Journal::open(path, options).map_err(|e| {
+        match &e {
+            // We hold our name, so the journal's holder serves another name with it.
+            OpenJournalError::Locked { .. } => eprintln!(
+                "bookstore {program}: {e} (one serving another name with the same --journal); give each store its own journal"
+            ),
+            _ => eprintln!("bookstore {program}: {e}"),
+        }
+        Exit::from(&e)
+    })
+}
+
+pub(crate) fn loop_config(serve: &ServeArgs) -> LoopConfig {
+    LoopConfig {
+        spin: Duration::from_micros(serve.spin_us),
+        snapshot_every: serve.snapshot_every,
+        keep_journal: serve.keep_journal,
+    }
+}
+
+/// The exit line of a market (or a standby that took over) that stopped.
+pub(crate) fn finish(
+    program: &str,
+    name: &ShmName,
+    summary: Result<Summary, bookstore::journal::WriteJournalError>,
+    quiet: bool,
+) -> Exit {
     let summary = match summary {
         Ok(summary) => summary,
         Err(e) => {
-            eprintln!("bookstore market: stopped, acknowledging nothing more: {e}");
+            eprintln!("bookstore {program}: stopped, acknowledging nothing more: {e}");
             return Exit::Journal;
         }
     };
-    if !args.quiet {
+    if !quiet {
         tracing::info!(
             target: log::TARGET,
             requests = summary.requests,
@@ -232,7 +292,7 @@ pub fn run(args: MarketArgs) -> Exit {
             trades_this_run = summary.trades_this_run,
             trades = summary.trades,
             books_on_shelf = summary.books_on_shelf,
-            "market: stopped. This run: {} requests from {} clients, {} trades. The store in all (journal included): {} trades, {} books on the shelf. {name} removed",
+            "{program}: stopped. This run: {} requests from {} clients, {} trades. The store in all (journal included): {} trades, {} books on the shelf. {name} removed",
             summary.requests,
             summary.clients_served,
             summary.trades_this_run,
@@ -258,7 +318,7 @@ impl std::fmt::Display for Short {
     }
 }
 
-fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
+pub(crate) fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
     match event {
         MarketEvent::StoreFull { client } => {
             let now = Instant::now();
@@ -319,7 +379,7 @@ fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent) {
 }
 
 /// Tells the learner what the journal held and what was done with it.
-fn report_recovery(recovery: &Recovery, path: &Path) {
+pub(crate) fn report_recovery(recovery: &Recovery, path: &Path) {
     if let Some(aside) = &recovery.set_aside {
         tracing::info!(
             target: log::TARGET,

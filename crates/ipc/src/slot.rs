@@ -201,6 +201,9 @@ pub enum ServerState {
     Ready = 2,
     /// Shutting down: its final view is published, it serves no more requests.
     Closing = 3,
+    /// A standby: it follows another server's replicated log and publishes what it applied,
+    /// serving nobody until it takes over (then `Ready`).
+    Standby = 4,
 }
 
 impl ServerState {
@@ -209,6 +212,7 @@ impl ServerState {
             1 => Some(Self::Initialising),
             2 => Some(Self::Ready),
             3 => Some(Self::Closing),
+            4 => Some(Self::Standby),
             _ => None,
         }
     }
@@ -218,6 +222,7 @@ impl ServerState {
             Self::Initialising => "initialising",
             Self::Ready => "ready",
             Self::Closing => "closing",
+            Self::Standby => "standby",
         }
     }
 }

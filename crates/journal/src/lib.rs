@@ -172,6 +172,9 @@ pub enum Start {
     Continue,
     /// Rename an existing journal aside (`PATH.UNIXTIME.old`) and start empty.
     Fresh,
+    /// Replay the existing journal, if any, and add nothing to it: a standby's journal holds
+    /// exactly what the stream it follows holds (no `Restart` of its own until it takes over).
+    Follow,
 }
 
 /// The file is preallocated and mapped in whole steps of this size.

@@ -151,7 +151,7 @@ impl Journal {
         let available = earliest..=live.end();
         let base = match start {
             Start::Fresh => None,
-            Start::Continue => {
+            Start::Continue | Start::Follow => {
                 snapshot::newest_usable(&self.path, capacity, available, &mut skipped_snapshots)
             }
         };
@@ -201,7 +201,10 @@ impl Journal {
             from: from_snapshot,
             ..
         } = replica;
-        let orphaned_buys = self.restart(&mut engine, &mut receipts, last_now)?;
+        let orphaned_buys = match start {
+            Start::Follow => 0,
+            Start::Continue | Start::Fresh => self.restart(&mut engine, &mut receipts, last_now)?,
+        };
         engine
             .check_invariants()
             .map_err(|problem| OpenJournalError::Inconsistent {

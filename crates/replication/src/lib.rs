@@ -24,7 +24,12 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
 
+mod follow;
+mod lease;
 pub mod local_cluster;
+
+pub use follow::StreamFollower;
+pub use lease::Lease;
 
 /// The header holding the command number of a message's first record.
 pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
@@ -32,6 +37,20 @@ pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
 pub const COMMANDS_HEADER: &str = "Bookstore-Commands";
 /// The header holding the store's capacity.
 pub const CAPACITY_HEADER: &str = "Bookstore-Capacity";
+/// The header naming the writer (a market's [`new_writer_id`]) that published a message.
+pub const WRITER_HEADER: &str = "Bookstore-Writer";
+
+/// A name for one writer of a stream, unique to this process: `HOST/PID/RANDOM`. It is in
+/// every message the writer publishes and in their message ids, so two writers' messages are
+/// never taken for duplicates of each other, and the lease says who holds it.
+pub fn new_writer_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let host = match host.trim() {
+        "" => "localhost",
+        host => host,
+    };
+    format!("{host}/{}/{:08x}", std::process::id(), fastrand::u32(..))
+}
 
 /// Where the stream is and what it is called.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +86,16 @@ pub enum ReplicationError {
         expected: u64,
         why: String,
     },
+    #[error("replication: stream {stream} grew past message {expected} before this writer could fence it ({why}); there is more to apply first")]
+    Moved {
+        stream: String,
+        expected: u64,
+        why: String,
+    },
+    #[error("replication: stream {stream} is led by {holder}; its lease lapses when its holder stops renewing it (after the lease's TTL)")]
+    LeaseHeld { stream: String, holder: String },
+    #[error("replication: this market lost the lease of stream {stream} to {holder}: it is deposed; stopping, acknowledging nothing more")]
+    Deposed { stream: String, holder: String },
     #[error("replication: cannot start its thread: {0}")]
     Thread(std::io::Error),
 }
@@ -112,18 +141,28 @@ pub struct Replicator {
 
 impl Replicator {
     /// Connects (within `timeout`), creates the stream if it does not exist (file storage,
-    /// `replicas` copies), and starts the thread; `acked` is the journal offset up to which
-    /// everything is already replicated (the market's start).
+    /// `replicas` copies), fences it and starts the thread; `acked` is the journal offset up to
+    /// which everything is already replicated (the market's start).
+    ///
+    /// The fence is an empty message naming `writer`, published with the stream's last
+    /// sequence expected to be `after` (the last message a standby applied) or, without one,
+    /// the last the stream has now: from then on a writer that appended before it is refused
+    /// ("wrong last sequence") at its next publish. [`ReplicationError::Moved`] if the stream
+    /// grew past `after` meanwhile: there is more to apply first.
     pub fn start(
         config: &StreamConfig,
         acked: u64,
         timeout: Duration,
+        writer: &str,
+        after: Option<u64>,
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
         let (context, last_sequence, stream_commands) = runtime.block_on(async {
             let (context, last) = connect(config, timeout, Missing::Create).await?;
-            let commands = stream_end(&context, config, last).await?;
-            Ok::<_, ReplicationError>((context, last, commands))
+            let expected = after.unwrap_or(last);
+            let commands = stream_end(&context, config, expected).await?;
+            let fenced = fence(&context, config, writer, expected, commands, timeout).await?;
+            Ok::<_, ReplicationError>((context, fenced, commands))
         })?;
         let shared = Arc::new(Shared {
             acked: AtomicU64::new(acked),
@@ -134,6 +173,7 @@ impl Replicator {
         let theirs = shared.clone();
         let (stream, subject) = (config.stream.clone(), config.subject());
         let capacity = config.capacity;
+        let writer = writer.to_owned();
         let thread = std::thread::Builder::new()
             .name("replicate".into())
             .spawn(move || {
@@ -142,6 +182,7 @@ impl Replicator {
                     stream,
                     subject,
                     capacity,
+                    writer,
                     last_sequence,
                     shared: theirs,
                 };
@@ -221,6 +262,16 @@ async fn connect(
     timeout: Duration,
     missing: Missing,
 ) -> Result<(jetstream::Context, u64), ReplicationError> {
+    let context = jetstream_context(config, timeout).await?;
+    let last_sequence = last_sequence(&context, config, timeout, missing).await?;
+    Ok((context, last_sequence))
+}
+
+/// A connection to the NATS servers `config` names, within `timeout`.
+async fn jetstream_context(
+    config: &StreamConfig,
+    timeout: Duration,
+) -> Result<jetstream::Context, ReplicationError> {
     let servers = config.servers.join(",");
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(timeout)
@@ -237,7 +288,17 @@ async fn connect(
             servers: servers.clone(),
             why: e.to_string(),
         })?;
-    let context = jetstream::new(client);
+    Ok(jetstream::new(client))
+}
+
+/// The stream's last sequence (0 when it is empty); the stream is created first if missing
+/// and asked to.
+async fn last_sequence(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    timeout: Duration,
+    missing: Missing,
+) -> Result<u64, ReplicationError> {
     let stream_error = |why: String| ReplicationError::Stream {
         stream: config.stream.clone(),
         why,
@@ -249,7 +310,7 @@ async fn connect(
         num_replicas: config.replicas,
         ..Default::default()
     };
-    let last_sequence = retrying(timeout, || async {
+    retrying(timeout, || async {
         let mut stream =
             match missing {
                 Missing::Create => {
@@ -278,8 +339,7 @@ async fn connect(
             .map_err(|e| stream_error(e.to_string()))?;
         Ok(info.state.last_sequence)
     })
-    .await?;
-    Ok((context, last_sequence))
+    .await
 }
 
 /// The command number after the last record the stream holds (0 for an empty stream), from
@@ -294,6 +354,51 @@ async fn stream_end(
     }
     let last = retrying(STREAM_WAIT, || message_at(context, config, last_sequence)).await?;
     Ok(last.first_command + last.commands)
+}
+
+/// Publishes `writer`'s fence: an empty message after message `expected` (see
+/// [`Replicator::start`]). Returns its sequence.
+async fn fence(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    writer: &str,
+    expected: u64,
+    commands: u64,
+    timeout: Duration,
+) -> Result<u64, ReplicationError> {
+    let stream_error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
+    retrying(timeout, || async {
+        let message = jetstream::message::PublishMessage::build()
+            .payload(bytes::Bytes::new())
+            .message_id(format!("{writer}:fence"))
+            .expected_last_sequence(expected)
+            .header(FIRST_COMMAND_HEADER, commands.to_string())
+            .header(COMMANDS_HEADER, "0")
+            .header(CAPACITY_HEADER, config.capacity.to_string())
+            .header(WRITER_HEADER, writer);
+        let ack = context
+            .send_publish(config.subject(), message)
+            .await
+            .map_err(|e| stream_error(format!("fence: {e}")))?;
+        match tokio::time::timeout(ACK_WAIT, std::future::IntoFuture::into_future(ack)).await {
+            Ok(Ok(ack)) => Ok(ack.sequence),
+            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                Err(ReplicationError::Moved {
+                    stream: config.stream.clone(),
+                    expected,
+                    why: e.to_string(),
+                })
+            }
+            Ok(Err(e)) => Err(stream_error(format!("fence: {e}"))),
+            Err(_) => Err(stream_error(format!(
+                "fence: no acknowledgement within {ACK_WAIT:?}"
+            ))),
+        }
+    })
+    .await
 }
 
 /// Message `sequence` of the stream, its headers checked.
@@ -314,9 +419,22 @@ async fn message_at(
         .get_raw_message(sequence)
         .await
         .map_err(|e| stream_error(format!("message {sequence}: {e}")))?;
+    stored_batch(config, sequence, &message.headers, &message.payload)
+}
+
+/// A message's headers checked: what it says it carries, and its bytes.
+fn stored_batch(
+    config: &StreamConfig,
+    sequence: u64,
+    headers: &async_nats::HeaderMap,
+    payload: &[u8],
+) -> Result<StoredBatch, ReplicationError> {
+    let stream_error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
     let header = |name: &str| -> Result<u64, ReplicationError> {
-        message
-            .headers
+        headers
             .get(name)
             .and_then(|v| v.as_str().parse().ok())
             .ok_or_else(|| {
@@ -331,7 +449,8 @@ async fn message_at(
         commands: header(COMMANDS_HEADER)?,
         capacity: u32::try_from(header(CAPACITY_HEADER)?)
             .map_err(|_| stream_error(format!("message {sequence}: capacity out of range")))?,
-        bytes: message.payload.to_vec(),
+        writer: headers.get(WRITER_HEADER).map(|v| v.as_str().to_owned()),
+        bytes: payload.to_vec(),
     })
 }
 
@@ -369,6 +488,7 @@ struct Publisher {
     stream: String,
     subject: String,
     capacity: u32,
+    writer: String,
     /// The stream's last sequence, as this writer left it.
     last_sequence: u64,
     shared: Arc<Shared>,
@@ -401,9 +521,10 @@ impl Publisher {
     /// lost is waited out (said once), a fence is the end.
     async fn publish(&mut self, group: Batch) -> Result<(), ReplicationError> {
         let payload = bytes::Bytes::from(group.bytes);
-        // The id names the commands it carries: a retry after a lost acknowledgement is the
-        // same message, which JetStream recognises and drops.
-        let id = format!("{}+{}", group.first_command, group.commands);
+        // The id names the writer and the commands it carries: a retry after a lost
+        // acknowledgement is the same message, which JetStream recognises and drops; another
+        // writer's message for the same commands is not.
+        let id = format!("{}:{}+{}", self.writer, group.first_command, group.commands);
         let mut waiting_since: Option<std::time::Instant> = None;
         loop {
             let message = jetstream::message::PublishMessage::build()
@@ -412,7 +533,8 @@ impl Publisher {
                 .expected_last_sequence(self.last_sequence)
                 .header(FIRST_COMMAND_HEADER, group.first_command.to_string())
                 .header(COMMANDS_HEADER, group.commands.to_string())
-                .header(CAPACITY_HEADER, self.capacity.to_string());
+                .header(CAPACITY_HEADER, self.capacity.to_string())
+                .header(WRITER_HEADER, self.writer.as_str());
             let sent = self
                 .context
                 .send_publish(self.subject.clone(), message)
@@ -477,6 +599,23 @@ pub fn stream_commands(config: &StreamConfig, timeout: Duration) -> Result<u64, 
     })
 }
 
+/// The last message of the stream `config` names, if it has one ([`ReplicationError::NoStream`]
+/// if there is no such stream): where a standby stands, and the store's capacity.
+pub fn last_message(
+    config: &StreamConfig,
+    timeout: Duration,
+) -> Result<Option<StoredBatch>, ReplicationError> {
+    runtime()?.block_on(async {
+        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
+        if last == 0 {
+            return Ok(None);
+        }
+        retrying(timeout, || message_at(&context, config, last))
+            .await
+            .map(Some)
+    })
+}
+
 /// One message of the stream, as [`read_stream`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBatch {
@@ -485,6 +624,8 @@ pub struct StoredBatch {
     pub commands: u64,
     /// The store's capacity, as the writer said.
     pub capacity: u32,
+    /// Who published it (older messages may not say).
+    pub writer: Option<String>,
     pub bytes: Vec<u8>,
 }
 

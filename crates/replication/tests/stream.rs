@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use bookstore_replication::local_cluster::{server_binary, LocalCluster};
-use bookstore_replication::{read_stream, Batch, ReplicationError, Replicator, StreamConfig};
+use bookstore_replication::{
+    new_writer_id, read_stream, Batch, Lease, ReplicationError, Replicator, StreamConfig,
+};
 
 fn cluster(nodes: usize, tag: &str) -> Option<LocalCluster> {
     let Some(binary) = server_binary() else {
@@ -51,7 +53,7 @@ fn batches_are_stored_in_order_and_read_back_whole() {
         return;
     };
     let config = config(&cluster, "order");
-    let mut replicator = Replicator::start(&config, 0, WAIT).unwrap();
+    let mut replicator = Replicator::start(&config, 0, WAIT, &new_writer_id(), None).unwrap();
     let batches = [batch(0, 3, 100), batch(3, 2, 180), batch(5, 4, 300)];
     for b in &batches {
         replicator.publish(b.clone());
@@ -65,40 +67,117 @@ fn batches_are_stored_in_order_and_read_back_whole() {
         all, sent,
         "every byte, in order (batches may share a message)"
     );
-    assert_eq!(stored[0].first_command, 0);
-    assert!(stored
-        .windows(2)
-        .all(|w| w[0].first_command < w[1].first_command));
+    assert_eq!(stored[0].commands, 0, "the writer's fence comes first");
+    assert!(
+        stored
+            .windows(2)
+            .all(|w| w[1].first_command == w[0].first_command + w[0].commands),
+        "each message starts where the one before ended"
+    );
 }
 
 #[test]
-fn a_second_writer_is_fenced_by_the_expected_sequence() {
+fn a_writer_that_starts_fences_the_one_before_it() {
     let Some(cluster) = cluster(1, "fence") else {
         return;
     };
     let config = config(&cluster, "fence");
-    let mut first = Replicator::start(&config, 0, WAIT).unwrap();
-    // A second writer that saw the stream as the first did...
-    let mut second = Replicator::start(&config, 0, WAIT).unwrap();
+    let mut first = Replicator::start(&config, 0, WAIT, "first", None).unwrap();
     first.publish(batch(0, 1, 10));
     assert!(acked_within(&first, 10, WAIT));
-    // ...cannot append after the first one did: its expected last sequence is stale.
-    second.publish(batch(0, 1, 10));
+    // A second writer starts: its fence goes after the first's batch...
+    let mut second = Replicator::start(&config, 10, WAIT, "second", None).unwrap();
+    assert_eq!(
+        second.stream_commands(),
+        1,
+        "it starts where the stream ends"
+    );
+    // ...so the first cannot append any more: its expected last sequence is stale.
+    first.publish(batch(1, 1, 20));
     let started = Instant::now();
     let failure = loop {
-        if let Some(failure) = second.take_failure() {
+        if let Some(failure) = first.take_failure() {
             break failure;
         }
-        assert!(started.elapsed() < WAIT, "the second writer was not fenced");
+        assert!(started.elapsed() < WAIT, "the first writer was not fenced");
         std::thread::sleep(Duration::from_millis(10));
     };
     assert!(
         matches!(failure, ReplicationError::Fenced { .. }),
         "{failure}"
     );
-    assert_eq!(second.acked(), 0);
+    assert_eq!(first.acked(), 10);
+    second.publish(batch(1, 1, 20));
+    assert!(acked_within(&second, 20, WAIT));
     drop((first, second));
-    assert_eq!(read_stream(&config, WAIT).unwrap().len(), 1);
+    let writers: Vec<(Option<String>, u64)> = read_stream(&config, WAIT)
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.writer, m.commands))
+        .collect();
+    let by = |w: &str, n| (Some(w.to_owned()), n);
+    assert_eq!(
+        writers,
+        [
+            by("first", 0),
+            by("first", 1),
+            by("second", 0),
+            by("second", 1)
+        ],
+        "each writer's fence, then its batch"
+    );
+}
+
+#[test]
+fn a_standby_that_missed_a_message_cannot_fence_the_stream() {
+    let Some(cluster) = cluster(1, "moved") else {
+        return;
+    };
+    let config = config(&cluster, "moved");
+    let mut first = Replicator::start(&config, 0, WAIT, "first", None).unwrap();
+    first.publish(batch(0, 1, 10));
+    assert!(acked_within(&first, 10, WAIT));
+    // A standby that applied message 1 (the first's fence) but not 2 (its batch).
+    let refused = Replicator::start(&config, 0, WAIT, "standby", Some(1));
+    assert!(
+        matches!(refused, Err(ReplicationError::Moved { expected: 1, .. })),
+        "refused: {:?}",
+        refused.err()
+    );
+    // Having applied it, it can.
+    let standby = Replicator::start(&config, 10, WAIT, "standby", Some(2)).unwrap();
+    assert_eq!(standby.stream_commands(), 1);
+}
+
+#[test]
+fn the_lease_has_one_holder_and_is_given_up_by_a_clean_stop() {
+    let Some(cluster) = cluster(1, "lease") else {
+        return;
+    };
+    let config = config(&cluster, "lease");
+    let ttl = Duration::from_secs(2);
+    let first = Lease::take(&config, ttl, "first", Duration::ZERO).unwrap();
+    assert!(first.is_held());
+    let second = Lease::take(&config, ttl, "second", Duration::from_millis(300));
+    match second {
+        Err(ReplicationError::LeaseHeld { holder, .. }) => assert_eq!(holder, "first"),
+        other => panic!("the second was not refused: {:?}", other.err()),
+    }
+    // Renewed past its TTL: still held.
+    let standby = Lease::watch(&config, ttl, "standby").unwrap();
+    std::thread::sleep(ttl + Duration::from_millis(500));
+    assert!(first.is_held() && !standby.is_held());
+    assert!(first.take_failure().is_none());
+    // Given up: the standby takes it within a poll.
+    drop(first);
+    let taken = {
+        let started = Instant::now();
+        while !standby.is_held() && started.elapsed() < WAIT {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        standby.is_held()
+    };
+    assert!(taken, "the standby took the lease given up");
 }
 
 #[test]
@@ -107,7 +186,7 @@ fn with_two_nodes_of_three_down_nothing_is_acknowledged_until_one_returns() {
         return;
     };
     let config = config(&cluster, "quorum");
-    let mut replicator = Replicator::start(&config, 0, WAIT).unwrap();
+    let mut replicator = Replicator::start(&config, 0, WAIT, &new_writer_id(), None).unwrap();
     replicator.publish(batch(0, 1, 10));
     assert!(acked_within(&replicator, 10, WAIT));
     // One node lost: a majority stores the next batch.

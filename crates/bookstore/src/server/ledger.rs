@@ -89,6 +89,19 @@ impl Ledger {
         self.journal.stage_mark()
     }
 
+    /// Records committed to the journal: the command number of the next one.
+    pub(super) fn committed_records(&self) -> u64 {
+        self.journal.committed_records()
+    }
+
+    /// The committed records from journal-wide offset `from` (a [`staged_end`] of this
+    /// ledger's, in the live segment) on, as the journal holds them.
+    ///
+    /// [`staged_end`]: Self::staged_end
+    pub(super) fn committed_bytes_since(&self, from: u64) -> &[u8] {
+        self.journal.committed_bytes_since(from)
+    }
+
     /// Has the syncing thread make the ended batches durable while the loop works on the next
     /// (see `Journal::sync_in_background`).
     pub(super) fn sync_in_background(&mut self) {

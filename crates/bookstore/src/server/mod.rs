@@ -15,6 +15,7 @@ mod publish;
 mod replication;
 mod sessions;
 mod snapshots;
+mod standby;
 pub mod store;
 
 use std::sync::atomic::AtomicBool;
@@ -33,6 +34,7 @@ use sessions::{Popped, Sessions, SlotChange};
 
 pub use name_lock::{NameLock, NameLockError};
 pub use replication::{OutgoingBatch, Replication};
+pub use standby::{FollowError, Followed, TakenOver, Upstream, UpstreamBatch, UpstreamEvent};
 pub use store::{
     checked_geometry, create_store, live_market, NoLiveMarket, StartError, StoreGuard, StoreSpec,
 };
@@ -102,6 +104,21 @@ struct Clock {
 }
 
 impl Clock {
+    /// A clock starting now, after `last_now` (the journal's last entry).
+    fn after(last_now: u64) -> Self {
+        let now = Instant::now();
+        let wall_base_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Self {
+            base_ms: last_now + 1,
+            wall_base_ms,
+            started: now,
+            now,
+            elapsed_ms: 0,
+        }
+    }
+
     fn tick(&mut self) {
         self.now = Instant::now();
         self.elapsed_ms = self.since_start_ms(self.now);
@@ -142,6 +159,8 @@ pub struct Market<'s> {
     trades_at_start: u64,
     snapshots: snapshots::Snapshots,
     observer: Option<Box<dyn FnMut(MarketEvent) + 's>>,
+    /// A standby's: the largest clock value of the commands it followed.
+    followed_now: engine::Millis,
 }
 
 /// The copy of the recovered store that follows the journal for snapshots; `None` (with a
@@ -173,10 +192,7 @@ impl<'s> Market<'s> {
         journal: crate::journal::Journal,
         recovery: Recovery,
     ) -> Self {
-        let now = Instant::now();
-        let wall_base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let clock = Clock::after(recovery.last_now);
         let trades_at_start = recovery.engine.stats().trades;
         let plan = snapshots::SnapshotPlan {
             journal: journal.path().to_owned(),
@@ -190,16 +206,11 @@ impl<'s> Market<'s> {
             config,
             sessions: Sessions::new(store),
             ledger: Ledger::new(recovery.engine, recovery.receipts, journal),
-            view: ViewSchedule::new(now, recovery.recent_trades),
-            stats: StatsRecorder::new(wall_base_ms, store.slot_count()),
-            clock: Clock {
-                base_ms: recovery.last_now + 1,
-                wall_base_ms,
-                started: now,
-                now,
-                elapsed_ms: 0,
-            },
-            last_housekeeping: now,
+            view: ViewSchedule::new(clock.now, recovery.recent_trades),
+            stats: StatsRecorder::new(clock.wall_base_ms, store.slot_count()),
+            last_housekeeping: clock.now,
+            followed_now: recovery.last_now,
+            clock,
             events: Vec::with_capacity(256),
             trades_at_start,
             snapshots,

@@ -1,0 +1,184 @@
+//! Following a stream as a standby does: every message from the one holding a given command
+//! on, in order, as the writer publishes them (a JetStream ordered consumer, which recreates
+//! itself after a lost connection and never skips or repeats a message).
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use futures_util::StreamExt;
+
+use crate::{
+    connect, message_at, retrying, runtime, stored_batch, Missing, ReplicationError, StoredBatch,
+    StreamConfig,
+};
+
+/// The thread that reads the stream, and its handle.
+pub struct StreamFollower {
+    /// The sequence of the first message it reads.
+    start: u64,
+    messages: mpsc::Receiver<Result<StoredBatch, ReplicationError>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl StreamFollower {
+    /// Starts reading `config`'s stream from the first message holding command `from` or a
+    /// later one (the first record the reader lacks), within `timeout` to connect.
+    pub fn start(
+        config: &StreamConfig,
+        from: u64,
+        timeout: Duration,
+    ) -> Result<Self, ReplicationError> {
+        let runtime = runtime()?;
+        let (context, start) = runtime.block_on(async {
+            let (context, last) = connect(config, timeout, Missing::Create).await?;
+            let start = first_sequence_after(&context, config, from, last, timeout).await?;
+            Ok::<_, ReplicationError>((context, start))
+        })?;
+        let (sender, messages) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("follow".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    tokio::select! {
+                        _ = stopped => {}
+                        () = follow(&context, &config, start, &sender) => {}
+                    }
+                });
+            })
+            .map_err(ReplicationError::Thread)?;
+        Ok(Self {
+            start,
+            messages,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// The sequence of the first message it reads: those before it hold nothing the reader
+    /// lacks.
+    pub fn start_sequence(&self) -> u64 {
+        self.start
+    }
+
+    /// The next message, waiting up to `wait`; `None` if none came. After an error nothing
+    /// more comes.
+    pub fn next(&self, wait: Duration) -> Option<Result<StoredBatch, ReplicationError>> {
+        self.messages.recv_timeout(wait).ok()
+    }
+}
+
+impl Drop for StreamFollower {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Sends every message from sequence `start` on, until the receiver is gone or the stream
+/// cannot be read.
+async fn follow(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    start: u64,
+    sender: &mpsc::Sender<Result<StoredBatch, ReplicationError>>,
+) {
+    let error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
+    let messages = async {
+        let stream = context
+            .get_stream(&config.stream)
+            .await
+            .map_err(|e| error(e.to_string()))?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: config.subject(),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: start,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| error(format!("cannot follow: {e}")))?;
+        consumer
+            .messages()
+            .await
+            .map_err(|e| error(format!("cannot follow: {e}")))
+    };
+    let mut messages = match messages.await {
+        Ok(messages) => messages,
+        Err(e) => {
+            let _ = sender.send(Err(e));
+            return;
+        }
+    };
+    while let Some(message) = messages.next().await {
+        let message = match message {
+            Ok(message) => message,
+            // The ordered consumer recreates itself (from the next sequence) after a missed
+            // heartbeat or a lost connection; the error is only news.
+            Err(e) => {
+                tracing::debug!(error = %e, "follow: the consumer recovers");
+                continue;
+            }
+        };
+        let sequence = match message.info() {
+            Ok(info) => info.stream_sequence,
+            Err(e) => {
+                let _ = sender.send(Err(error(format!("a message without its metadata: {e}"))));
+                return;
+            }
+        };
+        let headers = message.headers.clone().unwrap_or_default();
+        let batch = stored_batch(config, sequence, &headers, &message.payload);
+        let failed = batch.is_err();
+        if sender.send(batch).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// The sequence of the first message holding a command from `from` on (messages after the
+/// last one, `last`, if none does yet): a binary search over the messages' headers, since
+/// each message holds a batch of commands.
+async fn first_sequence_after(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    from: u64,
+    last: u64,
+    timeout: Duration,
+) -> Result<u64, ReplicationError> {
+    let stream_error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
+    let mut stream = context
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let (mut low, mut high) = (info.state.first_sequence.max(1), last + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let message = retrying(timeout, || message_at(context, config, middle)).await?;
+        if message.first_command + message.commands > from {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(low)
+}
