@@ -9,10 +9,8 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 
-use crate::{
-    connect, message_at, retrying, runtime, stored_batch, Missing, ReplicationError, StoredBatch,
-    StreamConfig,
-};
+use crate::reading::{connect, message_at, retrying, runtime, stored_batch, Missing};
+use crate::{ReplicationError, StoredBatch, StreamConfig};
 
 /// The thread that reads the stream, and its handle.
 pub struct StreamFollower {

@@ -11,6 +11,12 @@
 //! duplicate). A batch counts as replicated once JetStream acknowledged it, that is once a
 //! majority of the stream's replicas stored it; the market shows no reply before that.
 //!
+//! A writer's first message is its fence: an empty message naming it, published expecting the
+//! last sequence it knows, after which any earlier writer's publish is refused. The stream's
+//! [`Lease`] (a key with a TTL in a JetStream key-value bucket) says which writer should be
+//! writing; a standby reads the stream as it grows ([`StreamFollower`]), takes the lease once
+//! it lapses, and fences the stream before it writes.
+//!
 //! The replicator knows bytes and offsets, not commands: the market says where each batch ends
 //! in its journal, and [`Replicator::acked`] says how far the stream has acknowledged.
 //!
@@ -22,14 +28,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, context::PublishErrorKind, stream};
+use async_nats::jetstream::{self, context::PublishErrorKind};
 
 mod follow;
 mod lease;
 pub mod local_cluster;
+mod reading;
 
 pub use follow::StreamFollower;
 pub use lease::Lease;
+use reading::{connect, jetstream_context, retrying, runtime, stream_end, Missing};
+pub use reading::{last_message, read_stream, stream_commands, StoredBatch};
 
 /// The header holding the command number of a message's first record.
 pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
@@ -249,113 +258,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Whether [`connect`] creates a stream that does not exist (a writer) or refuses (a reader).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Missing {
-    Create,
-    Refuse,
-}
-
-/// Connects and finds the stream (creating it if asked); returns its last sequence.
-async fn connect(
-    config: &StreamConfig,
-    timeout: Duration,
-    missing: Missing,
-) -> Result<(jetstream::Context, u64), ReplicationError> {
-    let context = jetstream_context(config, timeout).await?;
-    let last_sequence = last_sequence(&context, config, timeout, missing).await?;
-    Ok((context, last_sequence))
-}
-
-/// A connection to the NATS servers `config` names, within `timeout`.
-async fn jetstream_context(
-    config: &StreamConfig,
-    timeout: Duration,
-) -> Result<jetstream::Context, ReplicationError> {
-    let servers = config.servers.join(",");
-    let client = async_nats::ConnectOptions::new()
-        .connection_timeout(timeout)
-        .retry_on_initial_connect()
-        .max_reconnects(None)
-        .name("bookstore market");
-    let client = tokio::time::timeout(timeout, client.connect(config.servers.as_slice()))
-        .await
-        .map_err(|_| ReplicationError::Connect {
-            servers: servers.clone(),
-            why: format!("no answer within {timeout:?}"),
-        })?
-        .map_err(|e| ReplicationError::Connect {
-            servers: servers.clone(),
-            why: e.to_string(),
-        })?;
-    Ok(jetstream::new(client))
-}
-
-/// The stream's last sequence (0 when it is empty); the stream is created first if missing
-/// and asked to.
-async fn last_sequence(
-    context: &jetstream::Context,
-    config: &StreamConfig,
-    timeout: Duration,
-    missing: Missing,
-) -> Result<u64, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
-    let wanted = stream::Config {
-        name: config.stream.clone(),
-        subjects: vec![config.subject()],
-        storage: stream::StorageType::File,
-        num_replicas: config.replicas,
-        ..Default::default()
-    };
-    retrying(timeout, || async {
-        let mut stream =
-            match missing {
-                Missing::Create => {
-                    tokio::time::timeout(timeout, context.get_or_create_stream(wanted.clone()))
-                        .await
-                        .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
-                        .map_err(|e| stream_error(e.to_string()))?
-                }
-                Missing::Refuse => context
-                    .get_stream(&config.stream)
-                    .await
-                    .map_err(|e| match e.kind() {
-                        jetstream::context::GetStreamErrorKind::JetStream(js)
-                            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                        {
-                            ReplicationError::NoStream {
-                                stream: config.stream.clone(),
-                            }
-                        }
-                        _ => stream_error(e.to_string()),
-                    })?,
-            };
-        let info = stream
-            .info()
-            .await
-            .map_err(|e| stream_error(e.to_string()))?;
-        Ok(info.state.last_sequence)
-    })
-    .await
-}
-
-/// The command number after the last record the stream holds (0 for an empty stream), from
-/// its last message's headers.
-async fn stream_end(
-    context: &jetstream::Context,
-    config: &StreamConfig,
-    last_sequence: u64,
-) -> Result<u64, ReplicationError> {
-    if last_sequence == 0 {
-        return Ok(0);
-    }
-    let last = retrying(STREAM_WAIT, || message_at(context, config, last_sequence)).await?;
-    Ok(last.first_command + last.commands)
-}
-
 /// Publishes `writer`'s fence: an empty message after message `expected` (see
 /// [`Replicator::start`]). Returns its sequence.
 async fn fence(
@@ -401,87 +303,6 @@ async fn fence(
     .await
 }
 
-/// Message `sequence` of the stream, its headers checked.
-async fn message_at(
-    context: &jetstream::Context,
-    config: &StreamConfig,
-    sequence: u64,
-) -> Result<StoredBatch, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
-    let stream = context
-        .get_stream(&config.stream)
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    let message = stream
-        .get_raw_message(sequence)
-        .await
-        .map_err(|e| stream_error(format!("message {sequence}: {e}")))?;
-    stored_batch(config, sequence, &message.headers, &message.payload)
-}
-
-/// A message's headers checked: what it says it carries, and its bytes.
-fn stored_batch(
-    config: &StreamConfig,
-    sequence: u64,
-    headers: &async_nats::HeaderMap,
-    payload: &[u8],
-) -> Result<StoredBatch, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
-    let header = |name: &str| -> Result<u64, ReplicationError> {
-        headers
-            .get(name)
-            .and_then(|v| v.as_str().parse().ok())
-            .ok_or_else(|| {
-                stream_error(format!(
-                    "message {sequence}: no valid {name} header: not a bookstore stream"
-                ))
-            })
-    };
-    Ok(StoredBatch {
-        sequence,
-        first_command: header(FIRST_COMMAND_HEADER)?,
-        commands: header(COMMANDS_HEADER)?,
-        capacity: u32::try_from(header(CAPACITY_HEADER)?)
-            .map_err(|_| stream_error(format!("message {sequence}: capacity out of range")))?,
-        writer: headers.get(WRITER_HEADER).map(|v| v.as_str().to_owned()),
-        bytes: payload.to_vec(),
-    })
-}
-
-/// `attempt`, again every 200 ms while it fails with a stream error (JetStream answers 503
-/// "temporarily unavailable" while a cluster elects its leaders), until `timeout`.
-async fn retrying<T, Fut>(
-    timeout: Duration,
-    mut attempt: impl FnMut() -> Fut,
-) -> Result<T, ReplicationError>
-where
-    Fut: std::future::Future<Output = Result<T, ReplicationError>>,
-{
-    let started = std::time::Instant::now();
-    loop {
-        match attempt().await {
-            Err(ReplicationError::Stream { .. }) if started.elapsed() < timeout => {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            done => return done,
-        }
-    }
-}
-
-/// A runtime for one blocking call from a synchronous caller.
-fn runtime() -> Result<tokio::runtime::Runtime, ReplicationError> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(ReplicationError::Thread)
-}
-
 /// The thread's side: publishes batches in order, one message per group.
 struct Publisher {
     context: jetstream::Context,
@@ -495,7 +316,7 @@ struct Publisher {
 }
 
 /// How long a start waits out a stream that is temporarily unavailable.
-const STREAM_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const STREAM_WAIT: Duration = Duration::from_secs(10);
 
 /// How long a publish waits for its acknowledgement before it is sent again.
 const ACK_WAIT: Duration = Duration::from_secs(2);
@@ -588,75 +409,4 @@ impl Publisher {
             }
         }
     }
-}
-
-/// The command number after the last record the stream `config` names holds (0 when it is
-/// empty or new; it is created if missing): where a market's first batch must start.
-pub fn stream_commands(config: &StreamConfig, timeout: Duration) -> Result<u64, ReplicationError> {
-    runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Create).await?;
-        stream_end(&context, config, last).await
-    })
-}
-
-/// The last message of the stream `config` names, if it has one ([`ReplicationError::NoStream`]
-/// if there is no such stream): where a standby stands, and the store's capacity.
-pub fn last_message(
-    config: &StreamConfig,
-    timeout: Duration,
-) -> Result<Option<StoredBatch>, ReplicationError> {
-    runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
-        if last == 0 {
-            return Ok(None);
-        }
-        retrying(timeout, || message_at(&context, config, last))
-            .await
-            .map(Some)
-    })
-}
-
-/// One message of the stream, as [`read_stream`] returns it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredBatch {
-    pub sequence: u64,
-    pub first_command: u64,
-    pub commands: u64,
-    /// The store's capacity, as the writer said.
-    pub capacity: u32,
-    /// Who published it (older messages may not say).
-    pub writer: Option<String>,
-    pub bytes: Vec<u8>,
-}
-
-/// Every message of the stream `config` names, in order (for checks and tools: it reads them
-/// one by one).
-pub fn read_stream(
-    config: &StreamConfig,
-    timeout: Duration,
-) -> Result<Vec<StoredBatch>, ReplicationError> {
-    runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
-        let mut batches = Vec::new();
-        for sequence in 1..=last {
-            batches.push(retrying(timeout, || message_at(&context, config, sequence)).await?);
-        }
-        Ok(batches)
-    })
-}
-
-/// Creates and deletes a probe stream `config` names: whether JetStream answers with as many
-/// replicas as asked (for [`local_cluster`], to know a new cluster is ready).
-pub(crate) fn probe(config: &StreamConfig, timeout: Duration) -> Result<(), ReplicationError> {
-    runtime()?.block_on(async {
-        let (context, _) = connect(config, timeout, Missing::Create).await?;
-        context
-            .delete_stream(&config.stream)
-            .await
-            .map(|_| ())
-            .map_err(|e| ReplicationError::Stream {
-                stream: config.stream.clone(),
-                why: e.to_string(),
-            })
-    })
 }

@@ -146,7 +146,7 @@ impl LocalCluster {
             capacity: 0,
         };
         loop {
-            match crate::probe(&config, Duration::from_secs(2)) {
+            match crate::reading::probe(&config, Duration::from_secs(2)) {
                 Ok(()) => return,
                 Err(error) if started.elapsed() > limit => {
                     let logs: Vec<String> = self
