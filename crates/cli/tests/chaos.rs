@@ -38,18 +38,6 @@ struct Trader {
     log: std::path::PathBuf,
 }
 
-/// One session line for `role`; `n` varies titles and prices.
-fn order_line(role: &str, n: u64) -> String {
-    let title = format!("Chaos {}", n % 5);
-    match role {
-        // Price 1.00–5.00; retry on a full store for up to 1 s.
-        "seller" => format!("sell {title:?} {}.00 {} 1\n", 1 + n % 5, 1 + n % 3),
-        // Any title or one title, up to 4.00, rest for up to 0.3 s.
-        _ if n % 2 == 0 => format!("buy --any 4 {} 0.3\n", 1 + n % 4),
-        _ => format!("buy {title:?} 5 {} 0.3\n", 1 + n % 2),
-    }
-}
-
 fn spawn_trader(market: &Market, role: &'static str, stop: &Arc<AtomicBool>, seed: u64) -> Trader {
     let log = state_home().join(format!("{}-{role}-{seed}.log", &market.name[1..]));
     std::fs::create_dir_all(state_home()).unwrap();
@@ -192,20 +180,6 @@ fn traders_and_market_killed_at_random_lose_no_book() {
     std::fs::remove_file(&journal).unwrap();
 }
 
-/// Copies a session was told it listed or bought, from its stdout: `listed N × …`,
-/// `bought N × …` and `bought N more while the market restarted…`.
-fn copies_told(text: &str, verb: &str) -> u64 {
-    text.lines()
-        .filter_map(|line| {
-            line.strip_prefix(verb)?
-                .split_whitespace()
-                .next()?
-                .parse::<u64>()
-                .ok()
-        })
-        .sum()
-}
-
 /// Exactly once: four sessions each run a script of orders while the market is SIGKILLed
 /// again and again (no client is killed, so every order is a session's to account for). Each
 /// session reattaches under its id and asks what became of its order in flight; at the end,
@@ -221,29 +195,10 @@ fn across_market_kills_every_order_is_acknowledged_exactly_as_applied() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let market_args = ["--capacity", "40"];
     let mut market = Market::start("once-chaos", &market_args);
-    let mut sessions: Vec<(Child, std::path::PathBuf, std::path::PathBuf)> = Vec::new();
-    for (i, role) in (0..2u64).flat_map(|i| ["seller", "buyer"].map(|r| (i, r))) {
-        let base = state_home().join(format!("{}-{role}-{i}", &market.name[1..]));
-        let (told, log) = (base.with_extension("out"), base.with_extension("log"));
-        std::fs::create_dir_all(state_home()).unwrap();
-        let mut child = bookstore(&[role, "--name", &market.name, "--wait", "20"])
-            .stdin(Stdio::piped())
-            .stdout(std::fs::File::create(&told).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("client starts");
-        let script: String = (0..orders)
-            .map(|n| order_line(role, i * 1000 + n))
-            .collect();
-        // Written whole, then closed: the session runs every line and exits.
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        sessions.push((child, told, log));
-    }
+    let sessions: Vec<ScriptedSession> = (0..2u64)
+        .flat_map(|i| ["seller", "buyer"].map(|r| (i, r)))
+        .map(|(i, role)| ScriptedSession::spawn(&market.name, role, &[], i * 1000, orders))
+        .collect();
     for _ in 0..market_kills {
         std::thread::sleep(Duration::from_millis(rng.u64(500..1500)));
         market.kill();
@@ -251,26 +206,11 @@ fn across_market_kills_every_order_is_acknowledged_exactly_as_applied() {
         market.restart(&market_args);
     }
     let (mut listed_told, mut bought_told, mut resumed) = (0, 0, 0);
-    for (mut child, told, log) in sessions {
-        let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-        let ended = eventually(Duration::from_secs(120), || {
-            child.try_wait().unwrap().is_some()
-        });
-        if !ended {
-            let _ = child.kill();
-        }
-        let status = child.wait().unwrap();
-        assert!(
-            ended && status.code().is_some(),
-            "a session did not finish: {status:?}\n{}",
-            log_text()
-        );
-        resumed += log_text().matches("went away mid-order").count();
-        let text = std::fs::read_to_string(&told).unwrap();
-        listed_told += copies_told(&text, "listed ");
-        bought_told += copies_told(&text, "bought ");
-        let _ = std::fs::remove_file(&told);
-        let _ = std::fs::remove_file(&log);
+    for session in sessions {
+        let told = session.finish(Duration::from_secs(120));
+        resumed += told.log.matches("went away mid-order").count();
+        listed_told += told.listed;
+        bought_told += told.bought;
     }
     let view = market.assert_balanced();
     let (listed, sold, _) = totals(&view);

@@ -216,16 +216,52 @@ impl Market {
     /// Waits until the object is this market's own and ready. (A stale object left by a
     /// killed market on the same name also reads "ready" until the new market replaces it.)
     pub fn wait_ready(&self) {
+        let ready = self.reaches_state("ready", Duration::from_secs(10));
+        assert!(ready, "market on {} became ready", self.name);
+    }
+
+    /// Whether the object becomes this process's own, in `state`, within `limit`.
+    pub fn reaches_state(&self, state: &str, limit: Duration) -> bool {
         let pid = self.child.as_ref().expect("market running").id();
-        let ready = eventually(Duration::from_secs(10), || {
+        eventually(limit, || {
             let out = run(&["inspect", "--name", &self.name, "--json"]);
             if code(&out) != 0 {
                 return false;
             }
             let v = self.json_of(&out);
-            v["state"] == "ready" && v["market_pid"] == pid && v["market_running"] == true
-        });
-        assert!(ready, "market on {} became ready", self.name);
+            v["state"] == state && v["market_pid"] == pid && v["market_running"] == true
+        })
+    }
+
+    /// A standby (`bookstore standby`) on a new name, once it publishes its store.
+    pub fn start_standby(tag: &str, extra: &[&str]) -> Self {
+        let name = unique_name(tag);
+        let mut args = vec!["standby", "--name", &name, "--quiet"];
+        args.extend_from_slice(extra);
+        let child = bookstore(&args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("standby starts");
+        let standby = Self {
+            name,
+            child: Some(child),
+            keep_journal: false,
+        };
+        let following = standby.reaches_state("standby", Duration::from_secs(20));
+        assert!(following, "standby on {} follows", standby.name);
+        standby
+    }
+
+    /// Sends `sig` to the market process.
+    pub fn signal(&self, sig: rustix::process::Signal) {
+        signal(self.child.as_ref().expect("market running"), sig);
+    }
+
+    /// Waits up to `limit` for the market to exit by itself: its status.
+    pub fn exits_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut().expect("market running");
+        let exited = eventually(limit, || child.try_wait().unwrap().is_some());
+        exited.then(|| self.child.take().unwrap().wait().unwrap())
     }
 
     fn json_of(&self, out: &Output) -> serde_json::Value {
@@ -391,4 +427,100 @@ pub fn start_line(market: &mut Market, env: &[(&str, &str)]) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     format!("{}{}", stdout(&out), stderr(&out))
+}
+
+/// One session line for `role`; `n` varies titles and prices.
+pub fn order_line(role: &str, n: u64) -> String {
+    let title = format!("Chaos {}", n % 5);
+    match role {
+        // Price 1.00–5.00; retry on a full store for up to 1 s.
+        "seller" => format!("sell {title:?} {}.00 {} 1\n", 1 + n % 5, 1 + n % 3),
+        // Any title or one title, up to 4.00, rest for up to 0.3 s.
+        _ if n % 2 == 0 => format!("buy --any 4 {} 0.3\n", 1 + n % 4),
+        _ => format!("buy {title:?} 5 {} 0.3\n", 1 + n % 2),
+    }
+}
+
+/// Copies a session was told it listed or bought, from its stdout: `listed N × …`,
+/// `bought N × …` and `bought N more while the market restarted…`.
+pub fn copies_told(text: &str, verb: &str) -> u64 {
+    text.lines()
+        .filter_map(|line| {
+            line.strip_prefix(verb)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// A seller or buyer session that runs a script of [`order_line`]s and exits: its stdout
+/// (what it was told) and stderr go to files beside the journals.
+pub struct ScriptedSession {
+    child: Child,
+    told: PathBuf,
+    log: PathBuf,
+}
+
+/// What a finished [`ScriptedSession`] was told.
+pub struct Told {
+    /// Copies it was told were listed, and bought.
+    pub listed: u64,
+    pub bought: u64,
+    /// Its stderr.
+    pub log: String,
+}
+
+impl ScriptedSession {
+    /// `role` on store `name` (with `--wait 20` and `extra`), running `orders` lines numbered
+    /// from `first`, its stdin closed after them.
+    pub fn spawn(name: &str, role: &str, extra: &[&str], first: u64, orders: u64) -> Self {
+        let base = state_home().join(format!("{}-{role}-{first}", &name[1..]));
+        let (told, log) = (base.with_extension("out"), base.with_extension("log"));
+        std::fs::create_dir_all(state_home()).unwrap();
+        let mut args = vec![role, "--name", name, "--wait", "20"];
+        args.extend_from_slice(extra);
+        let mut child = bookstore(&args)
+            .stdin(Stdio::piped())
+            .stdout(std::fs::File::create(&told).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("client starts");
+        let script: String = (first..first + orders)
+            .map(|n| order_line(role, n))
+            .collect();
+        // Written whole, then closed: the session runs every line and exits.
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+        Self { child, told, log }
+    }
+
+    /// Waits up to `within` for it to exit by itself (it must), and reads what it was told.
+    pub fn finish(mut self, within: Duration) -> Told {
+        let log_text = || std::fs::read_to_string(&self.log).unwrap_or_default();
+        let ended = eventually(within, || self.child.try_wait().unwrap().is_some());
+        if !ended {
+            let _ = self.child.kill();
+        }
+        let status = self.child.wait().unwrap();
+        assert!(
+            ended && status.code().is_some(),
+            "a session did not finish: {status:?}\n{}",
+            log_text()
+        );
+        let text = std::fs::read_to_string(&self.told).unwrap();
+        let told = Told {
+            listed: copies_told(&text, "listed "),
+            bought: copies_told(&text, "bought "),
+            log: log_text(),
+        };
+        let _ = std::fs::remove_file(&self.told);
+        let _ = std::fs::remove_file(&self.log);
+        told
+    }
 }

@@ -1,0 +1,172 @@
+//! `bookstore standby` with real processes: a replicated market and its standby on a
+//! three-node JetStream cluster on loopback ports, started and stopped by the test (skipped,
+//! saying so, where no `nats-server` is installed: `.ci/run` installs one). The standby takes
+//! over when the market's lease lapses; a market deposed while it slept cannot append.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bookstore_replication::local_cluster::{server_binary, LocalCluster};
+use bookstore_replication::{read_stream, StreamConfig};
+use common::*;
+use rustix::process::Signal;
+
+/// The lease's TTL in these tests, in seconds.
+const TTL_SECS: u64 = 2;
+const TTL: &str = "2";
+
+fn cluster(tag: &str) -> Option<LocalCluster> {
+    let Some(binary) = server_binary() else {
+        eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
+        return None;
+    };
+    Some(LocalCluster::start(&binary, 3, tag))
+}
+
+/// The stream's messages' writers, in order, each run of one writer's messages once.
+fn writers_in_turn(cluster: &LocalCluster, stream: &str) -> Vec<String> {
+    let config = StreamConfig {
+        servers: cluster.urls(),
+        stream: stream.to_owned(),
+        replicas: 3,
+        capacity: 0,
+    };
+    let mut writers: Vec<String> = Vec::new();
+    for message in read_stream(&config, Duration::from_secs(30)).unwrap() {
+        let writer = message.writer.expect("every message names its writer");
+        if writers.last() != Some(&writer) {
+            writers.push(writer);
+        }
+    }
+    writers
+}
+
+#[test]
+fn a_standby_serves_within_two_lease_ttls_of_its_market_killed_mid_burst_and_loses_nothing_acknowledged(
+) {
+    let Some(cluster) = cluster("takeover") else {
+        return;
+    };
+    let urls = cluster.urls().join(",");
+    let stream = [
+        "--nats",
+        urls.as_str(),
+        "--stream",
+        "takeover",
+        "--lease-ttl",
+        TTL,
+    ];
+    let mut market_args = vec!["--durability", "replicated", "--capacity", "40"];
+    market_args.extend_from_slice(&stream);
+    let mut market = Market::start("primary", &market_args);
+    let standby = Market::start_standby("standby", &stream);
+
+    // What the market applies, the standby applies and shows, as a standby.
+    let out = market.client("seller", &["sell", "Dune", "--price", "5", "--qty", "2"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let shown = eventually(Duration::from_secs(10), || {
+        standby.inspect()["books_on_shelf"] == 2
+    });
+    let view = standby.inspect();
+    assert!(shown, "the standby shows the market's store: {view:#}");
+    assert_eq!(view["state"], "standby");
+
+    // A burst of two sellers and two buyers, who may go on with the standby...
+    let go_on = ["--standby", standby.name.as_str()];
+    let sessions: Vec<ScriptedSession> = (0..2u64)
+        .flat_map(|i| ["seller", "buyer"].map(|r| (i, r)))
+        .map(|(i, role)| ScriptedSession::spawn(&market.name, role, &go_on, i * 1000, 60))
+        .collect();
+    // ...and the market killed in the middle of it.
+    std::thread::sleep(Duration::from_millis(1500));
+    market.kill();
+    let killed = Instant::now();
+    let served = standby.reaches_state("ready", Duration::from_secs(2 * TTL_SECS));
+    println!(
+        "the standby served {:?} after the market was killed (lease TTL {TTL_SECS} s)",
+        killed.elapsed()
+    );
+    assert!(served, "the standby serves within 2 × the lease's TTL");
+
+    let (mut listed_told, mut bought_told, mut moved) = (0, 0, 0);
+    for session in sessions {
+        let told = session.finish(Duration::from_secs(120));
+        moved += told.log.matches("waiting up to").count();
+        listed_told += told.listed;
+        bought_told += told.bought;
+    }
+    let view = standby.assert_balanced();
+    let (listed, sold) = (
+        view["books_listed_total"].as_u64().unwrap(),
+        view["books_sold_total"].as_u64().unwrap(),
+    );
+    println!("takeover: {moved} sessions waited for the standby; told listed {listed_told} (+2 before), bought {bought_told}; the standby's store listed {listed}, sold {sold}");
+    assert!(moved > 0, "the market was killed while sessions traded");
+    assert!(sold > 0, "books were sold: {view:#}");
+    assert_eq!(listed_told + 2, listed, "listings acknowledged = applied");
+    assert_eq!(bought_told, sold, "copies acknowledged bought = sold");
+
+    // The stream had two writers, one after the other; the standby's journal holds it whole.
+    assert_eq!(writers_in_turn(&cluster, "takeover").len(), 2);
+    // The killed market's object stays behind, stale, as after any crash.
+    let _ = std::fs::remove_file(dev_shm(&market.name));
+    standby.stop();
+}
+
+#[test]
+fn a_deposed_market_that_wakes_up_cannot_append() {
+    let Some(cluster) = cluster("deposed") else {
+        return;
+    };
+    let urls = cluster.urls().join(",");
+    let stream = [
+        "--nats",
+        urls.as_str(),
+        "--stream",
+        "deposed",
+        "--lease-ttl",
+        TTL,
+    ];
+    let mut market_args = vec!["--durability", "replicated"];
+    market_args.extend_from_slice(&stream);
+    let mut market = Market::start("primary", &market_args);
+    let standby = Market::start_standby("standby", &stream);
+    let out = market.client("seller", &["sell", "Dune", "--price", "5"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // The market sleeps (SIGSTOP) past its lease's TTL: the standby takes over and serves.
+    market.signal(Signal::STOP);
+    let served = standby.reaches_state("ready", Duration::from_secs(4 * TTL_SECS));
+    assert!(served, "the standby took over from the stopped market");
+    let out = standby.client("buyer", &["buy", "Dune", "--max-price", "5"]);
+    assert!(stdout(&out).contains("trade #1"), "{}", stderr(&out));
+
+    // A client of the old market sends an order while it sleeps; the market wakes up...
+    let late = market.spawn_client("seller", &["--wait", "5", "sell", "Late", "--price", "1"]);
+    std::thread::sleep(Duration::from_millis(300));
+    market.signal(Signal::CONT);
+    // ...applies it, but the stream refuses its batch (the standby's fence) and its lease
+    // is gone: it acknowledges nothing and stops.
+    let status = market.exits_within(Duration::from_secs(15));
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(8),
+        "the deposed market stops with exit 8"
+    );
+    let out = late.wait_with_output().unwrap();
+    assert!(
+        !stdout(&out).contains("listed"),
+        "a deposed market acknowledged an order: {}",
+        stdout(&out)
+    );
+    assert_ne!(code(&out), 0, "{}", stderr(&out));
+
+    // The stream: the old writer's messages, then the standby's, never the old one's again;
+    // the standby's store has no trace of the late order.
+    assert_eq!(writers_in_turn(&cluster, "deposed").len(), 2);
+    let view = standby.assert_balanced();
+    assert_eq!(view["books_listed_total"], 1, "{view:#}");
+    assert_eq!(view["trades_total"], 1, "{view:#}");
+    standby.stop();
+}
