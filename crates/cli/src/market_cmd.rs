@@ -62,7 +62,7 @@ fn serve(args: MarketArgs) -> Result<Exit, Exit> {
     let (journal, recovery) = open_journal(PROGRAM, &start.journal_path, &options)?;
     test_pause("after-journal");
     if !args.serve.quiet {
-        report_recovery(&recovery, journal.path());
+        report_recovery(PROGRAM, &recovery, journal.path());
     }
     // Before the store exists: a market that cannot replicate serves nobody.
     let replication = match args.durability {
@@ -379,12 +379,12 @@ pub(crate) fn say(full_told: &mut HashMap<ClientId, Instant>, event: MarketEvent
 }
 
 /// Tells the learner what the journal held and what was done with it.
-pub(crate) fn report_recovery(recovery: &Recovery, path: &Path) {
+pub(crate) fn report_recovery(program: &str, recovery: &Recovery, path: &Path) {
     if let Some(aside) = &recovery.set_aside {
         tracing::info!(
             target: log::TARGET,
             kept_as = %aside.display(),
-            "market: --fresh: the previous journal is kept as {}",
+            "{program}: --fresh: the previous journal is kept as {}",
             aside.display()
         );
     }
@@ -393,12 +393,12 @@ pub(crate) fn report_recovery(recovery: &Recovery, path: &Path) {
             target: log::TARGET,
             offset = torn.offset,
             bytes = torn.bytes,
-            "market: journal: cut off a torn last record at offset {} ({} bytes: {}); it was never acknowledged",
+            "{program}: journal: cut off a torn last record at offset {} ({} bytes: {}); it was never acknowledged",
             torn.offset, torn.bytes, torn.why
         );
     }
     for note in &recovery.notes {
-        tracing::info!(target: log::TARGET, "market: journal: {note}");
+        tracing::info!(target: log::TARGET, "{program}: journal: {note}");
     }
     for (snapshot, why) in &recovery.skipped_snapshots {
         tracing::warn!(
@@ -421,7 +421,7 @@ pub(crate) fn report_recovery(recovery: &Recovery, path: &Path) {
             target: log::TARGET,
             journal = %path.display(),
             replayed = 0,
-            "market: journal {}: new, empty store",
+            "{program}: journal {}: new, empty store",
             path.display()
         );
         return;
@@ -431,7 +431,7 @@ pub(crate) fn report_recovery(recovery: &Recovery, path: &Path) {
         target: log::TARGET,
         journal = %path.display(),
         replayed = recovery.replayed,
-        "market: journal {}: replayed {} commands{from}{segments}: {} books on the shelf, {} trades, next trade #{}",
+        "{program}: journal {}: replayed {} commands{from}{segments}: {} books on the shelf, {} trades, next trade #{}",
         path.display(),
         recovery.replayed,
         stats.books_on_shelf,
@@ -442,7 +442,7 @@ pub(crate) fn report_recovery(recovery: &Recovery, path: &Path) {
         tracing::info!(
             target: log::TARGET,
             cancelled = recovery.orphaned_buys,
-            "market: the restart cancelled {} resting buys of the previous market's clients (a buyer that comes back asks what it bought and buys the rest)",
+            "{program}: the restart cancelled {} resting buys of the previous market's clients (a buyer that comes back asks what it bought and buys the rest)",
             recovery.orphaned_buys
         );
     }

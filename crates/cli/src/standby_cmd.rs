@@ -90,7 +90,7 @@ fn follow_then_serve(args: StandbyArgs) -> Result<Exit, Exit> {
         (journal, recovery) = open_journal(PROGRAM, &start.journal_path, &options)?;
     }
     if !args.serve.quiet {
-        report_recovery(&recovery, journal.path());
+        report_recovery(PROGRAM, &recovery, journal.path());
     }
     let from = journal.committed_records();
     let writer = bookstore_replication::new_writer_id();

@@ -177,7 +177,7 @@ fn traders_and_market_killed_at_random_lose_no_book() {
         (listed, sold, on_shelf),
         "the journal's replay matches the market's last view"
     );
-    std::fs::remove_file(&journal).unwrap();
+    remove_journal_at(&journal);
 }
 
 /// Exactly once: four sessions each run a script of orders while the market is SIGKILLed

@@ -94,7 +94,7 @@ fn market_refuses_an_object_someone_else_created_and_leaves_it_untouched() {
     assert_eq!(mode, 0o666, "mode untouched");
     clients_refuse(&name, "magic");
     drop(path);
-    let _ = std::fs::remove_file(journal_path(&name));
+    remove_journal(&name);
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn market_and_clients_refuse_an_object_owned_by_another_user() {
     assert!(path.exists(), "another user's object is never removed");
     clients_refuse(&name, "65534");
     drop(path);
-    let _ = std::fs::remove_file(journal_path(&name));
+    remove_journal(&name);
 }
 
 #[test]
@@ -154,7 +154,7 @@ fn a_full_dev_shm_is_a_clear_error_at_start_not_a_sigbus_later() {
         "{}",
         stderr(&out)
     );
-    let _ = std::fs::remove_file(journal_path("/tiny"));
+    remove_journal("/tiny");
 }
 
 /// A buggy client writes random words all over the live object (slot control words, ring

@@ -66,7 +66,7 @@ fn the_market_says_when_a_seller_waits_for_room() {
         "said once a second at most: {text}"
     );
     assert!(text.contains("This run: "), "{text}");
-    let _ = std::fs::remove_file(journal_path(&name));
+    remove_journal(&name);
     let _ = std::fs::remove_file(lock_path(&name));
 }
 

@@ -423,6 +423,25 @@ fn bad_command_line_values_name_the_field_and_exit_2() {
             "name",
         ),
         (&["market", "--name", &name, "--mode", "9999"], "mode"),
+        (
+            &["market", "--name", &name, "--stream", "a.b", "--nats", "x"],
+            "stream",
+        ),
+        (
+            &[
+                "market",
+                "--name",
+                &name,
+                "--lease-ttl",
+                "0.1",
+                "--nats",
+                "x",
+            ],
+            "lease-ttl",
+        ),
+        (&["standby", "--name", &name, "--stream", "s"], "--nats"),
+        (&["standby", "--name", &name, "--nats", "x"], "--stream"),
+        (&["seller", "--name", &name, "--standby", "noslash"], "name"),
     ];
     for (args, field) in cases {
         let out = run(args);
@@ -485,7 +504,7 @@ fn the_object_is_owner_only_by_default_and_0666_comes_with_a_warning() {
         .unwrap();
     assert!(err.contains("ANY local user"), "{err}");
     assert!(!dev_shm(&name).exists());
-    std::fs::remove_file(journal_path(&name)).unwrap();
+    remove_journal(&name);
 }
 
 #[test]

@@ -91,7 +91,7 @@ fn race(name: &str, env: &[(&str, &str)], head_start: Duration) {
 
 fn cleanup(name: &str) {
     let _ = std::fs::remove_file(dev_shm(name));
-    let _ = std::fs::remove_file(journal_path(name));
+    remove_journal(name);
     let _ = std::fs::remove_file(lock_path(name));
 }
 

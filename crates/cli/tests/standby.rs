@@ -107,11 +107,32 @@ fn a_standby_serves_within_two_lease_ttls_of_its_market_killed_mid_burst_and_los
     assert_eq!(listed_told + 2, listed, "listings acknowledged = applied");
     assert_eq!(bought_told, sold, "copies acknowledged bought = sold");
 
-    // The stream had two writers, one after the other; the standby's journal holds it whole.
+    // The stream had two writers, one after the other; the standby's journal holds it
+    // whole, byte for byte.
     assert_eq!(writers_in_turn(&cluster, "takeover").len(), 2);
     // The killed market's object stays behind, stale, as after any crash.
     let _ = std::fs::remove_file(dev_shm(&market.name));
-    standby.stop();
+    let journal = standby.stop_keeping_journal();
+    let config = StreamConfig {
+        servers: cluster.urls(),
+        stream: "takeover".into(),
+        replicas: 3,
+        capacity: 0,
+    };
+    let streamed: Vec<u8> = read_stream(&config, Duration::from_secs(30))
+        .unwrap()
+        .into_iter()
+        .flat_map(|m| m.bytes)
+        .collect();
+    let kept = std::fs::read(&journal).unwrap();
+    let header = bookstore::journal::format::FILE_HEADER_LEN;
+    assert_eq!(
+        streamed,
+        kept[header..header + streamed.len()],
+        "the standby's journal is the stream"
+    );
+    assert!(kept[header + streamed.len()..].iter().all(|&b| b == 0));
+    remove_journal_at(&journal);
 }
 
 #[test]

@@ -57,12 +57,12 @@ impl Lease {
         wait: Duration,
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
-        let (store, revision) = runtime.block_on(async {
-            let store = bucket(config, ttl).await?;
+        let (store, ttl, revision) = runtime.block_on(async {
+            let (store, ttl) = bucket(config, ttl).await?;
             let started = Instant::now();
             loop {
                 match try_take(&store, config, holder).await? {
-                    Taken::Yes(revision) => return Ok((store, revision)),
+                    Taken::Yes(revision) => return Ok((store, ttl, revision)),
                     Taken::HeldBy(other) if started.elapsed() >= wait => {
                         return Err(ReplicationError::LeaseHeld {
                             stream: config.stream.clone(),
@@ -84,7 +84,7 @@ impl Lease {
         holder: &str,
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
-        let store = runtime.block_on(bucket(config, ttl))?;
+        let (store, ttl) = runtime.block_on(bucket(config, ttl))?;
         Self::spawn(runtime, store, config, ttl, holder, None)
     }
 
@@ -269,8 +269,29 @@ async fn try_take(
 }
 
 /// The lease's bucket for `config`'s stream, created (entries expiring after `ttl`, as many
-/// replicas as the stream) if it does not exist.
-async fn bucket(config: &StreamConfig, ttl: Duration) -> Result<kv::Store, ReplicationError> {
+/// replicas as the stream) if it does not exist, and the TTL it has: the first market or
+/// standby to use the stream set it, and that one holds (said when it is not `ttl`).
+async fn bucket(
+    config: &StreamConfig,
+    ttl: Duration,
+) -> Result<(kv::Store, Duration), ReplicationError> {
+    let store = bucket_as_created(config, ttl).await?;
+    let theirs = store
+        .status()
+        .await
+        .map(|status| status.max_age())
+        .unwrap_or(ttl);
+    if theirs != ttl && !theirs.is_zero() {
+        tracing::warn!(stream = %config.stream, "replication: the lease of stream {} lasts {theirs:?}, as the first market or standby to use it set it, not the {ttl:?} asked for; {theirs:?} it is", config.stream);
+        return Ok((store, theirs));
+    }
+    Ok((store, ttl))
+}
+
+async fn bucket_as_created(
+    config: &StreamConfig,
+    ttl: Duration,
+) -> Result<kv::Store, ReplicationError> {
     let wait = Duration::from_secs(10);
     let context = jetstream_context(config, wait).await?;
     let name = format!("bookstore-lease-{}", config.stream);

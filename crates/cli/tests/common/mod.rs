@@ -91,6 +91,19 @@ fn siblings(journal: &std::path::Path, infix: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Removes the journal of store `name` and everything beside it (segments, snapshots).
+pub fn remove_journal(name: &str) {
+    remove_journal_at(&journal_path(name));
+}
+
+/// Removes the journal at `journal` and everything beside it (segments, snapshots).
+pub fn remove_journal_at(journal: &std::path::Path) {
+    let _ = std::fs::remove_file(journal);
+    for file in siblings(journal, ".") {
+        let _ = std::fs::remove_file(file);
+    }
+}
+
 pub fn run(args: &[&str]) -> Output {
     bookstore(args).output().expect("bookstore runs")
 }
@@ -402,11 +415,7 @@ impl Drop for Market {
             let _ = std::fs::remove_file(dev_shm(&self.name));
         }
         if !self.keep_journal {
-            let journal = journal_path(&self.name);
-            let _ = std::fs::remove_file(&journal);
-            for file in siblings(&journal, ".") {
-                let _ = std::fs::remove_file(file);
-            }
+            remove_journal(&self.name);
         }
         // A killed market leaves its (unlocked) name lock behind, by design.
         let _ = std::fs::remove_file(lock_path(&self.name));
