@@ -44,10 +44,10 @@ impl Exit {
             Exit::Partial => "timed out with the buy only partly filled",
             Exit::Refused => "refused by the market (larger than the store, malformed)",
             Exit::AlreadyRunning => {
-                "a market already runs on this name (its pid is printed), or the name is another user's, or its journal is in use"
+                "a market already runs on this name (its pid is printed), or the name is another user's, or its journal is in use, or another market holds its replicated stream's lease"
             }
             Exit::Journal => {
-                "the journal cannot be read, replayed or written (corrupt before its last record, another user's, disk full)"
+                "the journal cannot be read, replayed or written (corrupt before its last record, another user's, disk full), or its replicated stream was taken over by another writer"
             }
         }
     }

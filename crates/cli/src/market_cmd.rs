@@ -99,6 +99,7 @@ fn serve(args: MarketArgs) -> Result<Exit, Exit> {
                         E::Replication(bookstore_replication::ReplicationError::LeaseHeld {
                             ..
                         }) => Exit::AlreadyRunning,
+                        E::Disagree { .. } => Exit::Journal,
                         _ => Exit::Error,
                     });
                 }

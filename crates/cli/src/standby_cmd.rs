@@ -89,6 +89,14 @@ fn follow_then_serve(args: StandbyArgs) -> Result<Exit, Exit> {
         options.start = journal::Start::Fresh;
         (journal, recovery) = open_journal(PROGRAM, &start.journal_path, &options)?;
     }
+    if journal.committed_records() > 0 && !tail_agrees(&journal, &config)? {
+        // Its last records are not the stream's: a market's, deposed with batches the stream
+        // refused (the new writer's are there instead).
+        say_set_aside(&start, "ends in records that are not the stream's");
+        drop(journal);
+        options.start = journal::Start::Fresh;
+        (journal, recovery) = open_journal(PROGRAM, &start.journal_path, &options)?;
+    }
     if !args.serve.quiet {
         report_recovery(PROGRAM, &recovery, journal.path());
     }
@@ -212,10 +220,35 @@ fn wait_for_stream(
     Ok(None)
 }
 
+/// Whether the journal's last records are the stream's: the message holding the journal's
+/// last command, compared record by record, byte for byte, where both hold it (the live
+/// segment's records). A market deposed with batches the stream refused ends its journal in
+/// records of its own where the stream holds the new writer's (records carry the command, its
+/// client's 128-bit id where it has one, and its millisecond).
+fn tail_agrees(journal: &journal::Journal, config: &StreamConfig) -> Result<bool, Exit> {
+    let last = journal.committed_records() - 1;
+    let message = match bookstore_replication::message_holding(config, last, CONNECT_WAIT) {
+        Ok(Some(message)) => message,
+        Ok(None) => return Ok(false),
+        Err(e) => {
+            eprintln!("bookstore standby: {e}");
+            return Err(Exit::Error);
+        }
+    };
+    let first = journal.live_segment_first();
+    let ours = journal::format::split_records(journal.committed_bytes_since(0));
+    let theirs = journal::format::split_records(&message.bytes);
+    let agree = (message.first_command..=last)
+        .zip(&theirs)
+        .filter(|(command, _)| *command >= first)
+        .all(|(command, record)| ours.get((command - first) as usize) == Some(record));
+    Ok(agree)
+}
+
 fn say_set_aside(start: &Start<'_>, why: &str) {
     tracing::warn!(
         target: log::TARGET,
-        "standby: the journal {} {why}: the stream is the truth, so the journal is set aside (kept as PATH.UNIXTIME.old) and the stream followed from its start",
+        "the journal {} {why}: the stream is the truth, so the journal is set aside (kept as PATH.UNIXTIME.old) and the stream followed from its start",
         start.journal_path.display()
     );
 }

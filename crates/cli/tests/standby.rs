@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bookstore_replication::local_cluster::{server_binary, LocalCluster};
-use bookstore_replication::{read_stream, StreamConfig};
+use bookstore_replication::{read_stream, StoredBatch, StreamConfig};
 use common::*;
 use rustix::process::Signal;
 
@@ -24,16 +24,21 @@ fn cluster(tag: &str) -> Option<LocalCluster> {
     Some(LocalCluster::start(&binary, 3, tag))
 }
 
-/// The stream's messages' writers, in order, each run of one writer's messages once.
-fn writers_in_turn(cluster: &LocalCluster, stream: &str) -> Vec<String> {
+/// Every message of `stream`, in order.
+fn messages(cluster: &LocalCluster, stream: &str) -> Vec<StoredBatch> {
     let config = StreamConfig {
         servers: cluster.urls(),
         stream: stream.to_owned(),
         replicas: 3,
         capacity: 0,
     };
+    read_stream(&config, Duration::from_secs(30)).unwrap()
+}
+
+/// The stream's messages' writers, in order, each run of one writer's messages once.
+fn writers_in_turn(cluster: &LocalCluster, stream: &str) -> Vec<String> {
     let mut writers: Vec<String> = Vec::new();
-    for message in read_stream(&config, Duration::from_secs(30)).unwrap() {
+    for message in messages(cluster, stream) {
         let writer = message.writer.expect("every message names its writer");
         if writers.last() != Some(&writer) {
             writers.push(writer);
@@ -113,14 +118,7 @@ fn a_standby_serves_within_two_lease_ttls_of_its_market_killed_mid_burst_and_los
     // The killed market's object stays behind, stale, as after any crash.
     let _ = std::fs::remove_file(dev_shm(&market.name));
     let journal = standby.stop_keeping_journal();
-    let config = StreamConfig {
-        servers: cluster.urls(),
-        stream: "takeover".into(),
-        replicas: 3,
-        capacity: 0,
-    };
-    let streamed: Vec<u8> = read_stream(&config, Duration::from_secs(30))
-        .unwrap()
+    let streamed: Vec<u8> = messages(&cluster, "takeover")
         .into_iter()
         .flat_map(|m| m.bytes)
         .collect();
@@ -189,5 +187,32 @@ fn a_deposed_market_that_wakes_up_cannot_append() {
     let view = standby.assert_balanced();
     assert_eq!(view["books_listed_total"], 1, "{view:#}");
     assert_eq!(view["trades_total"], 1, "{view:#}");
+
+    // The deposed market's journal ends in its late order, which the stream refused: the
+    // stream is the truth. Started as a standby, it sets that journal aside and follows the
+    // stream from its start.
+    let name = market.name.clone();
+    let journal = market.stop_keeping_journal();
+    let rejoined = Market::start_standby_named(name, &stream);
+    let shown = eventually(Duration::from_secs(10), || {
+        rejoined.inspect()["trades_total"] == 1
+    });
+    let view = rejoined.inspect();
+    assert!(shown, "the old market follows the stream: {view:#}");
+    assert_eq!(view["books_listed_total"], 1, "no late order: {view:#}");
+    let aside = std::fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let p = p.to_string_lossy();
+            p.starts_with(&*journal.to_string_lossy()) && p.ends_with(".old")
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(aside.len(), 1, "the old journal is kept aside");
+    for file in aside {
+        std::fs::remove_file(file).unwrap();
+    }
+    rejoined.stop();
     standby.stop();
 }

@@ -35,6 +35,7 @@
 //! zeros is a torn tail (cut off on open), and damage with data after it is an error naming its
 //! offset. The zero-filled end is why a record's length words are never both zero.
 
+pub use crate::batch::{batch_records, split_records};
 use engine::{BuyTarget, Command, Millis};
 
 use crate::fields::{put_ids, put_title, Reader};
@@ -277,34 +278,6 @@ pub fn scan_from(bytes: &[u8], skip: u64) -> Result<Scan, FormatError> {
     })
 }
 
-/// The records of a batch carried outside a journal file (a replicated stream's message, for
-/// a store of `capacity` books, its first record command number `first`): every one whole and
-/// valid, and `commands` of them. Anything else is refused, saying what is wrong.
-pub fn batch_records(
-    capacity: u32,
-    first: u64,
-    bytes: &[u8],
-    commands: u64,
-) -> Result<Vec<Entry>, String> {
-    let mut image = FileHeader::new(capacity, first).encode().to_vec();
-    image.extend_from_slice(bytes);
-    let scan = scan(&image).map_err(|e| e.to_string())?;
-    if let Some(torn) = &scan.torn {
-        return Err(format!(
-            "a damaged record at byte {}: {}",
-            torn.offset - FILE_HEADER_LEN as u64,
-            torn.why
-        ));
-    }
-    if scan.entries.len() as u64 != commands {
-        return Err(format!(
-            "holds {} whole records, its header says {commands}",
-            scan.entries.len()
-        ));
-    }
-    Ok(scan.entries)
-}
-
 /// What [`next_record`] found where a record would start.
 #[derive(Debug)]
 pub enum Next {
@@ -326,7 +299,7 @@ pub fn next_record(rest: &[u8], offset: u64) -> Next {
 }
 
 /// [`next_record`], decoding the payload only if `decode`.
-fn next_record_in(rest: &[u8], offset: u64, decode: bool) -> Next {
+pub(crate) fn next_record_in(rest: &[u8], offset: u64, decode: bool) -> Next {
     if rest.len() < RECORD_HEADER_LEN {
         return Next::Short(format!(
             "{} bytes, shorter than a record header",

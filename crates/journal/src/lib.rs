@@ -16,6 +16,7 @@
 //! Architecture invariant: the journal knows commands and bytes, not slots, rings or clients'
 //! processes; the market decides what to record and when to commit.
 
+mod batch;
 mod fields;
 mod file;
 mod follower;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 
-use crate::reading::{connect, message_at, retrying, runtime, stored_batch, Missing};
+use crate::reading::{connect, first_sequence_after, runtime, stored_batch, Missing};
 use crate::{ReplicationError, StoredBatch, StreamConfig};
 
 /// The thread that reads the stream, and its handle.
@@ -144,39 +144,4 @@ async fn follow(
             return;
         }
     }
-}
-
-/// The sequence of the first message holding a command from `from` on (messages after the
-/// last one, `last`, if none does yet): a binary search over the messages' headers, since
-/// each message holds a batch of commands.
-async fn first_sequence_after(
-    context: &jetstream::Context,
-    config: &StreamConfig,
-    from: u64,
-    last: u64,
-    timeout: Duration,
-) -> Result<u64, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
-    let mut stream = context
-        .get_stream(&config.stream)
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    let info = stream
-        .info()
-        .await
-        .map_err(|e| stream_error(e.to_string()))?;
-    let (mut low, mut high) = (info.state.first_sequence.max(1), last + 1);
-    while low < high {
-        let middle = low + (high - low) / 2;
-        let message = retrying(timeout, || message_at(context, config, middle)).await?;
-        if message.first_command + message.commands > from {
-            high = middle;
-        } else {
-            low = middle + 1;
-        }
-    }
-    Ok(low)
 }

@@ -38,7 +38,7 @@ mod reading;
 pub use follow::StreamFollower;
 pub use lease::Lease;
 use reading::{connect, jetstream_context, retrying, runtime, stream_end, Missing};
-pub use reading::{last_message, read_stream, stream_commands, StoredBatch};
+pub use reading::{last_message, message_holding, read_stream, stream_commands, StoredBatch};
 
 /// The header holding the command number of a message's first record.
 pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";

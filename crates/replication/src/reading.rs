@@ -227,6 +227,25 @@ pub fn last_message(
     })
 }
 
+/// The message of the stream `config` names that holds command `command`, if the stream
+/// holds it: for comparing a journal's last records with the stream's.
+pub fn message_holding(
+    config: &StreamConfig,
+    command: u64,
+    timeout: Duration,
+) -> Result<Option<StoredBatch>, ReplicationError> {
+    runtime()?.block_on(async {
+        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
+        let sequence = first_sequence_after(&context, config, command, last, timeout).await?;
+        if sequence > last {
+            return Ok(None);
+        }
+        retrying(timeout, || message_at(&context, config, sequence))
+            .await
+            .map(Some)
+    })
+}
+
 /// One message of the stream, as [`read_stream`] returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredBatch {
@@ -270,4 +289,39 @@ pub(crate) fn probe(config: &StreamConfig, timeout: Duration) -> Result<(), Repl
                 why: e.to_string(),
             })
     })
+}
+
+/// The sequence of the first message holding a command from `from` on (messages after the
+/// last one, `last`, if none does yet): a binary search over the messages' headers, since
+/// each message holds a batch of commands.
+pub(crate) async fn first_sequence_after(
+    context: &jetstream::Context,
+    config: &StreamConfig,
+    from: u64,
+    last: u64,
+    timeout: Duration,
+) -> Result<u64, ReplicationError> {
+    let stream_error = |why: String| ReplicationError::Stream {
+        stream: config.stream.clone(),
+        why,
+    };
+    let mut stream = context
+        .get_stream(&config.stream)
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| stream_error(e.to_string()))?;
+    let (mut low, mut high) = (info.state.first_sequence.max(1), last + 1);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let message = retrying(timeout, || message_at(context, config, middle)).await?;
+        if message.first_command + message.commands > from {
+            high = middle;
+        } else {
+            low = middle + 1;
+        }
+    }
+    Ok(low)
 }

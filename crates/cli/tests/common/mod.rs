@@ -248,7 +248,11 @@ impl Market {
 
     /// A standby (`bookstore standby`) on a new name, once it publishes its store.
     pub fn start_standby(tag: &str, extra: &[&str]) -> Self {
-        let name = unique_name(tag);
+        Self::start_standby_named(unique_name(tag), extra)
+    }
+
+    /// A standby on `name`, once it publishes its store.
+    pub fn start_standby_named(name: String, extra: &[&str]) -> Self {
         let mut args = vec!["standby", "--name", &name, "--quiet"];
         args.extend_from_slice(extra);
         let child = bookstore(&args)
