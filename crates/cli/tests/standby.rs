@@ -24,6 +24,20 @@ fn cluster(tag: &str) -> Option<LocalCluster> {
     Some(LocalCluster::start(&binary, 3, tag))
 }
 
+/// The files `journal` was set aside as (`PATH.UNIXTIME.old`).
+fn set_aside(journal: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let prefix = journal.to_string_lossy().into_owned();
+    std::fs::read_dir(journal.parent().unwrap())
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let p = p.to_string_lossy();
+            p.starts_with(&prefix) && p.ends_with(".old")
+        })
+        .collect()
+}
+
 /// Every message of `stream`, in order.
 fn messages(cluster: &LocalCluster, stream: &str) -> Vec<StoredBatch> {
     let config = StreamConfig {
@@ -200,19 +214,53 @@ fn a_deposed_market_that_wakes_up_cannot_append() {
     let view = rejoined.inspect();
     assert!(shown, "the old market follows the stream: {view:#}");
     assert_eq!(view["books_listed_total"], 1, "no late order: {view:#}");
-    let aside = std::fs::read_dir(journal.parent().unwrap())
-        .unwrap()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            let p = p.to_string_lossy();
-            p.starts_with(&*journal.to_string_lossy()) && p.ends_with(".old")
-        })
-        .collect::<Vec<_>>();
+    let aside = set_aside(&journal);
     assert_eq!(aside.len(), 1, "the old journal is kept aside");
     for file in aside {
         std::fs::remove_file(file).unwrap();
     }
     rejoined.stop();
     standby.stop();
+}
+
+#[test]
+fn a_standby_killed_and_restarted_carries_on_from_its_own_journal_and_snapshots() {
+    let Some(cluster) = cluster("restart") else {
+        return;
+    };
+    let urls = cluster.urls().join(",");
+    let stream = ["--nats", urls.as_str(), "--stream", "restart"];
+    let mut market_args = vec!["--durability", "replicated", "--capacity", "1000"];
+    market_args.extend_from_slice(&stream);
+    let market = Market::start("primary", &market_args);
+    let mut standby_args = vec!["--snapshot-every", "10"];
+    standby_args.extend_from_slice(&stream);
+    let mut standby = Market::start_standby("standby", &standby_args);
+    let listed_alike = |market: &Market, standby: &Market| {
+        eventually(Duration::from_secs(10), || {
+            let listed = market.inspect()["books_listed_total"].clone();
+            standby.inspect()["books_listed_total"] == listed
+        })
+    };
+
+    ScriptedSession::spawn(&market.name, "seller", &[], 0, 30).finish(Duration::from_secs(60));
+    assert!(listed_alike(&market, &standby), "the standby follows");
+    let journal = journal_path(&standby.name);
+    assert!(
+        !snapshots_of(&journal).is_empty(),
+        "the standby takes its own snapshots"
+    );
+    // Killed, it misses what comes next; restarted, it reads its snapshot and journal, then
+    // the rest from the stream.
+    standby.kill();
+    ScriptedSession::spawn(&market.name, "seller", &[], 100, 20).finish(Duration::from_secs(60));
+    standby.restart_as_standby(&standby_args);
+    assert!(listed_alike(&market, &standby), "the standby caught up");
+    assert!(
+        set_aside(&journal).is_empty(),
+        "its own journal agreed with the stream, and was kept"
+    );
+    // The standby first: a market's clean stop hands its lease over at once.
+    standby.stop();
+    market.stop();
 }

@@ -269,6 +269,17 @@ impl Market {
         standby
     }
 
+    /// Starts a standby again on the same name (and so the same journal), after `kill`.
+    pub fn restart_as_standby(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "the previous process still runs");
+        let mut args = vec!["standby", "--name", &self.name, "--quiet"];
+        args.extend_from_slice(extra);
+        let child = bookstore(&args).stdout(Stdio::null()).spawn();
+        self.child = Some(child.expect("standby starts"));
+        let following = self.reaches_state("standby", Duration::from_secs(20));
+        assert!(following, "standby on {} follows", self.name);
+    }
+
     /// Sends `sig` to the market process.
     pub fn signal(&self, sig: rustix::process::Signal) {
         signal(self.child.as_ref().expect("market running"), sig);
