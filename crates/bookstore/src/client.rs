@@ -23,6 +23,12 @@ pub enum ConnectError {
     NoMarket { name: ShmName, waited: Duration },
     #[error("the market of {name} (pid {pid}) has exited; start a new one with `bookstore market --name {name}`")]
     MarketGone { name: ShmName, pid: u32 },
+    #[error("{name} is a standby's store (pid {pid}, waited {waited:.1?}): it serves once its market's lease lapses and it takes over; to trade now, name the market's store (and this one with --standby)")]
+    StandbyOnly {
+        name: ShmName,
+        pid: u32,
+        waited: Duration,
+    },
     #[error("all {slots} client slots of {name} are taken (waited {waited:.1?}); retry later, pass a longer --wait, or start the market with more --slots")]
     SlotsFull {
         name: ShmName,
@@ -79,6 +85,13 @@ pub fn open_any_store(names: &[ShmName], wait: Duration) -> Result<SharedStore, 
             match try_open(name) {
                 Ok(Some(store)) => return Ok(store),
                 Ok(None) => {}
+                Err(Retry(Some(ConnectError::StandbyOnly { name, pid, .. }))) if i == 0 => {
+                    first_reason = Some(ConnectError::StandbyOnly {
+                        name,
+                        pid,
+                        waited: started.elapsed(),
+                    })
+                }
                 Err(Retry(reason)) if i == 0 => first_reason = reason,
                 Err(Retry(_)) => {}
                 Err(Fail(e)) if i == 0 => return Err(e),
@@ -118,9 +131,16 @@ fn try_open(name: &ShmName) -> Result<Option<SharedStore>, NotReady> {
                 pid: seen.pid,
                 start_time: seen.start_time,
             };
-            let ready = seen.state() == Some(StoreState::Ready);
+            let state = seen.state();
             match ProcessHandle::open(market) {
-                Ok(_) if ready => Ok(Some(store)),
+                Ok(_) if state == Some(StoreState::Ready) => Ok(Some(store)),
+                Ok(_) if state == Some(StoreState::Standby) => {
+                    Err(Retry(Some(ConnectError::StandbyOnly {
+                        name: name.clone(),
+                        pid: market.pid,
+                        waited: Duration::ZERO,
+                    })))
+                }
                 Ok(_) => Ok(None),
                 Err(_) => Err(Retry(Some(ConnectError::MarketGone {
                     name: name.clone(),

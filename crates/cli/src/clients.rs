@@ -120,9 +120,11 @@ pub(crate) fn open_announcing(
 ) -> Result<bookstore::shared::SharedStore, ConnectError> {
     let names = market_names(args);
     match open_any_store(&names, Duration::ZERO) {
-        Err(ConnectError::NoMarket { .. } | ConnectError::MarketGone { .. })
-            if !args.wait.is_zero() =>
-        {
+        Err(
+            ConnectError::NoMarket { .. }
+            | ConnectError::MarketGone { .. }
+            | ConnectError::StandbyOnly { .. },
+        ) if !args.wait.is_zero() => {
             if !args.quiet {
                 eprintln!(
                     "bookstore {role}: waiting up to {:.0?} for a market on {}…",
@@ -144,6 +146,7 @@ pub(crate) fn connect_failed(role: &str, e: ConnectError) -> Exit {
     match e {
         ConnectError::NoMarket { .. }
         | ConnectError::MarketGone { .. }
+        | ConnectError::StandbyOnly { .. }
         | ConnectError::SlotsFull { .. } => Exit::NoMarket,
         ConnectError::Open(_) | ConnectError::Identity(_) | ConnectError::Random(_) => Exit::Error,
     }

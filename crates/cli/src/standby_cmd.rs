@@ -155,6 +155,13 @@ fn follow_then_serve(args: StandbyArgs) -> Result<Exit, Exit> {
                 tracing::info!(target: log::TARGET, "standby: the stream grew while taking over; applying the rest first");
                 upstream.catch_up_to = None;
             }
+            Err(e @ (ReplicationError::Connect { .. } | ReplicationError::Stream { .. })) => {
+                // NATS does not answer (a quorum lost?): the lease is ours, so follow on
+                // and try again.
+                tracing::warn!(%e, "standby: cannot fence the stream yet; trying again");
+                std::thread::sleep(Duration::from_millis(200));
+                upstream.catch_up_to = None;
+            }
             Err(e) => {
                 eprintln!("bookstore standby: cannot take the stream over: {e}");
                 return Err(Exit::Error);

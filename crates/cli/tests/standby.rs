@@ -90,6 +90,17 @@ fn a_standby_serves_within_two_lease_ttls_of_its_market_killed_mid_burst_and_los
     let view = standby.inspect();
     assert!(shown, "the standby shows the market's store: {view:#}");
     assert_eq!(view["state"], "standby");
+    // A client of the standby alone waits, and says why it was not served.
+    let out = standby.client(
+        "buyer",
+        &["--wait", "0.3", "buy", "Dune", "--max-price", "5"],
+    );
+    assert_eq!(code(&out), 3, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is a standby's store"),
+        "{}",
+        stderr(&out)
+    );
 
     // A burst of two sellers and two buyers, who may go on with the standby...
     let go_on = ["--standby", standby.name.as_str()];
