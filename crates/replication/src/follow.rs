@@ -35,7 +35,7 @@ impl StreamFollower {
             let start = first_sequence_after(&context, config, from, last, timeout).await?;
             Ok::<_, ReplicationError>((context, start))
         })?;
-        let (sender, messages) = mpsc::channel();
+        let (sender, messages) = mpsc::sync_channel(QUEUED);
         let (stop, stopped) = tokio::sync::oneshot::channel();
         let config = config.clone();
         let thread = std::thread::Builder::new()
@@ -87,7 +87,7 @@ async fn follow(
     context: &jetstream::Context,
     config: &StreamConfig,
     start: u64,
-    sender: &mpsc::Sender<Result<StoredBatch, ReplicationError>>,
+    sender: &mpsc::SyncSender<Result<StoredBatch, ReplicationError>>,
 ) {
     let error = |why: String| ReplicationError::Stream {
         stream: config.stream.clone(),
@@ -116,7 +116,7 @@ async fn follow(
     let mut messages = match messages.await {
         Ok(messages) => messages,
         Err(e) => {
-            let _ = sender.send(Err(e));
+            let _ = send(sender, Err(e)).await;
             return;
         }
     };
@@ -133,15 +133,41 @@ async fn follow(
         let sequence = match message.info() {
             Ok(info) => info.stream_sequence,
             Err(e) => {
-                let _ = sender.send(Err(error(format!("a message without its metadata: {e}"))));
+                let _ = send(
+                    sender,
+                    Err(error(format!("a message without its metadata: {e}"))),
+                )
+                .await;
                 return;
             }
         };
         let headers = message.headers.clone().unwrap_or_default();
         let batch = stored_batch(config, sequence, &headers, &message.payload);
         let failed = batch.is_err();
-        if sender.send(batch).is_err() || failed {
+        if !send(sender, batch).await || failed {
             return;
+        }
+    }
+}
+
+/// Messages read and not yet taken: a standby catching up on a long stream reads no further
+/// ahead than this.
+const QUEUED: usize = 1024;
+
+/// Queues `item` for the reader, waiting (without blocking the runtime's thread, which keeps
+/// the connection alive) while the queue is full. False once the reader is gone.
+async fn send(
+    sender: &mpsc::SyncSender<Result<StoredBatch, ReplicationError>>,
+    mut item: Result<StoredBatch, ReplicationError>,
+) -> bool {
+    loop {
+        match sender.try_send(item) {
+            Ok(()) => return true,
+            Err(mpsc::TrySendError::Full(back)) => {
+                item = back;
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            Err(mpsc::TrySendError::Disconnected(_)) => return false,
         }
     }
 }
