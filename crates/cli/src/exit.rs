@@ -99,6 +99,7 @@ impl From<&bookstore::journal::OpenJournalError> for Exit {
             | NotAFile { .. }
             | Corrupt { .. }
             | Chain(_)
+            | Unreplicated { .. }
             | Inconsistent { .. } => Exit::Journal,
         }
     }

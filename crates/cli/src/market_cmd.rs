@@ -37,13 +37,27 @@ pub fn run(args: MarketArgs) -> Exit {
 fn serve(args: MarketArgs) -> Result<Exit, Exit> {
     const PROGRAM: &str = "market";
     let name = args.store.name.clone();
-    let start = Start::prepare(PROGRAM, &name, &args.serve)?;
     // Every value is checked before anything (lock, journal or store) is touched.
     // (A journal's own capacity is checked when it is read.)
-    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.serve.slots) {
+    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.serve.slots)
+    {
         eprintln!("bookstore market: {e}");
         return Err(Exit::from(&e));
     }
+    if args.durability == DurabilityArg::Replicated {
+        return crate::replicated::run(crate::replicated::Replicated {
+            role: crate::replicated::Role::Market {
+                capacity: args.capacity,
+                default_capacity: DEFAULT_CAPACITY,
+            },
+            program: PROGRAM,
+            name: &name,
+            serve: &args.serve,
+            stream: &args.stream,
+            fresh: args.fresh,
+        });
+    }
+    let start = Start::prepare(PROGRAM, &name, &args.serve)?;
     let lock = start.lock_name()?;
     test_pause("after-lock");
     let options = JournalOptions {
@@ -64,58 +78,12 @@ fn serve(args: MarketArgs) -> Result<Exit, Exit> {
     if !args.serve.quiet {
         report_recovery(PROGRAM, &recovery, journal.path());
     }
-    // Before the store exists: a market that cannot replicate serves nobody.
-    let replication = match args.durability {
-        DurabilityArg::Replicated => {
-            let config = crate::replicated::stream_config(&args.stream, &name, recovery.capacity);
-            match crate::replicated::start(&config, args.stream.lease_ttl, &journal) {
-                Ok((replication, handed)) => {
-                    if !args.serve.quiet {
-                        let held = match handed.1 {
-                            0 => "empty".to_owned(),
-                            n => format!("commands 0 to {}", n - 1),
-                        };
-                        tracing::info!(
-                            target: log::TARGET,
-                            "market: replicating to stream {} on {} (it holds {held}); replies wait for its acknowledgements; this market holds its lease ({:?})",
-                            config.stream,
-                            config.servers.join(","),
-                            args.stream.lease_ttl,
-                        );
-                    }
-                    Some((replication, handed))
-                }
-                Err(e) => {
-                    use crate::replicated::StartReplicationError as E;
-                    let hint = match &e {
-                        E::Replication(bookstore_replication::ReplicationError::LeaseHeld {
-                            ..
-                        }) => " (a standby that took over, or another market, writes to it: follow it with `bookstore standby` instead)",
-                        _ => "",
-                    };
-                    eprintln!("bookstore market: {e}{hint}");
-                    return Err(match e {
-                        E::NoServers => Exit::Usage,
-                        E::Replication(bookstore_replication::ReplicationError::LeaseHeld {
-                            ..
-                        }) => Exit::AlreadyRunning,
-                        E::Disagree { .. } => Exit::Journal,
-                        _ => Exit::Error,
-                    });
-                }
-            }
-        }
-        _ => None,
-    };
     let store = start.create_store(&lock, recovery.capacity)?;
     // Removes the object on every way out of this function, panics included.
     let guard = StoreGuard::new(&store);
     test_pause("after-create");
     let mut full_told: HashMap<ClientId, Instant> = HashMap::new();
     let mut market = Market::new(&store, loop_config(&args.serve), journal, recovery);
-    if let Some((replication, handed)) = replication {
-        market = market.replicate_to(Box::new(replication), handed);
-    }
     if !args.serve.quiet {
         market = market.observe(|event| say(&mut full_told, event));
     }
@@ -130,9 +98,9 @@ fn serve(args: MarketArgs) -> Result<Exit, Exit> {
 /// What a market and a standby check and hold before they open their journal.
 pub(crate) struct Start<'a> {
     /// `market` or `standby`, for messages.
-    program: &'static str,
+    pub program: &'static str,
     name: &'a ShmName,
-    serve: &'a ServeArgs,
+    pub serve: &'a ServeArgs,
     /// Set by SIGINT and SIGTERM.
     pub stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     pub journal_path: std::path::PathBuf,

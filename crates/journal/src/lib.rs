@@ -76,6 +76,12 @@ pub enum OpenJournalError {
         journal: u32,
         asked: u32,
     },
+    #[error("journal {path}: its live segment starts at command {live_first}, past the replicated stream's end ({stream_end}): the commands between, in sealed segments, were never acknowledged by the stream; nothing was changed")]
+    Unreplicated {
+        path: PathBuf,
+        stream_end: u64,
+        live_first: u64,
+    },
     /// A segment of the chain is missing, damaged or out of place: refused before any change.
     #[error("{0}; nothing was changed: restore the file, or start with --fresh")]
     Chain(#[from] ChainError),
@@ -173,9 +179,11 @@ pub enum Start {
     Continue,
     /// Rename an existing journal aside (`PATH.UNIXTIME.old`) and start empty.
     Fresh,
-    /// Replay the existing journal, if any, and add nothing to it: a standby's journal holds
-    /// exactly what the stream it follows holds (no `Restart` of its own until it takes over).
-    Follow,
+    /// Replay the existing journal, if any, and add nothing to it: a replicated store's
+    /// journal holds exactly what its stream holds (no `Restart` of its own until it writes).
+    /// Records from command `stream_end` on (where the stream ends) were never acknowledged
+    /// by the stream: they are cut off first, as a torn tail is.
+    Follow { stream_end: u64 },
 }
 
 /// The file is preallocated and mapped in whole steps of this size.

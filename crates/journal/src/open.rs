@@ -52,7 +52,10 @@ impl Journal {
                 move_aside(&next).map_err(io("move an old segment aside"))?;
             }
         }
-        let (bytes, scan) = read_and_check(&mut file, path)?;
+        let (bytes, mut scan) = read_and_check(&mut file, path)?;
+        if let Start::Follow { stream_end } = options.start {
+            cut_unreplicated(path, &bytes, &mut scan, stream_end)?;
+        }
         let mut notes = Vec::new();
         notes.extend(
             segments::settle_leftover_next(path, scan.header)
@@ -151,7 +154,7 @@ impl Journal {
         let available = earliest..=live.end();
         let base = match start {
             Start::Fresh => None,
-            Start::Continue | Start::Follow => {
+            Start::Continue | Start::Follow { .. } => {
                 snapshot::newest_usable(&self.path, capacity, available, &mut skipped_snapshots)
             }
         };
@@ -202,7 +205,7 @@ impl Journal {
             ..
         } = replica;
         let orphaned_buys = match start {
-            Start::Follow => 0,
+            Start::Follow { .. } => 0,
             Start::Continue | Start::Fresh => self.restart(&mut engine, &mut receipts, last_now)?,
         };
         engine
@@ -250,4 +253,43 @@ impl Journal {
         self.commit()?;
         Ok(events.len() as u64)
     }
+}
+
+/// Marks the live segment's records from command `stream_end` on as a tail to cut (as a torn
+/// one is: `repair` cuts it and says so), when a replicated stream ends there: they were never
+/// acknowledged. Refused, changing nothing, if the stream ends before the live segment starts.
+fn cut_unreplicated(
+    path: &Path,
+    bytes: &[u8],
+    scan: &mut format::Scan,
+    stream_end: u64,
+) -> Result<(), OpenJournalError> {
+    let Some(header) = scan.header else {
+        return Ok(());
+    };
+    let records = header.first + scan.records();
+    if records <= stream_end {
+        return Ok(());
+    }
+    if stream_end < header.first {
+        return Err(OpenJournalError::Unreplicated {
+            path: path.into(),
+            stream_end,
+            live_first: header.first,
+        });
+    }
+    let kept = (stream_end - header.first) as usize;
+    let spans = format::split_records(&bytes[header.len..scan.valid_len as usize]);
+    let offset = header.len as u64 + spans[..kept].iter().map(|r| r.len() as u64).sum::<u64>();
+    scan.torn = Some(format::TornTail {
+        offset,
+        bytes: scan.valid_len - offset,
+        why: format!(
+            "commands {stream_end} to {} were never acknowledged by the replicated stream",
+            records - 1
+        ),
+    });
+    scan.valid_len = offset;
+    scan.skipped = stream_end - header.first;
+    Ok(())
 }
