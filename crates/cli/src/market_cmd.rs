@@ -39,8 +39,7 @@ fn serve(args: MarketArgs) -> Result<Exit, Exit> {
     let name = args.store.name.clone();
     // Every value is checked before anything (lock, journal or store) is touched.
     // (A journal's own capacity is checked when it is read.)
-    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.serve.slots)
-    {
+    if let Err(e) = checked_geometry(args.capacity.unwrap_or(DEFAULT_CAPACITY), args.serve.slots) {
         eprintln!("bookstore market: {e}");
         return Err(Exit::from(&e));
     }

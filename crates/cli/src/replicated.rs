@@ -58,7 +58,9 @@ pub struct Replicated<'a> {
 pub fn run(r: Replicated<'_>) -> Result<Exit, Exit> {
     let (program, name, quiet) = (r.program, r.name, r.serve.quiet);
     if r.stream.nats.is_empty() {
-        eprintln!("bookstore {program}: --nats URL[,URL…] is required: the NATS servers of the stream");
+        eprintln!(
+            "bookstore {program}: --nats URL[,URL…] is required: the NATS servers of the stream"
+        );
         return Err(Exit::Usage);
     }
     if r.role == Role::Standby && r.stream.stream.is_none() {
@@ -94,10 +96,18 @@ pub fn run(r: Replicated<'_>) -> Result<Exit, Exit> {
     let stream_end = tail.as_ref().map_or(0, |t| t.first_command + t.commands);
     let capacity = match (r.role, &tail) {
         (_, Some(tail)) => CapacityChoice::Exactly(tail.capacity),
-        (Role::Market { capacity: Some(c), .. }, None) => CapacityChoice::Exactly(c),
-        (Role::Market { default_capacity, .. }, None) => {
-            CapacityChoice::JournalsOr(default_capacity)
-        }
+        (
+            Role::Market {
+                capacity: Some(c), ..
+            },
+            None,
+        ) => CapacityChoice::Exactly(c),
+        (
+            Role::Market {
+                default_capacity, ..
+            },
+            None,
+        ) => CapacityChoice::JournalsOr(default_capacity),
         (Role::Standby, None) => unreachable!("a standby waits for the stream's first message"),
     };
     if let Some(tail) = &tail {
@@ -107,7 +117,14 @@ pub fn run(r: Replicated<'_>) -> Result<Exit, Exit> {
             return Err(Exit::from(&e));
         }
     }
-    if let (Role::Market { capacity: Some(asked), .. }, Some(tail)) = (r.role, &tail) {
+    if let (
+        Role::Market {
+            capacity: Some(asked),
+            ..
+        },
+        Some(tail),
+    ) = (r.role, &tail)
+    {
         if asked != tail.capacity {
             eprintln!("bookstore {program}: capacity: the stream {} holds a store of capacity {}, not {asked}; start with --capacity {}", config.stream, tail.capacity, tail.capacity);
             return Err(Exit::Usage);
@@ -243,7 +260,11 @@ fn open_as_copy(
     let program = start.program;
     // An empty stream acknowledged nothing, and cuts nothing: a journal with records is then
     // refused by the caller, not emptied here.
-    let stream_end = if stream_end == 0 { u64::MAX } else { stream_end };
+    let stream_end = if stream_end == 0 {
+        u64::MAX
+    } else {
+        stream_end
+    };
     let mut options = JournalOptions {
         // The stream is the durable copy; the journal makes a restart fast.
         durability: Durability::None,
@@ -257,7 +278,9 @@ fn open_as_copy(
     };
     let path = &start.journal_path;
     let why_aside = match journal::Journal::open(path, &options) {
-        Err(OpenJournalError::CapacityMismatch { .. }) => "is of another store (its capacity is not the stream's)".to_owned(),
+        Err(OpenJournalError::CapacityMismatch { .. }) => {
+            "is of another store (its capacity is not the stream's)".to_owned()
+        }
         Err(e @ OpenJournalError::Unreplicated { .. }) => e.to_string(),
         Err(e) => {
             eprintln!("bookstore {program}: {e}");
@@ -350,9 +373,7 @@ fn say_serving(
     };
     let cancelled = match taken.cancelled_buys {
         0 => String::new(),
-        n => format!(
-            "; the restart cancelled {n} resting buys of the previous market's clients"
-        ),
+        n => format!("; the restart cancelled {n} resting buys of the previous market's clients"),
     };
     match r.role {
         Role::Market { .. } => tracing::info!(

@@ -103,3 +103,61 @@ fn waiting_still(child: &std::process::Child) -> bool {
     let status = std::fs::read_to_string(format!("/proc/{}/stat", child.id())).unwrap_or_default();
     !status.is_empty() && !status.contains(") Z ")
 }
+
+#[test]
+fn a_market_killed_with_batches_the_stream_never_acknowledged_restarts_without_them() {
+    let Some(binary) = server_binary() else {
+        eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
+        return;
+    };
+    let mut cluster = LocalCluster::start(&binary, 3, "unacked");
+    let urls = cluster.urls().join(",");
+    // A short lease: the restarted market waits out the killed one's.
+    let replicated = [
+        "--durability",
+        "replicated",
+        "--nats",
+        urls.as_str(),
+        "--lease-ttl",
+        "1",
+    ];
+    let mut market = Market::start("unacked", &replicated);
+    let out = market.client("seller", &["sell", "Dune", "--price", "5"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // No majority: a listing is applied and journaled locally, its reply held...
+    cluster.nodes[1].kill();
+    cluster.nodes[2].kill();
+    let seller = market.spawn_client("seller", &["--wait", "0", "sell", "Emma", "--price", "3"]);
+    let journaled = eventually(Duration::from_secs(5), || journal_listed(&market) == 2);
+    assert!(journaled, "the listing was applied locally");
+    // ...and the market dies before the stream stored it.
+    market.kill();
+    let out = seller.wait_with_output().unwrap();
+    assert!(!stdout(&out).contains("listed"), "{}", stdout(&out));
+    cluster.nodes[1].restart();
+    cluster.nodes[2].restart();
+    // The stream's group elects a leader again (about 10 s here) before anyone can read it.
+    let readable = eventually(Duration::from_secs(60), || {
+        run(&["journal", "--nats", &urls, "--stream", &market.name[1..]])
+            .status
+            .success()
+    });
+    assert!(readable, "the stream recovered");
+
+    // The stream is the truth: the restarted market cuts the listing it never acknowledged.
+    market.restart(&replicated);
+    let view = market.assert_balanced();
+    assert_eq!(view["books_listed_total"], 1, "{view:#}");
+    let out = market.client("buyer", &["buy", "Dune", "--max-price", "5"]);
+    assert!(stdout(&out).contains("trade #1"), "{}", stderr(&out));
+    market.stop();
+}
+
+/// Books listed in the market's journal, as `bookstore journal` replays it (the view shows
+/// only what the stream acknowledged).
+fn journal_listed(market: &Market) -> u64 {
+    let out = run(&["journal", "--json", "--name", &market.name]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    report["books_listed_total"].as_u64().unwrap_or(0)
+}
