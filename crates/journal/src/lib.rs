@@ -680,4 +680,42 @@ mod tests {
         assert_eq!(recovery.replayed, 1);
         std::fs::remove_dir_all(dir).unwrap();
     }
+
+    #[test]
+    fn following_a_stream_cuts_what_it_never_acknowledged_and_adds_nothing() {
+        let dir = scratch_dir("follow");
+        let path = dir.join("j");
+        let (mut journal, _) = Journal::open(&path, &options(Start::Continue)).unwrap();
+        for i in 0..10 {
+            journal.stage(i, &list(i));
+        }
+        journal.commit().unwrap();
+        let bytes_of_seven = {
+            let all = std::fs::read(&path).unwrap();
+            let records = format::split_records(&all[format::FILE_HEADER_LEN..]);
+            records[..7].iter().map(|r| r.len()).sum::<usize>() as u64
+        };
+        crash(journal);
+        // The stream holds 7 of the 10: the last 3 are cut, and no `Restart` is added.
+        let (journal, recovery) =
+            Journal::open(&path, &options(Start::Follow { stream_end: 7 })).unwrap();
+        assert_eq!((recovery.replayed, journal.committed_records()), (7, 7));
+        let torn = recovery.torn.expect("the cut is reported");
+        assert!(
+            torn.why.contains("commands 7 to 9 were never acknowledged"),
+            "{}",
+            torn.why
+        );
+        assert_eq!(
+            journal.len_bytes(),
+            format::FILE_HEADER_LEN as u64 + bytes_of_seven
+        );
+        crash(journal);
+        // A stream that ends past the journal cuts nothing.
+        let (journal, recovery) =
+            Journal::open(&path, &options(Start::Follow { stream_end: 100 })).unwrap();
+        assert_eq!((recovery.replayed, recovery.torn), (7, None));
+        drop(journal);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
