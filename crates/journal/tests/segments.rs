@@ -236,3 +236,34 @@ fn a_roll_interrupted_after_the_swap_is_finished_on_open() {
     assert!(recovery.notes.iter().any(|n| n.contains("removed")));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_stream_that_ends_before_the_live_segment_is_refused_and_nothing_changes() {
+    let dir = scratch_dir("unreplicated");
+    let path = dir.join("j");
+    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+    let mut engine = Engine::new(CAPACITY);
+    journal_commands(&mut journal, &mut engine, 0, 3000);
+    let live_first = journal.live_segment_first();
+    assert!(live_first > 0, "rolled at least once");
+    drop(journal);
+    let before = all_files(&dir);
+    // A replicated stream that ends before the live segment starts: the commands between are
+    // in a sealed segment, which following does not cut.
+    let follow = JournalOptions {
+        start: Start::Follow {
+            stream_end: live_first - 1,
+        },
+        ..options()
+    };
+    match Journal::open(&path, &follow) {
+        Err(OpenJournalError::Unreplicated {
+            stream_end,
+            live_first: first,
+            ..
+        }) => assert_eq!((stream_end, first), (live_first - 1, live_first)),
+        other => panic!("not refused: {:?}", other.err()),
+    }
+    assert_eq!(all_files(&dir), before, "nothing changed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
