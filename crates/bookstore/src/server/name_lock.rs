@@ -176,6 +176,8 @@ fn still_named_by(file: &File, path: &Path) -> bool {
 }
 
 /// The identity the holder wrote, waiting briefly for a holder that has just taken the lock.
+/// Until it writes, the file still names the holder before it (a killed market leaves its
+/// identity behind): an identity is taken only if that process is alive.
 fn wait_for_holder(file: &File) -> Option<ProcessId> {
     let started = Instant::now();
     loop {
@@ -184,7 +186,8 @@ fn wait_for_holder(file: &File) -> Option<ProcessId> {
         let read = reader
             .rewind()
             .and_then(|()| reader.read_to_string(&mut text));
-        if let Some(id) = read.ok().and_then(|_| parse_holder(&text)) {
+        let alive = |id: &ProcessId| shm::process::ProcessHandle::open(*id).is_ok();
+        if let Some(id) = read.ok().and_then(|_| parse_holder(&text)).filter(alive) {
             return Some(id);
         }
         if started.elapsed() >= HOLDER_WRITE_GRACE {
