@@ -164,13 +164,13 @@ pub struct ServeArgs {
 /// The replicated stream of `--durability replicated` and of a standby, and its lease.
 #[derive(Args, Debug)]
 pub struct StreamArgs {
-    /// NATS servers for --durability replicated (comma-separated URLs, any of the cluster's).
+    /// NATS servers of the replicated stream (comma-separated URLs, any of the cluster's): for a market with --durability replicated, and a standby.
     #[arg(long, value_name = "URL[,URL…]", value_delimiter = ',')]
     pub nats: Vec<String>,
-    /// The JetStream stream for --durability replicated [default: the store's name without its slash].
+    /// The JetStream stream [default for a market: its store's name without the slash; a standby names its market's].
     #[arg(long, value_name = "NAME", value_parser = parse_stream_name)]
     pub stream: Option<String>,
-    /// Copies of a stream --durability replicated creates (an existing stream keeps its own), and of its lease.
+    /// Copies of a stream this creates (an existing stream keeps its own), and of its lease.
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub replicas: u8,
     /// Seconds the stream's lease lasts unrenewed: a standby takes over this long after its writer stopped renewing (the writer renews every third of it). The first market or standby to use the stream sets it.
