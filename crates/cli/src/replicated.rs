@@ -155,12 +155,14 @@ pub fn run(r: Replicated<'_>) -> Result<Exit, Exit> {
         if r.role == Role::Standby {
             tracing::info!(
                 target: log::TARGET,
-                "standby: following stream {} on {} from command {from}; taking over when its writer's lease lapses ({ttl:?} unrenewed)",
+                "standby: following stream {} on {} from command {from}; taking over when its writer's lease is free ({:?} after its last renewal, or at once when it stops cleanly)",
                 config.stream,
                 config.servers.join(","),
+                lease.ttl(),
             );
         }
     }
+    let lease_ttl = lease.ttl();
     let mut upstream = NatsUpstream {
         applied: follower.start_sequence() - 1,
         config: config.clone(),
@@ -211,7 +213,7 @@ pub fn run(r: Replicated<'_>) -> Result<Exit, Exit> {
         return Err(Exit::Journal);
     }
     if !quiet {
-        say_serving(program, &config, &r, taken);
+        say_serving(program, &config, &r, taken, lease_ttl);
     }
     let NatsUpstream { lease, .. } = upstream;
     let replication = NatsReplication { replicator, lease };
@@ -366,6 +368,7 @@ fn say_serving(
     config: &StreamConfig,
     r: &Replicated<'_>,
     taken: bookstore::server::TakenOver,
+    lease_ttl: Duration,
 ) {
     let held = match taken.handed.1 {
         0 => "empty".to_owned(),
@@ -381,11 +384,11 @@ fn say_serving(
             "{program}: replicating to stream {} on {} (it holds {held}); replies wait for its acknowledgements; this market holds its lease ({:?}){cancelled}",
             config.stream,
             config.servers.join(","),
-            r.stream.lease_ttl,
+            lease_ttl,
         ),
         Role::Standby => tracing::info!(
             target: log::TARGET,
-            "{program}: took stream {} over (it holds {held}; its writer's lease lapsed) and fenced it; serving {} as its market{cancelled}",
+            "{program}: took stream {} over (it holds {held}; its writer's lease was free) and fenced it; serving {} as its market{cancelled}",
             config.stream,
             r.name,
         ),

@@ -24,6 +24,8 @@ const KEY: &str = "leader";
 
 /// The lease of one stream, taken or watched for, and the thread that renews it.
 pub struct Lease {
+    /// The bucket's TTL (see [`ttl`](Self::ttl)).
+    ttl: Duration,
     shared: Arc<LeaseShared>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -114,10 +116,17 @@ impl Lease {
             .spawn(move || runtime.block_on(keeper.run(stopped)))
             .map_err(ReplicationError::Thread)?;
         Ok(Self {
+            ttl,
             shared,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+
+    /// How long the lease lasts unrenewed: the bucket's TTL, which the first user of the
+    /// stream set.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Whether this process holds the lease now.
