@@ -232,8 +232,8 @@ fn take_lease(
     ttl: Duration,
     writer: &str,
 ) -> Result<Lease, Exit> {
-    // A lease left by a market that died lapses within its TTL.
-    Lease::take(config, ttl, writer, ttl + Duration::from_secs(1)).map_err(|e| {
+    // A lease left by a market that died lapses within its TTL (`take` waits that long).
+    Lease::take(config, ttl, writer, Duration::ZERO).map_err(|e| {
         let hint = match e {
             ReplicationError::LeaseHeld { .. } => {
                 " (a standby that took over, or another market, writes to it: follow it with `bookstore standby` instead)"

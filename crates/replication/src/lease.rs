@@ -50,7 +50,8 @@ enum Taken {
 
 impl Lease {
     /// Takes the lease of `config`'s stream for `holder`, waiting up to `wait` for another
-    /// holder's lease to lapse (a market restarted after a crash waits out its own), then
+    /// holder's lease to lapse (a market restarted after a crash waits out its own: at least
+    /// the lease's TTL, as the bucket has it, and a second), then
     /// renews it until dropped. [`ReplicationError::LeaseHeld`] if it is still held then.
     pub fn take(
         config: &StreamConfig,
@@ -62,6 +63,7 @@ impl Lease {
         let (store, ttl, revision) = runtime.block_on(async {
             let (store, ttl) = bucket(config, ttl).await?;
             let started = Instant::now();
+            let wait = wait.max(ttl + Duration::from_secs(1));
             loop {
                 match try_take(&store, config, holder).await? {
                     Taken::Yes(revision) => return Ok((store, ttl, revision)),
