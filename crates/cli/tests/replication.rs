@@ -12,6 +12,7 @@ use common::*;
 
 #[test]
 fn a_replicated_market_answers_only_what_a_majority_of_the_cluster_stored() {
+    let _one = one_cluster_at_a_time();
     let Some(binary) = server_binary() else {
         eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
         return;
@@ -106,6 +107,7 @@ fn waiting_still(child: &std::process::Child) -> bool {
 
 #[test]
 fn a_market_killed_with_batches_the_stream_never_acknowledged_restarts_without_them() {
+    let _one = one_cluster_at_a_time();
     let Some(binary) = server_binary() else {
         eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
         return;

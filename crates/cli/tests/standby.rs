@@ -64,6 +64,7 @@ fn writers_in_turn(cluster: &LocalCluster, stream: &str) -> Vec<String> {
 #[test]
 fn a_standby_serves_within_two_lease_ttls_of_its_market_killed_mid_burst_and_loses_nothing_acknowledged(
 ) {
+    let _one = one_cluster_at_a_time();
     let Some(cluster) = cluster("takeover") else {
         return;
     };
@@ -168,6 +169,7 @@ fn a_standby_serves_within_two_lease_ttls_of_its_market_killed_mid_burst_and_los
 
 #[test]
 fn a_deposed_market_that_wakes_up_cannot_append() {
+    let _one = one_cluster_at_a_time();
     let Some(cluster) = cluster("deposed") else {
         return;
     };
@@ -244,6 +246,7 @@ fn a_deposed_market_that_wakes_up_cannot_append() {
 
 #[test]
 fn a_standby_killed_and_restarted_carries_on_from_its_own_journal_and_snapshots() {
+    let _one = one_cluster_at_a_time();
     let Some(cluster) = cluster("restart") else {
         return;
     };

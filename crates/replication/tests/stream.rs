@@ -8,6 +8,15 @@ use bookstore_replication::{
     new_writer_id, read_stream, Batch, Lease, ReplicationError, Replicator, StreamConfig,
 };
 
+/// Held by each test while its cluster runs: one at a time, so a 2-core machine answers.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn cluster(nodes: usize, tag: &str) -> Option<LocalCluster> {
     let Some(binary) = server_binary() else {
         eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
@@ -49,6 +58,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn batches_are_stored_in_order_and_read_back_whole() {
+    let _one = one_at_a_time();
     let Some(cluster) = cluster(1, "order") else {
         return;
     };
@@ -78,6 +88,7 @@ fn batches_are_stored_in_order_and_read_back_whole() {
 
 #[test]
 fn a_writer_that_starts_fences_the_one_before_it() {
+    let _one = one_at_a_time();
     let Some(cluster) = cluster(1, "fence") else {
         return;
     };
@@ -130,6 +141,7 @@ fn a_writer_that_starts_fences_the_one_before_it() {
 
 #[test]
 fn a_standby_that_missed_a_message_cannot_fence_the_stream() {
+    let _one = one_at_a_time();
     let Some(cluster) = cluster(1, "moved") else {
         return;
     };
@@ -151,6 +163,7 @@ fn a_standby_that_missed_a_message_cannot_fence_the_stream() {
 
 #[test]
 fn the_lease_has_one_holder_and_is_given_up_by_a_clean_stop() {
+    let _one = one_at_a_time();
     let Some(cluster) = cluster(1, "lease") else {
         return;
     };
@@ -183,6 +196,7 @@ fn the_lease_has_one_holder_and_is_given_up_by_a_clean_stop() {
 
 #[test]
 fn with_two_nodes_of_three_down_nothing_is_acknowledged_until_one_returns() {
+    let _one = one_at_a_time();
     let Some(mut cluster) = cluster(3, "quorum") else {
         return;
     };

@@ -91,6 +91,16 @@ fn siblings(journal: &std::path::Path, infix: &str) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Held by each test that starts NATS servers, so a test binary runs them one at a time: three
+/// JetStream clusters of three servers at once overload a 2-core machine until its requests
+/// time out.
+pub fn one_cluster_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static CLUSTERS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CLUSTERS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Removes the journal of store `name` and everything beside it (segments, snapshots).
 pub fn remove_journal(name: &str) {
     remove_journal_at(&journal_path(name));
