@@ -1,7 +1,8 @@
 //! Lock-free building blocks for processes that share memory but not trust: an SPSC ring of
-//! messages of one or two cache lines, each committed by a stamp in its own line, a futex doorbell that never loses a wake-up, a sequence lock for a
-//! published view, and the protocol by which a client owns a slot and a server announces
-//! itself.
+//! messages of one or two cache lines, each committed by a stamp in its own line; a futex
+//! doorbell that never loses a wake-up; a sequence lock for a published view; a mailbox of
+//! requests between two threads; and the protocol by which a client owns a slot and a server
+//! announces itself.
 //!
 //! Architecture invariant: this crate knows nothing of books, of the store's layout (offsets,
 //! sizes, versions), of processes beyond a pid number, or of any command line. Every type here
@@ -13,6 +14,7 @@
 //! [`sync`] shim swaps in loom's atomics and a futex emulation.
 
 pub mod doorbell;
+pub mod mailbox;
 pub mod pingpong;
 pub mod record;
 pub mod ring;
@@ -21,6 +23,7 @@ pub mod slot;
 pub mod sync;
 
 pub use doorbell::Doorbell;
+pub use mailbox::Mailbox;
 pub use record::{CacheLine, LinePair, Record, RecordWords, RECORD_WORDS};
 pub use ring::{Consumer, Message, Producer, Ring, RingError, CELL_WORDS, MESSAGE_WORDS};
 pub use seqlock::SeqLock;

@@ -5,9 +5,9 @@
 //! respect to `futex_wake`. A lost wake-up therefore shows up in a loom model as a deadlock.
 
 #[cfg(loom)]
-pub use loom::sync::atomic::{fence, AtomicU32, AtomicU64};
+pub use loom::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64};
 #[cfg(not(loom))]
-pub use std::sync::atomic::{fence, AtomicU32, AtomicU64};
+pub use std::sync::atomic::{fence, AtomicBool, AtomicU32, AtomicU64};
 
 pub use std::sync::atomic::Ordering;
 

@@ -381,3 +381,66 @@ fn a_futex_ping_pong_loses_no_wake_up() {
         assert_eq!(word.load(std::sync::atomic::Ordering::Relaxed), 4);
     });
 }
+
+/// The worker's loop over a mailbox: what it served, in order, each checked against `data`
+/// (what the asker wrote before asking: request n is asked after `data` holds n * 10).
+fn serve_until_stopped(
+    mailbox: &bookstore_ipc::Mailbox,
+    data: &loom::sync::atomic::AtomicU64,
+) -> Vec<u64> {
+    use bookstore_ipc::mailbox::Next;
+    let mut served = Vec::new();
+    loop {
+        match mailbox.next() {
+            Next::Serve(n) => {
+                // Relaxed: what orders it is the mailbox's release/acquire on `asked`.
+                let seen = data.load(std::sync::atomic::Ordering::Relaxed);
+                assert!(
+                    seen >= n * 10,
+                    "request {n} served before its data ({seen})"
+                );
+                served.push(n);
+                mailbox.done(n);
+            }
+            Next::Idle => thread::yield_now(),
+            Next::Stop => return served,
+        }
+    }
+}
+
+#[test]
+fn a_mailbox_request_is_served_with_what_was_written_before_it_and_a_stop_waits_for_it() {
+    loom::model(|| {
+        let mailbox = Arc::new(bookstore_ipc::Mailbox::new());
+        let data = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+        let (theirs, their_data) = (mailbox.clone(), data.clone());
+        let worker = thread::spawn(move || serve_until_stopped(&theirs, &their_data));
+        data.store(10, std::sync::atomic::Ordering::Relaxed);
+        mailbox.ask(1);
+        mailbox.stop();
+        assert_eq!(worker.join().unwrap(), [1], "served once, before stopping");
+    });
+}
+
+#[test]
+fn a_mailbox_asker_that_asks_when_the_worker_is_idle_loses_no_request() {
+    loom::model(|| {
+        let mailbox = Arc::new(bookstore_ipc::Mailbox::new());
+        let data = Arc::new(loom::sync::atomic::AtomicU64::new(0));
+        let (theirs, their_data) = (mailbox.clone(), data.clone());
+        let worker = thread::spawn(move || serve_until_stopped(&theirs, &their_data));
+        for n in 1..=2 {
+            while !mailbox.is_idle() {
+                thread::yield_now();
+            }
+            data.store(n * 10, std::sync::atomic::Ordering::Relaxed);
+            mailbox.ask(n);
+        }
+        mailbox.stop();
+        assert_eq!(
+            worker.join().unwrap(),
+            [1, 2],
+            "each request served, in order"
+        );
+    });
+}

@@ -3,17 +3,18 @@
 //!
 //! The loop never copies its state out. A thread keeps a [`Follower`]: a copy of the store
 //! that reads the journal's committed records and applies them. When a snapshot is due (every
-//! `--snapshot-every` records, between passes, when nothing is staged) the loop stores the
-//! command number it has committed in a word the thread polls every [`POLL`], and that is the
-//! loop's whole part: one store, no system call (waking a sleeping thread through a channel
-//! cost ~10 µs here). The thread catches up to it, writes the snapshot crash-safe, keeps the
+//! `--snapshot-every` records, between passes, when nothing is staged) the loop asks for the
+//! command number it has committed through a [`Mailbox`] the thread polls every [`POLL`], and
+//! that is the loop's whole part: one store, no system call (waking a sleeping thread through a
+//! channel cost ~10 µs here). The mailbox's orderings are loom-checked in `bookstore-ipc`. The thread catches up to it, writes the snapshot crash-safe, keeps the
 //! newest two, and deletes the journal segments the older of the two covers (unless
 //! `--keep-journal`). One snapshot at a time: one that comes due while the last is being
 //! taken is asked for at the next pass or housekeeping after it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+
+use bookstore_ipc::mailbox::{Mailbox, Next};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -34,21 +35,10 @@ pub(super) struct Snapshots {
 
 /// The thread that follows the journal and takes the snapshots.
 struct Taker {
-    shared: Arc<Requests>,
+    /// The loop asks for a snapshot at a command number whose records below are in the
+    /// journal's pages (so the thread's `pread`s see them); the thread says when it is done.
+    requests: Arc<Mailbox>,
     thread: JoinHandle<()>,
-}
-
-/// What the loop and the snapshot thread share.
-struct Requests {
-    /// The command number of the newest snapshot asked for (0: none). Written by the loop with
-    /// release, after the records below it are in the journal's pages; read by the thread with
-    /// acquire, so the `pread`s that follow see those records.
-    asked: AtomicU64,
-    /// The command number of the last snapshot the thread is done with. Written by the thread
-    /// (release), read by the loop (acquire) to know it may ask for the next.
-    done: AtomicU64,
-    /// Set by the loop (release) to end the thread once it has taken what was asked.
-    stop: AtomicBool,
 }
 
 /// What the snapshot thread needs to know besides its follower.
@@ -67,18 +57,14 @@ impl Snapshots {
     /// is taken, and the journal keeps everything.
     pub(super) fn new(plan: SnapshotPlan, follower: Option<Follower>) -> Self {
         let taker = follower.and_then(|follower| {
-            let shared = Arc::new(Requests {
-                asked: AtomicU64::new(0),
-                done: AtomicU64::new(0),
-                stop: AtomicBool::new(false),
-            });
-            let theirs = shared.clone();
+            let requests = Arc::new(Mailbox::new());
+            let theirs = requests.clone();
             let (journal, keep) = (plan.journal.clone(), plan.keep_journal);
             let spawned = std::thread::Builder::new()
                 .name("snapshot".into())
                 .spawn(move || take_snapshots(follower, &journal, keep, &theirs));
             match spawned {
-                Ok(thread) => Some(Taker { shared, thread }),
+                Ok(thread) => Some(Taker { requests, thread }),
                 Err(error) => {
                     tracing::warn!(%error, "cannot start the snapshot thread; no snapshots");
                     None
@@ -96,20 +82,17 @@ impl Snapshots {
     pub(super) fn due(&self, records: u64) -> bool {
         self.every != 0
             && records >= self.last_at + self.every
-            && self.taker.as_ref().is_some_and(|t| {
-                // Relaxed: this thread is the only writer of `asked`. Acquire: pairs with the
-                // thread's release when it is done with the last one.
-                let asked = t.shared.asked.load(Ordering::Relaxed);
-                t.shared.done.load(Ordering::Acquire) >= asked && !t.thread.is_finished()
-            })
+            && self
+                .taker
+                .as_ref()
+                .is_some_and(|t| t.requests.is_idle() && !t.thread.is_finished())
     }
 
     /// Asks the thread for a snapshot at command `records`, which is committed.
     pub(super) fn take(&mut self, records: u64) {
         if let Some(taker) = &self.taker {
             self.last_at = records;
-            // Release: the records below `records` were written before (see `Requests`).
-            taker.shared.asked.store(records, Ordering::Release);
+            taker.requests.ask(records);
         }
     }
 
@@ -117,7 +100,7 @@ impl Snapshots {
     /// the next start replays nothing.
     pub(super) fn finish(&mut self, records: u64) {
         if let Some(taker) = &self.taker {
-            taker.shared.asked.store(records, Ordering::Release);
+            taker.requests.ask(records);
         }
         self.stop_thread();
     }
@@ -125,8 +108,8 @@ impl Snapshots {
     /// Stops the thread after what it was asked, and waits for it.
     fn stop_thread(&mut self) {
         if let Some(taker) = self.taker.take() {
-            // Release: pairs with the thread's acquire; it sees what was asked before.
-            taker.shared.stop.store(true, Ordering::Release);
+            // After what was asked: the thread serves that first.
+            taker.requests.stop();
             taker.thread.thread().unpark();
             if taker.thread.join().is_err() {
                 tracing::warn!("the snapshot thread panicked");
@@ -145,7 +128,7 @@ impl Drop for Snapshots {
 /// The snapshot thread: for each command number asked, catch up, write, prune, delete the
 /// covered segments. A follower that cannot read on stops the thread (said as a warning); the
 /// market goes on, and its journal keeps everything.
-fn take_snapshots(mut follower: Follower, journal: &Path, keep_journal: bool, shared: &Requests) {
+fn take_snapshots(mut follower: Follower, journal: &Path, keep_journal: bool, requests: &Mailbox) {
     // The follower applies every command once more: at the lowest priority, so under full
     // load it lags (a restart then replays more) rather than taking a core from the loop and
     // its clients.
@@ -153,16 +136,14 @@ fn take_snapshots(mut follower: Follower, journal: &Path, keep_journal: bool, sh
         tracing::debug!(%error, "cannot lower the snapshot thread's priority");
     }
     loop {
-        // Acquire, both: see `Requests`. `stop` first: a stop sees what was asked before it.
-        let stop = shared.stop.load(Ordering::Acquire);
-        let target = shared.asked.load(Ordering::Acquire);
-        if target <= shared.done.load(Ordering::Relaxed) {
-            if stop {
-                return;
+        let target = match requests.next() {
+            Next::Serve(target) => target,
+            Next::Idle => {
+                std::thread::park_timeout(POLL);
+                continue;
             }
-            std::thread::park_timeout(POLL);
-            continue;
-        }
+            Next::Stop => return,
+        };
         if let Err(error) = follower.catch_up(target) {
             tracing::warn!(%error, "cannot follow the journal; no more snapshots until a restart");
             return;
@@ -178,7 +159,6 @@ fn take_snapshots(mut follower: Follower, journal: &Path, keep_journal: bool, sh
                 tracing::warn!(%error, "cannot write a snapshot, or prune what it covers")
             }
         }
-        // Release: the loop that sees this asks for the next one after everything above.
-        shared.done.store(target, Ordering::Release);
+        requests.done(target);
     }
 }
