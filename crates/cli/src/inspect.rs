@@ -262,7 +262,13 @@ fn render(r: &Report) -> String {
         "  layout version {}, state {state}, capacity {} books, {} client slots",
         r.layout_version, r.capacity, r.slots
     );
-    if r.market_running {
+    if r.market_running && state == "standby" {
+        let _ = writeln!(
+            s,
+            "  standby pid {} is running: it follows its market's stream and serves once it takes over",
+            r.market_pid
+        );
+    } else if r.market_running {
         let doing = if r.market_idle { "idle" } else { "busy" };
         let _ = writeln!(s, "  market pid {} is running ({doing})", r.market_pid);
     } else {

@@ -315,7 +315,9 @@ impl Market {
             let out = run(&["inspect", "--name", &self.name, "--json"]);
             assert_eq!(code(&out), 0, "inspect failed: {}", stderr(&out));
             let v = self.json_of(&out);
-            let settled = v["market_idle"] == true || v["market_running"] == false;
+            // A standby never parks: it waits on its stream, and publishes as it applies.
+            let settled =
+                v["market_idle"] == true || v["market_running"] == false || v["state"] == "standby";
             if settled || std::time::Instant::now() >= deadline {
                 return v;
             }
