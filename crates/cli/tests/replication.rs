@@ -84,8 +84,13 @@ fn a_replicated_market_answers_only_what_a_majority_of_the_cluster_stored() {
     ] {
         assert_eq!(from_stream[field], from_journal[field], "{field}");
     }
-    let out = run(&["journal", "--nats", &urls, "--stream", "no-such-stream"]);
-    assert_eq!(code(&out), 8, "{}", stderr(&out));
+    // (Retried: right after a node came back, JetStream's API may time out for a while.)
+    let mut out = run(&["journal", "--nats", &urls, "--stream", "no-such-stream"]);
+    let refused = eventually(Duration::from_secs(30), || {
+        out = run(&["journal", "--nats", &urls, "--stream", "no-such-stream"]);
+        code(&out) == 8
+    });
+    assert!(refused, "{}", stderr(&out));
     assert!(
         stderr(&out).contains("there is no stream no-such-stream"),
         "{}",
@@ -106,7 +111,8 @@ fn waiting_still(child: &std::process::Child) -> bool {
 }
 
 #[test]
-fn a_market_killed_with_batches_the_stream_never_acknowledged_restarts_without_them() {
+fn a_market_killed_with_batches_the_stream_never_acknowledged_restarts_with_what_the_stream_holds()
+{
     let _one = one_cluster_at_a_time();
     let Some(binary) = server_binary() else {
         eprintln!("skipped: no nats-server (set BOOKSTORE_NATS_SERVER or put it on the PATH)");
@@ -147,10 +153,29 @@ fn a_market_killed_with_batches_the_stream_never_acknowledged_restarts_without_t
     });
     assert!(readable, "the stream recovered");
 
-    // The stream is the truth: the restarted market cuts the listing it never acknowledged.
+    // The stream is the truth: the restarted market holds what the stream holds. The listing
+    // was never acknowledged; whether the stream has it depends on whether the one node left
+    // had appended it to its log (Raft commits such an entry once a quorum is back, possibly
+    // after this test first reads the stream). Once the new market fenced the stream, what is
+    // before the fence is final: the market must agree with it.
     market.restart(&replicated);
     let view = market.assert_balanced();
-    assert_eq!(view["books_listed_total"], 1, "{view:#}");
+    let report = run(&[
+        "journal",
+        "--json",
+        "--nats",
+        &urls,
+        "--stream",
+        &market.name[1..],
+    ]);
+    let stream: serde_json::Value = serde_json::from_slice(&report.stdout).unwrap();
+    let in_stream = stream["books_listed_total"].as_u64().unwrap();
+    println!(
+        "the unacknowledged listing is in the stream: {}",
+        in_stream == 2
+    );
+    assert!(matches!(in_stream, 1 | 2), "{stream:#}");
+    assert_eq!(view["books_listed_total"], in_stream, "{view:#}");
     let out = market.client("buyer", &["buy", "Dune", "--max-price", "5"]);
     assert!(stdout(&out).contains("trade #1"), "{}", stderr(&out));
     market.stop();

@@ -65,15 +65,21 @@ impl Lease {
             let started = Instant::now();
             let wait = wait.max(ttl + Duration::from_secs(1));
             loop {
-                match try_take(&store, config, holder).await? {
-                    Taken::Yes(revision) => return Ok((store, ttl, revision)),
-                    Taken::HeldBy(other) if started.elapsed() >= wait => {
+                match try_take(&store, config, holder).await {
+                    Ok(Taken::Yes(revision)) => return Ok((store, ttl, revision)),
+                    Ok(Taken::HeldBy(other)) if started.elapsed() >= wait => {
                         return Err(ReplicationError::LeaseHeld {
                             stream: config.stream.clone(),
                             holder: other,
                         })
                     }
-                    Taken::HeldBy(_) => tokio::time::sleep(poll_interval(ttl)).await,
+                    Ok(Taken::HeldBy(_)) => tokio::time::sleep(poll_interval(ttl)).await,
+                    // The bucket's servers elect a leader again after a quorum came back:
+                    // "no stream found" for a while. Waited out as long as a stream is.
+                    Err(_) if started.elapsed() < wait.max(crate::STREAM_WAIT) => {
+                        tokio::time::sleep(Duration::from_millis(200)).await
+                    }
+                    Err(error) => return Err(error),
                 }
             }
         })?;

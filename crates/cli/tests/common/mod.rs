@@ -239,7 +239,8 @@ impl Market {
     /// Waits until the object is this market's own and ready. (A stale object left by a
     /// killed market on the same name also reads "ready" until the new market replaces it.)
     pub fn wait_ready(&self) {
-        let ready = self.reaches_state("ready", Duration::from_secs(10));
+        // Long enough for a replicated market whose NATS cluster is still electing leaders.
+        let ready = self.reaches_state("ready", Duration::from_secs(30));
         assert!(ready, "market on {} became ready", self.name);
     }
 
