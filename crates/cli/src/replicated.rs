@@ -18,7 +18,8 @@ use bookstore::server::{
     UpstreamBatch, UpstreamEvent,
 };
 use bookstore_replication::{
-    Batch, Lease, ReplicationError, Replicator, StoredBatch, StreamConfig, StreamFollower,
+    Batch, IfNoStream, Lease, ReplicationError, Replicator, StoredBatch, StreamConfig,
+    StreamFollower,
 };
 use engine::ClientId;
 
@@ -85,8 +86,8 @@ pub fn run(r: Replicated<'_>) -> Result<Exit, Exit> {
     };
     let tail = match r.role {
         Role::Market { .. } => {
-            bookstore_replication::stream_commands(&config, CONNECT_WAIT).map_err(failed)?;
-            bookstore_replication::last_message(&config, CONNECT_WAIT).map_err(failed)?
+            bookstore_replication::last_message(&config, IfNoStream::Create, CONNECT_WAIT)
+                .map_err(failed)?
         }
         Role::Standby => match wait_for_stream(&config, &start, quiet)? {
             Some(tail) => Some(tail),
@@ -233,18 +234,16 @@ fn take_lease(
     writer: &str,
 ) -> Result<Lease, Exit> {
     // A lease left by a market that died lapses within its TTL (`take` waits that long).
-    Lease::take(config, ttl, writer, Duration::ZERO).map_err(|e| {
-        let hint = match e {
-            ReplicationError::LeaseHeld { .. } => {
-                " (a standby that took over, or another market, writes to it: follow it with `bookstore standby` instead)"
-            }
-            _ => "",
+    Lease::take(config, ttl, writer).map_err(|e| {
+        let (hint, exit) = match e {
+            ReplicationError::LeaseHeld { .. } => (
+                " (a standby that took over, or another market, writes to it: follow it with `bookstore standby` instead)",
+                Exit::AlreadyRunning,
+            ),
+            _ => ("", Exit::Error),
         };
         eprintln!("bookstore {program}: {e}{hint}");
-        match e {
-            ReplicationError::LeaseHeld { .. } => Exit::AlreadyRunning,
-            _ => Exit::Error,
-        }
+        exit
     })
 }
 
@@ -316,7 +315,7 @@ fn wait_for_stream(
     let mut told = false;
     // Relaxed: the flag carries no data.
     while !start.stop.load(std::sync::atomic::Ordering::Relaxed) {
-        match bookstore_replication::last_message(config, CONNECT_WAIT) {
+        match bookstore_replication::last_message(config, IfNoStream::Refuse, CONNECT_WAIT) {
             Ok(Some(tail)) => return Ok(Some(tail)),
             Ok(None) | Err(ReplicationError::NoStream { .. }) => {
                 if !told && !quiet {
@@ -458,7 +457,11 @@ impl Upstream for NatsUpstream {
             return UpstreamEvent::Failed(failure.to_string());
         }
         if self.lease.is_held() && self.catch_up_to.is_none() {
-            match bookstore_replication::last_message(&self.config, CONNECT_WAIT) {
+            match bookstore_replication::last_message(
+                &self.config,
+                IfNoStream::Refuse,
+                CONNECT_WAIT,
+            ) {
                 Ok(last) => self.catch_up_to = Some(last.map_or(0, |m| m.sequence)),
                 Err(e) => {
                     tracing::warn!(%e, "cannot read where the stream ends; trying again")

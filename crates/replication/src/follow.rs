@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, consumer};
 use futures_util::StreamExt;
 
-use crate::reading::{connect, first_sequence_after, runtime, stored_batch, Missing};
+use crate::reading::{connect, first_sequence_after, runtime, stored_batch, IfNoStream};
 use crate::{ReplicationError, StoredBatch, StreamConfig};
 
 /// The thread that reads the stream, and its handle.
@@ -31,7 +31,7 @@ impl StreamFollower {
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
         let (context, start) = runtime.block_on(async {
-            let (context, last) = connect(config, timeout, Missing::Create).await?;
+            let (context, last) = connect(config, timeout, IfNoStream::Create).await?;
             let start = first_sequence_after(&context, config, from, last, timeout).await?;
             Ok::<_, ReplicationError>((context, start))
         })?;
@@ -89,15 +89,11 @@ async fn follow(
     start: u64,
     sender: &mpsc::SyncSender<Result<StoredBatch, ReplicationError>>,
 ) {
-    let error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
     let messages = async {
         let stream = context
             .get_stream(&config.stream)
             .await
-            .map_err(|e| error(e.to_string()))?;
+            .map_err(|e| config.error(e.to_string()))?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
                 filter_subject: config.subject(),
@@ -107,11 +103,11 @@ async fn follow(
                 ..Default::default()
             })
             .await
-            .map_err(|e| error(format!("cannot follow: {e}")))?;
+            .map_err(|e| config.error(format!("cannot follow: {e}")))?;
         consumer
             .messages()
             .await
-            .map_err(|e| error(format!("cannot follow: {e}")))
+            .map_err(|e| config.error(format!("cannot follow: {e}")))
     };
     let mut messages = match messages.await {
         Ok(messages) => messages,
@@ -135,7 +131,7 @@ async fn follow(
             Err(e) => {
                 let _ = send(
                     sender,
-                    Err(error(format!("a message without its metadata: {e}"))),
+                    Err(config.error(format!("a message without its metadata: {e}"))),
                 )
                 .await;
                 return;

@@ -49,21 +49,20 @@ enum Taken {
 }
 
 impl Lease {
-    /// Takes the lease of `config`'s stream for `holder`, waiting up to `wait` for another
-    /// holder's lease to lapse (a market restarted after a crash waits out its own: at least
-    /// the lease's TTL, as the bucket has it, and a second), then
-    /// renews it until dropped. [`ReplicationError::LeaseHeld`] if it is still held then.
+    /// Takes the lease of `config`'s stream for `holder`, waiting for another holder's lease
+    /// to lapse as long as one left by a crash takes to (a market restarted after a crash
+    /// waits out its own): the lease's TTL, as the bucket has it, and a second. Renews it
+    /// until dropped. [`ReplicationError::LeaseHeld`] if it is still held then.
     pub fn take(
         config: &StreamConfig,
         ttl: Duration,
         holder: &str,
-        wait: Duration,
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
         let (store, ttl, revision) = runtime.block_on(async {
             let (store, ttl) = bucket(config, ttl).await?;
             let started = Instant::now();
-            let wait = wait.max(ttl + Duration::from_secs(1));
+            let wait = ttl + Duration::from_secs(1);
             loop {
                 match try_take(&store, config, holder).await {
                     Ok(Taken::Yes(revision)) => return Ok((store, ttl, revision)),
@@ -248,6 +247,10 @@ impl Keeper {
             }
             Ok(Taken::HeldBy(other)) => {
                 self.revision = None;
+                // Release, as when taken; the failure follows under its lock. A standby that
+                // reads `false` before the failure is there only waits one more poll: it reads
+                // the failure first each time (`NatsUpstream::next`), and a market never asks
+                // `is_held`: it stops on the failure alone.
                 self.shared.held.store(false, Ordering::Release);
                 *lock(&self.shared.failure) = Some(ReplicationError::Deposed {
                     stream: self.config.stream.clone(),
@@ -278,10 +281,7 @@ async fn try_take(
             };
             Ok(Taken::HeldBy(who))
         }
-        Err(e) => Err(ReplicationError::Stream {
-            stream: config.stream.clone(),
-            why: format!("lease: {e}"),
-        }),
+        Err(e) => Err(config.error(format!("lease: {e}"))),
     }
 }
 
@@ -312,10 +312,7 @@ async fn bucket_as_created(
     let wait = Duration::from_secs(10);
     let context = jetstream_context(config, wait).await?;
     let name = format!("bookstore-lease-{}", config.stream);
-    let error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why: format!("lease bucket {name}: {why}"),
-    };
+    let error = |why: String| config.error(format!("lease bucket {name}: {why}"));
     crate::retrying(wait, || async {
         if let Ok(store) = context.get_key_value(&name).await {
             return Ok(store);

@@ -37,8 +37,8 @@ mod reading;
 
 pub use follow::StreamFollower;
 pub use lease::Lease;
-use reading::{connect, jetstream_context, retrying, runtime, stream_end, Missing};
-pub use reading::{last_message, message_holding, read_stream, stream_commands, StoredBatch};
+use reading::{connect, jetstream_context, retrying, runtime, stream_end};
+pub use reading::{last_message, message_holding, read_stream, IfNoStream, StoredBatch};
 
 /// The header holding the command number of a message's first record.
 pub const FIRST_COMMAND_HEADER: &str = "Bookstore-First-Command";
@@ -77,6 +77,14 @@ pub struct StreamConfig {
 impl StreamConfig {
     pub fn subject(&self) -> String {
         format!("bookstore.{}", self.stream)
+    }
+
+    /// A [`ReplicationError::Stream`] about this stream, saying `why`.
+    pub(crate) fn error(&self, why: impl Into<String>) -> ReplicationError {
+        ReplicationError::Stream {
+            stream: self.stream.clone(),
+            why: why.into(),
+        }
     }
 }
 
@@ -167,7 +175,7 @@ impl Replicator {
     ) -> Result<Self, ReplicationError> {
         let runtime = runtime()?;
         let (context, last_sequence, stream_commands) = runtime.block_on(async {
-            let (context, last) = connect(config, timeout, Missing::Create).await?;
+            let (context, last) = connect(config, timeout, IfNoStream::Create).await?;
             let expected = after.unwrap_or(last);
             let commands = stream_end(&context, config, expected).await?;
             let fenced = fence(&context, config, writer, expected, commands, timeout).await?;
@@ -268,10 +276,6 @@ async fn fence(
     commands: u64,
     timeout: Duration,
 ) -> Result<u64, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
     retrying(timeout, || async {
         let message = jetstream::message::PublishMessage::build()
             .payload(bytes::Bytes::new())
@@ -284,7 +288,7 @@ async fn fence(
         let ack = context
             .send_publish(config.subject(), message)
             .await
-            .map_err(|e| stream_error(format!("fence: {e}")))?;
+            .map_err(|e| config.error(format!("fence: {e}")))?;
         match tokio::time::timeout(ACK_WAIT, std::future::IntoFuture::into_future(ack)).await {
             Ok(Ok(ack)) => Ok(ack.sequence),
             Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
@@ -294,10 +298,8 @@ async fn fence(
                     why: e.to_string(),
                 })
             }
-            Ok(Err(e)) => Err(stream_error(format!("fence: {e}"))),
-            Err(_) => Err(stream_error(format!(
-                "fence: no acknowledgement within {ACK_WAIT:?}"
-            ))),
+            Ok(Err(e)) => Err(config.error(format!("fence: {e}"))),
+            Err(_) => Err(config.error(format!("fence: no acknowledgement within {ACK_WAIT:?}"))),
         }
     })
     .await

@@ -10,9 +10,10 @@ use crate::{
     WRITER_HEADER,
 };
 
-/// Whether [`connect`] creates a stream that does not exist (a writer) or refuses (a reader).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Missing {
+/// What reading a stream that does not exist does: a writer creates it, a reader refuses
+/// with [`ReplicationError::NoStream`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IfNoStream {
     Create,
     Refuse,
 }
@@ -21,10 +22,10 @@ pub(crate) enum Missing {
 pub(crate) async fn connect(
     config: &StreamConfig,
     timeout: Duration,
-    missing: Missing,
+    if_missing: IfNoStream,
 ) -> Result<(jetstream::Context, u64), ReplicationError> {
     let context = jetstream_context(config, timeout).await?;
-    let last_sequence = last_sequence(&context, config, timeout, missing).await?;
+    let last_sequence = last_sequence(&context, config, timeout, if_missing).await?;
     Ok((context, last_sequence))
 }
 
@@ -58,12 +59,8 @@ pub(crate) async fn last_sequence(
     context: &jetstream::Context,
     config: &StreamConfig,
     timeout: Duration,
-    missing: Missing,
+    if_missing: IfNoStream,
 ) -> Result<u64, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
     let wanted = stream::Config {
         name: config.stream.clone(),
         subjects: vec![config.subject()],
@@ -72,32 +69,31 @@ pub(crate) async fn last_sequence(
         ..Default::default()
     };
     retrying(timeout, || async {
-        let mut stream =
-            match missing {
-                Missing::Create => {
-                    tokio::time::timeout(timeout, context.get_or_create_stream(wanted.clone()))
-                        .await
-                        .map_err(|_| stream_error(format!("no answer within {timeout:?}")))?
-                        .map_err(|e| stream_error(e.to_string()))?
-                }
-                Missing::Refuse => context
-                    .get_stream(&config.stream)
+        let mut stream = match if_missing {
+            IfNoStream::Create => {
+                tokio::time::timeout(timeout, context.get_or_create_stream(wanted.clone()))
                     .await
-                    .map_err(|e| match e.kind() {
-                        jetstream::context::GetStreamErrorKind::JetStream(js)
-                            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-                        {
-                            ReplicationError::NoStream {
-                                stream: config.stream.clone(),
-                            }
+                    .map_err(|_| config.error(format!("no answer within {timeout:?}")))?
+                    .map_err(|e| config.error(e.to_string()))?
+            }
+            IfNoStream::Refuse => context
+                .get_stream(&config.stream)
+                .await
+                .map_err(|e| match e.kind() {
+                    jetstream::context::GetStreamErrorKind::JetStream(js)
+                        if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+                    {
+                        ReplicationError::NoStream {
+                            stream: config.stream.clone(),
                         }
-                        _ => stream_error(e.to_string()),
-                    })?,
-            };
+                    }
+                    _ => config.error(e.to_string()),
+                })?,
+        };
         let info = stream
             .info()
             .await
-            .map_err(|e| stream_error(e.to_string()))?;
+            .map_err(|e| config.error(e.to_string()))?;
         Ok(info.state.last_sequence)
     })
     .await
@@ -126,18 +122,14 @@ pub(crate) async fn message_at(
     config: &StreamConfig,
     sequence: u64,
 ) -> Result<StoredBatch, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
     let stream = context
         .get_stream(&config.stream)
         .await
-        .map_err(|e| stream_error(e.to_string()))?;
+        .map_err(|e| config.error(e.to_string()))?;
     let message = stream
         .get_raw_message(sequence)
         .await
-        .map_err(|e| stream_error(format!("message {sequence}: {e}")))?;
+        .map_err(|e| config.error(format!("message {sequence}: {e}")))?;
     stored_batch(config, sequence, &message.headers, &message.payload)
 }
 
@@ -148,16 +140,12 @@ pub(crate) fn stored_batch(
     headers: &async_nats::HeaderMap,
     payload: &[u8],
 ) -> Result<StoredBatch, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
     let header = |name: &str| -> Result<u64, ReplicationError> {
         headers
             .get(name)
             .and_then(|v| v.as_str().parse().ok())
             .ok_or_else(|| {
-                stream_error(format!(
+                config.error(format!(
                     "message {sequence}: no valid {name} header: not a bookstore stream"
                 ))
             })
@@ -167,7 +155,7 @@ pub(crate) fn stored_batch(
         first_command: header(FIRST_COMMAND_HEADER)?,
         commands: header(COMMANDS_HEADER)?,
         capacity: u32::try_from(header(CAPACITY_HEADER)?)
-            .map_err(|_| stream_error(format!("message {sequence}: capacity out of range")))?,
+            .map_err(|_| config.error(format!("message {sequence}: capacity out of range")))?,
         writer: headers.get(WRITER_HEADER).map(|v| v.as_str().to_owned()),
         bytes: payload.to_vec(),
     })
@@ -201,23 +189,16 @@ pub(crate) fn runtime() -> Result<tokio::runtime::Runtime, ReplicationError> {
         .map_err(ReplicationError::Thread)
 }
 
-/// The command number after the last record the stream `config` names holds (0 when it is
-/// empty or new; it is created if missing): where a market's first batch must start.
-pub fn stream_commands(config: &StreamConfig, timeout: Duration) -> Result<u64, ReplicationError> {
-    runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Create).await?;
-        stream_end(&context, config, last).await
-    })
-}
-
-/// The last message of the stream `config` names, if it has one ([`ReplicationError::NoStream`]
-/// if there is no such stream): where a standby stands, and the store's capacity.
+/// The last message of the stream `config` names, if it has one (a stream that does not exist
+/// is created or refused, as `if_missing` says): where a market or standby stands, and the
+/// store's capacity.
 pub fn last_message(
     config: &StreamConfig,
+    if_missing: IfNoStream,
     timeout: Duration,
 ) -> Result<Option<StoredBatch>, ReplicationError> {
     runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
+        let (context, last) = connect(config, timeout, if_missing).await?;
         if last == 0 {
             return Ok(None);
         }
@@ -235,7 +216,7 @@ pub fn message_holding(
     timeout: Duration,
 ) -> Result<Option<StoredBatch>, ReplicationError> {
     runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
+        let (context, last) = connect(config, timeout, IfNoStream::Refuse).await?;
         let sequence = first_sequence_after(&context, config, command, last, timeout).await?;
         if sequence > last {
             return Ok(None);
@@ -266,7 +247,7 @@ pub fn read_stream(
     timeout: Duration,
 ) -> Result<Vec<StoredBatch>, ReplicationError> {
     runtime()?.block_on(async {
-        let (context, last) = connect(config, timeout, Missing::Refuse).await?;
+        let (context, last) = connect(config, timeout, IfNoStream::Refuse).await?;
         let mut batches = Vec::new();
         for sequence in 1..=last {
             batches.push(retrying(timeout, || message_at(&context, config, sequence)).await?);
@@ -279,15 +260,12 @@ pub fn read_stream(
 /// replicas as asked (for [`local_cluster`], to know a new cluster is ready).
 pub(crate) fn probe(config: &StreamConfig, timeout: Duration) -> Result<(), ReplicationError> {
     runtime()?.block_on(async {
-        let (context, _) = connect(config, timeout, Missing::Create).await?;
+        let (context, _) = connect(config, timeout, IfNoStream::Create).await?;
         context
             .delete_stream(&config.stream)
             .await
             .map(|_| ())
-            .map_err(|e| ReplicationError::Stream {
-                stream: config.stream.clone(),
-                why: e.to_string(),
-            })
+            .map_err(|e| config.error(e.to_string()))
     })
 }
 
@@ -301,18 +279,14 @@ pub(crate) async fn first_sequence_after(
     last: u64,
     timeout: Duration,
 ) -> Result<u64, ReplicationError> {
-    let stream_error = |why: String| ReplicationError::Stream {
-        stream: config.stream.clone(),
-        why,
-    };
     let mut stream = context
         .get_stream(&config.stream)
         .await
-        .map_err(|e| stream_error(e.to_string()))?;
+        .map_err(|e| config.error(e.to_string()))?;
     let info = stream
         .info()
         .await
-        .map_err(|e| stream_error(e.to_string()))?;
+        .map_err(|e| config.error(e.to_string()))?;
     let (mut low, mut high) = (info.state.first_sequence.max(1), last + 1);
     while low < high {
         let middle = low + (high - low) / 2;

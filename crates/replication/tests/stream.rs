@@ -169,10 +169,10 @@ fn the_lease_has_one_holder_and_is_given_up_by_a_clean_stop() {
     };
     let config = config(&cluster, "lease");
     let ttl = Duration::from_secs(2);
-    let first = Lease::take(&config, ttl, "first", Duration::ZERO).unwrap();
+    let first = Lease::take(&config, ttl, "first").unwrap();
     assert!(first.is_held());
     // (It waits out the TTL and a second first: the first one renews meanwhile.)
-    let second = Lease::take(&config, ttl, "second", Duration::ZERO);
+    let second = Lease::take(&config, ttl, "second");
     match second {
         Err(ReplicationError::LeaseHeld { holder, .. }) => assert_eq!(holder, "first"),
         other => panic!("the second was not refused: {:?}", other.err()),
