@@ -151,9 +151,10 @@ impl Publisher {
         }
     }
 
-    /// Writes the whole view: totals, the shelf, and the trades since the last publish; then
-    /// `also` writes what else must be published with it (the market's statistics), inside
-    /// the same seqlock write.
+    /// Writes the whole view: totals, the shelf, and the trades since the last publish
+    /// (`new_count` of them, the last ones of which are `new_trades`: at least the last
+    /// [`RECENT_TRADES`], or all); then `also` writes what else must be published with it
+    /// (the market's statistics), inside the same seqlock write.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn publish(
         &mut self,
@@ -162,6 +163,7 @@ impl Publisher {
         counters: &Counters,
         shelf: &[ShelfRow],
         new_trades: &[Trade],
+        new_count: u64,
         now_ms: u64,
         also: impl FnOnce(&Mapping),
     ) {
@@ -174,7 +176,8 @@ impl Publisher {
             }
             self.recent.push_back(t.clone());
         }
-        self.trades_recorded += new_trades.len() as u64;
+        debug_assert!(new_count >= new_trades.len() as u64);
+        self.trades_recorded += new_count;
         // Relaxed stores inside the write: the sequence lock publishes them whole.
         v.seq.write(|| {
             v.books_listed.store(stats.books_listed, Relaxed);

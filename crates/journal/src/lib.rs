@@ -16,12 +16,14 @@
 //! Architecture invariant: the journal knows commands and bytes, not slots, rings or clients'
 //! processes; the market decides what to record and when to commit.
 
+mod ahead;
 mod batch;
 mod fields;
 mod file;
 mod follower;
 pub mod format;
 mod open;
+mod pretouch;
 mod replay;
 pub mod segments;
 pub mod snapshot;
@@ -234,6 +236,8 @@ pub struct Journal {
     syncs: u64,
     /// End of the records the loop's own `fdatasync`s made durable.
     synced_inline: u64,
+    /// With durability `none`: the thread that faults pages in ahead of the records.
+    pretoucher: Option<pretouch::Pretoucher>,
     /// With durability `batch`: the thread that syncs behind the loop (pipelined commit).
     syncer: Option<syncer::Syncer>,
     /// The test-only fault point that holds every `fdatasync` back (`syncer::test_stall`).
@@ -374,110 +378,6 @@ impl Journal {
         }
     }
 
-    /// Makes room ahead of the records, off the hot path (the market calls it when it idles
-    /// and at housekeeping): grows the file when the free space is short, so staging rarely
-    /// does; and with durability `none` faults the next pages in writable, so staging takes no
-    /// page fault (one per 4 KiB page otherwise: the bench's p99 fell from 5.3 to 2.0 µs).
-    /// With a syncing durability nothing is faulted in: each `fdatasync` would write the
-    /// zeros back and leave the pages write-protected again. A failure to grow is reported by
-    /// the next commit; a failure to fault in costs only speed.
-    pub fn prepare_ahead(&mut self) {
-        if self.failure.is_some() {
-            return;
-        }
-        if self.committed >= self.segment_bytes.max(self.retry_roll_at)
-            && self.end == self.committed
-        {
-            if let Err(error) = self.roll() {
-                self.retry_roll_at = self.committed + self.segment_bytes;
-                self.roll_failure = Some(error);
-            }
-        }
-        let ahead = (2 * (self.end - self.end_at_last_prepare)).clamp(MIN_AHEAD, MAX_AHEAD);
-        self.end_at_last_prepare = self.end;
-        let want = self.end + ahead;
-        if want > self.map().len() as u64 {
-            if let Err(error) = self.map().grow(map_len_for(want + MIN_FREE)) {
-                self.failure = Some(("preallocate more space for", error));
-                return;
-            }
-        }
-        // Topped up only when less than half the distance is left, so a market that parks
-        // after every request does not make a system call for a page each time.
-        if self.durability == Durability::None && self.populated < self.end + ahead / 2 {
-            let from = self.populated.max(self.end) as usize;
-            if self.map().populate_for_writing(from..want as usize).is_ok() {
-                self.populated = want;
-            }
-        }
-    }
-
-    /// Why the last roll to a new segment failed, once (the market warns and goes on in the
-    /// live segment, which grows past its size; the roll is tried again a segment later).
-    pub fn take_roll_failure(&mut self) -> Option<std::io::Error> {
-        self.roll_failure.take()
-    }
-
-    /// Seals the live segment and starts the next (see [`segments`] for the steps and what
-    /// a crash between them leaves). Called with nothing staged; everything committed is made
-    /// durable first, so a sealed segment is whole on disk before its successor is used.
-    fn roll(&mut self) -> std::io::Result<()> {
-        if self.durability != Durability::None {
-            // Everything staged, durable now (the syncing thread keeps running until the swap:
-            // if the roll fails before it, nothing changes).
-            self.commit().map_err(|e| e.source)?;
-        }
-        let next = segments::next_path(&self.path);
-        let header = format::FileHeader::new(self.capacity, self.records);
-        // A leftover of a crashed roll is ours to replace (the live lock is held).
-        let _ = std::fs::remove_file(&next);
-        let mut file = shm::file::open_private(&next, shm::file::IfMissing::Create)?
-            .expect("created if missing");
-        std::io::Write::write_all(&mut file, &header.encode())?;
-        file.sync_all()?;
-        if !shm::file::try_lock_exclusive(&file)? {
-            return Err(std::io::Error::other(
-                "the new segment is locked by another process",
-            ));
-        }
-        let mapped = MappedFile::new(file, map_len_for(header.len as u64 + MIN_FREE))?;
-        // From here the live name is the new segment's (both files stay locked), and records
-        // go to it whatever happens next: a failure from here on is the next commit's, so
-        // nothing in the new segment is acknowledged before its name is durable.
-        shm::file::exchange(&next, &self.path)?;
-        let old = self.map.replace(mapped).expect("mapped until dropped");
-        let (sealed_first, sealed_end) = (self.first, self.committed);
-        // The old segment's syncing thread is done (everything was synced above): stopped.
-        if let Some(mut syncer) = self.syncer.take() {
-            syncer.stop();
-            self.syncs += syncer.syncs();
-        }
-        self.base += self.committed;
-        self.first = self.records;
-        let start = header.len as u64;
-        (self.committed, self.end, self.synced_inline) = (start, start, start);
-        (self.populated, self.end_at_last_prepare) = (start, start);
-        let finish = segments::sync_dir(&self.path)
-            .map_err(|e| ("sync the directory of", e))
-            .and_then(|()| {
-                // Zeros after the records would read the same; cutting them keeps the file
-                // its size. Then the sealed name, made durable.
-                let _ = old.unmap_and_truncate(sealed_end);
-                let sealed = segments::sealed_path(&self.path, sealed_first);
-                std::fs::rename(&next, &sealed)
-                    .and_then(|()| segments::sync_dir(&self.path))
-                    .map_err(|e| ("name the sealed segment of", e))
-            })
-            .and_then(|()| {
-                self.start_syncer()
-                    .map_err(|e| ("start the syncing thread for", e.source))
-            });
-        if let Err(failure) = finish {
-            self.failure = Some(failure);
-        }
-        Ok(())
-    }
-
     /// Ends the batch: the staged records are part of the journal and, unless durability is
     /// `None`, are on stable storage when this returns (`fdatasync` of the mapped file, on this
     /// thread). On error the batch must not be acknowledged.
@@ -541,6 +441,9 @@ impl Journal {
         self.committed = self.end;
         self.records += self.pending.len() as u64;
         self.pending.clear();
+        if let Some(pretoucher) = &mut self.pretoucher {
+            pretoucher.note_end(self.end);
+        }
         Ok(())
     }
 
@@ -560,6 +463,7 @@ impl Drop for Journal {
     fn drop(&mut self) {
         // The syncing thread first: it finishes what it was asked, on the file still mapped.
         drop(self.syncer.take());
+        drop(self.pretoucher.take());
         if let Some(map) = self.map.take() {
             let _ = map.unmap_and_truncate(self.committed);
         }

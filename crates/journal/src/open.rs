@@ -99,6 +99,7 @@ impl Journal {
             scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
             failure: None,
             populated: records_end,
+            pretoucher: None,
             end_at_last_prepare: records_end,
             syncs: 0,
             synced_inline: records_end,

@@ -16,6 +16,6 @@ pub mod random;
 mod segment;
 pub mod users;
 
-pub use mapped_file::MappedFile;
+pub use mapped_file::{MappedFile, Populator};
 pub use name::{NameError, ShmName};
 pub use segment::{effective_uid, unlink, CreateError, Mode, OpenError, Owner, Segment, Stat};

@@ -15,6 +15,7 @@
 
 use std::fs::File;
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustix::fs::FallocateFlags;
 use rustix::mm::{MapFlags, MremapFlags, ProtFlags};
@@ -30,6 +31,79 @@ pub struct MappedFile {
     file: File,
     ptr: NonNull<u8>,
     len: usize,
+    /// Where the mapping is, for [`Populator`]s on other threads: `None` until one is made.
+    /// Updated under its lock before the mapping moves or goes away.
+    shared: Option<Arc<Mutex<Region>>>,
+}
+
+/// Where a mapping lives, as a [`Populator`] sees it: `len` 0 once it is unmapped.
+#[derive(Debug)]
+struct Region {
+    addr: usize,
+    len: usize,
+}
+
+/// Faults pages of a [`MappedFile`] in from another thread, so that its owner's writes take no
+/// page fault (made by [`MappedFile::populator`]).
+///
+/// It holds no reference into the mapping: under a lock the owner takes before it moves
+/// (`grow`) or unmaps it, it hands the kernel the mapping's current address. After the
+/// mapping is gone it does nothing.
+#[derive(Clone, Debug)]
+pub struct Populator {
+    region: Arc<Mutex<Region>>,
+}
+
+/// Locks a region; a thread that panicked holding it left the addresses consistent (they are
+/// updated in one assignment), so a poisoned lock is still used.
+fn lock(region: &Mutex<Region>) -> MutexGuard<'_, Region> {
+    region
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// `madvise(addr + range, MADV_POPULATE_WRITE)`, the range clamped to `len` and widened to
+/// whole pages. Returns where the populated range ends.
+///
+/// # Safety
+/// `addr..addr + len` must be a live mapping of ours, writable, for the whole call.
+unsafe fn populate(
+    addr: usize,
+    len: usize,
+    range: std::ops::Range<usize>,
+) -> std::io::Result<usize> {
+    let page = rustix::param::page_size();
+    let start = range.start.min(len) / page * page;
+    let end = range.end.min(len);
+    if start >= end {
+        return Ok(end.max(start));
+    }
+    // SAFETY: `start..end` lies inside the live mapping (clamped; the caller vouches for
+    // the mapping) and starts on a page boundary; populating changes no byte's value, only
+    // whether its page is resident, so it races with no access of the owner's.
+    let advised = unsafe {
+        rustix::mm::madvise(
+            (addr + start) as *mut std::ffi::c_void,
+            end - start,
+            rustix::mm::Advice::LinuxPopulateWrite,
+        )
+    };
+    match advised {
+        Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(end),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl Populator {
+    /// [`MappedFile::populate_for_writing`] from another thread: `madvise(MADV_POPULATE_WRITE)`
+    /// over `range` of the mapping as it is now (clamped to it). Returns where the populated
+    /// range ends (0 once the mapping is gone). The owner's `grow` and unmapping wait for it.
+    pub fn populate_for_writing(&self, range: std::ops::Range<usize>) -> std::io::Result<usize> {
+        let region = lock(&self.region);
+        // SAFETY: under the lock the region is the live mapping (the owner updates it under
+        // this lock before moving or unmapping it; `len` 0 once unmapped populates nothing).
+        unsafe { populate(region.addr, region.len, range) }
+    }
 }
 
 // SAFETY: the mapping is owned memory like a `Box<[u8]>`: moving it to another thread moves the
@@ -65,7 +139,23 @@ impl MappedFile {
         };
         let ptr = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| std::io::Error::other("mmap gave null"))?;
-        Ok(Self { file, ptr, len })
+        Ok(Self {
+            file,
+            ptr,
+            len,
+            shared: None,
+        })
+    }
+
+    /// A [`Populator`] for this mapping, to fault its pages in from another thread.
+    pub fn populator(&mut self) -> Populator {
+        let (addr, len) = (self.ptr.as_ptr() as usize, self.len);
+        let region = self
+            .shared
+            .get_or_insert_with(|| Arc::new(Mutex::new(Region { addr, len })));
+        Populator {
+            region: region.clone(),
+        }
     }
 
     /// Grows the file and the mapping to `new_len` bytes: `fallocate` the new part, then
@@ -84,8 +174,11 @@ impl MappedFile {
             self.len as u64,
             (new_len - self.len) as u64,
         )?;
+        // Populators wait while it moves, and see where it went.
+        let mut region = self.shared.as_deref().map(lock);
         // SAFETY: `ptr..ptr+len` is our live mapping; `&mut self` guarantees no reference into
-        // it exists while it moves; the file now has `new_len` bytes behind the new size.
+        // it exists while it moves (a populator holds none, and waits on the lock we hold);
+        // the file now has `new_len` bytes behind the new size.
         let ptr = unsafe {
             rustix::mm::mremap(
                 self.ptr.as_ptr().cast(),
@@ -97,6 +190,12 @@ impl MappedFile {
         self.ptr =
             NonNull::new(ptr.cast()).ok_or_else(|| std::io::Error::other("mremap gave null"))?;
         self.len = new_len;
+        if let Some(region) = region.as_mut() {
+            **region = Region {
+                addr: self.ptr.as_ptr() as usize,
+                len: new_len,
+            };
+        }
         Ok(())
     }
 
@@ -108,25 +207,8 @@ impl MappedFile {
     /// # References
     /// - [madvise(2)](https://man7.org/linux/man-pages/man2/madvise.2.html)
     pub fn populate_for_writing(&mut self, range: std::ops::Range<usize>) -> std::io::Result<()> {
-        let page = rustix::param::page_size();
-        let start = range.start.min(self.len) / page * page;
-        let end = range.end.min(self.len);
-        if start >= end {
-            return Ok(());
-        }
-        // SAFETY: `start..end` lies inside our live mapping (clamped) and starts on a page
-        // boundary; populating changes no byte's value, only whether its page is resident.
-        let advised = unsafe {
-            rustix::mm::madvise(
-                self.ptr.as_ptr().add(start).cast(),
-                end - start,
-                rustix::mm::Advice::LinuxPopulateWrite,
-            )
-        };
-        match advised {
-            Ok(()) | Err(rustix::io::Errno::INVAL) => Ok(()),
-            Err(e) => Err(e.into()),
-        }
+        // SAFETY: `ptr..ptr+len` is our live, writable mapping while `self` lives.
+        unsafe { populate(self.ptr.as_ptr() as usize, self.len, range) }.map(|_| ())
     }
 
     /// The mapped bytes.
@@ -162,13 +244,20 @@ impl MappedFile {
     pub fn unmap_and_truncate(self, len: u64) -> std::io::Result<File> {
         let this = std::mem::ManuallyDrop::new(self);
         this.unmap();
-        // SAFETY: `this` is never used or dropped again; the file is moved out exactly once.
-        let file = unsafe { std::ptr::read(&this.file) };
+        // SAFETY: `this` is never used or dropped again; its file and its populators' region
+        // are moved out exactly once.
+        let (file, shared) = unsafe { (std::ptr::read(&this.file), std::ptr::read(&this.shared)) };
+        drop(shared);
         file.set_len(len)?;
         Ok(file)
     }
 
     fn unmap(&self) {
+        // Populators wait for the unmapping, then find nothing to populate.
+        let mut region = self.shared.as_deref().map(lock);
+        if let Some(region) = region.as_mut() {
+            region.len = 0;
+        }
         // SAFETY: `ptr..ptr+len` is our mapping; it is unmapped once (by `Drop`, or by
         // `unmap_and_truncate`, which suppresses the `Drop`), and no slice borrowed from it can
         // outlive `self`. Failure would mean a bad range, which we never pass.
@@ -219,6 +308,34 @@ mod tests {
         assert_eq!(all.len(), 3 * 4096 + 5);
         assert_eq!(&all[..5], b"hello");
         assert_eq!(&all[3 * 4096..], b"world");
+        std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_populator_on_another_thread_follows_a_grow_and_stops_at_the_unmapping() {
+        let (path, file) = scratch();
+        let mut map = MappedFile::new(file, 4096).unwrap();
+        let populator = map.populator();
+        assert_eq!(
+            populator.populate_for_writing(0..1 << 20).unwrap(),
+            4096,
+            "clamped"
+        );
+        map.grow(64 * 4096).unwrap();
+        let theirs = populator.clone();
+        let populated = std::thread::spawn(move || theirs.populate_for_writing(4096..64 * 4096))
+            .join()
+            .unwrap()
+            .unwrap();
+        assert_eq!(populated, 64 * 4096, "it sees the grown mapping");
+        map.bytes_mut()[63 * 4096] = 7;
+        assert_eq!(map.bytes()[63 * 4096], 7, "populating changed no byte");
+        drop(map);
+        assert_eq!(
+            populator.populate_for_writing(0..4096).unwrap(),
+            0,
+            "nothing to populate once unmapped"
+        );
         std::fs::remove_file(path).unwrap();
     }
 }
