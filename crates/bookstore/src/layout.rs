@@ -523,18 +523,19 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
 /// Titles in cells: the byte length in one word, the bytes packed little-endian into the
 /// following words.
 pub mod title_words {
-    use engine::MAX_TITLE_BYTES;
+    use engine::{Title, MAX_TITLE_BYTES};
 
     pub const WORDS: usize = MAX_TITLE_BYTES.div_ceil(8);
 
-    pub fn pack(title: &str, out: &mut [u64]) {
-        let bytes = title.as_bytes();
-        for (i, w) in out[..WORDS].iter_mut().enumerate() {
-            let mut chunk = [0u8; 8];
-            let start = (i * 8).min(bytes.len());
-            let end = (start + 8).min(bytes.len());
-            chunk[..end - start].copy_from_slice(&bytes[start..end]);
-            *w = u64::from_le_bytes(chunk);
+    /// Writes `title` into the first `WORDS` words of `out`, zero after its end.
+    pub fn pack(title: &Title, out: &mut [u64]) {
+        // One copy into a zeroed buffer, then whole words: a per-word slice of the title,
+        // clamped at its end, cost more than the rest of encoding a message.
+        let title = title.as_str().as_bytes();
+        let mut bytes = [0u8; WORDS * 8];
+        bytes[..title.len()].copy_from_slice(title);
+        for (w, chunk) in out[..WORDS].iter_mut().zip(bytes.chunks_exact(8)) {
+            *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         }
     }
 

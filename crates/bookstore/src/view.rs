@@ -82,7 +82,7 @@ impl ShelfRowRecord {
         words[0] = row.title.as_str().len() as u64;
         words[1] = row.price.cents();
         words[2] = row.qty.into();
-        title_words::pack(row.title.as_str(), &mut words[3..]);
+        title_words::pack(&row.title, &mut words[3..]);
         words
     }
 
@@ -108,7 +108,7 @@ impl TradeRecord {
         words[3] = t.seller.short();
         words[4] = t.buyer.short();
         words[5] = t.title.as_str().len() as u64;
-        title_words::pack(t.title.as_str(), &mut words[6..]);
+        title_words::pack(&t.title, &mut words[6..]);
         words
     }
 

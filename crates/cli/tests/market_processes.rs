@@ -256,6 +256,34 @@ fn market_removes_its_object_on_sigint_as_on_sigterm() {
 }
 
 #[test]
+fn an_idle_market_spins_once_then_stays_parked() {
+    // Told to spin for 300 ms before parking, with nobody attached: it spins once, then parks
+    // (waking every 50 ms for its housekeeping) and must not spin again after each wake.
+    let market = Market::start("idle-parks", &["--spin-us", "300000"]);
+    let pid = market.child.as_ref().expect("market running").id();
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(2));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 1.0,
+        "an idle market with --spin-us 300000 used {used:.2} s of CPU in 2 s: it spins after every park"
+    );
+    market.stop();
+}
+
+/// The CPU time a process used so far (user and system, all its threads), from
+/// `/proc/PID/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process runs");
+    // The fields after the command name, which is in parentheses and may hold spaces:
+    // utime and stime are the 14th and 15th fields, the 12th and 13th after the name.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / rustix::param::clock_ticks_per_second() as f64
+}
+
+#[test]
 fn market_stop_flag_stops_the_running_market() {
     let market = Market::start("stop-flag", &[]);
     let out = run(&["market", "--name", &market.name, "--stop"]);

@@ -35,6 +35,20 @@ pub struct Title(ArrayString<MAX_TITLE_BYTES>);
 
 impl Title {
     pub fn new(title: &str) -> Result<Self, ValueError> {
+        let bytes = title.as_bytes();
+        // Printable ASCII (most titles, and every one the bench sends), checked a byte at a
+        // time in a loop the compiler vectorises: such a title has no control character, and
+        // is blank only if it is all spaces (the one ASCII white space that is not a control
+        // character). Decoding it a `char` at a time cost ~20 ns a request.
+        if bytes.iter().all(|&b| (b' '..=b'~').contains(&b)) {
+            if bytes.iter().all(|&b| b == b' ') {
+                return Err(ValueError::Title("must not be empty"));
+            }
+            return match ArrayString::from(title) {
+                Ok(inline) => Ok(Self(inline)),
+                Err(_) => Err(ValueError::Title("longer than 80 bytes")),
+            };
+        }
         if title.trim().is_empty() {
             return Err(ValueError::Title("must not be empty"));
         }
@@ -346,5 +360,51 @@ impl Event {
             | Event::Cancelled { client, .. }
             | Event::Rejected { client, .. } => (*client, None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A title's rule as written: 1..=80 bytes, not blank, no control character.
+    fn is_valid_title(s: &str) -> bool {
+        !s.trim().is_empty() && s.len() <= MAX_TITLE_BYTES && !s.chars().any(char::is_control)
+    }
+
+    proptest! {
+        #[test]
+        fn a_title_is_accepted_exactly_when_the_rule_says_so(
+            s in prop_oneof![
+                // Mostly ASCII, controls and white space included (the fast path and its edges).
+                "[\\x00-\\x7f]{0,90}",
+                "[ \\t\\n]{0,5}",
+                // Any characters: the general path.
+                any::<String>(),
+            ]
+        ) {
+            let accepted = Title::new(&s);
+            prop_assert_eq!(accepted.is_ok(), is_valid_title(&s), "{:?}: {:?}", s, accepted);
+            if let Ok(title) = accepted {
+                prop_assert_eq!(title.as_str(), s.as_str());
+            }
+        }
+    }
+
+    #[test]
+    fn an_all_space_title_is_refused_as_empty_and_a_long_one_as_long() {
+        assert_eq!(
+            Title::new("   ").unwrap_err(),
+            ValueError::Title("must not be empty")
+        );
+        assert_eq!(
+            Title::new(&"a".repeat(81)).unwrap_err(),
+            ValueError::Title("longer than 80 bytes")
+        );
+        assert_eq!(
+            Title::new("a\u{7f}").unwrap_err(),
+            ValueError::Title("contains a control character")
+        );
     }
 }

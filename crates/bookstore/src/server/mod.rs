@@ -8,6 +8,7 @@
 //! other (sessions report what they saw, the loop applies it), so each pass reads top to
 //! bottom: drain → apply → route → commit → publish.
 
+mod clock;
 mod ledger;
 pub mod name_lock;
 mod outbox;
@@ -28,6 +29,7 @@ use crate::layout::{StoreState, REQUEST_RING_CAPACITY};
 use crate::shared::SharedStore;
 use crate::stats::{StatsRecorder, WarningKind};
 use crate::wire::{Reply, Request};
+use clock::Clock;
 use ledger::Ledger;
 use publish::ViewSchedule;
 use sessions::{Popped, Sessions, SlotChange};
@@ -89,58 +91,12 @@ pub struct Summary {
 /// Requests taken from one client before moving to the next: fairness between clients.
 const BATCH_PER_CLIENT: usize = 64;
 const HOUSEKEEPING_EVERY: Duration = Duration::from_millis(50);
-
-/// The market's clock: read once per pass; in milliseconds it continues from the journal.
-struct Clock {
-    /// The market's clock at start: after the journal's last entry, so time never runs back.
-    base_ms: u64,
-    /// Unix time at start, for the statistics watchers read.
-    wall_base_ms: u64,
-    started: Instant,
-    now: Instant,
-    /// Milliseconds from `started` to `now`, worked out once per read (every request of the
-    /// pass asks for the time).
-    elapsed_ms: u64,
-}
-
-impl Clock {
-    /// A clock starting now, after `last_now` (the journal's last entry).
-    fn after(last_now: u64) -> Self {
-        let now = Instant::now();
-        let wall_base_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Self {
-            base_ms: last_now + 1,
-            wall_base_ms,
-            started: now,
-            now,
-            elapsed_ms: 0,
-        }
-    }
-
-    fn tick(&mut self) {
-        self.now = Instant::now();
-        self.elapsed_ms = self.since_start_ms(self.now);
-    }
-
-    fn now_ms(&self) -> u64 {
-        self.base_ms + self.elapsed_ms
-    }
-
-    /// Unix milliseconds at the pass's clock read.
-    fn wall_ms(&self) -> u64 {
-        self.wall_base_ms + self.elapsed_ms
-    }
-
-    fn wall_ms_at(&self, at: Instant) -> u64 {
-        self.wall_base_ms + self.since_start_ms(at)
-    }
-
-    fn since_start_ms(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.started).as_millis() as u64
-    }
-}
+/// While spinning with nothing to do, how many times the loop looks for work (a few loads and
+/// a pause each, tens of nanoseconds) between two whole passes. A whole pass reads the clock
+/// (for the spin's end, housekeeping, the view's schedule) and shows replies moved out of a
+/// backlog when a client made room, so those wait at most this many looks: about a
+/// microsecond.
+const IDLE_CHECKS_PER_PASS: u32 = 32;
 
 /// The market's state and loop. Borrows the store so that ring handles can borrow it too.
 pub struct Market<'s> {
@@ -242,9 +198,7 @@ impl<'s> Market<'s> {
     /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view. Stops
     /// early, acknowledging nothing more, if the journal cannot be written.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Summary, WriteJournalError> {
-        self.publish();
-        // Clients see Ready (and the first view) before they claim a slot.
-        self.store.header().identity().set_state(StoreState::Ready);
+        self.open_for_clients();
         let mut idle_since: Option<Instant> = None;
         // Relaxed: the flag carries no data; the signal handler only asks us to stop.
         while !stop.load(std::sync::atomic::Ordering::Relaxed) && !self.ledger.has_failed() {
@@ -276,7 +230,11 @@ impl<'s> Market<'s> {
                 continue;
             }
             if spinning {
-                std::hint::spin_loop();
+                // Nothing came in: watch only what a client writes (its request ring's next
+                // cell, the attach epoch) for a while before the next whole pass, so a request
+                // is picked up within a load or two of landing instead of after a pass's clock
+                // read and bookkeeping (a quarter of a round trip, measured).
+                self.sessions.wait_for_work(IDLE_CHECKS_PER_PASS);
                 continue;
             }
             if self.view.is_dirty() {
@@ -289,7 +247,10 @@ impl<'s> Market<'s> {
                 .header()
                 .doorbell
                 .park(|| sessions.has_work(), Some(HOUSEKEEPING_EVERY));
-            idle_since = None;
+            // `idle_since` stays: a park that ends with no work (its timeout, for the
+            // housekeeping) is followed by another park, not by another spin. Only a pass
+            // that works starts the spin over (a market told to spin for a second used to
+            // spin a second after every 50 ms park: a busy core with nobody attached).
         }
         self.publish();
         self.tell(|| MarketEvent::Idle);
@@ -308,6 +269,27 @@ impl<'s> Market<'s> {
             trades: stats.trades,
             books_on_shelf: stats.books_on_shelf,
         })
+    }
+
+    /// Publishes the first view, then marks the store ready: what [`run`](Self::run) does
+    /// first, for a caller that drives the market pass by pass with
+    /// [`serve_pass`](Self::serve_pass).
+    pub fn open_for_clients(&mut self) {
+        self.publish();
+        // Clients see Ready (and the first view) before they claim a slot.
+        self.store.header().identity().set_state(StoreState::Ready);
+    }
+
+    /// One pass of the loop as [`run`](Self::run) makes them, without its waiting: takes in
+    /// new clients, serves every waiting request, shows the replies the journal allows, and
+    /// does the housekeeping when due. True if it did anything. For measuring the market's own
+    /// work with its clients on the same thread (`bookstore bench`'s "market alone" row), so
+    /// no transfer between cores is in the figure; a market that serves real clients calls
+    /// `run`.
+    pub fn serve_pass(&mut self) -> bool {
+        let worked = self.poll_once();
+        self.housekeeping_if_due();
+        worked
     }
 
     /// One pass over everything; true if anything was done. The pass reads the clock once,

@@ -68,7 +68,9 @@ struct Attached<'s> {
 pub(super) struct Sessions<'s> {
     store: &'s SharedStore,
     slots: Vec<Option<Attached<'s>>>,
-    slot_of: HashMap<ClientId, u32>,
+    /// Client → slot, for routing replies (a lookup per reply): foldhash, as the engine's
+    /// tables; it holds at most one entry per slot.
+    slot_of: HashMap<ClientId, u32, foldhash::fast::RandomState>,
     /// Slots with a client, in slot order: the loop visits only these.
     attached: Vec<u32>,
     clients_served: u64,
@@ -91,7 +93,7 @@ impl<'s> Sessions<'s> {
         Self {
             store,
             slots: (0..store.slot_count()).map(|_| None).collect(),
-            slot_of: HashMap::new(),
+            slot_of: HashMap::default(),
             attached: Vec::new(),
             clients_served: 0,
             seen_epoch: u64::MAX,
@@ -134,6 +136,18 @@ impl<'s> Sessions<'s> {
         // Acquire: pairs with a client's release bump after it changed its slot.
         self.store.header().attach_epoch.0.load(Acquire) != self.seen_epoch
             || self.attached.iter().any(|&index| self.has_request(index))
+    }
+
+    /// Looks for work up to `checks` times, pausing between looks (the spin loop's hint);
+    /// true as soon as there is some. Reads nothing but the lines clients write.
+    pub(super) fn wait_for_work(&self, checks: u32) -> bool {
+        for _ in 0..checks {
+            if self.has_work() {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
+        false
     }
 
     /// Looks at every slot's state word: accepts new clients, frees slots whose claimant

@@ -147,8 +147,8 @@ impl Malformed {
     }
 }
 
-fn put_title(words: &mut Message, title: &str) {
-    words[0] |= (title.len() as u64) << 8;
+fn put_title(words: &mut Message, title: &Title) {
+    words[0] |= (title.as_str().len() as u64) << 8;
     title_words::pack(title, &mut words[TITLE_AT..]);
 }
 
@@ -158,15 +158,24 @@ fn get_title(words: &Message) -> Result<Title, Malformed> {
     if n == 0 || n > MAX_TITLE_BYTES {
         return Err(Malformed::TitleLength(len));
     }
-    // Unpacked on the stack: this runs for every request.
-    let mut bytes = [0u8; title_words::WORDS * 8];
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip(&words[TITLE_AT..]) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
     // Nothing after the title: the bytes past its length are zero, so a message is exactly
-    // as long as its title needs (and a short one is one cell).
-    if bytes[n..].iter().any(|&b| b != 0) {
+    // as long as its title needs (and a short one is one cell). Checked on the words: the
+    // bits above the title's end in its last word, and every word after it.
+    let title = &words[TITLE_AT..TITLE_AT + title_words::WORDS];
+    let (full, rest) = (n / 8, n % 8);
+    let last = if rest == 0 { full } else { full + 1 };
+    let past_end_in_last = match rest {
+        0 => 0,
+        r => title[full] >> (8 * r),
+    };
+    if past_end_in_last != 0 || title[last..].iter().any(|&w| w != 0) {
         return Err(Malformed::TitleLength(len));
+    }
+    // Unpacked on the stack (no allocation: this runs for every request), only as far as the
+    // title goes.
+    let mut bytes = [0u8; title_words::WORDS * 8];
+    for (chunk, word) in bytes[..last * 8].chunks_exact_mut(8).zip(&title[..last]) {
+        chunk.copy_from_slice(&word.to_le_bytes());
     }
     let text = std::str::from_utf8(&bytes[..n]).map_err(|_| Malformed::TitleUtf8)?;
     Title::new(text).map_err(|_| Malformed::TitleContent)
@@ -185,7 +194,7 @@ impl Request {
                 w[0] = LIST | u64::from(qty.get()) << 32;
                 w[1] = request.0;
                 w[2] = price.cents();
-                put_title(&mut w, title.as_str());
+                put_title(&mut w, title);
             }
             Request::Buy {
                 request,
@@ -200,7 +209,7 @@ impl Request {
                     w[3] = (*t).into();
                 }
                 match target {
-                    BuyTarget::Title(title) => put_title(&mut w, title.as_str()),
+                    BuyTarget::Title(title) => put_title(&mut w, title),
                     BuyTarget::Any => flags |= FLAG_ANY,
                 }
                 w[0] |= BUY | flags << 16 | u64::from(qty.get()) << 32;
@@ -342,6 +351,28 @@ mod tests {
         #[test]
         fn every_request_survives_encode_then_decode(r in request()) {
             prop_assert_eq!(Request::decode(&r.encode()), Ok(r));
+        }
+
+        #[test]
+        fn any_nonzero_byte_past_the_title_is_refused_as_its_length(
+            title in "[a-zA-Z0-9 ]{1,80}".prop_filter("not blank", |t| !t.trim().is_empty()),
+            at in 0usize..80,
+            byte in 1u8..,
+        ) {
+            let request = Request::List {
+                request: RequestId(1),
+                title: Title::new(&title).unwrap(),
+                price: Price::from_cents(100).unwrap(),
+                qty: Qty::new(1).unwrap(),
+            };
+            let mut w = request.encode();
+            let at = title.len() + at % (80 - title.len() + 1);
+            prop_assume!(at < 80);
+            w[TITLE_AT + at / 8] |= u64::from(byte) << (8 * (at % 8));
+            prop_assert_eq!(
+                Request::decode(&w),
+                Err(Malformed::TitleLength(title.len() as u64))
+            );
         }
 
         #[test]

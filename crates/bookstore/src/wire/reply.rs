@@ -270,7 +270,7 @@ impl Reply {
                 w[0] = head(kind, 0, flags, *qty);
                 w[2] = *trade_id;
                 w[3] = price.cents();
-                put_title(&mut w, title.as_str());
+                put_title(&mut w, title);
             }
             Reply::Rested {
                 filled, remaining, ..

@@ -53,6 +53,9 @@ struct Report {
     uds_rtt_ns: Percentiles,
     market_spin_rtt_ns: Percentiles,
     market_park_rtt_ns: Percentiles,
+    /// A buy that fills with the client and one market pass on one thread: the market's own
+    /// work, no core-to-core transfer (see `alone.rs`).
+    market_alone_ns: Percentiles,
     /// iceoryx2's request-response on the same payload, when `--iceoryx2` names its peer.
     iceoryx2_rtt_ns: Option<Percentiles>,
     orders_per_sec: f64,
@@ -446,6 +449,8 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         }
         None => None,
     };
+    progress("the market alone (client and market passes on one thread)");
+    let alone_h = alone::market_alone(n)?;
     progress("market round trips, park mode");
     let park_h = market_rtt(n, 0, "none", &[])?;
     progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
@@ -473,6 +478,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
         uds_rtt_ns: Percentiles::of(&uds_h),
         market_spin_rtt_ns: Percentiles::of(&spin_h),
         market_park_rtt_ns: Percentiles::of(&park_h),
+        market_alone_ns: Percentiles::of(&alone_h),
         iceoryx2_rtt_ns,
         orders_per_sec,
         orders_per_sec_fsync,
@@ -488,6 +494,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
             ("pipe", &pipe_h),
             ("Unix socket", &uds_h),
             ("market, spin", &spin_h),
+            ("market alone, one thread", &alone_h),
             ("market, park", &park_h),
         ]
         .map(|(name, histogram)| LatencyRow { name, histogram });
@@ -515,6 +522,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     Ok(())
 }
 
+mod alone;
 mod peer;
 mod replicated;
 mod restart;

@@ -27,6 +27,10 @@ pub(super) fn table(r: &Report) -> String {
         ),
         ("iceoryx2 request-response, 64 B", r.iceoryx2_rtt_ns),
         (
+            "market alone: client + pass, one thread",
+            Some(r.market_alone_ns),
+        ),
+        (
             "market, park mode (buy that fills)",
             Some(r.market_park_rtt_ns),
         ),
