@@ -580,6 +580,7 @@ fn bench_prints_every_documented_figure() {
         "uds_rtt_ns",
         "market_spin_rtt_ns",
         "market_park_rtt_ns",
+        "market_alone_ns",
     ] {
         for p in ["p50", "p99", "p999"] {
             assert!(v[key][p].as_u64().unwrap() > 0, "{key}.{p} in {v:#}");
