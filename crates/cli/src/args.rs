@@ -132,6 +132,10 @@ pub struct MarketArgs {
 /// How a market (or a standby once it takes over) serves its store and keeps its journal.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// Stop (as on SIGTERM) when process PID, which started this market, exits: for the
+    /// markets `bookstore bench` starts. Hidden: not for users.
+    #[arg(long, value_name = "PID", hide = true)]
+    pub stop_with_parent: Option<u32>,
     /// Client slots: how many sellers and buyers can be attached at once.
     #[arg(long, default_value_t = 64)]
     pub slots: u32,

@@ -127,6 +127,20 @@ impl<'a> Start<'a> {
             eprintln!("bookstore {program}: cannot install a signal handler: {e}");
             Exit::Error
         })?;
+        // After the handler: the parent's death stops us the way SIGTERM does.
+        if let Some(parent) = serve.stop_with_parent {
+            match shm::process::stop_with_parent(parent) {
+                Ok(true) => {}
+                Ok(false) => {
+                    eprintln!("bookstore {program}: --stop-with-parent {parent}: that process has exited already");
+                    return Err(Exit::Error);
+                }
+                Err(e) => {
+                    eprintln!("bookstore {program}: --stop-with-parent {parent}: {e}");
+                    return Err(Exit::Error);
+                }
+            }
+        }
         let journal_path = journal::chosen_path(serve.journal.as_deref(), name).map_err(|e| {
             eprintln!("bookstore {program}: {e}");
             Exit::Usage

@@ -271,6 +271,31 @@ fn an_idle_market_spins_once_then_stays_parked() {
     market.stop();
 }
 
+#[test]
+fn a_market_told_to_stop_with_its_parent_stops_cleanly_when_the_parent_is_killed() {
+    // What `bookstore bench` does for its markets: a shell stands in for the bench, starts
+    // the market with its own pid, and is killed with SIGKILL (no chance to stop it).
+    let name = unique_name("orphan");
+    let script = format!(
+        "{BIN} market --name {name} --quiet --spin-us 1000000 --stop-with-parent $$ & sleep 60"
+    );
+    let mut shell = in_test_env(std::process::Command::new("sh"))
+        .args(["-c", &script])
+        .spawn()
+        .expect("sh starts");
+    assert!(
+        eventually(Duration::from_secs(30), || dev_shm(&name).exists()),
+        "the market started"
+    );
+    signal(&shell, rustix::process::Signal::KILL);
+    shell.wait().unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || !dev_shm(&name).exists()),
+        "the market stopped and removed {name} once its parent was gone"
+    );
+    remove_journal(&name);
+}
+
 /// The CPU time a process used so far (user and system, all its threads), from
 /// `/proc/PID/stat`.
 fn cpu_seconds(pid: u32) -> f64 {

@@ -224,6 +224,22 @@ pub fn run_this_thread_in_the_background() -> std::io::Result<()> {
     rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19).map_err(Into::into)
 }
 
+/// `prctl(PR_SET_PDEATHSIG, SIGTERM)`, then `getppid()`: this process is sent SIGTERM when
+/// its parent (the thread that spawned it) exits. Returns false if the parent is no longer
+/// `parent` (it exited before the call, so no signal will come): the caller should stop now.
+///
+/// For helper processes that must not outlive the program that started them (a bench's
+/// markets and peers, which spin); install the SIGTERM handler first, so the signal stops
+/// the process cleanly instead of killing it.
+///
+/// # References
+/// - [prctl(2)](https://man7.org/linux/man-pages/man2/prctl.2.html), `PR_SET_PDEATHSIG`
+/// - [getppid(2)](https://man7.org/linux/man-pages/man2/getppid.2.html)
+pub fn stop_with_parent(parent: u32) -> std::io::Result<bool> {
+    rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+    Ok(rustix::process::getppid().is_some_and(|p| p.as_raw_nonzero().get() as u32 == parent))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

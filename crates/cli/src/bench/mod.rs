@@ -98,6 +98,8 @@ fn unique_name(what: &str) -> ShmName {
 fn peer_command(kind: &str) -> BenchResult<Command> {
     let mut c = Command::new(std::env::current_exe()?);
     c.args(["bench-peer", kind]);
+    // A peer spins or waits for the bench: it must not outlive a bench that was killed.
+    c.args(["--stop-with-parent", &std::process::id().to_string()]);
     Ok(c)
 }
 
@@ -258,6 +260,8 @@ fn spawn_market(
         ])
         .arg(journal.arg())
         .args(["--spin-us", &spin_us.to_string()])
+        // Stopped cleanly (its object removed) if the bench is killed before it stops it.
+        .args(["--stop-with-parent", &std::process::id().to_string()])
         .args(extra)
         .spawn()?;
     Ok(BenchMarket {

@@ -38,6 +38,9 @@ pub struct PeerArgs {
     name: Option<ShmName>,
     #[arg(long, default_value_t = 0)]
     count: u64,
+    /// The bench's pid: the peer stops when it exits (see `shm::process::stop_with_parent`).
+    #[arg(long, value_name = "PID")]
+    stop_with_parent: Option<u32>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -61,6 +64,14 @@ pub fn peer(args: PeerArgs) -> Exit {
 }
 
 fn run_peer(args: &PeerArgs) -> BenchResult<()> {
+    // A peer has no SIGTERM handler: the signal ends it at once, which is all it needs.
+    if let Some(parent) = args.stop_with_parent {
+        if !shm::process::stop_with_parent(parent)? {
+            return Err(
+                format!("--stop-with-parent {parent}: the bench has exited already").into(),
+            );
+        }
+    }
     match args.kind {
         PeerKind::Floor | PeerKind::Futex => {
             let name = args.name.as_ref().ok_or("--name is required")?;

@@ -57,12 +57,19 @@ pub fn lock_path(name: &str) -> PathBuf {
 }
 
 pub fn bookstore(args: &[&str]) -> Command {
-    let mut c = Command::new(BIN);
-    c.args(args)
+    let mut c = in_test_env(Command::new(BIN));
+    c.args(args);
+    c
+}
+
+/// `command` with the tests' environment: no `BOOKSTORE_NAME`, the tests' state and runtime
+/// directories (for a process that starts `bookstore` itself, such as a shell).
+pub fn in_test_env(mut command: Command) -> Command {
+    command
         .env_remove("BOOKSTORE_NAME")
         .env("XDG_STATE_HOME", state_home())
         .env("XDG_RUNTIME_DIR", runtime_home());
-    c
+    command
 }
 
 /// The snapshot files (and leftover temporary files) beside `journal`.
