@@ -27,6 +27,13 @@ impl Journal {
         if self.failure.is_some() {
             return;
         }
+        if self.sealer.as_ref().is_some_and(Sealer::is_finished) {
+            let sealer = self.sealer.take().expect("checked");
+            if let Err(failure) = sealer.finish() {
+                self.failure = Some(failure);
+                return;
+            }
+        }
         if self.committed >= self.segment_bytes.max(self.retry_roll_at)
             && self.end == self.committed
         {
@@ -93,8 +100,18 @@ impl Journal {
 
     /// Seals the live segment and starts the next (see [`segments`] for the steps and what
     /// a crash between them leaves). Called with nothing staged; everything committed is made
-    /// durable first, so a sealed segment is whole on disk before its successor is used.
+    /// durable first, so a sealed segment is whole on disk before its successor is used. The
+    /// steps after the swap that concern only the old segment (unmap, cut, sealed name) run
+    /// on a [`Sealer`] thread.
     fn roll(&mut self) -> std::io::Result<()> {
+        // The last roll's sealing first: it renames `PATH.next` away, the name this roll
+        // builds the next segment under.
+        if let Some(sealer) = self.sealer.take() {
+            if let Err(failure) = sealer.finish() {
+                self.failure = Some(failure);
+                return Ok(());
+            }
+        }
         if self.durability != Durability::None {
             // Everything staged, durable now (the syncing thread keeps running until the swap:
             // if the roll fails before it, nothing changes).
@@ -136,24 +153,136 @@ impl Journal {
         let start = header.len as u64;
         (self.committed, self.end, self.synced_inline) = (start, start, start);
         (self.populated, self.end_at_last_prepare) = (start, start);
+        // The new live name durable before anything in the new segment is acknowledged; then
+        // its syncing thread. Both on this thread: a directory sync and a thread start.
         let finish = segments::sync_dir(&self.path)
             .map_err(|e| ("sync the directory of", e))
-            .and_then(|()| {
-                // Zeros after the records would read the same; cutting them keeps the file
-                // its size. Then the sealed name, made durable.
-                let _ = old.unmap_and_truncate(sealed_end);
-                let sealed = segments::sealed_path(&self.path, sealed_first);
-                std::fs::rename(&next, &sealed)
-                    .and_then(|()| segments::sync_dir(&self.path))
-                    .map_err(|e| ("name the sealed segment of", e))
-            })
             .and_then(|()| {
                 self.start_syncer()
                     .map_err(|e| ("start the syncing thread for", e.source))
             });
         if let Err(failure) = finish {
             self.failure = Some(failure);
+            return Ok(());
+        }
+        // The old segment, durable and named `PATH.next` since the exchange, is cut to its
+        // records and given its sealed name by a thread of its own: unmapping 32 MiB and
+        // truncating the file took 7 ms here, a stall of the loop at every roll. A crash
+        // before that thread is done leaves `PATH.next` holding a sealed segment, which
+        // opening settles (`segments::settle_leftover_next`), as it did when this ran here.
+        let sealed = segments::sealed_path(&self.path, sealed_first);
+        match Sealer::start(old, sealed_end, next, sealed, self.path.clone()) {
+            Ok(sealer) => self.sealer = Some(sealer),
+            Err(error) => self.failure = Some(("start the sealing thread for", error)),
         }
         Ok(())
+    }
+}
+
+/// A thread that seals the segment a roll set aside: unmaps it, cuts the file to its records
+/// (zeros after them would read the same; cutting keeps the file its size), renames it from
+/// `PATH.next` to its sealed name and syncs the directory. The next roll, a failure check at
+/// housekeeping, and closing the journal wait for it.
+pub(crate) struct Sealer {
+    thread: std::thread::JoinHandle<Result<(), (&'static str, std::io::Error)>>,
+}
+
+impl Sealer {
+    fn start(
+        old: MappedFile,
+        records_end: u64,
+        next: std::path::PathBuf,
+        sealed: std::path::PathBuf,
+        journal: std::path::PathBuf,
+    ) -> std::io::Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("journal-seal".into())
+            .spawn(move || {
+                let _ = old.unmap_and_truncate(records_end);
+                std::fs::rename(&next, &sealed)
+                    .and_then(|()| segments::sync_dir(&journal))
+                    .map_err(|e| ("name the sealed segment of", e))
+            })?;
+        Ok(Self { thread })
+    }
+
+    fn is_finished(&self) -> bool {
+        self.thread.is_finished()
+    }
+
+    /// Waits for the sealing; what could not be done, if anything.
+    pub(crate) fn finish(self) -> Result<(), (&'static str, std::io::Error)> {
+        self.thread.join().unwrap_or_else(|_| {
+            Err((
+                "seal a segment of",
+                std::io::Error::other("the sealing thread panicked"),
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{CapacityChoice, JournalOptions, Start, MIN_SEGMENT_BYTES};
+    use engine::{ClientId, Command, Price, Qty, RequestId, Title};
+
+    fn options() -> JournalOptions {
+        JournalOptions {
+            durability: Durability::Batch,
+            capacity: CapacityChoice::Exactly(engine::MAX_CAPACITY),
+            start: Start::Continue,
+            segment_bytes: MIN_SEGMENT_BYTES,
+        }
+    }
+
+    /// Commits listings until the live segment is full, then makes room ahead (which rolls);
+    /// returns how many were written.
+    fn fill_a_segment(journal: &mut Journal, from: u64) -> u64 {
+        let mut i = from;
+        while journal.committed < MIN_SEGMENT_BYTES {
+            let list = Command::List {
+                client: ClientId(1),
+                request: RequestId(i),
+                title: Title::new("A title long enough to fill a segment soon").unwrap(),
+                price: Price::from_cents(100).unwrap(),
+                qty: Qty::new(1).unwrap(),
+            };
+            journal.stage(i, &list);
+            journal.commit().unwrap();
+            i += 1;
+        }
+        journal.prepare_ahead();
+        i - from
+    }
+
+    #[test]
+    fn a_rolled_segment_is_sealed_off_the_loop_and_every_record_replays_after_a_crash_or_a_close() {
+        let dir = std::env::temp_dir().join(format!("journal-sealer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("j");
+        let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+        let mut written = fill_a_segment(&mut journal, 0);
+        assert!(
+            journal.sealer.is_some(),
+            "the roll handed the old segment on"
+        );
+        // The second roll waits for the first sealing: it needs the `PATH.next` name.
+        written += fill_a_segment(&mut journal, written);
+        // A crash now (the second sealing perhaps not done): opening settles `PATH.next`.
+        drop(journal.map.take());
+        drop(journal);
+        let (mut journal, recovery) = Journal::open(&path, &options()).unwrap();
+        assert_eq!(recovery.replayed, written);
+        assert_eq!(segments::list_sealed(&path).unwrap().len(), 2);
+        written += fill_a_segment(&mut journal, written);
+        // A clean close waits for the sealing: the third sealed name is there, nothing mid-roll.
+        drop(journal);
+        assert_eq!(segments::list_sealed(&path).unwrap().len(), 3);
+        assert!(!segments::next_path(&path).exists());
+        let (_, recovery) = Journal::open(&path, &options()).unwrap();
+        // Every listing, and the `Restart` record the second open wrote.
+        assert_eq!(recovery.replayed, written + 1);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

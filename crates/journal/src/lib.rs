@@ -240,6 +240,8 @@ pub struct Journal {
     pretoucher: Option<pretouch::Pretoucher>,
     /// With durability `batch`: the thread that syncs behind the loop (pipelined commit).
     syncer: Option<syncer::Syncer>,
+    /// The thread sealing the segment the last roll set aside (see `ahead::Sealer`).
+    sealer: Option<ahead::Sealer>,
     /// The test-only fault point that holds every `fdatasync` back (`syncer::test_stall`).
     stall: Option<std::time::Duration>,
     /// A roll that failed (the market goes on in the live segment; it is reported once and
@@ -464,6 +466,10 @@ impl Drop for Journal {
         // The syncing thread first: it finishes what it was asked, on the file still mapped.
         drop(self.syncer.take());
         drop(self.pretoucher.take());
+        // A clean close leaves the last sealed segment under its sealed name.
+        if let Some(sealer) = self.sealer.take() {
+            let _ = sealer.finish();
+        }
         if let Some(map) = self.map.take() {
             let _ = map.unmap_and_truncate(self.committed);
         }

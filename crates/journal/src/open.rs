@@ -100,6 +100,7 @@ impl Journal {
             failure: None,
             populated: records_end,
             pretoucher: None,
+            sealer: None,
             end_at_last_prepare: records_end,
             syncs: 0,
             synced_inline: records_end,

@@ -13,8 +13,9 @@
 //!
 //! A roll seals the live segment and starts the next: the new file is created beside it
 //! (`PATH.next`, header written and synced, locked), swapped with the live one in one step
-//! (`renameat2(RENAME_EXCHANGE)`: `PATH` never goes missing and stays locked), the old one is
-//! renamed to its sealed name, and the directory is synced. A crash at any step leaves a state
+//! (`renameat2(RENAME_EXCHANGE)`: `PATH` never goes missing and stays locked), the directory
+//! is synced, and the old one is cut to its records and renamed to its sealed name, the
+//! directory synced again, by a thread of the journal's (off the market's loop). A crash at any step leaves a state
 //! [`settle_leftover_next`] finishes or undoes on the next open.
 //!
 //! Segments wholly covered by the oldest snapshot kept are deleted ([`delete_covered`]): a
