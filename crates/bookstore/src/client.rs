@@ -16,6 +16,19 @@ use bookstore_ipc::sync::Ordering::Release;
 /// How often a waiting client checks that its market is still alive.
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 
+/// How long to spin for a reply before parking when `spinners` threads or processes (the
+/// market's included) spin at once: 50 µs if each has a core of its own, which spares the
+/// market a wake-up per reply, and none if not, since a spinner would take the core from the
+/// one it waits for (the threads lesson and the bench's throughput peers both measured that).
+pub fn spin_for(spinners: usize) -> Duration {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if spinners > cores {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(50)
+    }
+}
+
 /// Why a client could not attach.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {

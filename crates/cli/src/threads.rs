@@ -75,10 +75,12 @@ fn lesson_run(args: &ThreadsArgs) -> Result<bool> {
             eprintln!("running {what}…");
         }
     };
-    // Spinning pays only when every spinning thread has a core: with more threads than cores a
-    // spinner takes the core from the thread it waits for.
+    // Spinning pays only when every spinning thread has a core (`client::spin_for`).
     let threads = workload.sellers.len() + workload.buyers.len() + shards;
-    let spin = Duration::from_micros(args.spin_us.unwrap_or(if threads > cores { 0 } else { 50 }));
+    let spin = args.spin_us.map_or_else(
+        || bookstore::client::spin_for(threads),
+        Duration::from_micros,
+    );
     let mut variants = Vec::new();
     say("mutex: threads sharing one engine behind a lock");
     variants.push(row(

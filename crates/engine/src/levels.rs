@@ -179,9 +179,10 @@ impl<C: Chain> Levels<C> {
                 // The next best is the highest of the rest. A side often holds one price (one
                 // title's copies at one price, the engine row's), and checking for that first
                 // spares a call into the tree: 32 of 805 instructions a list-and-buy pair.
-                self.best = match self.rest.is_empty() {
-                    true => None,
-                    false => self.rest.pop_last().map(|(_, l)| l),
+                self.best = if self.rest.is_empty() {
+                    None
+                } else {
+                    self.rest.pop_last().map(|(_, l)| l)
                 };
             } else {
                 let key = self.key(price);

@@ -30,21 +30,6 @@ const WINDOW: usize = bookstore::layout::REPLY_RING_CAPACITY;
 /// (measured: 0.85 against 2.0 M orders/s unsynced with a window of 48).
 const SHELF_LIMIT: i64 = 2 * WINDOW as i64;
 
-/// How long a throughput peer spins for a reply before it parks. The market spins on a CPU of
-/// its own; with three CPUs or more each peer has one too, and spinning spares the market a
-/// wake-up per reply. With fewer, the two peers share what is left, and what one spins away is
-/// taken from the other or from the market. On two CPUs, seven full benches each: 1.83-2.67 M
-/// orders/s end to end parking at once, against 1.29-2.14 M with 50 µs of spinning
-/// (0.85-1.13 M against 0.67-0.91 M with `batch`).
-fn reply_spin() -> Duration {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cpus >= 3 {
-        Duration::from_micros(50)
-    } else {
-        Duration::ZERO
-    }
-}
-
 #[derive(clap::Args, Debug)]
 pub struct PeerArgs {
     #[arg(value_enum)]
@@ -125,7 +110,11 @@ fn echo(input: &mut impl Read, output: &mut impl Write) -> BenchResult<()> {
 fn throughput_peer(args: &PeerArgs) -> BenchResult<()> {
     let name = args.name.as_ref().ok_or("--name is required")?;
     let store = open_store(name, Duration::from_secs(10))?;
-    let mut client = Client::attach(&store, ClientRole::Bench, reply_spin())?;
+    // Three spinners: the market, the seller and the buyer. On two CPUs parking at once measured
+    // 1.83-2.67 M orders/s end to end against 1.29-2.14 M with 50 µs of spinning (README,
+    // "Performance").
+    let spin = bookstore::client::spin_for(3);
+    let mut client = Client::attach(&store, ClientRole::Bench, spin)?;
     let seller = matches!(args.kind, PeerKind::Seller);
     let title = Title::new("Benchmark")?;
     let price = Price::from_cents(1000)?;
