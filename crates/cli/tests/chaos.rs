@@ -180,6 +180,9 @@ fn traders_and_market_killed_at_random_lose_no_book() {
     remove_journal_at(&journal);
 }
 
+/// What a session prints when its market died under an order and it carries the order on.
+const RESUMED: &str = "went away mid-order";
+
 /// Exactly once: four sessions each run a script of orders while the market is SIGKILLed
 /// again and again (no client is killed, so every order is a session's to account for). Each
 /// session reattaches under its id and asks what became of its order in flight; at the end,
@@ -195,26 +198,37 @@ fn across_market_kills_every_order_is_acknowledged_exactly_as_applied() {
     let mut rng = fastrand::Rng::with_seed(seed);
     let market_args = ["--capacity", "40"];
     let mut market = Market::start("once-chaos", &market_args);
-    let sessions: Vec<ScriptedSession> = (0..2u64)
+    let mut sessions: Vec<ScriptedSession> = (0..2u64)
         .flat_map(|i| ["seller", "buyer"].map(|r| (i, r)))
         .map(|(i, role)| ScriptedSession::spawn(&market.name, role, &[], i * 1000, orders))
         .collect();
-    for _ in 0..market_kills {
+    // The kills asked for, then more (up to MORE_KILLS) while sessions still run and none has
+    // yet resumed an order: a kill between two orders resumes none, and three such in a row
+    // (about one run in ten) left the scenario unexercised and the test failing on it.
+    const MORE_KILLS: u32 = 12;
+    let mut kills = 0;
+    loop {
+        let exercised = sessions.iter().any(|s| s.has_said(RESUMED));
+        let running = sessions.iter_mut().any(|s| s.is_running());
+        if kills >= market_kills && (exercised || !running || kills >= market_kills + MORE_KILLS) {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(rng.u64(500..1500)));
         market.kill();
         std::thread::sleep(Duration::from_millis(rng.u64(0..300)));
         market.restart(&market_args);
+        kills += 1;
     }
     let (mut listed_told, mut bought_told, mut resumed) = (0, 0, 0);
     for session in sessions {
         let told = session.finish(Duration::from_secs(120));
-        resumed += told.log.matches("went away mid-order").count();
+        resumed += told.log.matches(RESUMED).count();
         listed_told += told.listed;
         bought_told += told.bought;
     }
     let view = market.assert_balanced();
     let (listed, sold, _) = totals(&view);
-    println!("exactly once: {resumed} orders resumed on a next market; told listed {listed_told}, bought {bought_told}; the store listed {listed}, sold {sold}");
+    println!("exactly once: {kills} market kills, {resumed} orders resumed on a next market; told listed {listed_told}, bought {bought_told}; the store listed {listed}, sold {sold}");
     assert!(sold > 0, "some books were sold: {view:#}");
     assert!(
         resumed > 0,

@@ -544,6 +544,16 @@ impl ScriptedSession {
         Self { child, told, log }
     }
 
+    /// Whether it is still running its script.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Whether its stderr, so far, contains `text`.
+    pub fn has_said(&self, text: &str) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| log.contains(text))
+    }
+
     /// Waits up to `within` for it to exit by itself (it must), and reads what it was told.
     pub fn finish(mut self, within: Duration) -> Told {
         let log_text = || std::fs::read_to_string(&self.log).unwrap_or_default();
