@@ -51,7 +51,8 @@ enum Taken {
 impl Lease {
     /// Takes the lease of `config`'s stream for `holder`, waiting for another holder's lease
     /// to lapse as long as one left by a crash takes to (a market restarted after a crash
-    /// waits out its own): the lease's TTL, as the bucket has it, and a second. Renews it
+    /// waits out its own): the lease's TTL, as the bucket has it, and a second, counted from
+    /// when the lease is first seen held. Renews it
     /// until dropped. [`ReplicationError::LeaseHeld`] if it is still held then.
     pub fn take(
         config: &StreamConfig,
@@ -63,16 +64,24 @@ impl Lease {
             let (store, ttl) = bucket(config, ttl).await?;
             let started = Instant::now();
             let wait = ttl + Duration::from_secs(1);
+            // When the lease was first seen held: its lapse is waited for from then, not from
+            // `started`. A start that first waited out a bucket electing its leader again
+            // (after a quorum came back) used to find that wait already spent and give up at
+            // the first sight of a lease its dead holder could no longer renew (a CI run saw
+            // it: the servers had not yet expired the entry).
+            let mut held_since: Option<Instant> = None;
             loop {
                 match try_take(&store, config, holder).await {
                     Ok(Taken::Yes(revision)) => return Ok((store, ttl, revision)),
-                    Ok(Taken::HeldBy(other)) if started.elapsed() >= wait => {
-                        return Err(ReplicationError::LeaseHeld {
-                            stream: config.stream.clone(),
-                            holder: other,
-                        })
+                    Ok(Taken::HeldBy(other)) => {
+                        if held_since.get_or_insert_with(Instant::now).elapsed() >= wait {
+                            return Err(ReplicationError::LeaseHeld {
+                                stream: config.stream.clone(),
+                                holder: other,
+                            });
+                        }
+                        tokio::time::sleep(poll_interval(ttl)).await
                     }
-                    Ok(Taken::HeldBy(_)) => tokio::time::sleep(poll_interval(ttl)).await,
                     // The bucket's servers elect a leader again after a quorum came back:
                     // "no stream found" for a while. Waited out as long as a stream is.
                     Err(_) if started.elapsed() < wait.max(crate::STREAM_WAIT) => {
