@@ -63,6 +63,10 @@ pub enum Command {
     #[command(after_help = help_table())]
     Demo(DemoArgs),
     /// Measure round-trip latency and throughput against same-machine baselines.
+    ///
+    /// A bench first removes what a bench killed with SIGKILL left (its shared object in
+    /// /dev/shm, its markets' scratch journals in the temporary directory): only the current
+    /// user's, and only of a bench whose process is gone.
     #[command(after_help = help_table())]
     Bench(BenchArgs),
     /// The threads lesson: one workload run four ways (a mutex, a market thread, shards, processes), compared and explained.

@@ -587,7 +587,22 @@ fn demo_trades_everything_checks_the_balance_and_leaves_nothing_behind() {
 }
 
 #[test]
-fn bench_prints_every_documented_figure() {
+fn bench_prints_every_documented_figure_and_removes_what_a_killed_bench_left() {
+    // A bench killed with SIGKILL in its first row leaves that row's shared object...
+    let mut killed = bookstore(&["bench", "--round-trips", "100000000"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let left = dev_shm(&format!("/bookstore-bench-{}-floor", killed.id()));
+    assert!(
+        eventually(Duration::from_secs(10), || left.exists()),
+        "the bench made its floor object"
+    );
+    killed.kill().unwrap();
+    killed.wait().unwrap();
+    assert!(left.exists(), "SIGKILL runs no clean-up");
+    // ...which the next bench removes, saying so.
     let out = run(&[
         "bench",
         "--json",
@@ -597,6 +612,15 @@ fn bench_prints_every_documented_figure() {
         "3000",
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!left.exists(), "{} is still there", left.display());
+    assert!(
+        stderr(&out).contains(&format!(
+            "bench: removed {}, left by a bench that was killed",
+            left.display()
+        )),
+        "{}",
+        stderr(&out)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for key in [
         "floor_rtt_ns",

@@ -436,6 +436,12 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
             eprintln!("measuring {what}…");
         }
     };
+    for path in leftovers::remove_leftovers_of_killed_benches() {
+        eprintln!(
+            "bench: removed {}, left by a bench that was killed",
+            path.display()
+        );
+    }
     progress("the floor (two processes spinning on one cache line)");
     let floor_h = floor(n, Floor::Spin)?;
     progress("the futex floor (two processes sleeping and waking on one word)");
@@ -527,6 +533,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
 }
 
 mod alone;
+mod leftovers;
 mod peer;
 mod replicated;
 mod restart;
