@@ -225,6 +225,30 @@ pub fn run(args: JournalArgs) -> Exit {
 /// The live segment at `path` and every sealed one present before it, each scanned (every
 /// record's checksum checked) and their chain checked; or what is wrong, naming the file.
 fn read_segments(path: &Path) -> Result<Vec<segments::SegmentScan>, String> {
+    // A running market may roll (the live segment sealed, a new one live) or delete the
+    // segments a snapshot covers while the chain is read, which then seems to overlap or to
+    // miss a segment: a chain refused while the files changed under us is read again.
+    let files = || {
+        let live = segments::live_header(path).map(|h| h.first);
+        let sealed = segments::list_sealed(path).unwrap_or_default();
+        (live, sealed)
+    };
+    let mut attempts = 0;
+    loop {
+        let before = files();
+        let read = read_segments_once(path);
+        attempts += 1;
+        match read {
+            Err(error) if attempts < 3 && files() != before => {
+                tracing::debug!(%error, "the journal changed while it was read; reading again");
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The chain as read once, or why not.
+fn read_segments_once(path: &Path) -> Result<Vec<segments::SegmentScan>, String> {
     // A regular file only, checked before the first read: a FIFO would block, a device such
     // as /dev/zero would be read until memory runs out.
     let bytes =

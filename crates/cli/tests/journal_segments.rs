@@ -111,6 +111,39 @@ fn a_growing_journal_rolls_into_segments_and_snapshots_delete_the_ones_they_cove
 }
 
 #[test]
+fn the_journal_of_a_running_market_reads_whole_while_it_rolls_and_snapshots() {
+    let market = Market::start("reading-live", &SMALL);
+    // A seller lists books (a segment rolls every few hundred, a snapshot every 500 deletes
+    // what it covers) while the journal is read again and again: every read is a whole chain.
+    let mut seller = market.spawn_client_with_stdin("seller");
+    let mut stdin = seller.stdin.take().unwrap();
+    let script: String = (0..4000)
+        .map(|i| format!("sell \"Book {}\" 1.00 1\n", i % 10))
+        .collect();
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
+    // While the seller runs, and at least 20 times (snapshots lag behind a burst: they are
+    // taken, and delete segments, after it too).
+    let mut reads = 0;
+    let mut firsts = std::collections::BTreeSet::new();
+    loop {
+        let selling = !writer.is_finished() || seller.try_wait().unwrap().is_none();
+        let (code, v, err) = journal_json(&market.name, &[]);
+        assert_eq!(code, 0, "read {reads}: {err}");
+        reads += 1;
+        firsts.insert(v["first_command"].as_u64().unwrap());
+        if !selling && reads >= 20 {
+            break;
+        }
+    }
+    writer.join().unwrap().unwrap();
+    let out = seller.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    // How often a read met a roll or a deletion depends on the timing: said, not asserted.
+    println!("{reads} reads; the chain began at commands {firsts:?}");
+    market.stop();
+}
+
+#[test]
 fn a_segment_missing_in_the_middle_is_refused_by_name_with_exit_8() {
     let mut args = SMALL.to_vec();
     args.push("--keep-journal");
