@@ -1,8 +1,9 @@
 //! The stream's leader lease: one key in a JetStream key-value bucket whose entries expire
 //! after the lease's TTL (`bookstore-lease-STREAM`, key `leader`, the holder's writer id as
 //! its value). Its holder renews it every third of the TTL; a standby that finds it gone (its
-//! holder stopped renewing: dead, stopped or cut off from the cluster's majority) takes it
-//! and becomes the writer.
+//! holder stopped renewing: dead, stopped or cut off from the cluster's majority), or finds it
+//! at one revision for a whole TTL (a holder that stopped renewing, whose key the servers have
+//! not expired yet), takes it and becomes the writer.
 //!
 //! The lease says who should write; it cannot stop a holder that was deposed while it slept
 //! from trying. The fence does that (`Replicator::start`: the new writer's first message
@@ -44,15 +45,38 @@ struct LeaseShared {
 enum Taken {
     /// Ours, at this revision.
     Yes(u64),
-    /// Someone else's (its value: who).
-    HeldBy(String),
+    /// Someone else's: who (its value), at which revision (0 if it could not be read).
+    HeldBy { holder: String, revision: u64 },
+}
+
+/// A lease seen held at one revision, and since when (this process's clock): a holder renews
+/// every third of the TTL, so a revision unchanged for a whole TTL is a holder that stopped.
+/// Judged so, not only by the servers' expiry of the key: after a quorum came back, a CI run
+/// saw a dead holder's key outlive its TTL by seconds, and a restarted market gave up.
+#[derive(Default)]
+struct Unrenewed {
+    seen: Option<(u64, Instant)>,
+}
+
+impl Unrenewed {
+    /// Notes `revision` as seen now; true if it has stayed the same for `ttl`.
+    fn lapsed(&mut self, revision: u64, ttl: Duration) -> bool {
+        match self.seen {
+            Some((seen, since)) if seen == revision && revision != 0 => since.elapsed() >= ttl,
+            _ => {
+                self.seen = Some((revision, Instant::now()));
+                false
+            }
+        }
+    }
 }
 
 impl Lease {
     /// Takes the lease of `config`'s stream for `holder`, waiting for another holder's lease
     /// to lapse as long as one left by a crash takes to (a market restarted after a crash
     /// waits out its own): the lease's TTL, as the bucket has it, and a second, counted from
-    /// when the lease is first seen held. Renews it
+    /// when the lease is first seen held; a lease left at one revision for a TTL is taken
+    /// over without waiting for the servers to expire it. Renews it
     /// until dropped. [`ReplicationError::LeaseHeld`] if it is still held then.
     pub fn take(
         config: &StreamConfig,
@@ -70,10 +94,19 @@ impl Lease {
             // the first sight of a lease its dead holder could no longer renew (a CI run saw
             // it: the servers had not yet expired the entry).
             let mut held_since: Option<Instant> = None;
+            let mut unrenewed = Unrenewed::default();
             loop {
                 match try_take(&store, config, holder).await {
                     Ok(Taken::Yes(revision)) => return Ok((store, ttl, revision)),
-                    Ok(Taken::HeldBy(other)) => {
+                    Ok(Taken::HeldBy {
+                        holder: other,
+                        revision,
+                    }) => {
+                        if unrenewed.lapsed(revision, ttl) {
+                            if let Some(revision) = take_unrenewed(&store, holder, revision).await {
+                                return Ok((store, ttl, revision));
+                            }
+                        }
                         if held_since.get_or_insert_with(Instant::now).elapsed() >= wait {
                             return Err(ReplicationError::LeaseHeld {
                                 stream: config.stream.clone(),
@@ -189,6 +222,7 @@ struct Keeper {
 impl Keeper {
     async fn run(mut self, mut stop: tokio::sync::oneshot::Receiver<()>) {
         let mut renewal_failing_since: Option<Instant> = None;
+        let mut unrenewed = Unrenewed::default();
         loop {
             let interval = match self.revision {
                 Some(_) => self.ttl / 3,
@@ -199,16 +233,27 @@ impl Keeper {
                 _ = tokio::time::sleep(interval) => {}
             }
             match self.revision {
-                None => match try_take(&self.store, &self.config, &self.holder).await {
-                    Ok(Taken::Yes(revision)) => {
+                None => {
+                    let taken = match try_take(&self.store, &self.config, &self.holder).await {
+                        Ok(Taken::Yes(revision)) => Some(revision),
+                        Ok(Taken::HeldBy { revision, .. })
+                            if unrenewed.lapsed(revision, self.ttl) =>
+                        {
+                            take_unrenewed(&self.store, &self.holder, revision).await
+                        }
+                        Ok(Taken::HeldBy { .. }) => None,
+                        Err(error) => {
+                            tracing::debug!(%error, "lease: cannot look at the lease");
+                            None
+                        }
+                    };
+                    if let Some(revision) = taken {
                         self.revision = Some(revision);
                         // Release: whoever sees `held` acts as the lease's holder.
                         self.shared.held.store(true, Ordering::Release);
                         tracing::info!(stream = %self.config.stream, "replication: the lease of stream {} was free; taken", self.config.stream);
                     }
-                    Ok(Taken::HeldBy(_)) => {}
-                    Err(error) => tracing::debug!(%error, "lease: cannot look at the lease"),
-                },
+                }
                 Some(revision) => {
                     let renewed = self
                         .store
@@ -254,7 +299,7 @@ impl Keeper {
                 self.revision = Some(revision);
                 true
             }
-            Ok(Taken::HeldBy(other)) => {
+            Ok(Taken::HeldBy { holder: other, .. }) => {
                 self.revision = None;
                 // Release, as when taken; the failure follows under its lock. A standby that
                 // reads `false` before the failure is there only waits one more poll: it reads
@@ -283,14 +328,35 @@ async fn try_take(
     match store.create(KEY, holder.to_owned().into()).await {
         Ok(revision) => Ok(Taken::Yes(revision)),
         Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {
-            let who = match store.get(KEY).await {
-                Ok(Some(value)) => String::from_utf8_lossy(&value).into_owned(),
+            let held = match store.entry(KEY).await {
+                Ok(Some(entry)) if entry.operation == kv::Operation::Put => Taken::HeldBy {
+                    holder: String::from_utf8_lossy(&entry.value).into_owned(),
+                    revision: entry.revision,
+                },
                 // Gone again since: the next attempt may take it.
-                _ => "a holder that just left".to_owned(),
+                _ => Taken::HeldBy {
+                    holder: "a holder that just left".to_owned(),
+                    revision: 0,
+                },
             };
-            Ok(Taken::HeldBy(who))
+            Ok(held)
         }
         Err(e) => Err(config.error(format!("lease: {e}"))),
+    }
+}
+
+/// Takes a lease its holder stopped renewing: writes `holder` over it only if it is still at
+/// `revision` (so a holder that renewed meanwhile keeps it). The new revision, or `None`.
+async fn take_unrenewed(store: &kv::Store, holder: &str, revision: u64) -> Option<u64> {
+    match store.update(KEY, holder.to_owned().into(), revision).await {
+        Ok(revision) => {
+            tracing::info!("replication: the lease was not renewed for its TTL; taken over");
+            Some(revision)
+        }
+        Err(error) => {
+            tracing::debug!(%error, "lease: the unrenewed lease could not be taken");
+            None
+        }
     }
 }
 
@@ -346,4 +412,26 @@ async fn bucket_as_created(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_judged_unrenewed_only_after_one_revision_stays_for_a_whole_ttl() {
+        let ttl = Duration::from_millis(60);
+        let mut unrenewed = Unrenewed::default();
+        assert!(!unrenewed.lapsed(7, ttl), "first sight");
+        std::thread::sleep(ttl / 2);
+        assert!(!unrenewed.lapsed(7, ttl), "half a TTL");
+        assert!(!unrenewed.lapsed(8, ttl), "renewed: seen anew");
+        std::thread::sleep(ttl / 2);
+        assert!(!unrenewed.lapsed(8, ttl), "half a TTL since the renewal");
+        std::thread::sleep(ttl / 2 + Duration::from_millis(5));
+        assert!(unrenewed.lapsed(8, ttl), "a whole TTL at one revision");
+        std::thread::sleep(ttl + Duration::from_millis(5));
+        assert!(!unrenewed.lapsed(0, ttl), "an unknown revision never lapses");
+        assert!(!unrenewed.lapsed(0, ttl));
+    }
 }
