@@ -431,7 +431,10 @@ mod tests {
         std::thread::sleep(ttl / 2 + Duration::from_millis(5));
         assert!(unrenewed.lapsed(8, ttl), "a whole TTL at one revision");
         std::thread::sleep(ttl + Duration::from_millis(5));
-        assert!(!unrenewed.lapsed(0, ttl), "an unknown revision never lapses");
+        assert!(
+            !unrenewed.lapsed(0, ttl),
+            "an unknown revision never lapses"
+        );
         assert!(!unrenewed.lapsed(0, ttl));
     }
 }
