@@ -9,6 +9,10 @@ use shm::ShmName;
 /// A fresh 0700 directory under the temp directory holding one journal path (and its segments
 /// and snapshots); all are removed on drop. The directory is created new (never an existing one, so never someone else's
 /// symlink), which makes the journal's path private whatever the temp directory allows.
+/// How a scratch journal's directory is named: this, then the store's file name, the pid, and
+/// what makes it unique.
+pub const DIR_PREFIX: &str = "bookstore-";
+
 pub struct ScratchJournal {
     dir: PathBuf,
     path: PathBuf,
@@ -23,7 +27,7 @@ impl ScratchJournal {
         let mut attempt = 0u32;
         let dir = loop {
             let dir = base.join(format!(
-                "bookstore-{}-{}-{nanos:x}-{attempt}",
+                "{DIR_PREFIX}{}-{}-{nanos:x}-{attempt}",
                 name.file_name(),
                 std::process::id()
             ));

@@ -96,17 +96,9 @@ impl Lease {
             let mut held_since: Option<Instant> = None;
             let mut unrenewed = Unrenewed::default();
             loop {
-                match try_take(&store, config, holder).await {
+                match try_take_or_take_over(&store, config, holder, &mut unrenewed, ttl).await {
                     Ok(Taken::Yes(revision)) => return Ok((store, ttl, revision)),
-                    Ok(Taken::HeldBy {
-                        holder: other,
-                        revision,
-                    }) => {
-                        if unrenewed.lapsed(revision, ttl) {
-                            if let Some(revision) = take_unrenewed(&store, holder, revision).await {
-                                return Ok((store, ttl, revision));
-                            }
-                        }
+                    Ok(Taken::HeldBy { holder: other, .. }) => {
                         if held_since.get_or_insert_with(Instant::now).elapsed() >= wait {
                             return Err(ReplicationError::LeaseHeld {
                                 stream: config.stream.clone(),
@@ -234,24 +226,18 @@ impl Keeper {
             }
             match self.revision {
                 None => {
-                    let taken = match try_take(&self.store, &self.config, &self.holder).await {
-                        Ok(Taken::Yes(revision)) => Some(revision),
-                        Ok(Taken::HeldBy { revision, .. })
-                            if unrenewed.lapsed(revision, self.ttl) =>
-                        {
-                            take_unrenewed(&self.store, &self.holder, revision).await
+                    let (store, config, holder) = (&self.store, &self.config, &self.holder);
+                    match try_take_or_take_over(store, config, holder, &mut unrenewed, self.ttl)
+                        .await
+                    {
+                        Ok(Taken::Yes(revision)) => {
+                            self.revision = Some(revision);
+                            // Release: whoever sees `held` acts as the lease's holder.
+                            self.shared.held.store(true, Ordering::Release);
+                            tracing::info!(stream = %self.config.stream, "replication: the lease of stream {} was free; taken", self.config.stream);
                         }
-                        Ok(Taken::HeldBy { .. }) => None,
-                        Err(error) => {
-                            tracing::debug!(%error, "lease: cannot look at the lease");
-                            None
-                        }
-                    };
-                    if let Some(revision) = taken {
-                        self.revision = Some(revision);
-                        // Release: whoever sees `held` acts as the lease's holder.
-                        self.shared.held.store(true, Ordering::Release);
-                        tracing::info!(stream = %self.config.stream, "replication: the lease of stream {} was free; taken", self.config.stream);
+                        Ok(Taken::HeldBy { .. }) => {}
+                        Err(error) => tracing::debug!(%error, "lease: cannot look at the lease"),
                     }
                 }
                 Some(revision) => {
@@ -345,17 +331,32 @@ async fn try_take(
     }
 }
 
-/// Takes a lease its holder stopped renewing: writes `holder` over it only if it is still at
-/// `revision` (so a holder that renewed meanwhile keeps it). The new revision, or `None`.
-async fn take_unrenewed(store: &kv::Store, holder: &str, revision: u64) -> Option<u64> {
-    match store.update(KEY, holder.to_owned().into(), revision).await {
+/// [`try_take`], and if the lease is held at a revision `unrenewed` has seen for a whole
+/// `ttl`, takes it over: writes `holder` over it only if it is still at that revision (so a
+/// holder that renewed meanwhile keeps it). What a starting market and a watching standby
+/// both do at each look.
+async fn try_take_or_take_over(
+    store: &kv::Store,
+    config: &StreamConfig,
+    holder: &str,
+    unrenewed: &mut Unrenewed,
+    ttl: Duration,
+) -> Result<Taken, ReplicationError> {
+    let taken = try_take(store, config, holder).await?;
+    let Taken::HeldBy { revision, .. } = &taken else {
+        return Ok(taken);
+    };
+    if !unrenewed.lapsed(*revision, ttl) {
+        return Ok(taken);
+    }
+    match store.update(KEY, holder.to_owned().into(), *revision).await {
         Ok(revision) => {
-            tracing::info!("replication: the lease was not renewed for its TTL; taken over");
-            Some(revision)
+            tracing::info!(stream = %config.stream, "replication: the lease of stream {} was not renewed for its TTL; taken over", config.stream);
+            Ok(Taken::Yes(revision))
         }
         Err(error) => {
-            tracing::debug!(%error, "lease: the unrenewed lease could not be taken");
-            None
+            tracing::debug!(%error, stream = %config.stream, "lease: the unrenewed lease could not be taken");
+            Ok(taken)
         }
     }
 }

@@ -9,24 +9,25 @@
 //! by another process keeps its bench's leftovers until that process exits: nothing that may
 //! be in use is touched.
 
+use std::fs::FileType;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// Every bench's shared objects are named so (see `unique_name`).
-const OBJECT_PREFIX: &str = "bookstore-bench-";
-/// And its scratch journals' directories so (`ScratchJournal::for_store` of such a name).
-const SCRATCH_PREFIX: &str = "bookstore-bookstore-bench-";
+use super::NAME_PREFIX as OBJECT_PREFIX;
+use crate::scratch::DIR_PREFIX;
 
 /// Removes the leftovers of killed benches; returns what it removed.
 pub(super) fn remove_leftovers_of_killed_benches() -> Vec<PathBuf> {
     let me = shm::effective_uid();
     let mut removed = Vec::new();
-    for path in leftovers(Path::new("/dev/shm"), OBJECT_PREFIX, me, false) {
+    for path in leftovers(Path::new("/dev/shm"), OBJECT_PREFIX, me, FileType::is_file) {
         if std::fs::remove_file(&path).is_ok() {
             removed.push(path);
         }
     }
-    for path in leftovers(&std::env::temp_dir(), SCRATCH_PREFIX, me, true) {
+    // A scratch journal's directory is named after its store: `DIR_PREFIX` + the object's name.
+    let scratch_prefix = format!("{DIR_PREFIX}{OBJECT_PREFIX}");
+    for path in leftovers(&std::env::temp_dir(), &scratch_prefix, me, FileType::is_dir) {
         if std::fs::remove_dir_all(&path).is_ok() {
             removed.push(path);
         }
@@ -34,9 +35,9 @@ pub(super) fn remove_leftovers_of_killed_benches() -> Vec<PathBuf> {
     removed
 }
 
-/// Entries of `dir` named `PREFIX` + a pid + `-…`, of a pid that no longer runs, owned by
-/// `uid`, and files (`dirs: false`) or directories (`dirs: true`), never symbolic links.
-fn leftovers(dir: &Path, prefix: &str, uid: u32, dirs: bool) -> Vec<PathBuf> {
+/// Entries of `dir` named `PREFIX` + a pid + `-…`, of a pid that no longer runs (so never this
+/// bench's own), owned by `uid`, and of the kind `is_kind` accepts (never a symbolic link).
+fn leftovers(dir: &Path, prefix: &str, uid: u32, is_kind: fn(&FileType) -> bool) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -51,15 +52,7 @@ fn leftovers(dir: &Path, prefix: &str, uid: u32, dirs: bool) -> Vec<PathBuf> {
             let Ok(meta) = std::fs::symlink_metadata(entry.path()) else {
                 return false;
             };
-            let kind_ok = if dirs {
-                meta.file_type().is_dir()
-            } else {
-                meta.file_type().is_file()
-            };
-            kind_ok
-                && meta.uid() == uid
-                && pid != std::process::id()
-                && !shm::process::pid_exists(pid)
+            is_kind(&meta.file_type()) && meta.uid() == uid && !shm::process::pid_exists(pid)
         })
         .map(|entry| entry.path())
         .collect()
@@ -88,7 +81,7 @@ mod tests {
         assert_eq!(
             bench_pid(
                 "bookstore-bookstore-bench-17-spin-99-1a2b-0",
-                SCRATCH_PREFIX
+                &format!("{DIR_PREFIX}{OBJECT_PREFIX}")
             ),
             Some(17)
         );
@@ -125,9 +118,12 @@ mod tests {
         file(format!("{OBJECT_PREFIX}{alive}-floor"));
         std::fs::create_dir(dir.join(format!("{OBJECT_PREFIX}{dead}-spin"))).unwrap();
         std::os::unix::fs::symlink(&gone, dir.join(format!("{OBJECT_PREFIX}{dead}-link"))).unwrap();
-        assert_eq!(leftovers(&dir, OBJECT_PREFIX, me, false), vec![gone]);
+        assert_eq!(
+            leftovers(&dir, OBJECT_PREFIX, me, FileType::is_file),
+            vec![gone]
+        );
         assert!(
-            leftovers(&dir, OBJECT_PREFIX, me + 1, false).is_empty(),
+            leftovers(&dir, OBJECT_PREFIX, me + 1, FileType::is_file).is_empty(),
             "another user's"
         );
         std::fs::remove_dir_all(&dir).unwrap();

@@ -91,8 +91,12 @@ fn time_round_trips(
     Ok(h)
 }
 
+/// How every shared object of a bench begins (after the slash): then its pid, a dash and the
+/// row (`leftovers` finds a killed bench's by it).
+const NAME_PREFIX: &str = "bookstore-bench-";
+
 fn unique_name(what: &str) -> ShmName {
-    ShmName::new(&format!("/bookstore-bench-{}-{what}", std::process::id())).expect("valid name")
+    ShmName::new(&format!("/{NAME_PREFIX}{}-{what}", std::process::id())).expect("valid name")
 }
 
 fn peer_command(kind: &str) -> BenchResult<Command> {
