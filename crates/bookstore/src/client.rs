@@ -9,6 +9,7 @@ use shm::ShmName;
 pub use crate::layout::ClientRole;
 use crate::layout::{StoreState, REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY};
 use crate::shared::{OpenStoreError, SharedStore};
+use crate::titles::ClientTitles;
 use crate::wire::{BadReply, Reply, Request};
 use bookstore_ipc::ring::{Consumer, Producer, RingError};
 use bookstore_ipc::sync::Ordering::Release;
@@ -184,6 +185,9 @@ pub struct Client<'s> {
     replies: Consumer<'s, REPLY_RING_CAPACITY>,
     next_request: u64,
     spin: Duration,
+    /// What this client has read of the market's title table: a title it holds is sent as
+    /// its id, and the ids in replies are resolved from it.
+    titles: ClientTitles<'s>,
 }
 
 impl<'s> Client<'s> {
@@ -237,6 +241,7 @@ impl<'s> Client<'s> {
                 replies: Consumer::new(&slot.replies),
                 next_request: 1,
                 spin,
+                titles: ClientTitles::new(store.title_table()),
             });
         }
         Err(ConnectError::SlotsFull {
@@ -314,7 +319,8 @@ impl<'s> Client<'s> {
 
     /// Pushes without ringing: for pipelines that ring once per batch with [`Self::notify_market`].
     pub fn push(&mut self, request: &Request) -> Result<(), ClientError> {
-        self.push_raw(&request.encode())
+        let message = request.encode_with(&mut self.titles);
+        self.push_raw(&message)
     }
 
     /// Sends a message exactly as given, valid or not, and rings the market. For tests and
@@ -351,7 +357,7 @@ impl<'s> Client<'s> {
     /// A reply if one is ready.
     pub fn try_recv(&mut self) -> Result<Option<Reply>, ClientError> {
         match self.replies.try_pop() {
-            Ok(Some(m)) => Ok(Some(Reply::decode(&m)?)),
+            Ok(Some(m)) => Ok(Some(Reply::decode_with(&m, &mut self.titles)?)),
             Ok(None) => Ok(None),
             Err(e) => Err(ClientError::Corrupt(e)),
         }

@@ -2,8 +2,34 @@
 //! libFuzzer's inputs, and `tests/fuzz_corpora.rs` replays the saved corpora through them in
 //! every test run. Each panics (so the fuzzer reports a crash) if a property fails.
 
-use crate::wire::{Reply, Request};
+use crate::wire::{Reply, Request, TitleIds};
 use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
+use engine::Title;
+
+/// A title table of four titles (ids 0..4), so the decoders' title-id paths are fuzzed too.
+struct FourTitles;
+
+const FOUR_TITLES: [&str; 4] = [
+    "Dune",
+    "Emma",
+    "A title of more than twenty-four bytes",
+    "é",
+];
+
+impl TitleIds for FourTitles {
+    fn id_of(&mut self, title: &Title) -> Option<u32> {
+        FOUR_TITLES
+            .iter()
+            .position(|t| *t == title.as_str())
+            .map(|i| i as u32)
+    }
+
+    fn title_of(&mut self, id: u32) -> Option<Title> {
+        FOUR_TITLES
+            .get(id as usize)
+            .map(|t| Title::new(t).expect("a valid title"))
+    }
+}
 
 /// Bytes as a ring message: 16 little-endian words, zero-padded.
 fn message(data: &[u8]) -> Message {
@@ -17,12 +43,19 @@ fn message(data: &[u8]) -> Message {
 }
 
 /// Any 128 bytes from a client: the market's decoder returns a request or an error, never
-/// panics, and a request it accepts encodes back to one that decodes the same. Same for the
-/// client's reply decoder.
+/// panics, and a request it accepts encodes back to one that decodes the same, with titles as
+/// text and as ids of a title table. Same for the client's reply decoder.
 pub fn request_decoder(data: &[u8]) {
     let m = message(data);
     if let Ok(request) = Request::decode(&m) {
         assert_eq!(Request::decode(&request.encode()), Ok(request));
+    }
+    if let Ok((request, id)) = Request::decode_with(&m, &mut FourTitles) {
+        let again = Request::decode_with(&request.encode_with(&mut FourTitles), &mut FourTitles);
+        let (again, again_id) = again.expect("an encoded request decodes");
+        assert_eq!(again, request);
+        // A title the table holds goes as its id, whichever way it came.
+        assert!(id.is_none() || again_id == id);
     }
     // The id the market echoes in a `Malformed` reply is the request's, accepted or not.
     let id = Request::raw_request_id(&m);
@@ -37,6 +70,14 @@ pub fn request_decoder(data: &[u8]) {
     }
     if let Ok(reply) = Reply::decode(&m) {
         assert_eq!(Reply::decode(&reply.encode()), Ok(reply));
+    }
+    if let Ok(reply) = Reply::decode_with(&m, &mut FourTitles) {
+        let title_id = match &reply {
+            Reply::Bought { title, .. } | Reply::Sold { title, .. } => FourTitles.id_of(title),
+            _ => None,
+        };
+        let encoded = reply.encode_with(title_id);
+        assert_eq!(Reply::decode_with(&encoded, &mut FourTitles), Ok(reply));
     }
 }
 
@@ -55,7 +96,10 @@ pub fn header_validator(data: &[u8]) {
         assert!(geometry.stats_offset() > geometry.shelf_offset());
         let clients_end = geometry.client_stats_offset()
             + geometry.slot_count as usize * crate::layout::CLIENT_STATS_SIZE;
-        assert!(clients_end <= geometry.total_size());
+        assert!(clients_end <= geometry.titles_offset());
+        assert!(
+            geometry.titles_offset() + crate::layout::TITLE_TABLE_SIZE <= geometry.total_size()
+        );
     }
 }
 

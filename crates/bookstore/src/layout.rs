@@ -1,4 +1,4 @@
-//! The shared object's bytes: what lives where, version 6.
+//! The shared object's bytes: what lives where, version 7.
 //!
 //! Every field is an atomic (any bit pattern is a valid atomic), so a buggy or hostile process
 //! writing into the object can make us read wrong *values*, which we validate, but never
@@ -15,6 +15,7 @@
 //! | `... + 4096`              | `capacity × 128`      | shelf rows ([`Record`])               |
 //! | `stats_offset`            | 3 264                 | [`MarketStats`] (latency, warnings)   |
 //! | `stats_offset + 3264`     | `slots × 64`          | [`ClientStats`], one per slot         |
+//! | `titles_offset`           | 128 + 1024 × 128      | [`TitleTable`]: count, then titles    |
 //! | end, rounded up to 4 KiB  |                       |                                       |
 //!
 //! Version 2 added the statistics (for `top`) after the shelf. Version 3 made ring messages one
@@ -22,7 +23,10 @@
 //! 128 bytes between lines written by different processes. Version 4 gave the reply ring 1024
 //! cells. Version 5 has the client write its own 128-bit id into the slot's control block
 //! (the market wrote a 64-bit counter there before), so it keeps its id across restarts.
-//! Version 6 gave the request ring 1024 cells too.
+//! Version 6 gave the request ring 1024 cells too. Version 7 added the title table (the
+//! client stats' end rounded up to 128 bytes is `titles_offset`): the market appends each
+//! title it is asked about, up to 1024, and requests and replies carry a title's index there
+//! instead of its text.
 //!
 //! A slot is: control (128) · client doorbell (128) · request ring (65 664) · reply ring
 //! (65 664). A ring is: the consumer's head (128) · its 1024 cells of 64 bytes (a stamp and
@@ -44,7 +48,7 @@ pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// Cells in each request ring: as many as the reply ring, so a client may have a reply ring's
 /// worth of orders in flight without waiting for room. The market takes up to 64 requests of
 /// each client per pass (fairness between clients), and a ring of 64 cells made a pipelining
@@ -58,6 +62,10 @@ pub const REQUEST_RING_CAPACITY: usize = 1024;
 /// fdatasync takes 0.3 to 0.4 ms on this kind of machine, about 800 replies. With 64 cells they
 /// overflowed into the market's backlog and came out one ring per pass.
 pub const REPLY_RING_CAPACITY: usize = 1024;
+/// Titles the title table holds: the first this many distinct titles a market is asked about
+/// (a title's id is its index, never reused while the object lives); later titles travel as
+/// text, as every title did before version 7.
+pub const TITLE_TABLE_ENTRIES: usize = 1024;
 /// Trades kept in the published view's recent-trades ring.
 pub const RECENT_TRADES: usize = 32;
 pub const MAX_SLOTS: u32 = 1024;
@@ -66,6 +74,9 @@ const PAGE: usize = 4096;
 
 pub type RequestRing = Ring<REQUEST_RING_CAPACITY>;
 pub type ReplyRing = Ring<REPLY_RING_CAPACITY>;
+/// The title table: written only by the market, one title per record (see
+/// [`crate::titles`] for a record's words).
+pub type TitleTable = bookstore_ipc::AppendOnly<TITLE_TABLE_ENTRIES>;
 
 #[repr(C, align(128))]
 pub struct Header {
@@ -240,6 +251,7 @@ pub const VIEW_HEADER_SIZE: usize = size_of::<ViewHeader>();
 pub const RECORD_SIZE: usize = size_of::<Record>();
 pub const MARKET_STATS_SIZE: usize = size_of::<MarketStats>();
 pub const CLIENT_STATS_SIZE: usize = size_of::<ClientStats>();
+pub const TITLE_TABLE_SIZE: usize = size_of::<TitleTable>();
 
 const _: () = {
     assert!(HEADER_SIZE == 384);
@@ -254,6 +266,8 @@ const _: () = {
     assert!(RECORD_SIZE == 128);
     assert!(MARKET_STATS_SIZE == 3264);
     assert!(CLIENT_STATS_SIZE == 64);
+    assert!(TITLE_TABLE_SIZE == 128 + TITLE_TABLE_ENTRIES * 128);
+    assert!(align_of::<TitleTable>() <= 128);
     assert!(align_of::<Slot>() == 128 && align_of::<Header>() == 128);
     // Everything clients validate is on the identity line.
     assert!(std::mem::offset_of!(Header, reply_ring_capacity) < 128);
@@ -300,8 +314,15 @@ impl Geometry {
         self.stats_offset() + MARKET_STATS_SIZE
     }
 
+    /// The title table: after the client stats, on a 128-byte boundary (its count's line is
+    /// written by the market alone, as the stats are).
+    pub fn titles_offset(&self) -> usize {
+        let clients_end = self.client_stats_offset() + self.slot_count as usize * CLIENT_STATS_SIZE;
+        clients_end.div_ceil(128) * 128
+    }
+
     pub fn total_size(&self) -> usize {
-        let end = self.client_stats_offset() + self.slot_count as usize * CLIENT_STATS_SIZE;
+        let end = self.titles_offset() + TITLE_TABLE_SIZE;
         end.div_ceil(PAGE) * PAGE
     }
 }
@@ -424,7 +445,20 @@ impl Geometry {
             clients_end,
             format!("stats: clients ({} rows of 64)", self.slot_count),
         );
-        push(clients_end, self.total_size(), "padding to the page".into());
+        let titles = self.titles_offset();
+        if titles > clients_end {
+            push(clients_end, titles, "padding to 128 bytes".into());
+        }
+        push(titles, titles + 128, "titles: count published".into());
+        let titles_end = titles + TITLE_TABLE_SIZE;
+        push(
+            titles + 128,
+            titles_end,
+            format!(
+                "titles: {TITLE_TABLE_ENTRIES} records of 128 (length, then the title's bytes)"
+            ),
+        );
+        push(titles_end, self.total_size(), "padding to the page".into());
         out
     }
 }

@@ -24,6 +24,7 @@ pub mod lesson;
 pub mod server;
 pub mod shared;
 pub mod stats;
+pub mod titles;
 pub mod trading;
 pub mod view;
 pub mod wire;

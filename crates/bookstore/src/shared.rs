@@ -15,8 +15,8 @@ use shm::{Mode, Segment, ShmName};
 
 use crate::layout::{
     self, ClientStats, Geometry, Header, HeaderError, MarketStats, Record, Slot, StoreState,
-    ViewHeader, CLIENT_STATS_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES, RECORD_SIZE,
-    REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY, SLOT_SIZE,
+    TitleTable, ViewHeader, CLIENT_STATS_SIZE, HEADER_SIZE, LAYOUT_VERSION, MAGIC, RECENT_TRADES,
+    RECORD_SIZE, REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY, SLOT_SIZE,
 };
 use crate::stats::StatsSnapshot;
 use crate::view::{Snapshot, SnapshotError};
@@ -69,6 +69,8 @@ unsafe impl AtomicsOnly for Record {}
 unsafe impl AtomicsOnly for MarketStats {}
 // SAFETY: as above.
 unsafe impl AtomicsOnly for ClientStats {}
+// SAFETY: as above (`AppendOnly` is a `LinePair<AtomicU64>` and `Record`s).
+unsafe impl<const N: usize> AtomicsOnly for bookstore_ipc::AppendOnly<N> {}
 
 /// The mapped object and its geometry. Crate-private: the two public store types decide
 /// whether anyone may write through it.
@@ -197,6 +199,10 @@ impl Mapping {
         );
         self.at(self.geometry.client_stats_offset() + slot as usize * CLIENT_STATS_SIZE)
     }
+
+    pub(crate) fn title_table(&self) -> &TitleTable {
+        self.at(self.geometry.titles_offset())
+    }
 }
 
 /// A store mapped read-write, its header validated (or, for the market, written): the market
@@ -281,6 +287,11 @@ impl SharedStore {
 
     pub(crate) fn mapping(&self) -> &Mapping {
         &self.map
+    }
+
+    /// The title table (see [`crate::titles`]).
+    pub fn title_table(&self) -> &TitleTable {
+        self.map.title_table()
     }
 }
 
@@ -374,6 +385,18 @@ impl StoreReader {
     /// A consistent copy of the published view.
     pub fn view(&self) -> Result<Snapshot, SnapshotError> {
         crate::view::snapshot(&self.map)
+    }
+
+    /// Titles the market has put in its title table, and those of them that are valid titles
+    /// (the rest were scribbled on).
+    pub fn title_table_counts(&self) -> (u32, u32) {
+        let table = self.map.title_table();
+        let published = table.published();
+        let valid = (0..published)
+            .filter_map(|i| table.get(i, published))
+            .filter(|words| crate::titles::title_of_record(words).is_some())
+            .count();
+        (published, valid as u32)
     }
 
     /// The view and the market's statistics, copied together in one read of the seqlock: for

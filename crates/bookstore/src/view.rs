@@ -286,7 +286,7 @@ mod tests {
             let row = ShelfRow { title: title.clone(), price, qty: qty.get() };
             let back = ShelfRowRecord::decode(&ShelfRowRecord::encode(&row)).unwrap();
             prop_assert_eq!(back, SnapshotRow { title: title.as_str().into(), price_cents: cents, qty: qty.get().into() });
-            let trade = Trade { trade_id, title: title.clone(), price, qty: qty.get(), seller: ClientId(seller), buyer: ClientId(buyer), buy_request: RequestId(1), list_request: RequestId(2) };
+            let trade = Trade { trade_id, title: title.clone(), price, qty: qty.get(), seller: ClientId(seller), buyer: ClientId(buyer), buy_request: RequestId(1), list_request: RequestId(2), pinned: None };
             let back = TradeRecord::decode(&TradeRecord::encode(&trade)).unwrap();
             prop_assert_eq!(back, SnapshotTrade { trade_id, title: title.as_str().into(), price_cents: cents, qty: qty.get().into(), seller: (seller >> 64) as u64, buyer: (buyer >> 64) as u64 });
         }

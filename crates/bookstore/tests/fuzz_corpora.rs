@@ -102,10 +102,44 @@ fn write_seed_inputs() {
             request: RequestId(2),
         },
     ];
+    let bytes_of = |w: &bookstore::layout::Message| -> Vec<u8> {
+        w.iter().flat_map(|w| w.to_le_bytes()).collect()
+    };
     for (i, r) in requests.iter().enumerate() {
-        let bytes: Vec<u8> = r.encode().iter().flat_map(|w| w.to_le_bytes()).collect();
-        write("request_decoder", &format!("seed-{i}"), &bytes);
+        write(
+            "request_decoder",
+            &format!("seed-{i}"),
+            &bytes_of(&r.encode()),
+        );
     }
+    // Titles as ids of a title table ("Dune" is id 0 in the fuzz target's table too).
+    struct DuneIsZero;
+    impl bookstore::wire::TitleIds for DuneIsZero {
+        fn id_of(&mut self, title: &Title) -> Option<u32> {
+            (title.as_str() == "Dune").then_some(0)
+        }
+        fn title_of(&mut self, id: u32) -> Option<Title> {
+            (id == 0).then(|| Title::new("Dune").unwrap())
+        }
+    }
+    for i in [0, 2] {
+        let w = requests[i].encode_with(&mut DuneIsZero);
+        write(
+            "request_decoder",
+            &format!("seed-{i}-title-id"),
+            &bytes_of(&w),
+        );
+    }
+    let bought = bookstore::wire::Reply::Bought {
+        request: RequestId(3),
+        trade_id: 9,
+        title: title.clone(),
+        price,
+        qty: 1,
+        done: true,
+    };
+    let w = bought.encode_with(Some(0));
+    write("request_decoder", "seed-reply-title-id", &bytes_of(&w));
 
     let name = shm::ShmName::new(&format!("/bookstore-seed-{}", std::process::id())).unwrap();
     let geometry = bookstore::layout::Geometry {

@@ -13,6 +13,9 @@ use bookstore::shared::{OpenStoreError, StoreReader};
 use bookstore::stats::StatsSnapshot;
 use bookstore::view::{self, SnapshotRow, SnapshotTrade};
 use engine::Cents;
+use permissions::{explain_permissions, may_attach, rwx};
+
+mod permissions;
 
 #[derive(Serialize)]
 struct Report {
@@ -51,6 +54,10 @@ struct Report {
     balanced: bool,
     shelf: Vec<SnapshotRow>,
     recent_trades: Vec<SnapshotTrade>,
+    /// Titles in the title table (requests and replies carry their ids), and how many of its
+    /// records are not valid titles (something else wrote into the object).
+    title_table_titles: u32,
+    title_table_invalid: u32,
     /// What the market measures of itself (service latency since its start, warnings by
     /// kind, per-second totals, journal, clients' counts).
     stats: StatsSnapshot,
@@ -120,6 +127,7 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
     let market = store.market();
     let geometry = store.geometry();
     let (snap, stats) = store.view_and_stats()?;
+    let (title_table_titles, valid_titles) = store.title_table_counts();
     let clients = (0..geometry.slot_count)
         .map(|i| (i, store.slot(i)))
         .filter(|(_, slot)| slot.state != SlotState::Free)
@@ -170,69 +178,10 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
         malformed_total: snap.malformed,
         shelf: snap.shelf,
         recent_trades: snap.recent_trades,
+        title_table_titles,
+        title_table_invalid: title_table_titles - valid_titles,
         stats,
     })
-}
-
-/// The nine permission bits as `ls -l` and the lab's permission table write them.
-fn rwx(bits: u32) -> String {
-    (0..9)
-        .map(|i| {
-            let bit = 1 << (8 - i);
-            match (bits & bit != 0, i % 3) {
-                (false, _) => '-',
-                (true, 0) => 'r',
-                (true, 1) => 'w',
-                (true, _) => 'x',
-            }
-        })
-        .collect()
-}
-
-/// `rw-rw----` → "owner read/write, group read/write, others none".
-fn explain_permissions(rwx: &str) -> String {
-    if rwx.len() != 9 {
-        return "unknown".into();
-    }
-    let class = |chunk: &str| {
-        let can: Vec<&str> = [("r", "read"), ("w", "write"), ("x", "execute")]
-            .iter()
-            .filter(|(flag, _)| chunk.contains(flag))
-            .map(|(_, word)| *word)
-            .collect();
-        if can.is_empty() {
-            "none".to_string()
-        } else {
-            can.join("/")
-        }
-    };
-    format!(
-        "owner {}, group {}, others {}",
-        class(&rwx[0..3]),
-        class(&rwx[3..6]),
-        class(&rwx[6..9])
-    )
-}
-
-/// Who may attach (open the object for reading and writing), from the mode.
-fn may_attach(stat: shm::Stat) -> String {
-    let bits = stat.mode.bits();
-    let group = shm::users::group_name(stat.group_gid).map_or_else(
-        || format!("gid {}", stat.group_gid),
-        |n| format!("group {n}"),
-    );
-    let owner = if bits & 0o600 == 0o600 {
-        "the owner"
-    } else {
-        "nobody but root"
-    };
-    if bits & 0o006 == 0o006 {
-        "every local user (any of them can also corrupt the store)".into()
-    } else if bits & 0o060 == 0o060 {
-        format!("{owner} and members of {group}")
-    } else {
-        owner.to_string()
-    }
 }
 
 fn render(r: &Report) -> String {
@@ -339,6 +288,16 @@ fn render(r: &Report) -> String {
         s,
         "        this market's run: {} requests, {} rejected, {} malformed (the totals above include what its journal replayed)",
         r.requests_total, r.rejected_total, r.malformed_total
+    );
+    let _ = writeln!(
+        s,
+        "        title table: {} of {} titles, sent as ids{}",
+        r.title_table_titles,
+        bookstore::layout::TITLE_TABLE_ENTRIES,
+        match r.title_table_invalid {
+            0 => String::new(),
+            n => format!("; {n} of them NOT valid titles (written by something else)"),
+        }
     );
     let st = &r.stats;
     let _ = writeln!(
@@ -581,26 +540,5 @@ fn dump(out: &mut String, base: usize, bytes: &[u8]) {
             }
         }));
         out.push('\n');
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn modes_read_as_the_labs_permission_table() {
-        assert_eq!(rwx(0o660), "rw-rw----");
-        assert_eq!(rwx(0o600), "rw-------");
-        assert_eq!(rwx(0o666), "rw-rw-rw-");
-        assert_eq!(rwx(0o751), "rwxr-x--x");
-        assert_eq!(
-            explain_permissions("rw-rw----"),
-            "owner read/write, group read/write, others none"
-        );
-        assert_eq!(
-            explain_permissions("rw-r--r--"),
-            "owner read/write, group read, others read"
-        );
     }
 }

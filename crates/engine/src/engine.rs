@@ -29,6 +29,7 @@ struct Party {
 /// A trade about to be recorded.
 struct Fill<'t> {
     title: &'t Title,
+    title_id: crate::titles::TitleId,
     price: Price,
     qty: u32,
     seller: Party,
@@ -124,8 +125,33 @@ impl Engine {
         self.next_trade_id
     }
 
+    /// Pins `title`: the engine keeps it interned for as long as it lives, under an id never
+    /// reused, which [`apply_pinned`](Self::apply_pinned) takes instead of looking the title
+    /// up. Pinning the same title again returns the same pin. Each pin holds one table entry
+    /// for good, so a caller pins a bounded set (the market: the entries of its shared title
+    /// table).
+    pub fn pin_title(&mut self, title: &Title) -> PinnedTitle {
+        let id = self.titles.intern(title);
+        self.titles.pin(id);
+        PinnedTitle(id)
+    }
+
     /// Applies one command at time `now`, appending what happened to `out`.
     pub fn apply(&mut self, now: Millis, command: Command, out: &mut Vec<Event>) {
+        self.apply_pinned(now, command, None, out);
+    }
+
+    /// [`apply`](Self::apply), with the pin of the command's title (a list's, or a title
+    /// buy's) if the caller holds one: the engine then checks the pin against the title (a
+    /// length and a short compare) instead of looking the title up (hashing it). A pin that is
+    /// not this engine's pin of that title is ignored, so the outcome is `apply`'s either way.
+    pub fn apply_pinned(
+        &mut self,
+        now: Millis,
+        command: Command,
+        pin: Option<PinnedTitle>,
+        out: &mut Vec<Event>,
+    ) {
         match command {
             Command::List {
                 client,
@@ -133,7 +159,11 @@ impl Engine {
                 title,
                 price,
                 qty,
-            } => self.list(Party { client, request }, title, price, qty.get(), out),
+            } => {
+                let pinned = pin.and_then(|p| self.titles.pinned_to(p.0, title.as_str()));
+                let id = pinned.unwrap_or_else(|| self.titles.intern(&title));
+                self.list(Party { client, request }, id, title, price, qty.get(), out)
+            }
             Command::Buy {
                 client,
                 request,
@@ -150,7 +180,7 @@ impl Engine {
                     qty: qty.get(),
                     deadline,
                 };
-                self.buy(now, order, out)
+                self.buy(now, order, pin, out)
             }
             Command::Cancel { client, request } => match self.buys.idx_of(client, request) {
                 Some(idx) => {
@@ -201,9 +231,17 @@ impl Engine {
         }
     }
 
-    fn list(&mut self, seller: Party, title: Title, price: Price, qty: u32, out: &mut Vec<Event>) {
+    /// Lists `qty` copies of `title`, interned as `id`.
+    fn list(
+        &mut self,
+        seller: Party,
+        id: crate::titles::TitleId,
+        title: Title,
+        price: Price,
+        qty: u32,
+        out: &mut Vec<Event>,
+    ) {
         let Party { client, request } = seller;
-        let id = self.titles.intern(&title);
         // Decide acceptance before changing anything: a listing is taken whole or not at all.
         let sold_at_once = self.buys.matchable(id, price, qty);
         let to_shelf = qty - sold_at_once;
@@ -244,6 +282,7 @@ impl Engine {
             self.record_trade(
                 Fill {
                     title: &title,
+                    title_id: id,
                     price,
                     qty: take,
                     seller,
@@ -276,7 +315,13 @@ impl Engine {
         });
     }
 
-    fn buy(&mut self, now: Millis, order: BuyOrder, out: &mut Vec<Event>) {
+    fn buy(
+        &mut self,
+        now: Millis,
+        order: BuyOrder,
+        pin: Option<PinnedTitle>,
+        out: &mut Vec<Event>,
+    ) {
         let BuyOrder {
             client,
             request,
@@ -296,7 +341,10 @@ impl Engine {
         let buyer = Party { client, request };
         // A title never interned has no listings (and needs no id unless the buy rests).
         let wanted = match &target {
-            BuyTarget::Title(t) => self.titles.get(t.as_str()).map(Wanted::Title),
+            BuyTarget::Title(t) => pin
+                .and_then(|p| self.titles.pinned_to(p.0, t.as_str()))
+                .or_else(|| self.titles.get(t.as_str()))
+                .map(Wanted::Title),
             BuyTarget::Any => Some(Wanted::Any),
         };
         let mut filled = 0;
@@ -316,6 +364,7 @@ impl Engine {
             self.record_trade(
                 Fill {
                     title: &title,
+                    title_id: taken.title,
                     price: taken.price,
                     qty: taken.qty,
                     seller,
@@ -340,9 +389,10 @@ impl Engine {
             });
         } else {
             let seq = self.take_seq();
-            let wanted = match &target {
-                BuyTarget::Title(t) => Wanted::Title(self.titles.intern(t)),
-                BuyTarget::Any => Wanted::Any,
+            let wanted = match (wanted, &target) {
+                (Some(wanted), _) => wanted,
+                (None, BuyTarget::Title(t)) => Wanted::Title(self.titles.intern(t)),
+                (None, BuyTarget::Any) => Wanted::Any,
             };
             let buy = RestingBuy::new(
                 client, request, wanted, max_price, filled, remaining, deadline, seq,
@@ -376,6 +426,10 @@ impl Engine {
             buyer: fill.buyer.client,
             buy_request: fill.buyer.request,
             list_request: fill.seller.request,
+            pinned: self
+                .titles
+                .is_pinned(fill.title_id)
+                .then_some(PinnedTitle(fill.title_id)),
         }));
     }
 

@@ -29,6 +29,6 @@ pub use receipts::{
     ReceiptsState, ORPHAN_RESTARTS, RECEIPTS_PER_CLIENT,
 };
 pub use types::{
-    BuyTarget, Cents, ClientId, Command, Event, Millis, Price, Qty, RejectReason, RequestId, Title,
-    Trade, ValueError, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_QTY, MAX_TITLE_BYTES,
+    BuyTarget, Cents, ClientId, Command, Event, Millis, PinnedTitle, Price, Qty, RejectReason,
+    RequestId, Title, Trade, ValueError, MAX_CAPACITY, MAX_PRICE_CENTS, MAX_QTY, MAX_TITLE_BYTES,
 };

@@ -7,6 +7,10 @@
 //! looked up, not re-added, each time; they are swept out (their ids reused) once they outnumber
 //! the titles in use and a few thousand, so the table stays bounded by the orders in the store
 //! and each sweep is paid for by the interning that made it necessary.
+//!
+//! A pinned title ([`Titles::pin`]) is never swept: its id means that title for as long as the
+//! table lives, so a caller may keep the id and hand it back with a command instead of the
+//! title being looked up again (the market does, for the titles of its shared title table).
 
 use std::collections::HashMap;
 
@@ -24,6 +28,8 @@ struct Entry {
     title: Option<Title>,
     /// Orders (listings and resting buys) that refer to this title.
     orders: u32,
+    /// Never swept (see [`Titles::pin`]).
+    pinned: bool,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -34,7 +40,7 @@ pub(crate) struct Titles {
     ids: HashMap<Title, TitleId, foldhash::fast::RandomState>,
     entries: Vec<Entry>,
     free: Vec<TitleId>,
-    /// Interned titles with no order.
+    /// Interned titles with no order, not pinned: what a sweep would free.
     unused: u32,
 }
 
@@ -55,6 +61,7 @@ impl Titles {
         let entry = Entry {
             title: Some(title.clone()),
             orders: 0,
+            pinned: false,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -71,6 +78,29 @@ impl Titles {
         id
     }
 
+    /// Keeps `id` interned for as long as the table lives: a sweep leaves it, so it is never
+    /// reused for another title.
+    pub(crate) fn pin(&mut self, id: TitleId) {
+        let entry = &mut self.entries[id as usize];
+        if !entry.pinned && entry.orders == 0 {
+            self.unused -= 1;
+        }
+        entry.pinned = true;
+    }
+
+    /// Whether `id` is pinned.
+    pub(crate) fn is_pinned(&self, id: TitleId) -> bool {
+        self.entries[id as usize].pinned
+    }
+
+    /// `id`, if it is pinned to `title`: what a caller's pin is checked against before it is
+    /// trusted (a pin of another table, or of another title, is `None`). A length and a
+    /// short compare, where a lookup hashes the title.
+    pub(crate) fn pinned_to(&self, id: TitleId, title: &str) -> Option<TitleId> {
+        let entry = self.entries.get(id as usize)?;
+        (entry.pinned && entry.title.as_ref().is_some_and(|t| t.as_str() == title)).then_some(id)
+    }
+
     /// The title of an interned id.
     pub(crate) fn title(&self, id: TitleId) -> &Title {
         self.entries[id as usize]
@@ -82,7 +112,7 @@ impl Titles {
     /// One more order refers to `id`.
     pub(crate) fn retain(&mut self, id: TitleId) {
         let entry = &mut self.entries[id as usize];
-        if entry.orders == 0 {
+        if entry.orders == 0 && !entry.pinned {
             self.unused -= 1;
         }
         entry.orders += 1;
@@ -92,7 +122,7 @@ impl Titles {
     pub(crate) fn release(&mut self, id: TitleId) {
         let entry = &mut self.entries[id as usize];
         entry.orders -= 1;
-        if entry.orders == 0 {
+        if entry.orders == 0 && !entry.pinned {
             self.unused += 1;
         }
     }
@@ -105,7 +135,7 @@ impl Titles {
     /// Frees the id of every title no order refers to.
     fn sweep(&mut self) {
         for (id, entry) in self.entries.iter_mut().enumerate() {
-            if entry.orders == 0 {
+            if entry.orders == 0 && !entry.pinned {
                 if let Some(title) = entry.title.take() {
                     self.ids.remove(title.as_str());
                     self.free.push(id as TitleId);
@@ -129,9 +159,9 @@ impl Titles {
                     {
                         return Err(title.to_string());
                     }
-                    unused += u32::from(entry.orders == 0);
+                    unused += u32::from(entry.orders == 0 && !entry.pinned);
                 }
-                None if expected != 0 || entry.orders != 0 => {
+                None if expected != 0 || entry.orders != 0 || entry.pinned => {
                     return Err(format!("freed id {id}"));
                 }
                 None => {}
@@ -173,5 +203,25 @@ mod tests {
         counted[dune as usize] = 0;
         assert_eq!(titles.check(&counted), Ok(()));
         assert_eq!(titles.check(&[]), Ok(()));
+    }
+
+    #[test]
+    fn a_pinned_title_outlives_every_sweep_though_no_order_refers_to_it() {
+        let mut titles = Titles::default();
+        let dune = titles.intern(&title("Dune"));
+        titles.pin(dune);
+        titles.pin(dune);
+        assert!(titles.is_pinned(dune));
+        for i in 0..3 * SWEEP_AFTER {
+            titles.intern(&title(&format!("t{i}")));
+        }
+        assert_eq!(titles.get("Dune"), Some(dune));
+        assert_eq!(titles.title(dune).as_str(), "Dune");
+        titles.retain(dune);
+        titles.release(dune);
+        let mut counted = vec![0; titles.capacity()];
+        assert_eq!(titles.check(&counted), Ok(()));
+        counted[dune as usize] = 1;
+        assert_eq!(titles.check(&counted), Err("Dune".into()));
     }
 }

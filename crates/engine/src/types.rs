@@ -204,6 +204,22 @@ impl Serialize for ClientId {
 #[serde(transparent)]
 pub struct RequestId(pub u64);
 
+/// A title an engine keeps interned for as long as it lives (see [`Engine::pin_title`]): a
+/// caller that holds one passes it with a command on that title ([`Engine::apply_pinned`]) so
+/// the engine need not look the title up.
+///
+/// [`Engine::pin_title`]: crate::Engine::pin_title
+/// [`Engine::apply_pinned`]: crate::Engine::apply_pinned
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+pub struct PinnedTitle(pub(crate) u32);
+
+impl PinnedTitle {
+    /// A small dense number (the engine's own id of the title), for a caller's tables.
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// What a buy is for: one title, or the cheapest copy of any title.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -300,6 +316,9 @@ pub struct Trade {
     pub buy_request: RequestId,
     /// The seller's request that listed the copies.
     pub list_request: RequestId,
+    /// The title's pin, if it is pinned (see [`PinnedTitle`]).
+    #[serde(skip)]
+    pub pinned: Option<PinnedTitle>,
 }
 
 /// What happened. Each event names the client (and request) it is about.

@@ -58,6 +58,7 @@ impl Model {
             buyer: buyer.0,
             buy_request: buyer.1,
             list_request: seller.1,
+            pinned: None,
         }));
         self.trade_id += 1;
         self.sold += u64::from(qty);
@@ -374,6 +375,56 @@ proptest! {
             (all, engine.stats(), engine.shelf())
         };
         prop_assert_eq!(run(), run());
+    }
+
+    /// The market pins the titles of its title table and passes a pin with each command on
+    /// one: the engine must behave exactly as if it had looked the title up. Two of the three
+    /// titles are pinned (one only halfway through), a pin is sometimes passed with a command
+    /// on another title (it must be ignored), and the trades of pinned titles carry the pin.
+    #[test]
+    fn commands_with_pinned_titles_give_the_events_of_commands_without(
+        commands in prop::collection::vec(command(), 1..80),
+        wrong_pin in any::<bool>(),
+    ) {
+        let (mut plain, mut pinned) = (Engine::new(8), Engine::new(8));
+        let title = |t: &str| Title::new(t).unwrap();
+        let dune = pinned.pin_title(&title("Dune"));
+        let mut emma = None;
+        let mut now = 0;
+        for (i, (dt, cmd)) in commands.into_iter().enumerate() {
+            let cmd = at(&mut now, dt, cmd);
+            if i == 40 {
+                emma = Some(pinned.pin_title(&title("Emma")));
+            }
+            let named = match &cmd {
+                Command::List { title, .. } | Command::Buy { target: BuyTarget::Title(title), .. } => Some(title.as_str()),
+                _ => None,
+            };
+            let pin = match named {
+                Some("Dune") => Some(dune),
+                Some("Emma") => emma,
+                Some(_) if wrong_pin => Some(dune),
+                _ => None,
+            };
+            let (mut want, mut got) = (vec![], vec![]);
+            plain.apply(now, cmd.clone(), &mut want);
+            pinned.apply_pinned(now, cmd.clone(), pin, &mut got);
+            for event in &mut got {
+                if let Event::Traded(t) = event {
+                    let expected = match t.title.as_str() {
+                        "Dune" => Some(dune),
+                        "Emma" => emma,
+                        _ => None,
+                    };
+                    prop_assert_eq!(t.pinned, expected, "the trade's pin");
+                    t.pinned = None;
+                }
+            }
+            prop_assert_eq!(&got, &want, "after {:?}", cmd);
+            prop_assert_eq!(pinned.check_invariants(), Ok(()));
+        }
+        prop_assert_eq!(pinned.shelf(), plain.shelf());
+        prop_assert_eq!(pinned.stats(), plain.stats());
     }
 
     /// The journal leaves out commands that changed nothing (no event, or only `Rejected`).

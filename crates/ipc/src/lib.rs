@@ -1,6 +1,6 @@
 //! Lock-free building blocks for processes that share memory but not trust: an SPSC ring of
 //! messages of one or two cache lines, each committed by a stamp in its own line; a futex
-//! doorbell that never loses a wake-up; a sequence lock for a published view; a mailbox of
+//! doorbell that never loses a wake-up; an append-only table of records; a sequence lock for a published view; a mailbox of
 //! requests between two threads; and the protocol by which a client owns a slot and a server
 //! announces itself.
 //!
@@ -13,6 +13,7 @@
 //! and the whole crate builds under `RUSTFLAGS="--cfg loom"` with nothing switched off: the
 //! [`sync`] shim swaps in loom's atomics and a futex emulation.
 
+pub mod append_only;
 pub mod doorbell;
 pub mod mailbox;
 pub mod pingpong;
@@ -22,6 +23,7 @@ pub mod seqlock;
 pub mod slot;
 pub mod sync;
 
+pub use append_only::{AppendOnly, Appender};
 pub use doorbell::Doorbell;
 pub use mailbox::Mailbox;
 pub use record::{CacheLine, LinePair, Record, RecordWords, RECORD_WORDS};

@@ -5,7 +5,9 @@
 //! ```
 #![cfg(loom)]
 
+use bookstore_ipc::append_only::{AppendOnly, Appender};
 use bookstore_ipc::doorbell::Doorbell;
+use bookstore_ipc::record::RECORD_WORDS;
 use bookstore_ipc::ring::{
     Consumer, Message, Producer, Ring, RingError, CELL_WORDS, MESSAGE_WORDS,
 };
@@ -442,5 +444,35 @@ fn a_mailbox_asker_that_asks_when_the_worker_is_idle_loses_no_request() {
             [1, 2],
             "each request served, in order"
         );
+    });
+}
+
+#[test]
+fn an_appended_record_is_read_whole_by_whoever_sees_it_published() {
+    loom::model(|| {
+        let table = Arc::new(AppendOnly::<2>::new_boxed());
+        let writer_table = table.clone();
+        let writer = thread::spawn(move || {
+            let mut appender = Appender::new();
+            for n in 1..=2u64 {
+                let mut words = [0; RECORD_WORDS];
+                words[0] = n;
+                words[RECORD_WORDS - 1] = n * 7;
+                assert_eq!(appender.append(&writer_table, &words), Some(n as u32 - 1));
+            }
+        });
+        let mut seen = 0;
+        while seen < 2 {
+            let published = table.published();
+            for index in seen..published {
+                let words = table.get(index, published).expect("published");
+                let n = u64::from(index) + 1;
+                assert_eq!(words[0], n, "records in order");
+                assert_eq!(words[RECORD_WORDS - 1], n * 7, "a record is seen whole");
+            }
+            seen = published;
+            thread::yield_now();
+        }
+        writer.join().unwrap();
     });
 }

@@ -382,6 +382,7 @@ fn read_body(r: &mut Reader<'_>) -> Result<Snapshot, SnapshotError> {
             buyer,
             buy_request,
             list_request,
+            pinned: None,
         });
     }
     let receipts = read_receipts(r)?;

@@ -5,7 +5,10 @@
 
 use std::time::Instant;
 
-use engine::{ClientId, Command, Engine, Event, Millis, Receipt, Receipts, RequestId, Stats};
+use engine::{
+    ClientId, Command, Engine, Event, Millis, PinnedTitle, Receipt, Receipts, RequestId, Stats,
+    Title,
+};
 
 use crate::journal::{Durability, Journal, WriteJournalError};
 use crate::stats::{durability_code, JournalFacts};
@@ -45,12 +48,20 @@ impl Ledger {
     /// (`Rejected`) changes nothing, so a command with no other event is left out (an idle
     /// market's `Expire` every 50 ms, a seller retrying on a full store) unless it changed the
     /// receipts alone (a client with receipts left).
-    pub(super) fn apply(&mut self, now: Millis, command: Command, events: &mut Vec<Event>) {
+    /// `pin` is the pin of the command's title, if the caller holds one (see
+    /// [`Engine::apply_pinned`]).
+    pub(super) fn apply(
+        &mut self,
+        now: Millis,
+        command: Command,
+        pin: Option<PinnedTitle>,
+        events: &mut Vec<Event>,
+    ) {
         let mark = self.journal.stage_mark();
         self.journal.stage(now, &command);
         let first = events.len();
         let intent = Receipts::intent(&command);
-        self.engine.apply(now, command, events);
+        self.engine.apply_pinned(now, command, pin, events);
         let receipts_only = self.receipts.record(intent, &events[first..]);
         let changed = receipts_only
             || events[first..]
@@ -242,6 +253,11 @@ impl Ledger {
     /// committed (see `Journal::snapshot_point`).
     pub(super) fn snapshot_point(&self) -> Option<u64> {
         self.journal.snapshot_point()
+    }
+
+    /// Pins `title` in the engine (see [`Engine::pin_title`]): for the title table's titles.
+    pub(super) fn pin_title(&mut self, title: &Title) -> PinnedTitle {
+        self.engine.pin_title(title)
     }
 
     pub(super) fn engine(&self) -> &Engine {

@@ -28,6 +28,7 @@ use crate::journal::{Recovery, WriteJournalError};
 use crate::layout::{StoreState, REQUEST_RING_CAPACITY};
 use crate::shared::SharedStore;
 use crate::stats::{StatsRecorder, WarningKind};
+use crate::titles::MarketTitles;
 use crate::wire::{Reply, Request};
 use clock::Clock;
 use ledger::Ledger;
@@ -117,6 +118,8 @@ pub struct Market<'s> {
     observer: Option<Box<dyn FnMut(MarketEvent) + 's>>,
     /// A standby's: the largest clock value of the commands it followed.
     followed_now: engine::Millis,
+    /// The title table's writer, and the market's own copy of it.
+    titles: MarketTitles,
 }
 
 /// The copy of the recovered store that follows the journal for snapshots; `None` (with a
@@ -171,6 +174,7 @@ impl<'s> Market<'s> {
             trades_at_start,
             snapshots,
             observer: None,
+            titles: MarketTitles::new(),
         }
     }
 
@@ -346,8 +350,8 @@ impl<'s> Market<'s> {
 
     fn handle(&mut self, index: u32, client: ClientId, message: &crate::layout::Message) {
         self.stats.client_request(index, self.clock.wall_ms());
-        let request = match Request::decode(message) {
-            Ok(r) => r,
+        let (request, title_id) = match Request::decode_with(message, &mut self.titles) {
+            Ok(decoded) => decoded,
             Err(error) => {
                 self.view.counters.malformed += 1;
                 self.stats.warn(WarningKind::MalformedRequest);
@@ -371,14 +375,40 @@ impl<'s> Market<'s> {
             self.sessions.send_to_slot(index, reply, durable_at);
             return;
         }
+        // The title's pin in the engine: from the table if the title came as its id; else the
+        // title is added to the table (while it has room), so the client can send its id next.
+        let pin = match (&request, title_id) {
+            (_, Some(id)) => self.titles.get(id).map(|(_, pin)| *pin),
+            (
+                Request::List { title, .. }
+                | Request::Buy {
+                    target: engine::BuyTarget::Title(title),
+                    ..
+                },
+                None,
+            ) => {
+                let table = self.store.title_table();
+                let ledger = &mut self.ledger;
+                self.titles
+                    .id_or_append(title, |t| ledger.pin_title(t), table)
+                    .map(|(_, pin)| pin)
+            }
+            _ => None,
+        };
         let command = request.into_command(client, self.clock.now_ms());
-        self.apply(command);
+        self.apply_pinned(command, pin);
     }
 
     /// Applies a command (staging its journal record) and routes its events.
     fn apply(&mut self, command: Command) {
+        self.apply_pinned(command, None);
+    }
+
+    /// [`apply`](Self::apply), with the pin of the command's title if it has one.
+    fn apply_pinned(&mut self, command: Command, pin: Option<engine::PinnedTitle>) {
         let mut events = std::mem::take(&mut self.events);
-        self.ledger.apply(self.clock.now_ms(), command, &mut events);
+        self.ledger
+            .apply(self.clock.now_ms(), command, pin, &mut events);
         // Its replies wait for everything staged so far: this command's record and the ones
         // before it, which decided it.
         let durable_at = self.ledger.staged_end();
@@ -405,12 +435,17 @@ impl<'s> Market<'s> {
                 continue;
             }
             let (first, second) = event.recipients();
+            // A trade's title goes as its id when the table has it.
+            let title_id = match event {
+                Event::Traded(t) => self.titles.id_of_pin(t.pinned),
+                _ => None,
+            };
             for client in std::iter::once(first).chain(second) {
                 if let Some(mut reply) = Reply::for_client(event, client) {
                     if let Reply::Bought { done, .. } = &mut reply {
                         *done = completes_buy;
                     }
-                    self.sessions.send(client, reply, durable_at);
+                    self.sessions.send(client, reply, title_id, durable_at);
                 }
             }
         }

@@ -125,6 +125,7 @@ mod tests {
             buyer: ClientId(2),
             buy_request: RequestId(trade_id),
             list_request: RequestId(0),
+            pinned: None,
         })
     }
 

@@ -276,17 +276,28 @@ impl<'s> Sessions<'s> {
             .is_some_and(|a| !a.quarantined && a.requests.shared().has_messages())
     }
 
-    /// Sends a reply to a client, if it is still attached here; it is shown once the journal
-    /// is durable up to `durable_at` (see [`show_durable`](Self::show_durable)).
-    pub(super) fn send(&mut self, client: ClientId, reply: Reply, durable_at: u64) {
+    /// Sends a reply to a client, if it is still attached here, a trade's title as
+    /// `title_id` if it has one; it is shown once the journal is durable up to `durable_at`
+    /// (see [`show_durable`](Self::show_durable)).
+    pub(super) fn send(
+        &mut self,
+        client: ClientId,
+        reply: Reply,
+        title_id: Option<u32>,
+        durable_at: u64,
+    ) {
         if let Some(&index) = self.slot_of.get(&client) {
-            self.send_to_slot(index, reply, durable_at);
+            self.send_message(index, reply.encode_with(title_id), durable_at);
         }
     }
 
     /// Writes a reply into the slot's reply ring (or its backlog if the ring is full), to be
     /// shown once the journal is durable up to `durable_at`.
     pub(super) fn send_to_slot(&mut self, index: u32, reply: Reply, durable_at: u64) {
+        self.send_message(index, reply.encode(), durable_at);
+    }
+
+    fn send_message(&mut self, index: u32, message: crate::layout::Message, durable_at: u64) {
         let Some(attached) = self.slots[index as usize].as_mut() else {
             return;
         };
@@ -294,7 +305,7 @@ impl<'s> Sessions<'s> {
             return;
         }
         self.newest_wait = self.newest_wait.max(durable_at);
-        match attached.outbox.send(reply.encode(), durable_at) {
+        match attached.outbox.send(message, durable_at) {
             Ok(Queued::Ring) => {}
             Ok(Queued::Backlog(len)) => {
                 self.backlogged += 1;

@@ -166,7 +166,8 @@ impl Market<'_> {
         let mut events = std::mem::take(&mut self.events);
         for entry in entries.into_iter().skip(skip) {
             self.followed_now = self.followed_now.max(entry.now);
-            self.ledger.apply(entry.now, entry.command, &mut events);
+            self.ledger
+                .apply(entry.now, entry.command, None, &mut events);
             for event in &events {
                 self.view.record(event);
             }
@@ -200,7 +201,7 @@ impl Market<'_> {
         self.clock = Clock::after(self.followed_now.max(self.clock.now_ms()));
         let mut events = std::mem::take(&mut self.events);
         self.ledger
-            .apply(self.clock.now_ms(), Command::Restart, &mut events);
+            .apply(self.clock.now_ms(), Command::Restart, None, &mut events);
         let cancelled_buys = events.len() as u64;
         self.trades_at_start = self.ledger.stats().trades;
         for event in &events {

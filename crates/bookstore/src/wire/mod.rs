@@ -6,12 +6,20 @@
 //! Request words: `0` kind | title length << 8 | flags << 16 | qty << 32 · `1` request id ·
 //! `2` price cents · `3` timeout ms (buy) · `4..14` title bytes. Kinds: 1 list, 2 buy, 3 cancel,
 //! 4 ask (what became of this request? asked by a client that reattached after its market
-//! restarted; answered with a receipt or "not seen").
+//! restarted; answered with a receipt or "not seen"). Flags: 1 any title (buy), 2 deadline
+//! (buy), 4 title id (list, buy).
 //!
 //! Reply words: `0` kind | title length << 8 | code << 16 | flags << 24 | a << 32 ·
 //! `1` request id · `2` b · `3` price cents · `4..14` title bytes. `a` is a quantity (listed,
 //! traded, remaining, unfilled) or a refusal's number; `b` a trade id, a count (sold at once,
-//! filled) or a malformed field's value.
+//! filled) or a malformed field's value. Flags: 1 done (bought), 2 title id (bought, sold).
+//!
+//! A title the market's title table holds (see [`crate::titles`]) may travel as its id: the
+//! title-id flag set, the length byte zero and word 4 the id, so the message is four words of
+//! fields and one of title, whatever the title's length. Each side resolves an id through a
+//! [`TitleIds`]: the market from its own copy of the table, a client from the table it reads
+//! (every record validated as a title before it is used). An id the table does not hold is a
+//! malformed message, like a bad length.
 //!
 //! A buy that fills at once gets one reply: its last `Bought` carries the `done` flag (there is
 //! no separate `Filled`).
@@ -29,8 +37,12 @@ const CANCEL: u64 = 3;
 const ASK: u64 = 4;
 const FLAG_ANY: u64 = 1;
 const FLAG_DEADLINE: u64 = 2;
+/// A request's flag: the title is an id in word 4.
+const FLAG_TITLE_ID: u64 = 4;
 /// A reply's flag: this trade completes the buy (no `Filled` follows).
 const FLAG_DONE: u64 = 1;
+/// A reply's flag: the title is an id in word 4.
+const REPLY_FLAG_TITLE_ID: u64 = 2;
 const TITLE_AT: usize = 4;
 /// The longest deadline a buy may ask for: one day.
 pub const MAX_TIMEOUT_MS: u64 = 86_400_000;
@@ -116,6 +128,8 @@ pub enum Malformed {
     Qty(u64),
     #[error("timeout: {0} ms is over the limit of {MAX_TIMEOUT_MS} ms")]
     Timeout(u64),
+    #[error("title id: {0} is not in the title table")]
+    TitleId(u64),
 }
 
 impl Malformed {
@@ -129,6 +143,7 @@ impl Malformed {
             Malformed::Price(v) => (6, v),
             Malformed::Qty(v) => (7, v),
             Malformed::Timeout(v) => (8, v),
+            Malformed::TitleId(v) => (9, v),
         }
     }
 
@@ -142,14 +157,63 @@ impl Malformed {
             6 => Malformed::Price(value),
             7 => Malformed::Qty(value),
             8 => Malformed::Timeout(value),
+            9 => Malformed::TitleId(value),
             _ => return None,
         })
+    }
+}
+
+/// How one side of the wire resolves title ids (see the module docs).
+pub trait TitleIds {
+    /// The id of `title`, if the table holds it: an encoder sends the id instead of the text.
+    fn id_of(&mut self, title: &Title) -> Option<u32>;
+    /// The title whose id is `id`, if the table holds one (validated).
+    fn title_of(&mut self, id: u32) -> Option<Title>;
+}
+
+/// Titles always as text, ids never resolved: for codecs with no title table at hand (tests,
+/// fuzzing, a message dump).
+pub struct NoTitleIds;
+
+impl TitleIds for NoTitleIds {
+    fn id_of(&mut self, _: &Title) -> Option<u32> {
+        None
+    }
+
+    fn title_of(&mut self, _: u32) -> Option<Title> {
+        None
     }
 }
 
 fn put_title(words: &mut Message, title: &Title) {
     words[0] |= (title.as_str().len() as u64) << 8;
     title_words::pack(title, &mut words[TITLE_AT..]);
+}
+
+/// Puts `title` as its id if it has one (returns whether it did), else as text.
+fn put_title_or_id(words: &mut Message, title: &Title, id: Option<u32>) -> bool {
+    match id {
+        Some(id) => {
+            words[TITLE_AT] = id.into();
+            true
+        }
+        None => {
+            put_title(words, title);
+            false
+        }
+    }
+}
+
+/// The title of a message whose title-id flag is set: the length byte zero, an id in word 4
+/// and nothing after it, and the id one `titles` holds. Returns the title and its id.
+fn get_title_by_id(words: &Message, titles: &mut impl TitleIds) -> Result<(Title, u32), Malformed> {
+    let len = (words[0] >> 8) & 0xff;
+    if len != 0 || words[TITLE_AT + 1..].iter().any(|&w| w != 0) {
+        return Err(Malformed::TitleLength(len));
+    }
+    let id = words[TITLE_AT];
+    let title = u32::try_from(id).ok().and_then(|id| titles.title_of(id));
+    title.map(|t| (t, id as u32)).ok_or(Malformed::TitleId(id))
 }
 
 fn get_title(words: &Message) -> Result<Title, Malformed> {
@@ -182,7 +246,13 @@ fn get_title(words: &Message) -> Result<Title, Malformed> {
 }
 
 impl Request {
+    /// The message, every title as text.
     pub fn encode(&self) -> Message {
+        self.encode_with(&mut NoTitleIds)
+    }
+
+    /// The message, a title that `titles` has an id for as that id.
+    pub fn encode_with(&self, titles: &mut impl TitleIds) -> Message {
         let mut w = [0u64; MESSAGE_WORDS];
         match self {
             Request::List {
@@ -191,10 +261,11 @@ impl Request {
                 price,
                 qty,
             } => {
-                w[0] = LIST | u64::from(qty.get()) << 32;
+                let by_id = put_title_or_id(&mut w, title, titles.id_of(title));
+                let flags = if by_id { FLAG_TITLE_ID } else { 0 };
+                w[0] |= LIST | flags << 16 | u64::from(qty.get()) << 32;
                 w[1] = request.0;
                 w[2] = price.cents();
-                put_title(&mut w, title);
             }
             Request::Buy {
                 request,
@@ -209,7 +280,11 @@ impl Request {
                     w[3] = (*t).into();
                 }
                 match target {
-                    BuyTarget::Title(title) => put_title(&mut w, title),
+                    BuyTarget::Title(title) => {
+                        if put_title_or_id(&mut w, title, titles.id_of(title)) {
+                            flags |= FLAG_TITLE_ID;
+                        }
+                    }
                     BuyTarget::Any => flags |= FLAG_ANY,
                 }
                 w[0] |= BUY | flags << 16 | u64::from(qty.get()) << 32;
@@ -233,7 +308,17 @@ impl Request {
         RequestId(words[1])
     }
 
+    /// The request in `w`, every title as text (an id is malformed here).
     pub fn decode(w: &Message) -> Result<Self, Malformed> {
+        Self::decode_with(w, &mut NoTitleIds).map(|(request, _)| request)
+    }
+
+    /// The request in `w`, a title id resolved through `titles`; with the id, if the title
+    /// came as one.
+    pub fn decode_with(
+        w: &Message,
+        titles: &mut impl TitleIds,
+    ) -> Result<(Self, Option<u32>), Malformed> {
         let kind = w[0] & 0xff;
         let flags = (w[0] >> 16) & 0xffff;
         let request = RequestId(w[1]);
@@ -245,30 +330,42 @@ impl Request {
             }
             Ok(())
         };
+        let title = |titles: &mut _| -> Result<(Title, Option<u32>), Malformed> {
+            if flags & FLAG_TITLE_ID != 0 {
+                get_title_by_id(w, titles).map(|(t, id)| (t, Some(id)))
+            } else {
+                get_title(w).map(|t| (t, None))
+            }
+        };
         match kind {
             LIST => {
-                if flags != 0 {
+                if flags & !FLAG_TITLE_ID != 0 {
                     return Err(Malformed::Flags(flags));
                 }
                 if w[3] != 0 {
                     return Err(Malformed::Timeout(w[3]));
                 }
-                Ok(Request::List {
+                let (title, id) = title(titles)?;
+                let list = Request::List {
                     request,
-                    title: get_title(w)?,
+                    title,
                     price: price()?,
                     qty: qty()?,
-                })
+                };
+                Ok((list, id))
             }
             BUY => {
-                if flags & !(FLAG_ANY | FLAG_DEADLINE) != 0 {
+                if flags & !(FLAG_ANY | FLAG_DEADLINE | FLAG_TITLE_ID) != 0
+                    || flags & FLAG_ANY != 0 && flags & FLAG_TITLE_ID != 0
+                {
                     return Err(Malformed::Flags(flags));
                 }
-                let target = if flags & FLAG_ANY != 0 {
+                let (target, id) = if flags & FLAG_ANY != 0 {
                     no_title()?;
-                    BuyTarget::Any
+                    (BuyTarget::Any, None)
                 } else {
-                    BuyTarget::Title(get_title(w)?)
+                    let (title, id) = title(titles)?;
+                    (BuyTarget::Title(title), id)
                 };
                 let timeout_ms = if flags & FLAG_DEADLINE != 0 {
                     if w[3] > MAX_TIMEOUT_MS {
@@ -280,22 +377,23 @@ impl Request {
                 } else {
                     None
                 };
-                Ok(Request::Buy {
+                let buy = Request::Buy {
                     request,
                     target,
                     max_price: price()?,
                     qty: qty()?,
                     timeout_ms,
-                })
+                };
+                Ok((buy, id))
             }
             CANCEL | ASK if flags != 0 => Err(Malformed::Flags(flags)),
             CANCEL => {
                 no_title()?;
-                Ok(Request::Cancel { request })
+                Ok((Request::Cancel { request }, None))
             }
             ASK => {
                 no_title()?;
-                Ok(Request::Ask { request })
+                Ok((Request::Ask { request }, None))
             }
             other => Err(Malformed::Kind(other)),
         }
@@ -304,6 +402,9 @@ impl Request {
 
 mod reply;
 pub use reply::{BadReply, Reply};
+
+#[cfg(test)]
+mod title_id_tests;
 
 #[cfg(test)]
 mod tests {

@@ -5,7 +5,10 @@ use engine::{
     ClientId, Event, OrderKind, OrderState, Price, Receipt, RejectReason, RequestId, Title,
 };
 
-use super::{get_title, put_title, Malformed, FLAG_DONE};
+use super::{
+    get_title, get_title_by_id, put_title_or_id, Malformed, NoTitleIds, TitleIds, FLAG_DONE,
+    REPLY_FLAG_TITLE_ID,
+};
 use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
 
 /// What the market tells one client.
@@ -233,7 +236,14 @@ impl Reply {
         }
     }
 
+    /// The message, a title as text.
     pub fn encode(&self) -> Message {
+        self.encode_with(None)
+    }
+
+    /// The message, with `title_id` (the id of a trade's title in the title table, if it has
+    /// one) in place of the title's text.
+    pub fn encode_with(&self, title_id: Option<u32>) -> Message {
         use reply_kind::*;
         let mut w = [0u64; MESSAGE_WORDS];
         // Word 0: kind | code << 16 | flags << 24 | a << 32 (the title length goes in with the
@@ -262,15 +272,17 @@ impl Reply {
                 qty,
                 ..
             } => {
-                let (kind, flags) = match self {
+                let (kind, mut flags) = match self {
                     Reply::Bought { done: true, .. } => (BOUGHT, FLAG_DONE),
                     Reply::Bought { .. } => (BOUGHT, 0),
                     _ => (SOLD, 0),
                 };
-                w[0] = head(kind, 0, flags, *qty);
+                if put_title_or_id(&mut w, title, title_id) {
+                    flags |= REPLY_FLAG_TITLE_ID;
+                }
+                w[0] |= head(kind, 0, flags, *qty);
                 w[2] = *trade_id;
                 w[3] = price.cents();
-                put_title(&mut w, title);
             }
             Reply::Rested {
                 filled, remaining, ..
@@ -316,20 +328,37 @@ impl Reply {
         w
     }
 
+    /// The reply in `w`, a title as text (an id is malformed here).
     pub fn decode(w: &Message) -> Result<Self, BadReply> {
+        Self::decode_with(w, &mut NoTitleIds)
+    }
+
+    /// The reply in `w`, a title id resolved through `titles`.
+    pub fn decode_with(w: &Message, titles: &mut impl TitleIds) -> Result<Self, BadReply> {
         use reply_kind::*;
         let request = RequestId(w[1]);
         let code = (w[0] >> 16) & 0xff;
         let flags = (w[0] >> 24) & 0xff;
         let a = (w[0] >> 32) as u32;
         let b32 = |field| u32::try_from(w[2]).map_err(|_| bad(field, w[2]));
-        let trade = || -> Result<(Title, Price), BadReply> {
-            let title = get_title(w).map_err(|_| bad("title (length byte)", (w[0] >> 8) & 0xff))?;
+        let trade = |titles: &mut _| -> Result<(Title, Price), BadReply> {
+            let title = if flags & REPLY_FLAG_TITLE_ID != 0 {
+                get_title_by_id(w, titles)
+                    .map(|(t, _)| t)
+                    .map_err(|_| bad("title id (no valid title in the table under it)", w[4]))?
+            } else {
+                get_title(w).map_err(|_| bad("title (length byte)", (w[0] >> 8) & 0xff))?
+            };
             let price = Price::from_cents(w[3]).map_err(|_| bad("price", w[3]))?;
             Ok((title, price))
         };
         let kind = w[0] & 0xff;
-        if flags & !FLAG_DONE != 0 || (flags != 0 && kind != BOUGHT) {
+        let allowed = match kind {
+            BOUGHT => FLAG_DONE | REPLY_FLAG_TITLE_ID,
+            SOLD => REPLY_FLAG_TITLE_ID,
+            _ => 0,
+        };
+        if flags & !allowed != 0 {
             return Err(bad("flags", flags));
         }
         Ok(match kind {
@@ -339,7 +368,7 @@ impl Reply {
                 sold_at_once: b32("sold at once")?,
             },
             BOUGHT => {
-                let (title, price) = trade()?;
+                let (title, price) = trade(titles)?;
                 Reply::Bought {
                     request,
                     trade_id: w[2],
@@ -350,7 +379,7 @@ impl Reply {
                 }
             }
             SOLD => {
-                let (title, price) = trade()?;
+                let (title, price) = trade(titles)?;
                 Reply::Sold {
                     request,
                     trade_id: w[2],

@@ -380,6 +380,9 @@ fn engine_ops_per_sec(pairs: u32) -> BenchResult<f64> {
     let price = Price::from_cents(1000)?;
     let one = Qty::new(1)?;
     let mut events = Vec::with_capacity(8);
+    // Pinned, as the market pins the titles of its title table and passes the pin with each
+    // command on one (a title a client sends as its id).
+    let pin = Some(engine.pin_title(&title));
     let t = Instant::now();
     for i in 0..u64::from(pairs) {
         let list = EngineCommand::List {
@@ -389,7 +392,7 @@ fn engine_ops_per_sec(pairs: u32) -> BenchResult<f64> {
             price,
             qty: one,
         };
-        engine.apply(i, list, &mut events);
+        engine.apply_pinned(i, list, pin, &mut events);
         let buy = EngineCommand::Buy {
             client: ClientId(2),
             request: RequestId(i),
