@@ -324,10 +324,8 @@ impl<'s> Market<'s> {
         if served > 0 {
             // Picked up → reply published, for every request of the pass: measured from the
             // pass's start, so a request served late in a busy pass counts the ones before it.
-            let end = Instant::now();
-            let ns = end.duration_since(self.clock.now).as_nanos() as u64;
-            self.stats
-                .record_latency(ns, served as u64, self.clock.wall_ms_at(end));
+            let (ns, wall_ms) = self.clock.since_tick();
+            self.stats.record_latency(ns, served as u64, wall_ms);
         }
         if self.view.due_while_busy(self.clock.now) {
             self.publish();
