@@ -8,6 +8,11 @@
 //! table holds as its id, and resolves the ids in replies, each record validated as a title
 //! before it is used, and kept (a published record never changes).
 //!
+//! A client trusts a valid record as it trusts its rings: a process that may write the object
+//! could rewrite a record into another title (clients would then send and show that title),
+//! as it could write a forged reply. Validation keeps what is read a title; the object's mode
+//! decides who may write.
+//!
 //! A record's words: `0` the title's length in bytes, `1..11` its bytes packed little-endian,
 //! zero after its end; the rest zero.
 
