@@ -176,10 +176,7 @@ fn random_bytes_written_into_the_live_object_do_not_crash_the_market_or_change_t
         capacity: 50,
         slot_count: 8,
     };
-    let object = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dev_shm(&market.name))
-        .unwrap();
+    let object = object_for_writing(&market.name);
     // The identity line ends where the attach-epoch line begins.
     const IDENTITY_LINE: usize = std::mem::offset_of!(Header, attach_epoch);
     let mut rng = fastrand::Rng::with_seed(0x5c41_bb1e);
@@ -359,10 +356,7 @@ fn a_slot_claimed_by_a_dead_or_reused_pid_is_freed() {
         capacity: 100,
         slot_count: 2,
     };
-    let object = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dev_shm(&market.name))
-        .unwrap();
+    let object = object_for_writing(&market.name);
     // Slot 0: a live pid (ours) with a start time that is not ours: the pid was "reused".
     // Slot 1: a pid that does not exist, start time not written yet.
     let ours = std::process::id();

@@ -193,10 +193,7 @@ fn a_title_table_record_scribbled_on_is_never_shown_as_a_title() {
         capacity: 50,
         slot_count: 8,
     };
-    let object = std::fs::OpenOptions::new()
-        .write(true)
-        .open(dev_shm(&market.name))
-        .unwrap();
+    let object = object_for_writing(&market.name);
     let word = u64::from_le_bytes(*b"D\x01ne\0\0\0\0");
     let at = geometry.titles_offset() + 128 + 8;
     object.write_at(&word.to_le_bytes(), at as u64).unwrap();

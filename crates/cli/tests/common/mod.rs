@@ -27,6 +27,15 @@ pub fn dev_shm(name: &str) -> PathBuf {
     PathBuf::from("/dev/shm").join(&name[1..])
 }
 
+/// The live object of store `name`, opened for writing as a process that scribbles on it
+/// would (`write_at` its words).
+pub fn object_for_writing(name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(dev_shm(name))
+        .unwrap()
+}
+
 /// `XDG_STATE_HOME` for every process a test starts: journals land in the temp directory,
 /// one file per (unique) store name, never in the user's own state directory. Each market's
 /// journal is removed when its test is done.
