@@ -15,6 +15,12 @@
 //!
 //! A record's words: `0` the title's length in bytes, `1..11` its bytes packed little-endian,
 //! zero after its end; the rest zero.
+//!
+//! Why a client can always resolve the id in a reply: the market appends a title (its count
+//! stored with release) before it writes any reply naming it, and the reply's stamp is stored
+//! with release after that; the client acquires the stamp, then the count, so it sees the
+//! record (happens-before is transitive). An id a client sends it read from the table, and the
+//! market resolves it from its own copy.
 
 use std::collections::HashMap;
 
