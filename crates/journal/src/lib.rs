@@ -227,8 +227,14 @@ pub struct Journal {
     /// The mapping could not grow for a record, or a roll failed after the new segment took
     /// the live name: what could not be done, reported by the next commit, which fails.
     failure: Option<(&'static str, std::io::Error)>,
-    /// Pages up to here were faulted in writable ahead of the records (durability `none`).
+    /// Pages up to here were faulted in writable ahead of the records by this thread
+    /// (durability `none`).
     populated: u64,
+    /// The live segment was just opened or rolled to: its first window of pages is still to
+    /// be faulted in by this thread (the pretoucher keeps the later ones).
+    first_window_due: bool,
+    /// Bytes of pages this thread faulted in (the loop's stalls for pages; tests watch it).
+    populated_here: u64,
     /// `end` when [`prepare_ahead`](Self::prepare_ahead) last ran: how fast records come.
     end_at_last_prepare: u64,
     /// Batches made durable (`fdatasync`) by this process, on the loop's thread (and by
@@ -566,6 +572,35 @@ mod tests {
         assert_eq!(journal.len_bytes(), records + restart);
         drop(journal);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), records + restart);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn with_a_pretoucher_the_loop_faults_in_only_the_first_window_of_a_segment() {
+        let dir = scratch_dir("first-window");
+        let path = dir.join("j");
+        let (mut journal, _) = Journal::open(&path, &options(Start::Continue)).unwrap();
+        assert!(
+            journal.pretoucher.is_some(),
+            "the pretoucher started at open"
+        );
+        let first_window = journal.populated_here;
+        assert!(first_window >= MIN_AHEAD, "{first_window} bytes at open");
+        // Records well past the first window, with housekeeping's prepare between batches.
+        let mut i = 0;
+        while journal.len_bytes() < 4 * MIN_AHEAD {
+            journal.stage(i, &list(i));
+            i += 1;
+            if i % 100 == 0 {
+                journal.commit().unwrap();
+                journal.prepare_ahead();
+            }
+        }
+        assert_eq!(
+            journal.populated_here, first_window,
+            "the pretoucher keeps the window; the loop faulted nothing more in"
+        );
+        drop(journal);
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -99,6 +99,8 @@ impl Journal {
             scratch: Vec::with_capacity(format::RECORD_HEADER_LEN + format::MAX_PAYLOAD),
             failure: None,
             populated: records_end,
+            first_window_due: true,
+            populated_here: 0,
             pretoucher: None,
             sealer: None,
             end_at_last_prepare: records_end,
