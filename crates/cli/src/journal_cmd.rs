@@ -97,12 +97,24 @@ pub fn run(args: JournalArgs) -> Exit {
             return Exit::Usage;
         }
     };
-    let read = match &args.stream {
-        Some(stream) => read_stream(&args.nats, stream),
-        None => read_segments(&path),
+    // The store the replay starts from (a snapshot, once the journal's first segments are
+    // deleted) is found with the chain, so that a running market's rolls and snapshots
+    // between the two reads are read again too (see `read_segments`).
+    let start_of = |chain: &[segments::SegmentScan]| {
+        let live = chain.last().expect("the live segment ends the chain");
+        let capacity = live.scan.header.map_or(1, |h| h.capacity);
+        let upto = args.upto.map_or(live.end(), |n| n.min(live.end()));
+        replay_start(&path, capacity, chain[0].first, upto)
     };
-    let chain = match read {
-        Ok(chain) => chain,
+    let read = match &args.stream {
+        Some(stream) => read_stream(&args.nats, stream).and_then(|chain| {
+            let start = start_of(&chain)?;
+            Ok((chain, start))
+        }),
+        None => read_segments(&path, start_of),
+    };
+    let (chain, (mut engine, from)) = match read {
+        Ok(read) => read,
         Err(message) => {
             eprintln!("bookstore journal: {message}");
             return Exit::Journal;
@@ -151,13 +163,6 @@ pub fn run(args: JournalArgs) -> Exit {
             count(&mut report, entry);
         }
     }
-    let (mut engine, from) = match replay_start(&path, capacity, earliest, upto) {
-        Ok(start) => start,
-        Err(message) => {
-            eprintln!("bookstore journal: {message}");
-            return Exit::Journal;
-        }
-    };
     report.replayed_from_snapshot = (from > 0).then_some(from);
     let mut events = Vec::new();
     for segment in &chain {
@@ -223,20 +228,29 @@ pub fn run(args: JournalArgs) -> Exit {
 }
 
 /// The live segment at `path` and every sealed one present before it, each scanned (every
-/// record's checksum checked) and their chain checked; or what is wrong, naming the file.
-fn read_segments(path: &Path) -> Result<Vec<segments::SegmentScan>, String> {
-    // A running market may roll (the live segment sealed, a new one live) or delete the
-    // segments a snapshot covers while the chain is read, which then seems to overlap or to
-    // miss a segment: a chain refused while the files changed under us is read again.
+/// record's checksum checked) and their chain checked, with what `then` makes of the chain
+/// (the replay's start); or what is wrong, naming the file.
+fn read_segments<T>(
+    path: &Path,
+    then: impl Fn(&[segments::SegmentScan]) -> Result<T, String>,
+) -> Result<(Vec<segments::SegmentScan>, T), String> {
+    // A running market may roll (the live segment sealed, a new one live), snapshot, and
+    // delete the segments and the older snapshot a new one covers while the chain is read,
+    // which then seems to overlap or to miss a segment, or to lack the snapshot its first
+    // segment needs: a read refused while the files changed under us is read again.
     let files = || {
         let live = segments::live_header(path).map(|h| h.first);
         let sealed = segments::list_sealed(path).unwrap_or_default();
-        (live, sealed)
+        let snapshots = journal::snapshot::list(path).unwrap_or_default();
+        (live, sealed, snapshots)
     };
     let mut attempts = 0;
     loop {
         let before = files();
-        let read = read_segments_once(path);
+        let read = read_segments_once(path).and_then(|chain| {
+            let made = then(&chain)?;
+            Ok((chain, made))
+        });
         attempts += 1;
         match read {
             Err(error) if attempts < 3 && files() != before => {
