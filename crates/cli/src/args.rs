@@ -64,6 +64,10 @@ pub enum Command {
     Demo(DemoArgs),
     /// Measure round-trip latency and throughput against same-machine baselines.
     ///
+    /// The rows whose ratios are targets (the floor and the market in spin mode, iceoryx2, the
+    /// futex floor and the market in park mode) are measured in four rounds taken in turn and
+    /// merged, so a phase of noise on a shared machine falls on both rows of a ratio alike.
+    ///
     /// A bench first removes what a bench killed with SIGKILL left (its shared object in
     /// /dev/shm, its markets' scratch journals in the temporary directory): only the current
     /// user's, and only of a bench whose process is gone.
