@@ -6,8 +6,9 @@ use crate::wire::{Reply, Request, TitleIds};
 use bookstore_ipc::ring::{Message, MESSAGE_WORDS};
 use engine::Title;
 
-/// A title table of four titles (ids 0..4), so the decoders' title-id paths are fuzzed too.
-struct FourTitles;
+/// A title table of four titles (ids 0..4, "Dune" is 0), so the decoders' title-id paths are
+/// fuzzed too; the seed inputs are written with it.
+pub struct FourTitles;
 
 const FOUR_TITLES: [&str; 4] = [
     "Dune",

@@ -559,35 +559,4 @@ pub fn validate_header(header: &Header, mapped_len: usize) -> Result<Geometry, H
     Ok(geometry)
 }
 
-/// Titles in cells: the byte length in one word, the bytes packed little-endian into the
-/// following words.
-pub mod title_words {
-    use engine::{Title, MAX_TITLE_BYTES};
-
-    pub const WORDS: usize = MAX_TITLE_BYTES.div_ceil(8);
-
-    /// Writes `title` into the first `WORDS` words of `out`, zero after its end.
-    pub fn pack(title: &Title, out: &mut [u64]) {
-        // One copy into a zeroed buffer, then whole words: a per-word slice of the title,
-        // clamped at its end, cost more than the rest of encoding a message.
-        let title = title.as_str().as_bytes();
-        let mut bytes = [0u8; WORDS * 8];
-        bytes[..title.len()].copy_from_slice(title);
-        for (w, chunk) in out[..WORDS].iter_mut().zip(bytes.chunks_exact(8)) {
-            *w = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
-        }
-    }
-
-    /// The first `len` bytes of the packed words; `None` if `len` is over the limit.
-    pub fn unpack(len: u64, words: &[u64]) -> Option<Vec<u8>> {
-        let len = usize::try_from(len)
-            .ok()
-            .filter(|&l| l <= MAX_TITLE_BYTES)?;
-        let mut bytes: Vec<u8> = words[..WORDS]
-            .iter()
-            .flat_map(|w| w.to_le_bytes())
-            .collect();
-        bytes.truncate(len);
-        Some(bytes)
-    }
-}
+pub mod title_words;

@@ -42,25 +42,14 @@ pub fn record_of(title: &Title) -> RecordWords {
     words
 }
 
-/// The title in a record, validated as a title is anywhere: a length of 1..=80, nothing after
-/// its end, UTF-8, not blank, no control character. `None` for anything else.
+/// The title in a record, validated as a title is anywhere (see
+/// [`title_words::unpack_title`]), and nothing in the words after it. `None` for anything else.
 pub fn title_of_record(words: &RecordWords) -> Option<Title> {
-    let len = usize::try_from(words[0]).ok()?;
-    if len == 0 || len > engine::MAX_TITLE_BYTES {
+    let after_title = &words[1 + title_words::WORDS..];
+    if after_title.iter().any(|&w| w != 0) {
         return None;
     }
-    let packed = &words[1..1 + title_words::WORDS];
-    if words[1 + title_words::WORDS..].iter().any(|&w| w != 0) {
-        return None;
-    }
-    let mut bytes = [0u8; title_words::WORDS * 8];
-    for (chunk, word) in bytes.chunks_exact_mut(8).zip(packed) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    if bytes[len..].iter().any(|&b| b != 0) {
-        return None;
-    }
-    Title::from_bytes(&bytes[..len]).ok()
+    title_words::unpack_title(words[0], &words[1..]).ok()
 }
 
 /// The market's side: the table's writer, and its own copy of every record (it never reads
@@ -87,14 +76,30 @@ impl MarketTitles {
     }
 
     /// The title with id `id` and its pin.
-    pub(crate) fn get(&self, id: u32) -> Option<&(Title, PinnedTitle)> {
+    fn get(&self, id: u32) -> Option<&(Title, PinnedTitle)> {
         self.by_id.get(id as usize)
+    }
+
+    /// The engine's pin of a request's `title`: from the table if the title came as its id
+    /// (`title_id`); else the title is added to the table while it has room (see
+    /// [`id_or_append`](Self::id_or_append)), so the client can send its id next time.
+    pub(crate) fn pin_of(
+        &mut self,
+        title: Option<&Title>,
+        title_id: Option<u32>,
+        pin: impl FnOnce(&Title) -> PinnedTitle,
+        table: &TitleTable,
+    ) -> Option<PinnedTitle> {
+        match title_id {
+            Some(id) => self.get(id).map(|(_, pin)| *pin),
+            None => self.id_or_append(title?, pin, table).map(|(_, pin)| pin),
+        }
     }
 
     /// The id of a title that came as text: its id if the table has it; else, while the table
     /// has room, the title is appended to `table`, given the next id and pinned (`pin`: the
     /// engine's [`Engine::pin_title`]).
-    pub(crate) fn id_or_append(
+    fn id_or_append(
         &mut self,
         title: &Title,
         pin: impl FnOnce(&Title) -> PinnedTitle,
@@ -102,6 +107,10 @@ impl MarketTitles {
     ) -> Option<(u32, PinnedTitle)> {
         if let Some(&id) = self.by_title.get(title.as_str()) {
             return Some((id, self.by_id[id as usize].1));
+        }
+        // Full for good: no record to pack for every text request from here on.
+        if self.appender.len() as usize >= TITLE_TABLE_ENTRIES {
+            return None;
         }
         let id = self.appender.append(table, &record_of(title))?;
         let pin = pin(title);

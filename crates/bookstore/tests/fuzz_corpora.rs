@@ -112,18 +112,9 @@ fn write_seed_inputs() {
             &bytes_of(&r.encode()),
         );
     }
-    // Titles as ids of a title table ("Dune" is id 0 in the fuzz target's table too).
-    struct DuneIsZero;
-    impl bookstore::wire::TitleIds for DuneIsZero {
-        fn id_of(&mut self, title: &Title) -> Option<u32> {
-            (title.as_str() == "Dune").then_some(0)
-        }
-        fn title_of(&mut self, id: u32) -> Option<Title> {
-            (id == 0).then(|| Title::new("Dune").unwrap())
-        }
-    }
+    // Titles as ids of the fuzz target's title table.
     for i in [0, 2] {
-        let w = requests[i].encode_with(&mut DuneIsZero);
+        let w = requests[i].encode_with(&mut bookstore::fuzzing::FourTitles);
         write(
             "request_decoder",
             &format!("seed-{i}-title-id"),

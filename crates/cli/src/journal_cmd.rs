@@ -101,9 +101,7 @@ pub fn run(args: JournalArgs) -> Exit {
     // deleted) is found with the chain, so that a running market's rolls and snapshots
     // between the two reads are read again too (see `read_segments`).
     let start_of = |chain: &[segments::SegmentScan]| {
-        let live = chain.last().expect("the live segment ends the chain");
-        let capacity = live.scan.header.map_or(1, |h| h.capacity);
-        let upto = args.upto.map_or(live.end(), |n| n.min(live.end()));
+        let (capacity, upto) = (capacity_of(chain), replay_end(chain, args.upto));
         replay_start(&path, capacity, chain[0].first, upto)
     };
     let read = match &args.stream {
@@ -137,8 +135,7 @@ pub fn run(args: JournalArgs) -> Exit {
     if let Some(n) = args.upto.filter(|&n| n > total) {
         eprintln!("bookstore journal: upto: {n} is past the {total} commands; replaying them all");
     }
-    let upto = args.upto.map_or(total, |n| n.min(total));
-    let capacity = report.capacity.unwrap_or(1);
+    let (capacity, upto) = (capacity_of(&chain), replay_end(&chain, args.upto));
     if args.stream.is_none() {
         report.snapshots = snapshots_of(&path, capacity, earliest..=total);
     }
@@ -225,6 +222,19 @@ pub fn run(args: JournalArgs) -> Exit {
     } else {
         Exit::Error
     }
+}
+
+/// The store's capacity, as the live segment's header has it (1 for a headerless one: it has
+/// no records to replay).
+fn capacity_of(chain: &[segments::SegmentScan]) -> u32 {
+    let live = chain.last().expect("the live segment ends the chain");
+    live.scan.header.map_or(1, |h| h.capacity)
+}
+
+/// The command a replay stops before: `--upto`, at most the chain's end.
+fn replay_end(chain: &[segments::SegmentScan], upto: Option<u64>) -> u64 {
+    let total = chain.last().expect("the live segment ends the chain").end();
+    upto.map_or(total, |n| n.min(total))
 }
 
 /// The live segment at `path` and every sealed one present before it, each scanned (every

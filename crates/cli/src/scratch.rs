@@ -6,13 +6,13 @@ use std::path::PathBuf;
 
 use shm::ShmName;
 
-/// A fresh 0700 directory under the temp directory holding one journal path (and its segments
-/// and snapshots); all are removed on drop. The directory is created new (never an existing one, so never someone else's
-/// symlink), which makes the journal's path private whatever the temp directory allows.
 /// How a scratch journal's directory is named: this, then the store's file name, the pid, and
 /// what makes it unique.
 pub const DIR_PREFIX: &str = "bookstore-";
 
+/// A fresh 0700 directory under the temp directory holding one journal path (and its segments
+/// and snapshots); all are removed on drop. The directory is created new (never an existing one, so never someone else's
+/// symlink), which makes the journal's path private whatever the temp directory allows.
 pub struct ScratchJournal {
     dir: PathBuf,
     path: PathBuf,

@@ -160,7 +160,7 @@ impl Engine {
                 price,
                 qty,
             } => {
-                let pinned = pin.and_then(|p| self.titles.pinned_to(p.0, title.as_str()));
+                let pinned = self.titles.pinned_to(pin, title.as_str());
                 let id = pinned.unwrap_or_else(|| self.titles.intern(&title));
                 self.list(Party { client, request }, id, title, price, qty.get(), out)
             }
@@ -341,8 +341,9 @@ impl Engine {
         let buyer = Party { client, request };
         // A title never interned has no listings (and needs no id unless the buy rests).
         let wanted = match &target {
-            BuyTarget::Title(t) => pin
-                .and_then(|p| self.titles.pinned_to(p.0, t.as_str()))
+            BuyTarget::Title(t) => self
+                .titles
+                .pinned_to(pin, t.as_str())
                 .or_else(|| self.titles.get(t.as_str()))
                 .map(Wanted::Title),
             BuyTarget::Any => Some(Wanted::Any),

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use crate::types::Title;
+use crate::types::{PinnedTitle, Title};
 
 /// A title's place in the table.
 pub(crate) type TitleId = u32;
@@ -30,6 +30,14 @@ struct Entry {
     orders: u32,
     /// Never swept (see [`Titles::pin`]).
     pinned: bool,
+}
+
+impl Entry {
+    /// What a sweep would free, and what `Titles::unused` counts: no order refers to it, and
+    /// it is not pinned.
+    fn is_unused(&self) -> bool {
+        self.orders == 0 && !self.pinned
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -82,7 +90,7 @@ impl Titles {
     /// reused for another title.
     pub(crate) fn pin(&mut self, id: TitleId) {
         let entry = &mut self.entries[id as usize];
-        if !entry.pinned && entry.orders == 0 {
+        if entry.is_unused() {
             self.unused -= 1;
         }
         entry.pinned = true;
@@ -93,10 +101,11 @@ impl Titles {
         self.entries[id as usize].pinned
     }
 
-    /// `id`, if it is pinned to `title`: what a caller's pin is checked against before it is
-    /// trusted (a pin of another table, or of another title, is `None`). A length and a
+    /// The caller's `pin`, if it is pinned to `title`: what a pin is checked against before it
+    /// is trusted (a pin of another table, or of another title, is `None`). A length and a
     /// short compare, where a lookup hashes the title.
-    pub(crate) fn pinned_to(&self, id: TitleId, title: &str) -> Option<TitleId> {
+    pub(crate) fn pinned_to(&self, pin: Option<PinnedTitle>, title: &str) -> Option<TitleId> {
+        let id = pin?.0;
         let entry = self.entries.get(id as usize)?;
         (entry.pinned && entry.title.as_ref().is_some_and(|t| t.as_str() == title)).then_some(id)
     }
@@ -112,7 +121,7 @@ impl Titles {
     /// One more order refers to `id`.
     pub(crate) fn retain(&mut self, id: TitleId) {
         let entry = &mut self.entries[id as usize];
-        if entry.orders == 0 && !entry.pinned {
+        if entry.is_unused() {
             self.unused -= 1;
         }
         entry.orders += 1;
@@ -122,7 +131,7 @@ impl Titles {
     pub(crate) fn release(&mut self, id: TitleId) {
         let entry = &mut self.entries[id as usize];
         entry.orders -= 1;
-        if entry.orders == 0 && !entry.pinned {
+        if entry.is_unused() {
             self.unused += 1;
         }
     }
@@ -135,7 +144,7 @@ impl Titles {
     /// Frees the id of every title no order refers to.
     fn sweep(&mut self) {
         for (id, entry) in self.entries.iter_mut().enumerate() {
-            if entry.orders == 0 && !entry.pinned {
+            if entry.is_unused() {
                 if let Some(title) = entry.title.take() {
                     self.ids.remove(title.as_str());
                     self.free.push(id as TitleId);
@@ -159,7 +168,7 @@ impl Titles {
                     {
                         return Err(title.to_string());
                     }
-                    unused += u32::from(entry.orders == 0 && !entry.pinned);
+                    unused += u32::from(entry.is_unused());
                 }
                 None if expected != 0 || entry.orders != 0 || entry.pinned => {
                     return Err(format!("freed id {id}"));

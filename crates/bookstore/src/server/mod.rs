@@ -373,26 +373,13 @@ impl<'s> Market<'s> {
             self.sessions.send_to_slot(index, reply, durable_at);
             return;
         }
-        // The title's pin in the engine: from the table if the title came as its id; else the
-        // title is added to the table (while it has room), so the client can send its id next.
-        let pin = match (&request, title_id) {
-            (_, Some(id)) => self.titles.get(id).map(|(_, pin)| *pin),
-            (
-                Request::List { title, .. }
-                | Request::Buy {
-                    target: engine::BuyTarget::Title(title),
-                    ..
-                },
-                None,
-            ) => {
-                let table = self.store.title_table();
-                let ledger = &mut self.ledger;
-                self.titles
-                    .id_or_append(title, |t| ledger.pin_title(t), table)
-                    .map(|(_, pin)| pin)
-            }
-            _ => None,
-        };
+        let ledger = &mut self.ledger;
+        let pin = self.titles.pin_of(
+            request.title(),
+            title_id,
+            |t| ledger.pin_title(t),
+            self.store.title_table(),
+        );
         let command = request.into_command(client, self.clock.now_ms());
         self.apply_pinned(command, pin);
     }

@@ -72,6 +72,18 @@ pub enum Request {
 }
 
 impl Request {
+    /// The title the request names, if it names one (a list, a buy of one title).
+    pub fn title(&self) -> Option<&Title> {
+        match self {
+            Request::List { title, .. }
+            | Request::Buy {
+                target: BuyTarget::Title(title),
+                ..
+            } => Some(title),
+            _ => None,
+        }
+    }
+
     /// The engine command this request asks for, from `client`, at `now` on the market's
     /// clock (a buy's timeout becomes a deadline). Not for an `Ask`, which is no command.
     pub fn into_command(self, client: engine::ClientId, now: engine::Millis) -> engine::Command {
@@ -217,32 +229,15 @@ fn get_title_by_id(words: &Message, titles: &mut impl TitleIds) -> Result<(Title
 }
 
 fn get_title(words: &Message) -> Result<Title, Malformed> {
-    let len = (words[0] >> 8) & 0xff;
-    let n = len as usize;
-    if n == 0 || n > MAX_TITLE_BYTES {
-        return Err(Malformed::TitleLength(len));
-    }
+    use title_words::NotATitle;
     // Nothing after the title: the bytes past its length are zero, so a message is exactly
-    // as long as its title needs (and a short one is one cell). Checked on the words: the
-    // bits above the title's end in its last word, and every word after it.
-    let title = &words[TITLE_AT..TITLE_AT + title_words::WORDS];
-    let (full, rest) = (n / 8, n % 8);
-    let last = if rest == 0 { full } else { full + 1 };
-    let past_end_in_last = match rest {
-        0 => 0,
-        r => title[full] >> (8 * r),
-    };
-    if past_end_in_last != 0 || title[last..].iter().any(|&w| w != 0) {
-        return Err(Malformed::TitleLength(len));
-    }
-    // Unpacked on the stack (no allocation: this runs for every request), only as far as the
-    // title goes.
-    let mut bytes = [0u8; title_words::WORDS * 8];
-    for (chunk, word) in bytes[..last * 8].chunks_exact_mut(8).zip(&title[..last]) {
-        chunk.copy_from_slice(&word.to_le_bytes());
-    }
-    let text = std::str::from_utf8(&bytes[..n]).map_err(|_| Malformed::TitleUtf8)?;
-    Title::new(text).map_err(|_| Malformed::TitleContent)
+    // as long as its title needs (and a short one is one cell).
+    let len = (words[0] >> 8) & 0xff;
+    title_words::unpack_title(len, &words[TITLE_AT..]).map_err(|e| match e {
+        NotATitle::Length => Malformed::TitleLength(len),
+        NotATitle::Utf8 => Malformed::TitleUtf8,
+        NotATitle::Content => Malformed::TitleContent,
+    })
 }
 
 impl Request {
