@@ -327,10 +327,11 @@ pub struct Trade {
 pub enum Event {
     /// The listing was accepted: `sold_at_once` copies went straight to resting buys (see the
     /// `Traded` events before this one), the rest are on the shelf.
+    /// Without the title: its seller sent it, and the trades name it; carrying it cost an
+    /// 84-byte copy a listing.
     Listed {
         client: ClientId,
         request: RequestId,
-        title: Title,
         price: Price,
         qty: u32,
         sold_at_once: u32,

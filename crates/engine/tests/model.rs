@@ -138,7 +138,6 @@ impl Model {
                 out.push(Event::Listed {
                     client,
                     request,
-                    title,
                     price,
                     qty,
                     sold_at_once: qty - remaining,
