@@ -112,6 +112,9 @@ pub struct StatsRecorder {
     previous_max_ns: u64,
     warnings: [u64; WARNING_KINDS],
     clients: Vec<Option<ClientRecord>>,
+    /// Whether the slot's row in the object was last written with a client (and so must be
+    /// cleared once the slot is empty).
+    rows_shown: Vec<bool>,
 }
 
 impl StatsRecorder {
@@ -126,6 +129,7 @@ impl StatsRecorder {
             previous_max_ns: 0,
             warnings: [0; WARNING_KINDS],
             clients: vec![None; slot_count as usize],
+            rows_shown: vec![false; slot_count as usize],
         }
     }
 
@@ -188,7 +192,9 @@ impl StatsRecorder {
 
     /// Writes the statistics into the object. Called inside the view's seqlock write, which
     /// publishes these relaxed stores whole. `requests` and `trades` are the totals so far;
-    /// `resting_buys` tells how many buys a client has resting.
+    /// `resting_buys` tells how many buys a client has resting. An empty slot's row is cleared
+    /// if this recorder last wrote a client there, or, with `full`, if it holds anything (a
+    /// buggy client may have scribbled on it).
     pub(crate) fn write(
         &mut self,
         map: &Mapping,
@@ -196,6 +202,7 @@ impl StatsRecorder {
         totals: (u64, u64),
         resting_buys: impl Fn(ClientId) -> u64,
         now_ms: u64,
+        full: bool,
     ) {
         self.roll_max_window(now_ms);
         let s = map.market_stats();
@@ -221,15 +228,19 @@ impl StatsRecorder {
         rate[0].store(second, Relaxed);
         rate[1].store(totals.0, Relaxed);
         rate[2].store(totals.1, Relaxed);
-        for (slot, record) in self.clients.iter().enumerate() {
+        for (slot, (record, shown)) in self.clients.iter().zip(&mut self.rows_shown).enumerate() {
             let row = map.client_stats(slot as u32);
             let Some(c) = record else {
-                // Most slots are empty: write only if a departed client's row is still there.
-                if row.client_id.load(Relaxed) != 0 {
+                // Most slots are empty: their rows are not even read (a cache line each) unless
+                // this is a full write; one is written only if a departed client's row is still
+                // there.
+                if (*shown || full) && row.client_id.load(Relaxed) != 0 {
                     row.client_id.store(0, Relaxed);
                 }
+                *shown = false;
                 continue;
             };
+            *shown = true;
             row.client_id.store(c.client.short(), Relaxed);
             row.role.store(c.role.word(), Relaxed);
             row.pid.store(c.pid.into(), Relaxed);

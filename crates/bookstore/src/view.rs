@@ -134,8 +134,8 @@ fn title(len: u64, words: &[u64], field: &'static str) -> Result<String, Snapsho
 /// The market's writer of the view.
 pub(crate) struct Publisher {
     trades_recorded: u64,
-    /// The last `RECENT_TRADES` trades, oldest first: every publish rewrites all their cells,
-    /// so a view scribbled on by a buggy client is whole again after the next publish.
+    /// The last `RECENT_TRADES` trades, oldest first: a full publish rewrites all their cells,
+    /// so a view scribbled on by a buggy client is whole again after the next full publish.
     recent: std::collections::VecDeque<Trade>,
 }
 
@@ -151,10 +151,12 @@ impl Publisher {
         }
     }
 
-    /// Writes the whole view: totals, the shelf, and the trades since the last publish
-    /// (`new_count` of them, the last ones of which are `new_trades`: at least the last
-    /// [`RECENT_TRADES`], or all); then `also` writes what else must be published with it
-    /// (the market's statistics), inside the same seqlock write.
+    /// Writes the view: totals, the shelf, and the trades since the last publish (`new_count`
+    /// of them, the last ones of which are `new_trades`: at least the last [`RECENT_TRADES`],
+    /// or all); then `also` writes what else must be published with it (the market's
+    /// statistics), inside the same seqlock write. With `full` every recent trade's cell is
+    /// written, not only the new ones' (the cells of older trades hold them already, unless a
+    /// buggy client scribbled on them: a full publish heals that).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn publish(
         &mut self,
@@ -165,6 +167,7 @@ impl Publisher {
         new_trades: &[Trade],
         new_count: u64,
         now_ms: u64,
+        full: bool,
         also: impl FnOnce(&Mapping),
     ) {
         let map = store.mapping();
@@ -195,8 +198,16 @@ impl Publisher {
                 map.shelf_row(i).store(&ShelfRowRecord::encode(row));
             }
             v.shelf_rows.store(rows as u64, Relaxed);
-            let first = self.trades_recorded - self.recent.len() as u64;
-            for (n, t) in (first..).zip(&self.recent) {
+            // Writing all 32 cells at every publish (an encoded title each) took a fifth of a
+            // round trip of the market in park mode, which publishes each time it goes idle.
+            let unwritten = if full {
+                self.recent.len()
+            } else {
+                new_count.min(self.recent.len() as u64) as usize
+            };
+            let skip = self.recent.len() - unwritten;
+            let first = self.trades_recorded - unwritten as u64;
+            for (n, t) in (first..).zip(self.recent.iter().skip(skip)) {
                 map.recent_trade(n as usize).store(&TradeRecord::encode(t));
             }
             v.trades_recorded.store(self.trades_recorded, Relaxed);

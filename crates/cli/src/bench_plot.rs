@@ -24,13 +24,19 @@ pub struct Throughput<'a> {
     pub per_sec: f64,
 }
 
-const COLOURS: [RGBColor; 6] = [
+/// Ten, one for each latency row the bench draws (nine), so no two rows share a colour; none
+/// grey, the floor's dashed line.
+const COLOURS: [RGBColor; 10] = [
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xff, 0x7f, 0x0e),
     RGBColor(0x2c, 0xa0, 0x2c),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x94, 0x67, 0xbd),
     RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x00, 0x55, 0x55),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
 
 /// The share of round trips in each log-spaced bin, as (bin centre in ns, percent), from the

@@ -157,6 +157,36 @@ fn a_full_dev_shm_is_a_clear_error_at_start_not_a_sigbus_later() {
     remove_journal("/tiny");
 }
 
+/// A client overwrites the market's doorbell word while the market sleeps on it: the next
+/// client's ring then sees no `PARKED` there and makes no system call, and nothing but the
+/// market's alarm (which wakes it regardless of the word) ends that sleep.
+#[test]
+fn a_market_asleep_under_a_scribbled_doorbell_is_still_woken_and_serves() {
+    let market = Market::start("doorbell", &["--capacity", "50", "--spin-us", "0"]);
+    let object = object_for_writing(&market.name);
+    let word_at = std::mem::offset_of!(Header, doorbell) as u64;
+    let read_word = || {
+        let mut word = [0u8; 4];
+        std::fs::File::open(dev_shm(&market.name))
+            .unwrap()
+            .read_exact_at(&mut word, word_at)
+            .unwrap();
+        u32::from_le_bytes(word)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || read_word()
+            == bookstore_ipc::doorbell::PARKED),
+        "the market parks when idle"
+    );
+    object.write_at(&7u32.to_le_bytes(), word_at).unwrap();
+    let out = market.client(
+        "seller",
+        &["--wait", "5", "sell", "Dune", "--price", "5", "--qty", "1"],
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(market.assert_balanced()["books_on_shelf"], 1);
+}
+
 /// A buggy client writes random words all over the live object (slot control words, ring
 /// indices and cells, the doorbells, the view). The market must keep running, keep its
 /// books, and serve the next valid client; the view heals at the next publish.

@@ -625,10 +625,12 @@ fn bench_prints_every_documented_figure_and_removes_what_a_killed_bench_left() {
     for key in [
         "floor_rtt_ns",
         "futex_rtt_ns",
+        "futex_one_cpu_rtt_ns",
         "pipe_rtt_ns",
         "uds_rtt_ns",
         "market_spin_rtt_ns",
         "market_park_rtt_ns",
+        "market_park_one_cpu_rtt_ns",
         "market_alone_ns",
     ] {
         for p in ["p50", "p99", "p999"] {

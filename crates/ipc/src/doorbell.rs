@@ -68,6 +68,23 @@ impl Doorbell {
         false
     }
 
+    /// Wakes the sleeper whatever the word reads: sets it `AWAKE` and makes the system call
+    /// even if it did not read `PARKED`. For a ringer with nothing to publish but the time (the
+    /// market's alarm), whose ring must also wake a sleeper whose word another process
+    /// scribbled on after it went to sleep: the kernel then sleeps on, since no one wakes it,
+    /// and [`notify`](Self::notify), which reads the word first, would not. A system call
+    /// every time, so not for the hot path.
+    pub fn wake_regardless(&self) {
+        // SeqCst fence, as in `notify`: orders what the caller published (the alarm's flag)
+        // before the swap, against the sleeper's fence after announcing its park. Either the
+        // sleeper's re-check sees the publication, or its `PARKED` comes first in the word's
+        // order and this swap replaces it, so its `futex_wait(PARKED)` returns at once or is
+        // woken by the call below.
+        fence(Ordering::SeqCst);
+        self.word.swap(AWAKE, Ordering::Relaxed);
+        self.wake();
+    }
+
     /// Sleeps until rung or `timeout` passes, unless `has_work` (checked after announcing the
     /// park) already sees work. The caller re-checks for work either way.
     pub fn park(&self, has_work: impl FnOnce() -> bool, timeout: Option<Duration>) {

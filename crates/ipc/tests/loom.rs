@@ -158,6 +158,27 @@ fn a_parked_sleeper_is_always_woken_by_ringers_on_other_rings() {
     });
 }
 
+/// The market's alarm: a ringer that publishes nothing and wakes regardless, against a sleeper
+/// that parks until it sees the ring (a flag). A lost wake-up would leave the sleeper parked
+/// for ever (a deadlock to loom, whose futex emulation has no timeout).
+#[test]
+fn a_sleeper_is_always_woken_by_a_ring_regardless() {
+    use loom::sync::atomic::{AtomicBool, Ordering::Relaxed};
+    loom::model(|| {
+        let bell = Arc::new(Doorbell::default());
+        let rang = Arc::new(AtomicBool::new(false));
+        let (b, r) = (bell.clone(), rang.clone());
+        let alarm = thread::spawn(move || {
+            r.store(true, Relaxed);
+            b.wake_regardless();
+        });
+        while !rang.load(Relaxed) {
+            bell.park(|| rang.load(Relaxed), None);
+        }
+        alarm.join().unwrap();
+    });
+}
+
 /// A client waiting for its reply: one ringer (the market) publishing two events in two
 /// rounds, the sleeper parking between them.
 #[test]

@@ -224,6 +224,41 @@ pub fn run_this_thread_in_the_background() -> std::io::Result<()> {
     rustix::process::setpriority_process(Some(rustix::thread::gettid()), 19).map_err(Into::into)
 }
 
+/// `sched_getaffinity(0)`: the CPUs this thread may run on, in increasing order.
+///
+/// # References
+/// - [sched_getaffinity(2)](https://man7.org/linux/man-pages/man2/sched_getaffinity.2.html)
+pub fn this_thread_cpus() -> std::io::Result<Vec<usize>> {
+    let set = rustix::thread::sched_getaffinity(None)?;
+    Ok((0..rustix::thread::CpuSet::MAX_CPU)
+        .filter(|&cpu| set.is_set(cpu))
+        .collect())
+}
+
+/// `sched_setaffinity(0, cpus)`: this thread runs only on `cpus` from now on, and so does
+/// every process it spawns (a child inherits the spawning thread's set) and every thread
+/// those start.
+///
+/// For measurements that must not depend on where the scheduler happens to put two
+/// processes (the bench's sleeping ping-pongs: on one CPU or on two is twice the time on a
+/// virtual machine).
+///
+/// # References
+/// - [sched_setaffinity(2)](https://man7.org/linux/man-pages/man2/sched_setaffinity.2.html)
+pub fn run_this_thread_on(cpus: &[usize]) -> std::io::Result<()> {
+    let mut set = rustix::thread::CpuSet::new();
+    for &cpu in cpus {
+        if cpu >= rustix::thread::CpuSet::MAX_CPU {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("CPU {cpu} is past the largest a CPU set holds"),
+            ));
+        }
+        set.set(cpu);
+    }
+    Ok(rustix::thread::sched_setaffinity(None, &set)?)
+}
+
 /// `prctl(PR_SET_PDEATHSIG, SIGTERM)`, then `getppid()`: this process is sent SIGTERM when
 /// its parent (the thread that spawned it) exits. Returns false if the parent is no longer
 /// `parent` (it exited before the call, so no signal will come): the caller should stop now.
@@ -243,6 +278,22 @@ pub fn stop_with_parent(parent: u32) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_pinned_to_one_of_its_cpus_runs_only_there_and_can_be_let_go_again() {
+        // On a thread of its own, so the test harness's threads keep their CPUs.
+        std::thread::spawn(|| {
+            let all = this_thread_cpus().unwrap();
+            assert!(!all.is_empty());
+            let last = *all.last().unwrap();
+            run_this_thread_on(&[last]).unwrap();
+            assert_eq!(this_thread_cpus().unwrap(), vec![last]);
+            run_this_thread_on(&all).unwrap();
+            assert_eq!(this_thread_cpus().unwrap(), all);
+        })
+        .join()
+        .unwrap();
+    }
 
     #[test]
     fn start_time_counts_fields_after_a_command_with_spaces_and_parens() {

@@ -8,6 +8,7 @@
 //! other (sessions report what they saw, the loop applies it), so each pass reads top to
 //! bottom: drain → apply → route → commit → publish.
 
+mod alarm;
 mod clock;
 mod ledger;
 pub mod name_lock;
@@ -20,6 +21,7 @@ mod standby;
 pub mod store;
 
 use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine::{ClientId, Command, Event, Trade};
@@ -120,6 +122,8 @@ pub struct Market<'s> {
     followed_now: engine::Millis,
     /// The title table's writer, and the market's own copy of it.
     titles: MarketTitles,
+    /// Wakes the parked market for its housekeeping while [`run`](Self::run) runs.
+    alarm: Arc<alarm::Alarm>,
 }
 
 /// The copy of the recovered store that follows the journal for snapshots; `None` (with a
@@ -175,6 +179,7 @@ impl<'s> Market<'s> {
             snapshots,
             observer: None,
             titles: MarketTitles::new(),
+            alarm: Arc::new(alarm::Alarm::new()),
         }
     }
 
@@ -202,6 +207,15 @@ impl<'s> Market<'s> {
     /// Serves until `stop` is set (by SIGINT/SIGTERM), then publishes the final view. Stops
     /// early, acknowledging nothing more, if the journal cannot be written.
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Summary, WriteJournalError> {
+        let (store, alarm) = (self.store, Arc::clone(&self.alarm));
+        let doorbell = &store.header().doorbell;
+        alarm.ringing(doorbell, HOUSEKEEPING_EVERY, |rings| {
+            self.serve(stop, rings)
+        })
+    }
+
+    /// [`run`](Self::run)'s loop; parks untimed if the alarm `rings` for its housekeeping.
+    fn serve(&mut self, stop: &AtomicBool, rings: bool) -> Result<Summary, WriteJournalError> {
         self.open_for_clients();
         let mut idle_since: Option<Instant> = None;
         // Relaxed: the flag carries no data; the signal handler only asks us to stop.
@@ -247,10 +261,10 @@ impl<'s> Market<'s> {
             self.ledger.prepare_ahead();
             self.tell(|| MarketEvent::Idle);
             let sessions = &self.sessions;
-            self.store
-                .header()
-                .doorbell
-                .park(|| sessions.has_work(), Some(HOUSEKEEPING_EVERY));
+            self.store.header().doorbell.park(
+                || sessions.has_work(),
+                (!rings).then_some(HOUSEKEEPING_EVERY),
+            );
             // `idle_since` stays: a park that ends with no work (its timeout, for the
             // housekeeping) is followed by another park, not by another spin. Only a pass
             // that works starts the spin over (a market told to spin for a second used to
@@ -498,7 +512,10 @@ impl<'s> Market<'s> {
     fn housekeeping_if_due(&mut self) {
         // The pass's clock read: no second read of the clock in one pass.
         let now = self.clock.now;
-        if now.duration_since(self.last_housekeeping) < HOUSEKEEPING_EVERY {
+        // Due by the clock, or woken by the alarm (whose flag is cleared either way, so a busy
+        // market does not do it twice an interval).
+        let rang = self.alarm.take();
+        if now.duration_since(self.last_housekeeping) < HOUSEKEEPING_EVERY && !rang {
             return;
         }
         self.last_housekeeping = now;

@@ -1,5 +1,7 @@
 //! When the market publishes the view: at most every 20 ms while busy, whenever it goes idle,
-//! and at least once a second (so a view scribbled on by a buggy client heals by itself).
+//! and at least once a second. A publish writes what changed since the last (the new trades'
+//! cells, the rows of attached clients); at least once a second one writes everything, so a
+//! view scribbled on by a buggy client heals by itself.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -27,6 +29,8 @@ pub(super) struct ViewSchedule {
     trades_since_publish: u64,
     dirty: bool,
     last_publish: Instant,
+    /// When every cell was last written; `None` before the first publish.
+    last_full_publish: Option<Instant>,
 }
 
 impl ViewSchedule {
@@ -38,6 +42,7 @@ impl ViewSchedule {
             trades_since_publish: 0,
             dirty: true,
             last_publish: now,
+            last_full_publish: None,
         }
     }
 
@@ -66,14 +71,15 @@ impl ViewSchedule {
         self.dirty && now.duration_since(self.last_publish) >= PUBLISH_EVERY
     }
 
-    /// Whether the view should be rewritten even if nothing changed (healing).
+    /// Whether the view should be rewritten whole even if nothing changed (healing).
     pub(super) fn due_for_healing(&self, now: Instant) -> bool {
-        now.duration_since(self.last_publish) >= REPUBLISH_EVERY
+        self.last_full_publish
+            .is_none_or(|at| now.duration_since(at) >= REPUBLISH_EVERY)
     }
 
-    /// Writes the whole view, and the market's statistics with it, at the pass's clock read.
-    /// The caller has committed the journal: nothing shown here is less durable than what the
-    /// journal holds.
+    /// Writes the view, and the market's statistics with it, at the pass's clock read: what
+    /// changed since the last publish, or every cell when healing is due. The caller has
+    /// committed the journal: nothing shown here is less durable than what the journal holds.
     pub(super) fn publish(
         &mut self,
         store: &SharedStore,
@@ -85,6 +91,7 @@ impl ViewSchedule {
         let stats = engine.stats();
         let shelf = engine.shelf();
         let totals = (self.counters.requests, stats.trades);
+        let full = self.due_for_healing(clock.now);
         self.publisher.publish(
             store,
             &stats,
@@ -93,6 +100,7 @@ impl ViewSchedule {
             self.unpublished_trades.make_contiguous(),
             self.trades_since_publish,
             clock.now_ms(),
+            full,
             |map| {
                 recorder.write(
                     map,
@@ -100,6 +108,7 @@ impl ViewSchedule {
                     totals,
                     |client| engine.resting_buys_of(client) as u64,
                     clock.wall_ms(),
+                    full,
                 )
             },
         );
@@ -107,6 +116,9 @@ impl ViewSchedule {
         self.trades_since_publish = 0;
         self.dirty = false;
         self.last_publish = clock.now;
+        if full {
+            self.last_full_publish = Some(clock.now);
+        }
     }
 }
 

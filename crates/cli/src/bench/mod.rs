@@ -22,14 +22,9 @@ use crate::peers::{self, Reaped};
 use crate::scratch::ScratchJournal;
 use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::wire::{Reply, Request};
+use placement::{Pinned, Placement};
 
 const WARMUP: u32 = 2_000;
-/// The rows whose ratios are targets (the floor and the market in spin mode, iceoryx2, the
-/// futex floor and the market in park mode) are measured in this many rounds taken in turn,
-/// each row's rounds merged: a phase of noise on the shared machine, which can last seconds,
-/// then falls on both rows of a ratio alike, not on whichever row it happened to meet (one
-/// run measured a floor of 421 ns, three times its usual, and so a spin ratio of 2.2).
-const ROUNDS: u32 = 4;
 
 #[derive(Serialize, Deserialize, Clone, Copy)]
 #[serde(deny_unknown_fields)]
@@ -69,11 +64,17 @@ struct Report {
     machine: String,
     round_trips: u32,
     floor_rtt_ns: Percentiles,
+    /// The futex floor with each process on a CPU of its own (see `placement.rs`).
     futex_rtt_ns: Percentiles,
+    /// The futex floor with both processes on one CPU.
+    futex_one_cpu_rtt_ns: Percentiles,
     pipe_rtt_ns: Percentiles,
     uds_rtt_ns: Percentiles,
     market_spin_rtt_ns: Percentiles,
+    /// Park mode with the market and the client each on a CPU of its own.
     market_park_rtt_ns: Percentiles,
+    /// Park mode with the market (all its threads) and the client on one CPU.
+    market_park_one_cpu_rtt_ns: Percentiles,
     /// A buy that fills with the client and one market pass on one thread: the market's own
     /// work, no core-to-core transfer (see `alone.rs`).
     market_alone_ns: Percentiles,
@@ -135,8 +136,9 @@ enum Floor {
     Futex,
 }
 
-/// A ping-pong on one word of a fresh shared object, against a `bench-peer` process.
-fn floor(n: u32, how: Floor) -> BenchResult<Histogram<u64>> {
+/// A ping-pong on one word of a fresh shared object, against a `bench-peer` process, the two
+/// placed as `placement` says (or where the scheduler puts them).
+fn floor(n: u32, how: Floor, placement: Option<Placement>) -> BenchResult<Histogram<u64>> {
     let (what, peer) = match how {
         Floor::Spin => ("floor", "floor"),
         Floor::Futex => ("futex", "futex"),
@@ -144,6 +146,7 @@ fn floor(n: u32, how: Floor) -> BenchResult<Histogram<u64>> {
     let name = unique_name(what);
     let segment = Segment::create(&name, 4096, Mode::OWNER_ONLY)?;
     let result = (|| {
+        let pinned = placement.map(Pinned::for_spawn).transpose()?;
         let _peer = Reaped(
             peer_command(peer)?
                 .args([
@@ -154,6 +157,7 @@ fn floor(n: u32, how: Floor) -> BenchResult<Histogram<u64>> {
                 ])
                 .spawn()?,
         );
+        pinned.as_ref().map(Pinned::settle).transpose()?;
         match how {
             Floor::Spin => {
                 let mut pinger = Pinger::new(segment.atomic_u64(0));
@@ -303,15 +307,18 @@ fn stop_market(mut market: BenchMarket) -> BenchResult<()> {
 
 /// Buy-that-fills round trips against a market in spin (`spin_us` large) or park (`0`) mode,
 /// journaling with `durability` (`none` for the IPC rows: they measure the IPC path, not the
-/// disk) and `extra` arguments.
+/// disk) and `extra` arguments, the market and this thread placed as `placement` says.
 fn market_rtt(
     n: u32,
     spin_us: u64,
     durability: &str,
     extra: &[&str],
+    placement: Option<Placement>,
 ) -> BenchResult<Histogram<u64>> {
     let name = unique_name(if spin_us == 0 { "park" } else { "spin" });
+    let pinned = placement.map(Pinned::for_spawn).transpose()?;
     let market = start_market(&name, spin_us, durability, extra)?;
+    pinned.as_ref().map(Pinned::settle).transpose()?;
     let result = (|| {
         let store = open_store(&name, Duration::from_secs(10))?;
         let mut client = Client::attach(&store, ClientRole::Bench, Duration::from_micros(spin_us))?;
@@ -470,33 +477,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
             path.display()
         );
     }
-    let per_round = n.div_ceil(ROUNDS);
-    let (mut floor_h, mut spin_h, mut futex_h, mut park_h) =
-        (histogram(), histogram(), histogram(), histogram());
-    let mut iceoryx2_rounds = Vec::new();
-    for round in 1..=ROUNDS {
-        let of = format!("(round {round} of {ROUNDS})");
-        progress(&format!(
-            "the floor (two processes spinning on one cache line) {of}"
-        ));
-        floor_h.add(floor(per_round, Floor::Spin)?)?;
-        progress(&format!("market round trips, spin mode {of}"));
-        spin_h.add(market_rtt(per_round, 1_000_000, "none", &[])?)?;
-        if let Some(peer) = &args.iceoryx2 {
-            progress(&format!(
-                "iceoryx2 request-response round trips (64-byte payload, both busy-polling) {of}"
-            ));
-            iceoryx2_rounds.push(iceoryx2_rtt(peer, per_round)?);
-        }
-        progress(&format!(
-            "the futex floor (two processes sleeping and waking on one word) {of}"
-        ));
-        futex_h.add(floor(per_round, Floor::Futex)?)?;
-        progress(&format!("market round trips, park mode {of}"));
-        park_h.add(market_rtt(per_round, 0, "none", &[])?)?;
-    }
-    let iceoryx2_rtt_ns =
-        (!iceoryx2_rounds.is_empty()).then(|| Percentiles::median_of(&iceoryx2_rounds));
+    let rounds = rounds::measure(n, args.iceoryx2.as_deref(), &progress)?;
     progress("pipe ping-pong");
     let pipe_h = pipe(n)?;
     progress("Unix-socket ping-pong");
@@ -522,14 +503,16 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     let report = Report {
         machine: machine(),
         round_trips: n,
-        floor_rtt_ns: Percentiles::of(&floor_h),
-        futex_rtt_ns: Percentiles::of(&futex_h),
+        floor_rtt_ns: Percentiles::of(&rounds.floor),
+        futex_rtt_ns: Percentiles::of(&rounds.futex),
+        futex_one_cpu_rtt_ns: Percentiles::of(&rounds.futex_one_cpu),
         pipe_rtt_ns: Percentiles::of(&pipe_h),
         uds_rtt_ns: Percentiles::of(&uds_h),
-        market_spin_rtt_ns: Percentiles::of(&spin_h),
-        market_park_rtt_ns: Percentiles::of(&park_h),
+        market_spin_rtt_ns: Percentiles::of(&rounds.spin),
+        market_park_rtt_ns: Percentiles::of(&rounds.park),
+        market_park_one_cpu_rtt_ns: Percentiles::of(&rounds.park_one_cpu),
         market_alone_ns: Percentiles::of(&alone_h),
-        iceoryx2_rtt_ns,
+        iceoryx2_rtt_ns: rounds.iceoryx2,
         orders_per_sec,
         orders_per_sec_fsync,
         engine_ops_per_sec,
@@ -539,13 +522,15 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     if let Some(path) = &args.plot {
         use crate::bench_plot::{LatencyRow, Throughput};
         let rows = [
-            ("floor", &floor_h),
-            ("futex floor", &futex_h),
+            ("floor", &rounds.floor),
+            ("futex floor, two CPUs", &rounds.futex),
+            ("futex floor, one CPU", &rounds.futex_one_cpu),
             ("pipe", &pipe_h),
             ("Unix socket", &uds_h),
-            ("market, spin", &spin_h),
+            ("market, spin", &rounds.spin),
             ("market alone, one thread", &alone_h),
-            ("market, park", &park_h),
+            ("market, park, two CPUs", &rounds.park),
+            ("market, park, one CPU", &rounds.park_one_cpu),
         ]
         .map(|(name, histogram)| LatencyRow { name, histogram });
         let throughput = [
@@ -575,7 +560,9 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
 mod alone;
 mod leftovers;
 mod peer;
+mod placement;
 mod replicated;
 mod restart;
+mod rounds;
 mod table;
 pub use peer::{peer, PeerArgs};

@@ -35,7 +35,7 @@ pub(super) fn measure(
     let urls = cluster.urls().join(",");
     let extra = ["--nats", urls.as_str()];
     let round_trips = round_trips.min(2_000);
-    let rtt = market_rtt(round_trips, 1_000_000, "replicated", &extra)?;
+    let rtt = market_rtt(round_trips, 1_000_000, "replicated", &extra, None)?;
     let orders_per_sec = end_to_end_orders_per_sec(orders.min(100_000), "replicated", &extra)?;
     Ok(Some(ReplicatedFigures {
         rtt_ns: Percentiles::of(&rtt),

@@ -18,7 +18,11 @@ pub(super) fn table(r: &Report) -> String {
             "floor: shared cache line, both spinning",
             Some(r.floor_rtt_ns),
         ),
-        ("futex floor: both sleeping, woken", Some(r.futex_rtt_ns)),
+        (
+            "futex floor, two CPUs: sleeping, woken",
+            Some(r.futex_rtt_ns),
+        ),
+        ("futex floor, one CPU", Some(r.futex_one_cpu_rtt_ns)),
         ("pipe ping-pong", Some(r.pipe_rtt_ns)),
         ("Unix-socket ping-pong", Some(r.uds_rtt_ns)),
         (
@@ -30,9 +34,10 @@ pub(super) fn table(r: &Report) -> String {
             "market alone: client + pass, one thread",
             Some(r.market_alone_ns),
         ),
+        ("market, park mode, two CPUs", Some(r.market_park_rtt_ns)),
         (
-            "market, park mode (buy that fills)",
-            Some(r.market_park_rtt_ns),
+            "market, park mode, one CPU",
+            Some(r.market_park_one_cpu_rtt_ns),
         ),
     ];
     for (label, p) in rows.into_iter().filter_map(|(l, p)| Some((l, p?))) {
@@ -109,8 +114,14 @@ pub(super) fn table(r: &Report) -> String {
             true,
         ),
         (
-            "park p50 / futex floor p50",
+            "park p50 / futex p50, two CPUs",
             ratio(r.market_park_rtt_ns.p50, r.futex_rtt_ns.p50),
+            1.2,
+            true,
+        ),
+        (
+            "park p50 / futex p50, one CPU",
+            ratio(r.market_park_one_cpu_rtt_ns.p50, r.futex_one_cpu_rtt_ns.p50),
             1.2,
             true,
         ),
