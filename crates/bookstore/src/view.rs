@@ -198,15 +198,16 @@ impl Publisher {
                 map.shelf_row(i).store(&ShelfRowRecord::encode(row));
             }
             v.shelf_rows.store(rows as u64, Relaxed);
-            // Writing all 32 cells at every publish (an encoded title each) took a fifth of a
-            // round trip of the market in park mode, which publishes each time it goes idle.
-            let unwritten = if full {
+            // Only the new trades' cells: in park mode the market publishes each time it goes
+            // idle, once a request, and re-encoding all 32 (a title each) every time, with the
+            // statistics reading all 64 client rows, cost 0.5 µs of a one-CPU round trip.
+            let to_write = if full {
                 self.recent.len()
             } else {
                 new_count.min(self.recent.len() as u64) as usize
             };
-            let skip = self.recent.len() - unwritten;
-            let first = self.trades_recorded - unwritten as u64;
+            let skip = self.recent.len() - to_write;
+            let first = self.trades_recorded - to_write as u64;
             for (n, t) in (first..).zip(self.recent.iter().skip(skip)) {
                 map.recent_trade(n as usize).store(&TradeRecord::encode(t));
             }

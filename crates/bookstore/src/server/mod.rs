@@ -265,8 +265,9 @@ impl<'s> Market<'s> {
                 || sessions.has_work(),
                 (!rings).then_some(HOUSEKEEPING_EVERY),
             );
-            // `idle_since` stays: a park that ends with no work (its timeout, for the
-            // housekeeping) is followed by another park, not by another spin. Only a pass
+            // `idle_since` stays: a park that ends with no work (the alarm's ring, or the
+            // timeout without it, for the housekeeping) is followed by another park, not by
+            // another spin. Only a pass
             // that works starts the spin over (a market told to spin for a second used to
             // spin a second after every 50 ms park: a busy core with nobody attached).
         }
