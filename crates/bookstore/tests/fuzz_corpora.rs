@@ -191,7 +191,7 @@ fn write_seed_inputs() {
     for (now, c) in commands[..3].iter().enumerate() {
         let mut events = Vec::new();
         let intent = engine::Receipts::intent(c);
-        engine.apply(now as u64 * 60, c.clone(), &mut events);
+        engine.apply(now as u64 * 60, c, &mut events);
         receipts.record(intent, &events);
         trades.extend(events.into_iter().filter_map(|e| match e {
             engine::Event::Traded(t) => Some(t),

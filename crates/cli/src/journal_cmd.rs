@@ -172,7 +172,7 @@ pub fn run(args: JournalArgs) -> Exit {
             .skip(skip as usize)
             .take(take as usize)
         {
-            engine.apply(entry.now, entry.command.clone(), &mut events);
+            engine.apply(entry.now, &entry.command, &mut events);
             events.clear();
         }
     }

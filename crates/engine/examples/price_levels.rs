@@ -30,7 +30,7 @@ fn main() {
                 price: Price::from_cents(cents_of(i)).expect("a valid price"),
                 qty: one,
             };
-            engine.apply(0, list, &mut events);
+            engine.apply(0, &list, &mut events);
             events.clear();
         }
         let ns = started.elapsed().as_nanos() as f64 / LISTINGS as f64;

@@ -137,8 +137,9 @@ impl Engine {
         PinnedTitle(id)
     }
 
-    /// Applies one command at time `now`, appending what happened to `out`.
-    pub fn apply(&mut self, now: Millis, command: Command, out: &mut Vec<Event>) {
+    /// Applies one command at time `now`, appending what happened to `out`. The command is
+    /// only read (a caller that journals it keeps it).
+    pub fn apply(&mut self, now: Millis, command: &Command, out: &mut Vec<Event>) {
         self.apply_pinned(now, command, None, out);
     }
 
@@ -149,13 +150,13 @@ impl Engine {
     pub fn apply_pinned(
         &mut self,
         now: Millis,
-        command: Command,
+        command: &Command,
         pin: Option<PinnedTitle>,
         out: &mut Vec<Event>,
     ) {
         // Matched by reference: a command's title is 84 bytes inline, and moving it out of the
         // command (and on into the call below) copied it twice a command.
-        match &command {
+        match command {
             &Command::List {
                 client,
                 request,

@@ -450,7 +450,7 @@ mod tests {
     fn run(engine: &mut Engine, receipts: &mut Receipts, command: Command) {
         let intent = Receipts::intent(&command);
         let mut events = Vec::new();
-        engine.apply(0, command, &mut events);
+        engine.apply(0, &command, &mut events);
         receipts.record(intent, &events);
     }
 

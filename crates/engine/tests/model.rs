@@ -339,7 +339,7 @@ proptest! {
         for (dt, cmd) in commands {
             let cmd = at(&mut now, dt, cmd);
             let (mut got, mut want) = (vec![], vec![]);
-            engine.apply(now, cmd.clone(), &mut got);
+            engine.apply(now, &cmd, &mut got);
             model.apply(now, cmd.clone(), &mut want);
             prop_assert_eq!(&got, &want, "after {:?}", cmd);
             prop_assert_eq!(engine.check_invariants(), Ok(()));
@@ -369,7 +369,7 @@ proptest! {
             let mut engine = Engine::new(8);
             let mut all = vec![];
             for (i, (_, cmd)) in commands.iter().enumerate() {
-                engine.apply(i as u64, cmd.clone(), &mut all);
+                engine.apply(i as u64, cmd, &mut all);
             }
             (all, engine.stats(), engine.shelf())
         };
@@ -406,8 +406,8 @@ proptest! {
                 _ => None,
             };
             let (mut want, mut got) = (vec![], vec![]);
-            plain.apply(now, cmd.clone(), &mut want);
-            pinned.apply_pinned(now, cmd.clone(), pin, &mut got);
+            plain.apply(now, &cmd, &mut want);
+            pinned.apply_pinned(now, &cmd, pin, &mut got);
             for event in &mut got {
                 if let Event::Traded(t) = event {
                     let expected = match t.title.as_str() {
@@ -440,9 +440,9 @@ proptest! {
         for (dt, cmd) in prefix {
             let cmd = at(&mut now, dt, cmd);
             events.clear();
-            full.apply(now, cmd.clone(), &mut events);
+            full.apply(now, &cmd, &mut events);
             if events.iter().any(|e| !matches!(e, Event::Rejected { .. })) {
-                journaled.apply(now, cmd, &mut vec![]);
+                journaled.apply(now, &cmd, &mut vec![]);
             }
         }
         prop_assert_eq!(full.stats(), journaled.stats());
@@ -452,8 +452,8 @@ proptest! {
         for (dt, cmd) in suffix {
             let cmd = at(&mut now, dt, cmd);
             let (mut a, mut b) = (vec![], vec![]);
-            full.apply(now, cmd.clone(), &mut a);
-            journaled.apply(now, cmd.clone(), &mut b);
+            full.apply(now, &cmd, &mut a);
+            journaled.apply(now, &cmd, &mut b);
             prop_assert_eq!(a, b, "after {:?}", cmd);
         }
     }
@@ -471,7 +471,7 @@ proptest! {
         let mut now = 0;
         for (dt, cmd) in prefix {
             let cmd = at(&mut now, dt, cmd);
-            original.apply(now, cmd, &mut vec![]);
+            original.apply(now, &cmd, &mut vec![]);
         }
         let state = original.state();
         let mut rebuilt = Engine::from_state(&state).expect("a real engine's state is valid");
@@ -479,8 +479,8 @@ proptest! {
         for (dt, cmd) in suffix {
             let cmd = at(&mut now, dt, cmd);
             let (mut a, mut b) = (vec![], vec![]);
-            original.apply(now, cmd.clone(), &mut a);
-            rebuilt.apply(now, cmd.clone(), &mut b);
+            original.apply(now, &cmd, &mut a);
+            rebuilt.apply(now, &cmd, &mut b);
             prop_assert_eq!(a, b, "after {:?}", cmd);
         }
         prop_assert_eq!(original.state(), rebuilt.state());
@@ -506,11 +506,11 @@ proptest! {
             let cmd = at(&mut now, dt, cmd);
             let intent = Receipts::intent(&cmd);
             let mut events = vec![];
-            engine.apply(now, cmd.clone(), &mut events);
+            engine.apply(now, &cmd, &mut events);
             let receipts_only = receipts.record(intent, &events);
             if receipts_only || events.iter().any(|e| !matches!(e, Event::Rejected { .. })) {
                 let mut replayed = vec![];
-                journaled.apply(now, cmd.clone(), &mut replayed);
+                journaled.apply(now, &cmd, &mut replayed);
                 journaled_receipts.record(Receipts::intent(&cmd), &replayed);
             }
             prop_assert_eq!(journaled_receipts.state(), receipts.state(), "replayed, after {:?}", cmd);

@@ -23,7 +23,7 @@ fn list(e: &mut Engine, req: u64, title: &str, price: u64, qty: u64) -> Vec<Even
         price: p(price),
         qty: q(qty),
     };
-    e.apply(0, cmd, &mut out);
+    e.apply(0, &cmd, &mut out);
     e.check_invariants().unwrap();
     out
 }
@@ -46,7 +46,7 @@ fn buy(
         qty: q(qty),
         deadline,
     };
-    e.apply(now, cmd, &mut out);
+    e.apply(now, &cmd, &mut out);
     e.check_invariants().unwrap();
     out
 }
@@ -172,9 +172,9 @@ fn resting_buys_expire_at_their_deadline_and_past_deadlines_do_not_rest() {
     let out = buy(&mut e, 0, 10, BuyTarget::Any, 1000, 1, Some(50));
     assert!(matches!(out[0], Event::Rested { .. }));
     let mut out = vec![];
-    e.apply(49, Command::Expire, &mut out);
+    e.apply(49, &Command::Expire, &mut out);
     assert!(out.is_empty());
-    e.apply(50, Command::Expire, &mut out);
+    e.apply(50, &Command::Expire, &mut out);
     assert_eq!(
         out,
         vec![Event::Expired {
@@ -202,7 +202,7 @@ fn a_gone_client_loses_its_resting_buys_but_its_listings_stay() {
     list(&mut e, 1, "Dune", 900, 2);
     buy(&mut e, 0, 10, BuyTarget::Title(t("Emma")), 1000, 1, None);
     let mut out = vec![];
-    e.apply(0, Command::ClientGone { client: BUYER }, &mut out);
+    e.apply(0, &Command::ClientGone { client: BUYER }, &mut out);
     assert_eq!(
         out,
         vec![Event::Cancelled {
@@ -212,7 +212,7 @@ fn a_gone_client_loses_its_resting_buys_but_its_listings_stay() {
             unfilled: 1
         }]
     );
-    e.apply(0, Command::ClientGone { client: SELLER }, &mut out);
+    e.apply(0, &Command::ClientGone { client: SELLER }, &mut out);
     assert_eq!(e.stats().books_on_shelf, 2);
     assert_eq!(e.stats().resting_buys, 0);
 }
@@ -223,7 +223,7 @@ fn cancel_of_an_unknown_order_is_rejected_and_duplicate_request_ids_are_refused(
     let mut out = vec![];
     e.apply(
         0,
-        Command::Cancel {
+        &Command::Cancel {
             client: BUYER,
             request: RequestId(5),
         },

@@ -119,7 +119,7 @@ impl Follower {
         while self.commands < target {
             match format::next_record(&self.buf[self.pos..], self.buf_at + self.pos as u64) {
                 Next::Record(entry, len) => {
-                    self.store.apply(entry);
+                    self.store.apply(&entry);
                     self.pos += len;
                     self.commands += 1;
                 }

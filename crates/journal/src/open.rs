@@ -194,7 +194,7 @@ impl Journal {
                     path: segment.path.clone(),
                     error,
                 })?;
-                replica.apply(entry);
+                replica.apply(&entry);
                 replayed += 1;
             }
         }
@@ -252,7 +252,7 @@ impl Journal {
         let command = Command::Restart;
         self.stage(now, &command);
         let intent = Receipts::intent(&command);
-        engine.apply(now, command, &mut events);
+        engine.apply(now, &command, &mut events);
         receipts.record(intent, &events);
         self.commit()?;
         Ok(events.len() as u64)

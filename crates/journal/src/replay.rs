@@ -61,10 +61,10 @@ impl Replica {
     }
 
     /// Applies one journal record.
-    pub(crate) fn apply(&mut self, entry: format::Entry) {
+    pub(crate) fn apply(&mut self, entry: &format::Entry) {
         let intent = Receipts::intent(&entry.command);
         self.engine
-            .apply(entry.now, entry.command, &mut self.events);
+            .apply(entry.now, &entry.command, &mut self.events);
         self.receipts.record(intent, &self.events);
         for event in self.events.drain(..) {
             if let Event::Traded(trade) = event {
@@ -83,7 +83,7 @@ impl Replica {
 pub fn replay(capacity: u32, entries: &[format::Entry]) -> Engine {
     let mut replica = Replica::empty(capacity);
     for entry in entries {
-        replica.apply(entry.clone());
+        replica.apply(entry);
     }
     replica.engine
 }

@@ -57,7 +57,7 @@ fn journal_commands(journal: &mut Journal, engine: &mut Engine, from: u64, to: u
     let mut events = Vec::new();
     for i in from..to {
         journal.stage(i, &command(i));
-        engine.apply(i, command(i), &mut events);
+        engine.apply(i, &command(i), &mut events);
         if i % 50 == 49 {
             journal.commit().unwrap();
             journal.prepare_ahead();
@@ -68,7 +68,7 @@ fn journal_commands(journal: &mut Journal, engine: &mut Engine, from: u64, to: u
 
 /// `engine` after the `Restart` an open journals (it cancels the resting buys).
 fn restarted(mut engine: Engine) -> Engine {
-    engine.apply(u64::MAX, Command::Restart, &mut Vec::new());
+    engine.apply(u64::MAX, &Command::Restart, &mut Vec::new());
     engine
 }
 
@@ -107,7 +107,7 @@ fn a_journal_rolls_into_segments_whose_chain_replays_whole_after_a_reopen() {
     let (_, recovery) = Journal::open(&path, &options()).unwrap();
     assert_eq!(recovery.replayed, 6001);
     assert_eq!(recovery.segments_read, sealed.len() + 1);
-    engine.apply(6000, command(6000), &mut Vec::new());
+    engine.apply(6000, &command(6000), &mut Vec::new());
     assert_eq!(recovery.engine.stats(), restarted(engine).stats());
     std::fs::remove_dir_all(dir).unwrap();
 }

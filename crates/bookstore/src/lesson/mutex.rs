@@ -57,7 +57,7 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Engine> {
 impl Trader<'_> {
     fn apply(&mut self, engine: &mut Engine, command: Command) -> Attempt {
         self.events.clear();
-        engine.apply(0, command, &mut self.events);
+        engine.apply(0, &command, &mut self.events);
         let mut attempt = Attempt::Done;
         for event in &self.events {
             match event {

@@ -91,7 +91,7 @@ fn serve(shard: &Shard, done: &AtomicBool, counters: &Counters, spin: Duration) 
                 let request = Request::decode(&message).expect("traders send valid requests");
                 events.clear();
                 // The clock stands still at 0: a buy's deadline of "now" expires it at once.
-                engine.apply(0, request.into_command(client, 0), &mut events);
+                engine.apply(0, &request.into_command(client, 0), &mut events);
                 for event in &events {
                     let (first, second) = event.recipients();
                     for to in std::iter::once(first).chain(second) {

@@ -61,7 +61,7 @@ impl Ledger {
         self.journal.stage(now, &command);
         let first = events.len();
         let intent = Receipts::intent(&command);
-        self.engine.apply_pinned(now, command, pin, events);
+        self.engine.apply_pinned(now, &command, pin, events);
         let receipts_only = self.receipts.record(intent, &events[first..]);
         let changed = receipts_only
             || events[first..]

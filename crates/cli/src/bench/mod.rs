@@ -420,7 +420,7 @@ fn engine_ops_per_sec(pairs: u32) -> BenchResult<f64> {
             price,
             qty: one,
         };
-        engine.apply_pinned(i, list, pin, &mut events);
+        engine.apply_pinned(i, &list, pin, &mut events);
         let buy = EngineCommand::Buy {
             client: ClientId(2),
             request: RequestId(i),
@@ -429,7 +429,7 @@ fn engine_ops_per_sec(pairs: u32) -> BenchResult<f64> {
             qty: one,
             deadline: None,
         };
-        engine.apply(i, buy, &mut events);
+        engine.apply(i, &buy, &mut events);
         events.clear();
     }
     let secs = t.elapsed().as_secs_f64();
