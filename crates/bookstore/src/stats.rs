@@ -58,6 +58,8 @@ impl WarningKind {
 }
 
 const _: () = assert!(WarningKind::ALL.len() <= WARNING_KINDS);
+/// One bit per latency bucket in `StatsRecorder::latency_unwritten`.
+const _: () = assert!(crate::layout::LATENCY_BUCKETS <= 128);
 
 /// A replicated market's durability as a word in the object (its local journal's is `none`).
 pub const REPLICATED_DURABILITY: u64 = 4;
@@ -105,6 +107,10 @@ struct ClientRecord {
 pub struct StatsRecorder {
     started_at_ms: u64,
     latency: Histogram,
+    /// One bit per latency bucket counted since the last write: a write stores only those
+    /// buckets' words (in park mode the market writes once per request, and one bucket
+    /// changed, not 128), or all of them when it is a full write.
+    latency_unwritten: u128,
     latency_count: u64,
     latency_sum_ns: u64,
     max_second: u64,
@@ -122,6 +128,7 @@ impl StatsRecorder {
         Self {
             started_at_ms,
             latency: Histogram::new(),
+            latency_unwritten: 0,
             latency_count: 0,
             latency_sum_ns: 0,
             max_second: started_at_ms / 1000,
@@ -136,6 +143,7 @@ impl StatsRecorder {
     /// Counts `n` requests served with latency `ns` each, at wall time `now_ms`.
     pub fn record_latency(&mut self, ns: u64, n: u64, now_ms: u64) {
         self.latency.record_n(ns, n);
+        self.latency_unwritten |= 1 << crate::latency::bucket_of(ns);
         self.latency_count = self.latency_count.saturating_add(n);
         self.latency_sum_ns = self.latency_sum_ns.saturating_add(ns.saturating_mul(n));
         self.roll_max_window(now_ms);
@@ -194,7 +202,8 @@ impl StatsRecorder {
     /// publishes these relaxed stores whole. `requests` and `trades` are the totals so far;
     /// `resting_buys` tells how many buys a client has resting. An empty slot's row is cleared
     /// if this recorder last wrote a client there, or, with `full`, if it holds anything (a
-    /// buggy client may have scribbled on it).
+    /// buggy client may have scribbled on it); of the latency histogram, the buckets counted
+    /// since the last write are written, or with `full` all of them (healing scribbles too).
     pub(crate) fn write(
         &mut self,
         map: &Mapping,
@@ -220,9 +229,20 @@ impl StatsRecorder {
         for (word, &count) in s.warnings.iter().zip(&self.warnings) {
             word.store(count, Relaxed);
         }
-        for (word, &count) in s.latency.iter().zip(self.latency.counts()) {
-            word.store(count, Relaxed);
+        let counts = self.latency.counts();
+        if full {
+            for (word, &count) in s.latency.iter().zip(counts) {
+                word.store(count, Relaxed);
+            }
+        } else {
+            let mut unwritten = self.latency_unwritten;
+            while unwritten != 0 {
+                let bucket = unwritten.trailing_zeros() as usize;
+                s.latency[bucket].store(counts[bucket], Relaxed);
+                unwritten &= unwritten - 1;
+            }
         }
+        self.latency_unwritten = 0;
         let second = now_ms / 1000;
         let rate = &s.rates[second as usize % RATE_SECONDS];
         rate[0].store(second, Relaxed);

@@ -133,30 +133,48 @@ fn title(len: u64, words: &[u64], field: &'static str) -> Result<String, Snapsho
 
 /// The market's writer of the view.
 pub(crate) struct Publisher {
+    /// Trades made so far: the number of the next one's cell in the ring of recent trades.
     trades_recorded: u64,
-    /// The last `RECENT_TRADES` trades, oldest first: a full publish rewrites all their cells,
-    /// so a view scribbled on by a buggy client is whole again after the next full publish.
+    /// The last `RECENT_TRADES` trades, oldest first (the view shows no more): fed as they are
+    /// made, so a busy market that makes tens of thousands between two publishes keeps only
+    /// these. A full publish rewrites all their cells, so a view scribbled on by a buggy
+    /// client is whole again after the next full publish.
     recent: std::collections::VecDeque<Trade>,
+    /// How many trades were made since the last publish (their cells are not written yet).
+    unwritten: u64,
 }
 
 impl Publisher {
     /// A writer whose recent trades start as `recent` (oldest first; the last
-    /// `RECENT_TRADES` are kept): what a snapshot and the journal's replay left.
+    /// `RECENT_TRADES` are kept): what a snapshot and the journal's replay left. A first
+    /// publish writes them all.
     pub fn new(recent: Vec<Trade>) -> Self {
         let skip = recent.len().saturating_sub(RECENT_TRADES);
-        let recent: std::collections::VecDeque<Trade> = recent.into_iter().skip(skip).collect();
+        let mut kept = std::collections::VecDeque::with_capacity(RECENT_TRADES);
+        kept.extend(recent.into_iter().skip(skip));
         Self {
-            trades_recorded: recent.len() as u64,
-            recent,
+            trades_recorded: kept.len() as u64,
+            unwritten: kept.len() as u64,
+            recent: kept,
         }
     }
 
-    /// Writes the view: totals, the shelf, and the trades since the last publish (`new_count`
-    /// of them, the last ones of which are `new_trades`: at least the last [`RECENT_TRADES`],
-    /// or all); then `also` writes what else must be published with it (the market's
-    /// statistics), inside the same seqlock write. With `full` every recent trade's cell is
-    /// written, not only the new ones' (the cells of older trades hold them already, unless a
-    /// buggy client scribbled on them: a full publish heals that).
+    /// Notes a trade for the next publish.
+    pub fn record(&mut self, trade: &Trade) {
+        if self.recent.len() == RECENT_TRADES {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(trade.clone());
+        self.trades_recorded += 1;
+        self.unwritten += 1;
+    }
+
+    /// Writes the view: totals, the shelf, and the cells of the trades recorded since the last
+    /// publish (of those, the ones the ring of recent trades still shows); then `also` writes
+    /// what else must be published with it (the market's statistics), inside the same seqlock
+    /// write. With `full` every recent trade's cell is written, not only the new ones' (the
+    /// cells of older trades hold them already, unless a buggy client scribbled on them: a
+    /// full publish heals that).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn publish(
         &mut self,
@@ -164,23 +182,12 @@ impl Publisher {
         stats: &Stats,
         counters: &Counters,
         shelf: &[ShelfRow],
-        new_trades: &[Trade],
-        new_count: u64,
         now_ms: u64,
         full: bool,
         also: impl FnOnce(&Mapping),
     ) {
         let map = store.mapping();
         let v = map.view_header();
-        // Only the last RECENT_TRADES of this batch can survive in the ring.
-        for t in new_trades {
-            if self.recent.len() == RECENT_TRADES {
-                self.recent.pop_front();
-            }
-            self.recent.push_back(t.clone());
-        }
-        debug_assert!(new_count >= new_trades.len() as u64);
-        self.trades_recorded += new_count;
         // Relaxed stores inside the write: the sequence lock publishes them whole.
         v.seq.write(|| {
             v.books_listed.store(stats.books_listed, Relaxed);
@@ -204,7 +211,7 @@ impl Publisher {
             let to_write = if full {
                 self.recent.len()
             } else {
-                new_count.min(self.recent.len() as u64) as usize
+                self.unwritten.min(self.recent.len() as u64) as usize
             };
             let skip = self.recent.len() - to_write;
             let first = self.trades_recorded - to_write as u64;
@@ -214,6 +221,7 @@ impl Publisher {
             v.trades_recorded.store(self.trades_recorded, Relaxed);
             also(map);
         });
+        self.unwritten = 0;
     }
 }
 
@@ -302,5 +310,30 @@ mod tests {
             let back = TradeRecord::decode(&TradeRecord::encode(&trade)).unwrap();
             prop_assert_eq!(back, SnapshotTrade { trade_id, title: title.as_str().into(), price_cents: cents, qty: qty.get().into(), seller: (seller >> 64) as u64, buyer: (buyer >> 64) as u64 });
         }
+    }
+
+    #[test]
+    fn between_publishes_only_the_trades_the_view_can_show_are_kept_and_all_are_counted() {
+        let mut publisher = Publisher::default();
+        for trade_id in 1..=1000 {
+            publisher.record(&Trade {
+                trade_id,
+                title: Title::new("Dune").unwrap(),
+                price: Price::from_cents(500).unwrap(),
+                qty: 1,
+                seller: ClientId(1),
+                buyer: ClientId(2),
+                buy_request: RequestId(trade_id),
+                list_request: RequestId(0),
+                pinned: None,
+            });
+        }
+        assert_eq!(
+            (publisher.trades_recorded, publisher.unwritten),
+            (1000, 1000)
+        );
+        let kept: Vec<u64> = publisher.recent.iter().map(|t| t.trade_id).collect();
+        let last: Vec<u64> = (1000 - RECENT_TRADES as u64 + 1..=1000).collect();
+        assert_eq!(kept, last, "the newest RECENT_TRADES, oldest first");
     }
 }

@@ -99,20 +99,26 @@ mod tests {
     use std::time::Instant;
 
     #[test]
-    fn a_sleeper_parked_without_a_timeout_is_woken_by_the_alarm() {
+    fn a_sleeper_is_woken_by_the_alarm_long_before_its_own_timeout() {
         let alarm = Alarm::new();
         let doorbell = Doorbell::default();
         let every = Duration::from_millis(20);
+        // The sleeper's own timeout only turns a missing ring into a failure instead of a hang:
+        // woken by it, the sleeper would have waited 30 s.
+        let timeout = Duration::from_secs(30);
         let waited = alarm.ringing(&doorbell, every, |started| {
             assert!(started);
             let t = Instant::now();
             // Work appears only with the ring: the flag.
-            while !alarm.take() {
-                doorbell.park(|| alarm.rang.load(Relaxed), None);
+            while !alarm.take() && t.elapsed() < timeout {
+                doorbell.park(|| alarm.rang.load(Relaxed), Some(timeout));
             }
             t.elapsed()
         });
-        assert!(waited < Duration::from_secs(5), "woken after {waited:?}");
+        assert!(
+            waited < timeout / 2,
+            "woken after {waited:?}: by the timeout, not the alarm"
+        );
     }
 
     #[test]

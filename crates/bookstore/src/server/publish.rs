@@ -3,13 +3,11 @@
 //! cells, the rows of attached clients); at least once a second one writes everything, so a
 //! view scribbled on by a buggy client heals by itself.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use engine::{Engine, Event, Trade};
 
 use super::Clock;
-use crate::layout::RECENT_TRADES;
 use crate::shared::SharedStore;
 use crate::stats::{JournalFacts, StatsRecorder};
 use crate::view::{Counters, Publisher};
@@ -21,12 +19,6 @@ const REPUBLISH_EVERY: Duration = Duration::from_secs(1);
 pub(super) struct ViewSchedule {
     publisher: Publisher,
     pub(super) counters: Counters,
-    /// The last [`RECENT_TRADES`] trades since the last publish (the view shows no more), and
-    /// how many there were in all: kept bounded, since a busy market makes tens of thousands
-    /// between two publishes (measured: a vector of them all took a page fault every 26 round
-    /// trips as it grew, 3 µs each).
-    unpublished_trades: VecDeque<Trade>,
-    trades_since_publish: u64,
     dirty: bool,
     last_publish: Instant,
     /// When every cell was last written; `None` before the first publish.
@@ -38,8 +30,6 @@ impl ViewSchedule {
         Self {
             publisher: Publisher::new(recent),
             counters: Counters::default(),
-            unpublished_trades: VecDeque::with_capacity(RECENT_TRADES),
-            trades_since_publish: 0,
             dirty: true,
             last_publish: now,
             last_full_publish: None,
@@ -49,13 +39,7 @@ impl ViewSchedule {
     /// Notes what an event changes in the view.
     pub(super) fn record(&mut self, event: &Event) {
         match event {
-            Event::Traded(t) => {
-                if self.unpublished_trades.len() == RECENT_TRADES {
-                    self.unpublished_trades.pop_front();
-                }
-                self.unpublished_trades.push_back(t.clone());
-                self.trades_since_publish += 1;
-            }
+            Event::Traded(t) => self.publisher.record(t),
             Event::Rejected { .. } => self.counters.rejected += 1,
             _ => {}
         }
@@ -97,8 +81,6 @@ impl ViewSchedule {
             &stats,
             &self.counters,
             &shelf,
-            self.unpublished_trades.make_contiguous(),
-            self.trades_since_publish,
             clock.now_ms(),
             full,
             |map| {
@@ -112,44 +94,10 @@ impl ViewSchedule {
                 )
             },
         );
-        self.unpublished_trades.clear();
-        self.trades_since_publish = 0;
         self.dirty = false;
         self.last_publish = clock.now;
         if full {
             self.last_full_publish = Some(clock.now);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use engine::{ClientId, Price, RequestId, Title};
-
-    fn trade(trade_id: u64) -> Event {
-        Event::Traded(Trade {
-            trade_id,
-            title: Title::new("Dune").unwrap(),
-            price: Price::from_cents(500).unwrap(),
-            qty: 1,
-            seller: ClientId(1),
-            buyer: ClientId(2),
-            buy_request: RequestId(trade_id),
-            list_request: RequestId(0),
-            pinned: None,
-        })
-    }
-
-    #[test]
-    fn between_publishes_only_the_trades_the_view_can_show_are_kept_and_all_are_counted() {
-        let mut view = ViewSchedule::new(Instant::now(), Vec::new());
-        for id in 1..=1000 {
-            view.record(&trade(id));
-        }
-        assert_eq!(view.trades_since_publish, 1000);
-        let kept: Vec<u64> = view.unpublished_trades.iter().map(|t| t.trade_id).collect();
-        let last: Vec<u64> = (1000 - RECENT_TRADES as u64 + 1..=1000).collect();
-        assert_eq!(kept, last, "the newest RECENT_TRADES, oldest first");
     }
 }
