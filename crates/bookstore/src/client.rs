@@ -11,10 +11,12 @@ use crate::layout::{StoreState, REPLY_RING_CAPACITY, REQUEST_RING_CAPACITY};
 use crate::shared::{OpenStoreError, SharedStore};
 use crate::titles::ClientTitles;
 use crate::wire::{BadReply, Reply, Request};
+use bookstore_ipc::doorbell::Guard;
 use bookstore_ipc::ring::{Consumer, Producer, RingError};
 use bookstore_ipc::sync::Ordering::Release;
 
-/// How often a waiting client checks that its market is still alive.
+/// How often a waiting client checks that its market is still alive when no thread of the
+/// market guards its doorbell (with a guardian, the kernel wakes it when the market dies).
 const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long to spin for a reply before parking when `spinners` threads or processes (the
@@ -364,7 +366,9 @@ impl<'s> Client<'s> {
     }
 
     /// Waits for the next reply until `deadline` (`None`: forever), spinning first, then parked.
-    /// Returns `Ok(None)` at the deadline. Notices within ~100 ms if the market dies.
+    /// Returns `Ok(None)` at the deadline. Notices when the market dies: at once, woken by the
+    /// kernel (the market's alarm thread guards the doorbell, see `bookstore_ipc::doorbell`),
+    /// or within ~100 ms if no thread of the market guards it.
     pub fn recv(&mut self, deadline: Option<Instant>) -> Result<Option<Reply>, ClientError> {
         // The clock is read only when the ring comes up empty, and then every 64 spins: a
         // reply that is already there (the second of a pair) costs no clock read at all.
@@ -388,13 +392,22 @@ impl<'s> Client<'s> {
                 std::hint::spin_loop();
                 continue;
             }
-            let timeout = deadline.map_or(LIVENESS_EVERY, |d| (d - now).min(LIVENESS_EVERY));
+            // Without a timeout of our own while the market's guardian thread guards our
+            // doorbell (the kernel wakes us if it dies); every LIVENESS_EVERY without one.
+            let timeout = deadline.map(|d| d - now);
             let replies = self.replies.shared();
-            self.store
-                .slot(self.slot)
-                .doorbell
-                .park(|| replies.has_messages(), Some(timeout));
+            let guard = self.store.slot(self.slot).doorbell.park_guarded(
+                || replies.has_messages(),
+                timeout,
+                LIVENESS_EVERY,
+            );
             if !replies.has_messages() {
+                if guard == Guard::Died {
+                    // The market is dying (or stopping): wait for its process to end rather
+                    // than for a ring, which will not come.
+                    let wait = timeout.map_or(LIVENESS_EVERY, |t| t.min(LIVENESS_EVERY));
+                    let _ = self.market.wait_exit(wait);
+                }
                 self.check_market()?;
             }
         }

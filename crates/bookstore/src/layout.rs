@@ -1,4 +1,4 @@
-//! The shared object's bytes: what lives where, version 7.
+//! The shared object's bytes: what lives where, version 8.
 //!
 //! Every field is an atomic (any bit pattern is a valid atomic), so a buggy or hostile process
 //! writing into the object can make us read wrong *values*, which we validate, but never
@@ -48,7 +48,8 @@ pub use bookstore_ipc::slot::{SlotControl, SlotState};
 
 /// `b"BOOKSTOR"` read as a little-endian word.
 pub const MAGIC: u64 = u64::from_le_bytes(*b"BOOKSTOR");
-pub const LAYOUT_VERSION: u32 = 7;
+/// 8: a doorbell word holds its guardian thread's id, and `PARKED` is its top bit (was the value 1).
+pub const LAYOUT_VERSION: u32 = 8;
 /// Cells in each request ring: as many as the reply ring, so a client may have a reply ring's
 /// worth of orders in flight without waiting for room. The market takes up to 64 requests of
 /// each client per pass (fairness between clients), and a ring of 64 cells made a pipelining

@@ -386,8 +386,10 @@ fn buyer_killed_while_waiting_has_its_resting_buy_cancelled() {
     market.stop();
 }
 
+/// The buyer parks for its reply with no timeout of its own but its buy's (60 s): only the
+/// kernel, marking the doorbell the market's alarm thread guarded, can wake it at once.
 #[test]
-fn a_client_whose_market_is_killed_returns_within_a_second() {
+fn a_client_whose_market_is_killed_is_woken_by_the_kernel_and_returns_within_a_second() {
     let mut market = Market::start("dead-market", &[]);
     // Without --wait: it does not wait for a next market to ask about its buy.
     let buyer = market.spawn_client(
@@ -418,6 +420,22 @@ fn a_client_whose_market_is_killed_returns_within_a_second() {
     );
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("exited"), "{}", stderr(&out));
+    // The buyer's doorbell (slot 0's) says its guardian died: the kernel wrote that.
+    let mut word = [0u8; 4];
+    let at =
+        bookstore::layout::HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell);
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(dev_shm(&market.name)).unwrap(),
+        &mut word,
+        at as u64,
+    )
+    .unwrap();
+    let word = u32::from_le_bytes(word);
+    assert_eq!(
+        word,
+        bookstore_ipc::doorbell::GUARDIAN_DIED,
+        "slot 0's doorbell word: {word:#x}"
+    );
     let _ = std::fs::remove_file(dev_shm(&market.name));
 }
 

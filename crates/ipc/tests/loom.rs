@@ -179,6 +179,48 @@ fn a_sleeper_is_always_woken_by_a_ring_regardless() {
     });
 }
 
+/// A client parked for its reply while the market's guardian thread ends (what the kernel does
+/// when it dies is what `release_guard` does) and the market's loop rings once: the client,
+/// parking without a timeout while the guardian lives, must see both the reply and the death.
+/// A lost wake-up would leave it parked for ever (a deadlock to loom).
+#[test]
+fn a_guarded_sleeper_sees_its_reply_and_its_guardians_death() {
+    use bookstore_ipc::doorbell::Guard;
+    use std::time::Duration;
+    let mut builder = loom::model::Builder::new();
+    builder.preemption_bound = Some(3);
+    builder.check(|| {
+        let bell = Arc::new(Doorbell::default());
+        bell.guard(7);
+        let ring = Arc::new(Ring::<2>::new_boxed());
+        let (b, r) = (bell.clone(), ring.clone());
+        let ringer = thread::spawn(move || {
+            Producer::new(&r).try_push(&message(2)).unwrap();
+            b.notify();
+        });
+        let b = bell.clone();
+        let guardian = thread::spawn(move || assert!(b.release_guard(7)));
+        let mut c = Consumer::new(&ring);
+        let (mut reply, mut died) = (false, false);
+        while !(reply && died) {
+            if let Some(m) = c.try_pop().unwrap() {
+                check(m, 2);
+                reply = true;
+                continue;
+            }
+            if died {
+                // A guarded park after the death returns at once (the client then waits on the
+                // market's process instead): let the ringer run.
+                thread::yield_now();
+            }
+            let seen = bell.park_guarded(|| ring.has_messages(), None, Duration::from_millis(100));
+            died |= seen == Guard::Died;
+        }
+        ringer.join().unwrap();
+        guardian.join().unwrap();
+    });
+}
+
 /// A client waiting for its reply: one ringer (the market) publishing two events in two
 /// rounds, the sleeper parking between them.
 #[test]

@@ -5,7 +5,8 @@
 //! It creates, opens, checks and maps named objects; it waits on and wakes futex words; it
 //! tells whether a process is the same one that was seen before; it locks files. Every system
 //! call of the market's crates goes through here; the only `unsafe` is in the modules of
-//! [`Segment`] and [`MappedFile`] (the mappings themselves), which opt in to it.
+//! [`Segment`] and [`MappedFile`] (the mappings themselves) and [`robust`] (the lists of
+//! futex words the kernel marks when a thread dies), which opt in to it.
 
 pub mod file;
 pub mod futex;
@@ -13,6 +14,7 @@ mod mapped_file;
 mod name;
 pub mod process;
 pub mod random;
+pub mod robust;
 mod segment;
 pub mod users;
 

@@ -8,12 +8,33 @@
 //! another waker for its housekeeping (deadlines, departed clients, the view's healing,
 //! snapshots, the stop flag): this thread, which sleeps on its own timer once per interval
 //! however many requests come in.
+//!
+//! The same thread is the *guardian* of the clients' doorbells (`Doorbell::guard_while`): its
+//! id is in their words and they are on its robust-futex list, so a client parks for its reply
+//! without a timeout of its own, and the kernel wakes it if the market dies, even by
+//! `SIGKILL`. A client used to wake every 100 ms to look, and its timed park cost the same
+//! timer as the market's. Since nothing else then ends a client's sleep, each ring also
+//! *sweeps*: a client whose replies wait in its ring gets a wake-up regardless, which bounds to
+//! an interval the sleep of a client whose doorbell word another process scribbled on.
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
 use bookstore_ipc::doorbell::Doorbell;
+
+use crate::layout::ReplyRing;
+use crate::shared::SharedStore;
+
+/// A client's doorbell, which the alarm guards, and its reply ring, which it sweeps.
+pub(super) type ClientDoorbell<'s> = (&'s Doorbell, &'s ReplyRing);
+
+/// Every slot's doorbell and reply ring.
+pub(super) fn client_doorbells(store: &SharedStore) -> Vec<ClientDoorbell<'_>> {
+    (0..store.geometry().slot_count)
+        .map(|i| (&store.slot(i).doorbell, &store.slot(i).replies))
+        .collect()
+}
 
 pub(super) struct Alarm {
     /// Set at each ring, cleared by [`take`](Self::take). Relaxed: it carries no data; the
@@ -39,22 +60,42 @@ impl Alarm {
         self.rang.load(Relaxed) && self.rang.swap(false, Relaxed)
     }
 
-    /// Runs `body` while a thread rings `doorbell` every `every`, and stops that thread when
-    /// `body` returns (or unwinds). `body` is told whether the thread runs: if it could not be
-    /// started, the caller must park with a timeout instead.
+    /// Runs `body` while a thread rings `doorbell` every `every`, guarding and sweeping the
+    /// `clients`' doorbells, and stops that thread when `body` returns (or unwinds). `body`
+    /// starts once the doorbells are guarded, and is told whether the thread runs: if it could
+    /// not be started, the caller must park with a timeout instead (and the clients look for
+    /// the market with theirs).
     pub(super) fn ringing<R>(
         &self,
         doorbell: &Doorbell,
+        clients: &[ClientDoorbell<'_>],
         every: Duration,
         body: impl FnOnce(bool) -> R,
     ) -> R {
         *self.stop.lock().unwrap_or_else(PoisonError::into_inner) = false;
         std::thread::scope(|scope| {
+            let (armed, ready) = std::sync::mpsc::sync_channel(1);
+            let guarded: Vec<&Doorbell> = clients.iter().map(|c| c.0).collect();
+            let ring = || self.ring_every(doorbell, clients, every);
             let started = std::thread::Builder::new()
                 .name("market-alarm".into())
-                .spawn_scoped(scope, || self.ring_every(doorbell, every))
+                .spawn_scoped(scope, move || {
+                    let guarding = Doorbell::guard_while(&guarded, || {
+                        let _ = armed.send(());
+                        ring();
+                    });
+                    if let Err(error) = guarding {
+                        tracing::warn!(%error, "cannot guard the clients' doorbells; they will look for the market every 100 ms");
+                        let _ = armed.send(());
+                        ring();
+                    }
+                })
                 .is_ok();
-            if !started {
+            if started {
+                // Guarded (or known not to be) before any client is let in. An error: the
+                // thread died before, which the scope reports when it joins.
+                let _ = ready.recv();
+            } else {
                 tracing::warn!("cannot start the market's alarm thread; parking with a timeout");
             }
             // Stops the thread before the scope joins it, also when `body` panics.
@@ -63,7 +104,7 @@ impl Alarm {
         })
     }
 
-    fn ring_every(&self, doorbell: &Doorbell, every: Duration) {
+    fn ring_every(&self, doorbell: &Doorbell, clients: &[ClientDoorbell<'_>], every: Duration) {
         let mut stop = self.stop.lock().unwrap_or_else(PoisonError::into_inner);
         loop {
             // Sleeps the interval unless told to stop (spurious wake-ups sleep on).
@@ -80,6 +121,13 @@ impl Alarm {
             // market went to sleep, and only a wake-up ends that sleep (the timeout did, when
             // the market parked with one). A system call twenty times a second.
             doorbell.wake_regardless();
+            // A client whose replies wait in its ring missed its ring, or is about to be
+            // rung: a wake-up either way (a system call with no one to wake is cheap).
+            for (client, replies) in clients {
+                if replies.has_messages() {
+                    client.wake_regardless();
+                }
+            }
         }
     }
 }
@@ -106,7 +154,7 @@ mod tests {
         // The sleeper's own timeout only turns a missing ring into a failure instead of a hang:
         // woken by it, the sleeper would have waited 30 s.
         let timeout = Duration::from_secs(30);
-        let waited = alarm.ringing(&doorbell, every, |started| {
+        let waited = alarm.ringing(&doorbell, &[], every, |started| {
             assert!(started);
             let t = Instant::now();
             // Work appears only with the ring: the flag.
@@ -126,7 +174,7 @@ mod tests {
         let alarm = Alarm::new();
         let doorbell = Doorbell::default();
         let t = Instant::now();
-        alarm.ringing(&doorbell, Duration::from_secs(3600), |_| ());
+        alarm.ringing(&doorbell, &[], Duration::from_secs(3600), |_| ());
         assert!(t.elapsed() < Duration::from_secs(60));
         assert!(!alarm.take(), "it never rang");
     }

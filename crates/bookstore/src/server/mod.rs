@@ -209,7 +209,8 @@ impl<'s> Market<'s> {
     pub fn run(&mut self, stop: &AtomicBool) -> Result<Summary, WriteJournalError> {
         let (store, alarm) = (self.store, Arc::clone(&self.alarm));
         let doorbell = &store.header().doorbell;
-        alarm.ringing(doorbell, HOUSEKEEPING_EVERY, |rings| {
+        let clients = alarm::client_doorbells(store);
+        alarm.ringing(doorbell, &clients, HOUSEKEEPING_EVERY, |rings| {
             self.serve(stop, rings)
         })
     }
@@ -267,9 +268,9 @@ impl<'s> Market<'s> {
             );
             // `idle_since` stays: a park that ends with no work (the alarm's ring, or the
             // timeout without it, for the housekeeping) is followed by another park, not by
-            // another spin. Only a pass
-            // that works starts the spin over (a market told to spin for a second used to
-            // spin a second after every 50 ms park: a busy core with nobody attached).
+            // another spin. Only a pass that works starts the spin over (a market told to spin
+            // for a second used to spin a second after every 50 ms park: a busy core with
+            // nobody attached).
         }
         self.publish();
         self.tell(|| MarketEvent::Idle);
