@@ -368,6 +368,12 @@ impl StoreReader {
         self.map.header().doorbell.is_parked()
     }
 
+    /// The thread of the market that guards the clients' doorbells (its alarm thread: the
+    /// kernel wakes a parked client when it dies), as slot 0's doorbell names it now.
+    pub fn doorbell_guardian(&self) -> Option<u32> {
+        self.map.slot(0).doorbell.guardian_thread()
+    }
+
     /// One slot as it looks now (the state acquired first; the rest may be a moment stale).
     pub fn slot(&self, index: u32) -> SlotReport {
         let slot = self.map.slot(index);

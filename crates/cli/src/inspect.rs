@@ -40,6 +40,9 @@ struct Report {
     /// The market is parked on its doorbell: nothing to do, and its view is current (it
     /// publishes before it parks).
     market_idle: bool,
+    /// The market's thread that guards the clients' doorbells (the kernel wakes a parked
+    /// client when it dies), if one does.
+    doorbell_guardian_thread: Option<u32>,
     clients: Vec<ClientInfo>,
     books_on_shelf: u64,
     books_listed_total: u64,
@@ -165,6 +168,7 @@ fn build(store: &StoreReader) -> Result<Report, view::SnapshotError> {
         market_pid: market.pid,
         market_running: ProcessHandle::open(market).is_ok(),
         market_idle: store.market_parked(),
+        doorbell_guardian_thread: store.doorbell_guardian(),
         clients,
         balanced: snap.books_listed == snap.books_sold + snap.books_on_shelf,
         books_on_shelf: snap.books_on_shelf,
@@ -220,6 +224,12 @@ fn render(r: &Report) -> String {
     } else if r.market_running {
         let doing = if r.market_idle { "idle" } else { "busy" };
         let _ = writeln!(s, "  market pid {} is running ({doing})", r.market_pid);
+        if let Some(thread) = r.doorbell_guardian_thread {
+            let _ = writeln!(
+                s,
+                "  clients' doorbells guarded by its thread {thread} (market-alarm): the kernel wakes a parked client if the market dies"
+            );
+        }
     } else {
         let _ = writeln!(
             s,

@@ -239,6 +239,13 @@ impl Doorbell {
         })
     }
 
+    /// The thread id of the word's guardian while it lives, as the word reads now (for
+    /// `inspect`).
+    pub fn guardian_thread(&self) -> Option<u32> {
+        let word = self.word.load(Ordering::Relaxed);
+        (Guard::of(word) == Guard::Alive).then_some(word & GUARDIAN)
+    }
+
     /// The word's guardian, as it reads now (for `inspect`).
     pub fn guardian(&self) -> Guard {
         Guard::of(self.word.load(Ordering::Relaxed))

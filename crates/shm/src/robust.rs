@@ -79,7 +79,10 @@ pub fn while_holding<R>(words: &[&AtomicU32], body: impl FnOnce() -> R) -> Resul
     if words.len() > MAX_WORDS {
         return Err(HoldError::TooMany(words.len()));
     }
-    let addresses: Vec<usize> = words.iter().map(|w| w.as_ptr() as usize).collect();
+    // Each word once (a word listed twice would make its node point at itself).
+    let mut addresses: Vec<usize> = words.iter().map(|w| w.as_ptr() as usize).collect();
+    addresses.sort_unstable();
+    addresses.dedup();
     let (Some(&low), Some(&high)) = (addresses.iter().min(), addresses.iter().max()) else {
         return Ok(body());
     };
