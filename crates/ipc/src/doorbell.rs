@@ -28,7 +28,7 @@
 //! # A guardian: waking the sleeper when the ringer's process dies
 //!
 //! A client parked for its reply must also wake if the market dies, and a timeout to look
-//! every so often costs a timer armed and cancelled at every park (half a microsecond on this
+//! every so often costs a timer armed and cancelled at every park (0.2 to 0.5 µs on this
 //! kind of machine, see the alarm in the market). Instead a thread of the market *guards* the
 //! word: its thread id is in the word's low bits ([`GUARDIAN`]) and the word is on that
 //! thread's robust-futex list (`shm::robust`). [`PARKED`] is the kernel's `FUTEX_WAITERS` bit,
