@@ -187,6 +187,53 @@ fn a_market_asleep_under_a_scribbled_doorbell_is_still_woken_and_serves() {
     assert_eq!(market.assert_balanced()["books_on_shelf"], 1);
 }
 
+/// A client parked for its reply (a resting buy, with no timeout but the buy's own while the
+/// market's alarm thread guards its doorbell) has its `PARKED` bit cleared by another writer
+/// of the object: the market's ring then sees no sleeper and makes no system call. Only the
+/// alarm's sweep, which wakes a client whose replies wait in its ring, ends that sleep before
+/// the buy's 60 s.
+#[test]
+fn a_client_asleep_under_a_scribbled_doorbell_is_still_woken_for_its_reply() {
+    let market = Market::start("client-bell", &["--capacity", "50", "--spin-us", "0"]);
+    let buyer = market.spawn_client(
+        "buyer",
+        &["buy", "Dune", "--max-price", "10", "--timeout", "60"],
+    );
+    let object = object_for_writing(&market.name);
+    // The buyer is the only client: slot 0.
+    let word_at = (HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell)) as u64;
+    let read_word = || {
+        let mut word = [0u8; 4];
+        std::fs::File::open(dev_shm(&market.name))
+            .unwrap()
+            .read_exact_at(&mut word, word_at)
+            .unwrap();
+        u32::from_le_bytes(word)
+    };
+    use bookstore_ipc::doorbell::{GUARDIAN, PARKED};
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let word = read_word();
+            word & PARKED != 0 && word & GUARDIAN != 0
+        }),
+        "the buyer parks on its guarded doorbell: {:#x}",
+        read_word()
+    );
+    object
+        .write_at(&(read_word() & !PARKED).to_le_bytes(), word_at)
+        .unwrap();
+    let started = std::time::Instant::now();
+    let out = market.client("seller", &["sell", "Dune", "--price", "5", "--qty", "1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = buyer.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the buyer got its reply {:?} after the sale: by its buy's timeout, not the sweep",
+        started.elapsed()
+    );
+}
+
 /// A buggy client writes random words all over the live object (slot control words, ring
 /// indices and cells, the doorbells, the view). The market must keep running, keep its
 /// books, and serve the next valid client; the view heals at the next publish.
