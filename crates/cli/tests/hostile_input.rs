@@ -164,21 +164,16 @@ fn a_full_dev_shm_is_a_clear_error_at_start_not_a_sigbus_later() {
 fn a_market_asleep_under_a_scribbled_doorbell_is_still_woken_and_serves() {
     let market = Market::start("doorbell", &["--capacity", "50", "--spin-us", "0"]);
     let object = object_for_writing(&market.name);
-    let word_at = std::mem::offset_of!(Header, doorbell) as u64;
-    let read_word = || {
-        let mut word = [0u8; 4];
-        std::fs::File::open(dev_shm(&market.name))
-            .unwrap()
-            .read_exact_at(&mut word, word_at)
-            .unwrap();
-        u32::from_le_bytes(word)
-    };
+    let word_at = std::mem::offset_of!(Header, doorbell);
+    let read_word = || word_in_object(&market.name, word_at);
     assert!(
         eventually(Duration::from_secs(5), || read_word()
             == bookstore_ipc::doorbell::PARKED),
         "the market parks when idle"
     );
-    object.write_at(&7u32.to_le_bytes(), word_at).unwrap();
+    object
+        .write_at(&7u32.to_le_bytes(), word_at as u64)
+        .unwrap();
     let out = market.client(
         "seller",
         &["--wait", "5", "sell", "Dune", "--price", "5", "--qty", "1"],
@@ -201,15 +196,8 @@ fn a_client_asleep_under_a_scribbled_doorbell_is_still_woken_for_its_reply() {
     );
     let object = object_for_writing(&market.name);
     // The buyer is the only client: slot 0.
-    let word_at = (HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell)) as u64;
-    let read_word = || {
-        let mut word = [0u8; 4];
-        std::fs::File::open(dev_shm(&market.name))
-            .unwrap()
-            .read_exact_at(&mut word, word_at)
-            .unwrap();
-        u32::from_le_bytes(word)
-    };
+    let word_at = HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell);
+    let read_word = || word_in_object(&market.name, word_at);
     use bookstore_ipc::doorbell::{GUARDIAN, PARKED};
     assert!(
         eventually(Duration::from_secs(5), || {
@@ -220,7 +208,7 @@ fn a_client_asleep_under_a_scribbled_doorbell_is_still_woken_for_its_reply() {
         read_word()
     );
     object
-        .write_at(&(read_word() & !PARKED).to_le_bytes(), word_at)
+        .write_at(&(read_word() & !PARKED).to_le_bytes(), word_at as u64)
         .unwrap();
     let started = std::time::Instant::now();
     let out = market.client("seller", &["sell", "Dune", "--price", "5", "--qty", "1"]);

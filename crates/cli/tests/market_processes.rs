@@ -421,16 +421,9 @@ fn a_client_whose_market_is_killed_is_woken_by_the_kernel_and_returns_within_a_s
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("exited"), "{}", stderr(&out));
     // The buyer's doorbell (slot 0's) says its guardian died: the kernel wrote that.
-    let mut word = [0u8; 4];
     let at =
         bookstore::layout::HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell);
-    std::os::unix::fs::FileExt::read_exact_at(
-        &std::fs::File::open(dev_shm(&market.name)).unwrap(),
-        &mut word,
-        at as u64,
-    )
-    .unwrap();
-    let word = u32::from_le_bytes(word);
+    let word = word_in_object(&market.name, at);
     assert_eq!(
         word,
         bookstore_ipc::doorbell::GUARDIAN_DIED,

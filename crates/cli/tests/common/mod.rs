@@ -29,6 +29,19 @@ pub fn dev_shm(name: &str) -> PathBuf {
 
 /// The live object of store `name`, opened for writing as a process that scribbles on it
 /// would (`write_at` its words).
+/// The little-endian 32-bit word at byte `at` of the store's object, as it reads now (a
+/// futex word: a doorbell).
+pub fn word_in_object(name: &str, at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    std::os::unix::fs::FileExt::read_exact_at(
+        &std::fs::File::open(dev_shm(name)).unwrap(),
+        &mut word,
+        at as u64,
+    )
+    .unwrap();
+    u32::from_le_bytes(word)
+}
+
 pub fn object_for_writing(name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
         .write(true)
