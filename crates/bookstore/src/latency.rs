@@ -69,10 +69,12 @@ impl Histogram {
         &self.counts
     }
 
-    /// Counts `n` latencies of `ns` each.
-    pub fn record_n(&mut self, ns: u64, n: u64) {
-        let count = &mut self.counts[bucket_of(ns)];
+    /// Counts `n` latencies of `ns` each; returns the bucket that counts them.
+    pub fn record_n(&mut self, ns: u64, n: u64) -> usize {
+        let bucket = bucket_of(ns);
+        let count = &mut self.counts[bucket];
         *count = count.saturating_add(n);
+        bucket
     }
 
     /// What was counted after `earlier` (a previous copy of the same cumulative histogram).

@@ -142,8 +142,8 @@ impl StatsRecorder {
 
     /// Counts `n` requests served with latency `ns` each, at wall time `now_ms`.
     pub fn record_latency(&mut self, ns: u64, n: u64, now_ms: u64) {
-        self.latency.record_n(ns, n);
-        self.latency_unwritten |= 1 << crate::latency::bucket_of(ns);
+        let bucket = self.latency.record_n(ns, n);
+        self.latency_unwritten |= 1 << bucket;
         self.latency_count = self.latency_count.saturating_add(n);
         self.latency_sum_ns = self.latency_sum_ns.saturating_add(ns.saturating_mul(n));
         self.roll_max_window(now_ms);

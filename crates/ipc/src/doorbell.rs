@@ -133,15 +133,8 @@ impl Doorbell {
     /// Sleeps until rung or `timeout` passes, unless `has_work` (checked after announcing the
     /// park) already sees work. The caller re-checks for work either way.
     pub fn park(&self, has_work: impl FnOnce() -> bool, timeout: Option<Duration>) {
-        // Announce the park. The SeqCst fence orders this write before the re-check's loads,
-        // against the ringer's fence (see the module docs); Relaxed suffices for the RMW itself.
-        let word = self.word.fetch_or(PARKED, Ordering::Relaxed) | PARKED;
-        fence(Ordering::SeqCst);
-        if !has_work() {
-            // Returns at once if a ringer already cleared PARKED (or anything else changed).
-            self.wait(word, timeout);
-        }
-        self.unpark();
+        let word = self.announce_park();
+        self.sleep_unless(word, has_work, timeout);
     }
 
     /// [`park`](Self::park) for a sleeper that must also wake when its guardian dies: without
@@ -155,22 +148,39 @@ impl Doorbell {
         deadline: Option<Duration>,
         unguarded: Duration,
     ) -> Guard {
-        // As in `park`. The word the RMW returns is the one the wait compares with: if the
-        // kernel marks the guardian dead after this, the word differs and the wait returns at
-        // once, or the kernel's wake ends it (PARKED is set).
+        // The word the announcing RMW returns is the one the wait compares with: if the kernel
+        // marks the guardian dead after this, the word differs and the wait returns at once,
+        // or the kernel's wake ends it (PARKED is set).
+        let word = self.announce_park();
+        let guard = Guard::of(word);
+        match guard {
+            Guard::Alive => self.sleep_unless(word, has_work, deadline),
+            Guard::None => {
+                let timeout = deadline.map_or(unguarded, |d| d.min(unguarded));
+                self.sleep_unless(word, has_work, Some(timeout));
+            }
+            Guard::Died => self.unpark(),
+        }
+        guard
+    }
+
+    /// Sets `PARKED`; returns the word as it now reads. The SeqCst fence orders this write
+    /// before the re-check's loads, against the ringer's fence (see the module docs); Relaxed
+    /// suffices for the RMW itself.
+    fn announce_park(&self) -> u32 {
         let word = self.word.fetch_or(PARKED, Ordering::Relaxed) | PARKED;
         fence(Ordering::SeqCst);
-        let guard = Guard::of(word);
-        let timeout = match guard {
-            Guard::Alive => deadline,
-            Guard::None => Some(deadline.map_or(unguarded, |d| d.min(unguarded))),
-            Guard::Died => Some(Duration::ZERO),
-        };
-        if guard != Guard::Died && !has_work() {
+        word
+    }
+
+    /// After [`announce_park`](Self::announce_park) read `word`: sleeps unless `has_work`,
+    /// then unparks.
+    fn sleep_unless(&self, word: u32, has_work: impl FnOnce() -> bool, timeout: Option<Duration>) {
+        if !has_work() {
+            // Returns at once if a ringer already cleared PARKED (or anything else changed).
             self.wait(word, timeout);
         }
         self.unpark();
-        guard
     }
 
     /// Woken, timed out or found work: either way the sleeper is awake now. Relaxed: the word
@@ -197,9 +207,10 @@ impl Doorbell {
     /// woken. Returns whether the word named `id`.
     pub fn release_guard(&self, id: u32) -> bool {
         let id = id & GUARDIAN;
-        // SeqCst fence as in `notify`: what the guardian published before it ends (its
-        // last replies) is seen by a sleeper woken here.
-        fence(Ordering::SeqCst);
+        // Relaxed, and no fence: the word's own modification order decides. Either the
+        // sleeper's announcing RMW comes first (this one sees PARKED and wakes it) or this one
+        // does (the sleeper reads GUARDIAN_DIED and does not wait). The guardian publishes
+        // nothing for the sleeper to read: replies come through the ring's own release stores.
         let marked = self
             .word
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |w| {
@@ -240,18 +251,13 @@ impl Doorbell {
     }
 
     /// The thread id of the word's guardian while it lives, as the word reads now (for
-    /// `inspect`).
+    /// `inspect`). Relaxed: a report of a moment, ordered with nothing.
     pub fn guardian_thread(&self) -> Option<u32> {
         let word = self.word.load(Ordering::Relaxed);
         (Guard::of(word) == Guard::Alive).then_some(word & GUARDIAN)
     }
 
-    /// The word's guardian, as it reads now (for `inspect`).
-    pub fn guardian(&self) -> Guard {
-        Guard::of(self.word.load(Ordering::Relaxed))
-    }
-
-    /// Whether the sleeper has announced it is parked (for `inspect`).
+    /// Whether the sleeper has announced it is parked (for `inspect`). Relaxed, as above.
     pub fn is_parked(&self) -> bool {
         self.word.load(Ordering::Relaxed) & PARKED != 0
     }

@@ -83,7 +83,7 @@ pub fn while_holding<R>(words: &[&AtomicU32], body: impl FnOnce() -> R) -> Resul
     let mut addresses: Vec<usize> = words.iter().map(|w| w.as_ptr() as usize).collect();
     addresses.sort_unstable();
     addresses.dedup();
-    let (Some(&low), Some(&high)) = (addresses.iter().min(), addresses.iter().max()) else {
+    let (Some(&low), Some(&high)) = (addresses.first(), addresses.last()) else {
         return Ok(body());
     };
     if addresses.iter().any(|a| (a - low) % 8 != 0) {
