@@ -51,8 +51,8 @@ struct Head {
 pub enum HoldError {
     #[error("{0} futex words to hold: the kernel walks at most {MAX_WORDS}")]
     TooMany(usize),
-    #[error("the futex words to hold are not 8-byte aligned relative to each other")]
-    Misaligned,
+    #[error("a futex word to hold is {offset} bytes from the lowest: not a multiple of 8 (each needs an 8-byte node at the same distance)")]
+    Misaligned { offset: usize },
     #[error("{call}: {source}")]
     Call {
         call: &'static str,
@@ -86,8 +86,8 @@ pub fn while_holding<R>(words: &[&AtomicU32], body: impl FnOnce() -> R) -> Resul
     let (Some(&low), Some(&high)) = (addresses.first(), addresses.last()) else {
         return Ok(body());
     };
-    if addresses.iter().any(|a| (a - low) % 8 != 0) {
-        return Err(HoldError::Misaligned);
+    if let Some(offset) = addresses.iter().map(|a| a - low).find(|o| o % 8 != 0) {
+        return Err(HoldError::Misaligned { offset });
     }
     // The mirror: one u64 per 8 bytes of the words' range, a node at each word's place. A
     // zeroed allocation this large is fresh pages the kernel maps only where a node is written.
