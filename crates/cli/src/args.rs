@@ -66,8 +66,9 @@ pub enum Command {
     ///
     /// The rows whose ratios are targets (the floor and the market in spin mode, iceoryx2, the
     /// futex floor and the market in park mode) are measured in four rounds taken in turn and
-    /// merged, so a phase of noise on a shared machine falls on both rows of a ratio alike.
-    /// The futex floor and park mode are measured twice, pinned: each process on a CPU of its
+    /// merged, so a phase of noise on a shared machine falls on both rows of a ratio alike;
+    /// the end-to-end throughput is measured three times each way, unsynced and fsynced by
+    /// turns, and the medians are shown. The futex floor and park mode are measured twice, pinned: each process on a CPU of its
     /// own, and both on one CPU (where the scheduler puts them changes these rows twofold).
     ///
     /// A bench first removes what a bench killed with SIGKILL left (its shared object in

@@ -6,7 +6,7 @@
 //! so the clock's own cost (~20-40 ns through the vDSO) is in every row alike.
 
 use bookstore_ipc::pingpong::{FutexPinger, Pinger};
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,7 +18,7 @@ use shm::{Mode, Segment, ShmName};
 
 use crate::args::BenchArgs;
 use crate::exit::Exit;
-use crate::peers::{self, Reaped};
+use crate::peers::Reaped;
 use crate::scratch::ScratchJournal;
 use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::wire::{Reply, Request};
@@ -372,36 +372,6 @@ fn market_rtt(
     result
 }
 
-/// One seller process and one buyer process, each pipelining `orders` orders, against a
-/// market journaling with `durability` (and `extra` arguments).
-fn end_to_end_orders_per_sec(orders: u32, durability: &str, extra: &[&str]) -> BenchResult<f64> {
-    let name = unique_name("throughput");
-    let market = start_market(&name, 1_000_000, durability, extra)?;
-    let result = (|| {
-        let command = |kind: &str| -> BenchResult<Command> {
-            let mut c = peer_command(kind)?;
-            c.args(["--name", name.as_str(), "--count", &orders.to_string()]);
-            Ok(c)
-        };
-        // Both attached, then started together.
-        let mut peers =
-            peers::start_together([command("seller")?, command("buyer")?], "a bench peer")?;
-        let mut slowest = 0f64;
-        for peer in &mut peers {
-            let mut line = String::new();
-            peer.output.read_line(&mut line)?;
-            let secs: f64 = line
-                .trim()
-                .parse()
-                .map_err(|_| format!("bench peer failed: {line:?}"))?;
-            slowest = slowest.max(secs);
-        }
-        Ok(2.0 * f64::from(orders) / slowest)
-    })();
-    stop_market(market)?;
-    result
-}
-
 fn engine_ops_per_sec(pairs: u32) -> BenchResult<f64> {
     let mut engine = Engine::new(100_000);
     let title = Title::new("Benchmark")?;
@@ -484,10 +454,7 @@ fn bench(args: &BenchArgs) -> BenchResult<()> {
     let uds_h = uds(n)?;
     progress("the market alone (client and market passes on one thread)");
     let alone_h = alone::market_alone(n)?;
-    progress("end-to-end orders/s (one seller process, one buyer process), journal not fsynced");
-    let orders_per_sec = end_to_end_orders_per_sec(args.orders, "none", &[])?;
-    progress("end-to-end orders/s, journal fsynced once per batch (the default)");
-    let orders_per_sec_fsync = end_to_end_orders_per_sec(args.orders, "batch", &[])?;
+    let (orders_per_sec, orders_per_sec_fsync) = throughput::by_turns(args.orders, &progress)?;
     progress("the engine alone");
     let engine_ops_per_sec = engine_ops_per_sec(args.orders)?;
     let restart = match args.restart_history {
@@ -565,4 +532,5 @@ mod replicated;
 mod restart;
 mod rounds;
 mod table;
+mod throughput;
 pub use peer::{peer, PeerArgs};

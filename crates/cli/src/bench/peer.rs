@@ -16,12 +16,16 @@ use bookstore::client::{open_store, Client, ClientRole};
 use bookstore::wire::{Reply, Request};
 use bookstore_ipc::pingpong;
 
-/// Orders a throughput peer keeps in flight: as many as a reply ring holds. With
-/// `--durability batch` the market shows a reply only once its record is on disk, and one
-/// `fdatasync` takes hundreds of microseconds: a window of 48 let each client finish at most
-/// 48 orders per sync (0.1-0.2x of the unsynced rate); a window the size of the reply ring
-/// lets one sync acknowledge everything that arrived while it ran.
-const WINDOW: usize = bookstore::layout::REPLY_RING_CAPACITY;
+/// Orders a throughput peer keeps in flight: four reply rings' worth (the market keeps what
+/// does not fit in a ring in its backlog). With `--durability batch` a reply is shown only once
+/// its record is on disk, so by Little's law the orders in flight bound the rate at about
+/// `window / (2 x sync time)`: while one batch syncs the next fills. A window of 48 let each
+/// client finish at most 48 orders per sync (0.1-0.2x of the unsynced rate); one ring (1024)
+/// left the syncs at ~1000 orders for both clients, 0.42-0.54x; four rings, measured in turn
+/// with one and with eight on this machine (three times each, 2 M orders a peer), took the
+/// fsynced runs from 5.2-5.4 s to 3.7-4.7 s, with the unsynced ones unchanged (2.2-2.9 s; eight
+/// rings: no faster fsynced, slower unsynced, a larger working set).
+const WINDOW: usize = 4 * bookstore::layout::REPLY_RING_CAPACITY;
 
 /// Most of its books a seller peer keeps listed and unsold. Without a bound the seller, whose
 /// listings never wait for the buyer, runs ahead until the store is full and then retries

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::{end_to_end_orders_per_sec, market_rtt, BenchResult, Percentiles};
+use super::{market_rtt, throughput, BenchResult, Percentiles};
 use bookstore_replication::local_cluster::{server_binary, LocalCluster};
 
 #[derive(Serialize, Clone, Copy)]
@@ -36,7 +36,7 @@ pub(super) fn measure(
     let extra = ["--nats", urls.as_str()];
     let round_trips = round_trips.min(2_000);
     let rtt = market_rtt(round_trips, 1_000_000, "replicated", &extra, None)?;
-    let orders_per_sec = end_to_end_orders_per_sec(orders.min(100_000), "replicated", &extra)?;
+    let orders_per_sec = throughput::orders_per_sec(orders.min(100_000), "replicated", &extra)?;
     Ok(Some(ReplicatedFigures {
         rtt_ns: Percentiles::of(&rtt),
         round_trips,
