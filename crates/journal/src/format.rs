@@ -346,41 +346,47 @@ pub(crate) fn next_record_in(rest: &[u8], offset: u64, decode: bool) -> Next {
 
 /// The records of a segment image `scan` has checked, decoded from the `skip`th on, in order.
 /// Yields an error only for a record whose payload does not decode (its checksum held).
+///
+/// The scan checked every record's length words and checksum, so here they are only read: a
+/// record is found by its length and its payload decoded, and the ones before `skip` are
+/// stepped over. (Checking them again cost a second CRC of every record a restart read: of the
+/// whole segment a snapshot lies in, most of it before the snapshot.)
 pub fn records<'a>(
     bytes: &'a [u8],
     scan: &Scan,
     skip: u64,
 ) -> impl Iterator<Item = Result<Entry, FormatError>> + 'a {
     let mut at = scan.header.map_or(0, |h| h.len);
-    let end = scan.valid_len as usize;
+    let end = (scan.valid_len as usize).min(bytes.len());
     let mut index = 0u64;
     std::iter::from_fn(move || {
         while at < end {
-            let decode = index >= skip;
+            let offset = at as u64;
+            let Some((len, payload)) = checked_record(&bytes[at..end]) else {
+                at = end;
+                return Some(Err(FormatError::Payload {
+                    offset,
+                    field: "record",
+                    problem: "is not where the scan of this image found one".into(),
+                }));
+            };
+            at += len;
             index += 1;
-            match next_record_in(&bytes[at..end], at as u64, decode) {
-                Next::Record(entry, len) => {
-                    at += len;
-                    return Some(Ok(entry));
-                }
-                Next::Checked(len) => at += len,
-                Next::Damaged(error) => {
-                    at = end;
-                    return Some(Err(error));
-                }
-                Next::Short(why) => {
-                    let offset = at as u64;
-                    at = end;
-                    return Some(Err(FormatError::Payload {
-                        offset,
-                        field: "record",
-                        problem: why,
-                    }));
-                }
+            if index > skip {
+                return Some(decode_payload(payload, offset));
             }
         }
         None
     })
+}
+
+/// The length and the payload of the record at the start of `rest`, which a scan of this
+/// image has checked: its length is read, not checked again. `None` if `rest` cannot hold it
+/// (the image is not the one scanned).
+fn checked_record(rest: &[u8]) -> Option<(usize, &[u8])> {
+    let len = le_u32(rest.get(..4)?) as usize;
+    let end = RECORD_HEADER_LEN.checked_add(len)?;
+    Some((end, rest.get(RECORD_HEADER_LEN..end)?))
 }
 
 /// How long the header of the file starting with `bytes` is: a version 2 file's is shorter.
