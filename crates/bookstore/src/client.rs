@@ -413,6 +413,15 @@ impl<'s> Client<'s> {
         }
     }
 
+    /// The client's doorbell and reply ring, for another thread of this process to wait on
+    /// while this one waits for something else (see [`ReplyBell`]).
+    pub fn reply_bell(&self) -> ReplyBell<'s> {
+        ReplyBell {
+            doorbell: &self.store.slot(self.slot).doorbell,
+            replies: self.replies.shared(),
+        }
+    }
+
     /// Fails if the market has exited or is closing.
     pub fn check_market(&self) -> Result<(), ClientError> {
         let pid = self.market.id().pid;
@@ -424,6 +433,37 @@ impl<'s> Client<'s> {
             return Err(ClientError::MarketClosing { pid });
         }
         Ok(())
+    }
+}
+
+/// A client's doorbell and reply ring, borrowed from the store (not from the client): a thread
+/// of the client's process waits on it for a reply, or for the market's death, on behalf of a
+/// client thread that waits for something else, such as a line of stdin (`bookstore seller`
+/// without a command sleeps until a line, a sale notice or its market's end instead of looking
+/// twenty times a second). One thread at a time may [`wait`](Self::wait), and meanwhile the
+/// client neither reads its replies nor waits for them: a doorbell has one sleeper, and the
+/// ring's read position is the client's.
+#[derive(Clone, Copy)]
+pub struct ReplyBell<'s> {
+    doorbell: &'s bookstore_ipc::doorbell::Doorbell,
+    replies: &'s bookstore_ipc::ring::Ring<REPLY_RING_CAPACITY>,
+}
+
+impl ReplyBell<'_> {
+    /// Sleeps until a reply is ready, `stop()` holds (a [`ring`](Self::ring) makes the sleeper
+    /// look again), or the market's guardian thread dies; without a guardian (an older market),
+    /// at most [`LIVENESS_EVERY`]. Returns how the doorbell was guarded when the wait began:
+    /// after anything but `Guard::Alive` the caller checks on the market
+    /// ([`Client::check_market`]).
+    pub fn wait(&self, stop: impl FnOnce() -> bool) -> Guard {
+        let replies = self.replies;
+        self.doorbell
+            .park_guarded(|| replies.has_messages() || stop(), None, LIVENESS_EVERY)
+    }
+
+    /// Wakes the thread in [`wait`](Self::wait), if any, so it looks at `stop` again.
+    pub fn ring(&self) {
+        self.doorbell.wake_regardless();
     }
 }
 

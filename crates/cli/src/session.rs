@@ -2,21 +2,23 @@
 //! happen, and a market restart waited out.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::time::{Duration, Instant};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::args::ClientArgs;
 use crate::clients::{attached, connect_failed, OrderEnd};
 use crate::exit::Exit;
-use bookstore::client::{new_client_id, Client, ClientRole};
+use bookstore::client::{new_client_id, Client, ClientRole, ReplyBell};
 use bookstore::trading::Progress;
 use bookstore::wire::Reply;
+use bookstore_ipc::doorbell::Guard;
 use engine::Cents;
 
-/// How often an idle session looks for notices (a sale of one of a seller's books).
-const NOTICE_POLL: Duration = Duration::from_millis(50);
-/// How often an idle session checks that its market is still there.
-const LIVENESS_EVERY: Duration = Duration::from_millis(500);
+/// How long the watcher pauses after its market's guardian thread died before it wakes the
+/// session again: the market's process may outlive that thread by a moment, and the session
+/// checks on the process each time it is woken.
+const DYING_MARKET_RECHECK: Duration = Duration::from_millis(20);
 
 /// What a session needs to know of its role.
 pub struct Role<'a> {
@@ -42,7 +44,7 @@ pub fn session(
     mut command: impl FnMut(&mut Client<'_>, &[String], &mut Progress) -> Result<OrderEnd, String>,
 ) -> Exit {
     let interactive = std::io::stdin().is_terminal();
-    let lines = read_lines_in_background();
+    let (wakes, lines) = read_lines_in_background();
     let mut exit = Exit::Ok;
     let mut reconnecting = false;
     let id = match new_client_id() {
@@ -69,7 +71,18 @@ pub fn session(
                 interactive,
                 wait: args.wait,
             };
-            let end = session_lines(client, &lines, &style, &mut pending, &mut command);
+            // A watcher thread per attachment sleeps on this client's doorbell while the
+            // session waits for a line (see `next_line`).
+            let (watch, bell, wakes) = (Watch::new(), client.reply_bell(), wakes.clone());
+            let end = std::thread::scope(|scope| {
+                let watcher = scope.spawn(|| watch_for_replies(bell, &watch, &wakes));
+                let end = session_lines(client, &lines, &watch, &style, &mut pending, &mut command);
+                watch.stop(bell);
+                if watcher.join().is_err() {
+                    eprintln!("bookstore {}: the reply watcher panicked", role.name);
+                }
+                end
+            });
             (end, client.market_pid())
         };
         let (end, market_pid) =
@@ -119,19 +132,156 @@ struct Style<'a> {
     wait: std::time::Duration,
 }
 
+/// What an idle session wakes for: a line of stdin, its end, or its doorbell.
+enum Wake {
+    Line(std::io::Result<String>),
+    End,
+    /// The watcher saw a reply (a notice, such as a sale of a seller's book) or was woken
+    /// with its market's doorbell unguarded (the guard it saw: anything but `Alive` means the
+    /// market may be gone).
+    Bell(Guard),
+}
+
 /// Stdin's lines, read by a thread of their own so the session can announce sales while it
-/// waits for the next command. The channel closes at EOF.
-fn read_lines_in_background() -> Receiver<std::io::Result<String>> {
+/// waits for the next command. Returns a sender for the reply watchers, whose wakes come the
+/// same way, and the receiver; the reader sends [`Wake::End`] at EOF (the watchers' senders
+/// keep the channel open).
+fn read_lines_in_background() -> (Sender<Wake>, Receiver<Wake>) {
     let (tx, rx) = mpsc::channel();
+    let ours = tx.clone();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {
             let failed = line.is_err();
-            if tx.send(line).is_err() || failed {
+            if tx.send(Wake::Line(line)).is_err() || failed {
                 return;
             }
         }
+        let _ = tx.send(Wake::End);
     });
-    rx
+    (ours, rx)
+}
+
+/// The session's hand-over with its reply watcher: the watcher sleeps on the client's doorbell
+/// only while the session waits for a line (`Watching`), so the two never both use the client.
+struct Watch {
+    state: Mutex<WatchState>,
+    changed: Condvar,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// The session is using the client (or handling a wake): the watcher keeps off it.
+    Paused,
+    /// The session waits for a line: the watcher sleeps on the doorbell.
+    Watching,
+    /// The session is done with this client: the watcher ends.
+    Stopped,
+}
+
+struct WatchState {
+    phase: Phase,
+    /// The watcher is on the doorbell (between deciding to wait and having woken).
+    on_bell: bool,
+}
+
+impl Watch {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(WatchState {
+                phase: Phase::Paused,
+                on_bell: false,
+            }),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, WatchState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    /// The session starts waiting for a line: the watcher may sleep on the doorbell.
+    fn start(&self) {
+        let mut state = self.lock();
+        if state.phase == Phase::Paused {
+            state.phase = Phase::Watching;
+            self.changed.notify_all();
+        }
+    }
+
+    /// The session is about to use the client: gets the watcher off the doorbell (ringing it
+    /// if it sleeps there) and returns once it is off.
+    fn pause(&self, bell: ReplyBell<'_>) {
+        self.leave(bell, Phase::Paused);
+    }
+
+    /// The session is done with this client: the watcher ends.
+    fn stop(&self, bell: ReplyBell<'_>) {
+        self.leave(bell, Phase::Stopped);
+    }
+
+    fn leave(&self, bell: ReplyBell<'_>, phase: Phase) {
+        let mut state = self.lock();
+        if state.phase != Phase::Stopped {
+            state.phase = phase;
+        }
+        self.changed.notify_all();
+        while state.on_bell {
+            drop(state);
+            // The phase is written first: the watcher's look at it after announcing its sleep
+            // sees it, or this ring wakes the sleep (see `Doorbell::wake_regardless`).
+            bell.ring();
+            state = self.lock();
+            if state.on_bell {
+                state = self
+                    .changed
+                    .wait_timeout(state, Duration::from_millis(10))
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+        }
+    }
+}
+
+/// The reply watcher of one attachment: while the session waits for a line, sleeps on the
+/// client's doorbell, and when a reply is ready (or the market may be gone) pauses and tells
+/// the session. Nothing wakes an idle session but a line, a reply or its market's end.
+fn watch_for_replies(bell: ReplyBell<'_>, watch: &Watch, wakes: &Sender<Wake>) {
+    loop {
+        let mut state = watch.lock();
+        while state.phase == Phase::Paused {
+            state = watch
+                .changed
+                .wait(state)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+        if state.phase == Phase::Stopped {
+            return;
+        }
+        state.on_bell = true;
+        drop(state);
+        let guard = bell.wait(|| watch.phase() != Phase::Watching);
+        let mut state = watch.lock();
+        state.on_bell = false;
+        watch.changed.notify_all();
+        if state.phase != Phase::Watching {
+            continue;
+        }
+        // A reply, a dead guardian, or the unguarded wait's timeout: the session's turn.
+        state.phase = Phase::Paused;
+        drop(state);
+        if guard == Guard::Died {
+            std::thread::sleep(DYING_MARKET_RECHECK);
+        }
+        if wakes.send(Wake::Bell(guard)).is_err() {
+            return;
+        }
+    }
 }
 
 /// Whether the idle session saw a line, the end of stdin, or its market go.
@@ -141,26 +291,29 @@ enum Waited {
     MarketGone,
 }
 
-/// Waits for the next line, announcing notices as they arrive and watching the market.
+/// Waits for the next line, announcing notices as they arrive and watching the market: asleep
+/// (the watcher on the doorbell, this thread on the channel) until one of them.
 fn next_line(
     client: &mut Client<'_>,
-    lines: &Receiver<std::io::Result<String>>,
+    lines: &Receiver<Wake>,
+    watch: &Watch,
     style: &Style<'_>,
 ) -> Waited {
-    let mut last_check = Instant::now();
+    let bell = client.reply_bell();
     loop {
-        match lines.recv_timeout(NOTICE_POLL) {
-            Ok(line) => return Waited::Line(line),
-            Err(RecvTimeoutError::Disconnected) => return Waited::End,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        while let Ok(Some(reply)) = client.try_recv() {
-            (style.role.notice)(&reply, style.quiet);
-        }
-        if last_check.elapsed() >= LIVENESS_EVERY {
-            last_check = Instant::now();
-            if client.check_market().is_err() {
-                return Waited::MarketGone;
+        watch.start();
+        let wake = lines.recv();
+        watch.pause(bell);
+        match wake {
+            Ok(Wake::Line(line)) => return Waited::Line(line),
+            Ok(Wake::End) | Err(_) => return Waited::End,
+            Ok(Wake::Bell(guard)) => {
+                while let Ok(Some(reply)) = client.try_recv() {
+                    (style.role.notice)(&reply, style.quiet);
+                }
+                if guard != Guard::Alive && client.check_market().is_err() {
+                    return Waited::MarketGone;
+                }
             }
         }
     }
@@ -168,7 +321,8 @@ fn next_line(
 
 fn session_lines(
     client: &mut Client<'_>,
-    lines: &Receiver<std::io::Result<String>>,
+    lines: &Receiver<Wake>,
+    watch: &Watch,
     style: &Style<'_>,
     pending: &mut Option<(Vec<String>, Progress)>,
     command: &mut impl FnMut(&mut Client<'_>, &[String], &mut Progress) -> Result<OrderEnd, String>,
@@ -183,7 +337,7 @@ fn session_lines(
                     print!("{role}> ");
                     let _ = std::io::stdout().flush();
                 }
-                let line = match next_line(client, lines, style) {
+                let line = match next_line(client, lines, watch, style) {
                     Waited::Line(Ok(line)) => line,
                     Waited::Line(Err(e)) => {
                         eprintln!("bookstore {role}: reading stdin: {e}");
