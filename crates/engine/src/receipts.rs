@@ -128,6 +128,17 @@ pub struct Intent {
     restart: bool,
 }
 
+impl Intent {
+    /// Whether [`Receipts::record`] may change the receipts beyond what the command's events
+    /// show (a `ClientGone` forgets a client, a `Restart` ages them all), and so may say the
+    /// command must be journaled though the engine refused or ignored it. For any other
+    /// command it returns `false`: a caller that journals by the events alone may record its
+    /// receipts later, as long as it does so before the next command and before reading one.
+    pub fn may_change_receipts_alone(&self) -> bool {
+        self.forget.is_some() || self.restart
+    }
+}
+
 /// The receipts of one client.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ClientReceipts {

@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use engine::{
-    ClientId, Command, Engine, Event, Millis, PinnedTitle, Receipt, Receipts, RequestId, Stats,
-    Title,
+    ClientId, Command, Engine, Event, Intent, Millis, PinnedTitle, Receipt, Receipts, RequestId,
+    Stats, Title,
 };
 
 use crate::journal::{Durability, Journal, WriteJournalError};
@@ -28,6 +28,9 @@ pub(super) struct Ledger {
     last_sync: Option<Instant>,
     /// The journal's sync count when last looked at.
     syncs_seen: u64,
+    /// The receipts of the last command applied, not recorded yet: see
+    /// [`record_receipts`](Self::record_receipts).
+    unrecorded: Option<Intent>,
 }
 
 impl Ledger {
@@ -40,6 +43,7 @@ impl Ledger {
             failed: None,
             last_sync: None,
             syncs_seen: 0,
+            unrecorded: None,
         }
     }
 
@@ -50,6 +54,14 @@ impl Ledger {
     /// receipts alone (a client with receipts left).
     /// `pin` is the pin of the command's title, if the caller holds one (see
     /// [`Engine::apply_pinned`]).
+    ///
+    /// The receipts of a list, buy, cancel or expiry the engine acted on are not recorded
+    /// here: the caller shows the command's replies first and then hands its events (exactly
+    /// those, and unchanged) to [`record_receipts`](Self::record_receipts), before the next
+    /// command and before reading a receipt. No reply depends on them (receipts answer a
+    /// later `Ask`), so in spin mode their hash lookups come after the reply, off the round
+    /// trip. A `ClientGone` or `Restart`, or a command the engine refused, is recorded here:
+    /// whether it is journaled depends on it.
     pub(super) fn apply(
         &mut self,
         now: Millis,
@@ -57,20 +69,37 @@ impl Ledger {
         pin: Option<PinnedTitle>,
         events: &mut Vec<Event>,
     ) {
+        debug_assert!(
+            self.unrecorded.is_none(),
+            "the last command's receipts are recorded first"
+        );
         let mark = self.journal.stage_mark();
         self.journal.stage(now, &command);
         let first = events.len();
         let intent = Receipts::intent(&command);
         self.engine.apply_pinned(now, &command, pin, events);
-        let receipts_only = self.receipts.record(intent, &events[first..]);
-        let changed = receipts_only
-            || events[first..]
-                .iter()
-                .any(|e| !matches!(e, Event::Rejected { .. }));
+        let acted = events[first..]
+            .iter()
+            .any(|e| !matches!(e, Event::Rejected { .. }));
+        let changed = if acted && !intent.may_change_receipts_alone() {
+            // Journaled for its events: its receipts may wait (see above).
+            self.unrecorded = Some(intent);
+            true
+        } else {
+            self.receipts.record(intent, &events[first..]) || acted
+        };
         if !changed {
             self.journal.unstage(mark);
         } else if self.journal.durability() == Durability::Always {
             self.commit();
+        }
+    }
+
+    /// Records the receipts [`apply`](Self::apply) left to the caller, if it left any:
+    /// `events` are exactly the events of the command it applied last.
+    pub(super) fn record_receipts(&mut self, events: &[Event]) {
+        if let Some(intent) = self.unrecorded.take() {
+            self.receipts.record(intent, events);
         }
     }
 
@@ -266,10 +295,99 @@ impl Ledger {
 
     /// What became of `client`'s order `request`, if the market applied it and remembers.
     pub(super) fn receipt(&self, client: ClientId, request: RequestId) -> Option<Receipt> {
+        debug_assert!(self.unrecorded.is_none(), "every receipt is recorded first");
         self.receipts.get(client, request)
     }
 
     pub(super) fn stats(&self) -> Stats {
         self.engine.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{CapacityChoice, JournalOptions, Start, DEFAULT_SEGMENT_BYTES};
+    use engine::{BuyTarget, Price, Qty, Title};
+    use proptest::prelude::*;
+
+    /// A command of three clients over two titles in a store of four books: listings, buys
+    /// (some fill, some rest, some with deadlines), cancels, expiries, clients leaving,
+    /// restarts, and listings refused for a full store.
+    fn command() -> impl Strategy<Value = Command> {
+        let client = (1u128..=3).prop_map(ClientId);
+        let request = (0u64..8).prop_map(RequestId);
+        let title = prop_oneof![Just("Dune"), Just("Emma")].prop_map(|t| Title::new(t).unwrap());
+        let price = (1u64..=3).prop_map(|p| Price::from_cents(p * 100).unwrap());
+        let qty = (1u64..=3).prop_map(|q| Qty::new(q).unwrap());
+        prop_oneof![
+            4 => (client.clone(), request.clone(), title.clone(), price.clone(), qty.clone())
+                .prop_map(|(client, request, title, price, qty)| Command::List { client, request, title, price, qty }),
+            4 => (client.clone(), request.clone(), proptest::option::of(title), price, qty, proptest::option::of(0u64..20))
+                .prop_map(|(client, request, title, max_price, qty, deadline)| Command::Buy {
+                    client,
+                    request,
+                    target: title.map_or(BuyTarget::Any, BuyTarget::Title),
+                    max_price,
+                    qty,
+                    deadline,
+                }),
+            1 => (client.clone(), request).prop_map(|(client, request)| Command::Cancel { client, request }),
+            1 => Just(Command::Expire),
+            1 => client.prop_map(|client| Command::ClientGone { client }),
+            1 => Just(Command::Restart),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The loop records a command's receipts after showing its replies; what it ends with,
+        /// and what it journals, is what recording each at once (before this change) gave.
+        #[test]
+        fn receipts_recorded_after_the_replies_are_those_recorded_at_once(
+            commands in proptest::collection::vec(command(), 1..60),
+        ) {
+            let dir = std::env::temp_dir()
+                .join(format!("bookstore-ledger-test-{}-{}", std::process::id(), rand_suffix()));
+            let options = JournalOptions {
+                durability: Durability::None,
+                capacity: CapacityChoice::Exactly(4),
+                start: Start::Fresh,
+                segment_bytes: DEFAULT_SEGMENT_BYTES,
+            };
+            let (journal, recovery) = Journal::open(&dir.join("journal"), &options).unwrap();
+            let mut ledger = Ledger::new(recovery.engine.clone(), recovery.receipts.clone(), journal);
+            let before = ledger.committed_records();
+            let (mut engine, mut receipts) = (recovery.engine, recovery.receipts);
+            let (mut events, mut theirs) = (Vec::new(), Vec::new());
+            let mut journaled = 0u64;
+            for (now, command) in commands.into_iter().enumerate() {
+                let now = now as u64;
+                // The loop's order: the last command's receipts, then the next command.
+                ledger.record_receipts(&events);
+                events.clear();
+                ledger.apply(now, command.clone(), None, &mut events);
+                // At once, as `apply` did before.
+                let intent = Receipts::intent(&command);
+                theirs.clear();
+                engine.apply(now, &command, &mut theirs);
+                let acted = theirs.iter().any(|e| !matches!(e, Event::Rejected { .. }));
+                journaled += u64::from(receipts.record(intent, &theirs) || acted);
+                prop_assert_eq!(&events, &theirs);
+            }
+            ledger.record_receipts(&events);
+            prop_assert!(ledger.commit());
+            prop_assert_eq!(ledger.receipts.state(), receipts.state());
+            prop_assert_eq!(ledger.committed_records() - before, journaled);
+            drop(ledger);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    fn rand_suffix() -> u64 {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        NEXT.fetch_add(1, Ordering::Relaxed)
     }
 }

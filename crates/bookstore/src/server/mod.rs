@@ -15,6 +15,7 @@ pub mod name_lock;
 mod outbox;
 mod publish;
 mod replication;
+mod route;
 mod sessions;
 mod snapshots;
 mod standby;
@@ -381,6 +382,7 @@ impl<'s> Market<'s> {
         if let Request::Ask { request } = request {
             // Answered from what the ledger applied: shown, like any reply, once that is
             // durable.
+            self.settle();
             let reply = match self.ledger.receipt(client, request) {
                 Some(receipt) => Reply::Receipt(receipt),
                 None => Reply::NotSeen { request },
@@ -398,60 +400,6 @@ impl<'s> Market<'s> {
         );
         let command = request.into_command(client, self.clock.now_ms());
         self.apply_pinned(command, pin);
-    }
-
-    /// Applies a command (staging its journal record) and routes its events.
-    fn apply(&mut self, command: Command) {
-        self.apply_pinned(command, None);
-    }
-
-    /// [`apply`](Self::apply), with the pin of the command's title if it has one.
-    fn apply_pinned(&mut self, command: Command, pin: Option<engine::PinnedTitle>) {
-        let mut events = std::mem::take(&mut self.events);
-        self.ledger
-            .apply(self.clock.now_ms(), command, pin, &mut events);
-        // Its replies wait for everything staged so far: this command's record and the ones
-        // before it, which decided it.
-        let durable_at = self.ledger.staged_end();
-        // A trade followed at once by its buy's `Filled` is told to the buyer as one reply: the
-        // `Bought` marked done, and no `Filled`.
-        for (i, event) in events.iter().enumerate() {
-            let completes_buy = events.get(i + 1).is_some_and(|next| completes(event, next));
-            let fill_already_told = i > 0 && completes(&events[i - 1], event);
-            self.view.record(event);
-            match event {
-                Event::Traded(t) => self.tell(|| MarketEvent::Traded(t.clone())),
-                Event::Rejected {
-                    client,
-                    reason: engine::RejectReason::StoreFull { .. },
-                    ..
-                } => {
-                    let client = *client;
-                    self.stats.warn(WarningKind::StoreFull);
-                    self.tell(|| MarketEvent::StoreFull { client });
-                }
-                _ => {}
-            }
-            if fill_already_told {
-                continue;
-            }
-            let (first, second) = event.recipients();
-            // A trade's title goes as its id when the table has it.
-            let title_id = match event {
-                Event::Traded(t) => self.titles.id_of_pin(t.pinned),
-                _ => None,
-            };
-            for client in std::iter::once(first).chain(second) {
-                if let Some(mut reply) = Reply::for_client(event, client) {
-                    if let Reply::Bought { done, .. } = &mut reply {
-                        *done = completes_buy;
-                    }
-                    self.sessions.send(client, reply, title_id, durable_at);
-                }
-            }
-        }
-        events.clear();
-        self.events = events;
     }
 
     /// Applies `ClientGone` for every client the sessions dropped (which may drop more), and
@@ -555,7 +503,9 @@ impl<'s> Market<'s> {
             return false;
         }
         let durable = self.ledger.durable();
-        self.sessions.show_durable(durable)
+        let moved = self.sessions.show_durable(durable);
+        self.settle();
+        moved
     }
 
     /// Commits the journal and waits for the disk, then shows every reply. False if the
@@ -566,6 +516,7 @@ impl<'s> Market<'s> {
         }
         let durable = self.ledger.durable();
         self.sessions.show_durable(durable);
+        self.settle();
         true
     }
 
@@ -583,18 +534,5 @@ impl<'s> Market<'s> {
             journal,
             &self.clock,
         );
-    }
-}
-
-/// Whether `next` is the `Filled` of the buy whose trade `event` is: the trade completed it.
-fn completes(event: &Event, next: &Event) -> bool {
-    match (event, next) {
-        (
-            Event::Traded(t),
-            Event::Filled {
-                client, request, ..
-            },
-        ) => *client == t.buyer && *request == t.buy_request,
-        _ => false,
     }
 }

@@ -163,11 +163,14 @@ impl Market<'_> {
         let header = format::FILE_HEADER_LEN as u64;
         let expected = &batch.bytes[(first_new.offset - header) as usize..];
         let start = self.ledger.staged_end();
+        self.settle();
         let mut events = std::mem::take(&mut self.events);
         for entry in entries.into_iter().skip(skip) {
             self.followed_now = self.followed_now.max(entry.now);
             self.ledger
                 .apply(entry.now, entry.command, None, &mut events);
+            // No replies to show first: a standby's store has no clients.
+            self.ledger.record_receipts(&events);
             for event in &events {
                 self.view.record(event);
             }
