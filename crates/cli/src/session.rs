@@ -76,8 +76,10 @@ pub fn session(
             let (watch, bell, wakes) = (Watch::new(), client.reply_bell(), wakes.clone());
             let end = std::thread::scope(|scope| {
                 let watcher = scope.spawn(|| watch_for_replies(bell, &watch, &wakes));
+                // Stopped however the session ends (a panic too: the scope joins the watcher).
+                let stopping = StopWatch(&watch, bell);
                 let end = session_lines(client, &lines, &watch, &style, &mut pending, &mut command);
-                watch.stop(bell);
+                drop(stopping);
                 if watcher.join().is_err() {
                     eprintln!("bookstore {}: the reply watcher panicked", role.name);
                 }
@@ -245,6 +247,15 @@ impl Watch {
                     .0;
             }
         }
+    }
+}
+
+/// Stops a [`Watch`] when dropped.
+struct StopWatch<'w, 's>(&'w Watch, ReplyBell<'s>);
+
+impl Drop for StopWatch<'_, '_> {
+    fn drop(&mut self) {
+        self.0.stop(self.1);
     }
 }
 
