@@ -52,7 +52,18 @@ impl Journal {
                 move_aside(&next).map_err(io("move an old segment aside"))?;
             }
         }
-        let (bytes, mut scan) = read_and_check(&mut file, path)?;
+        // The live segment is read and checked on a thread of its own while this one loads
+        // the newest snapshot (the two halves of a restart's time that do not depend on each
+        // other: see `Preloaded`).
+        let (checked, preloaded) = std::thread::scope(|scope| {
+            let reading = scope.spawn(|| read_and_check(&mut file, path));
+            let preloaded = Preloaded::load(path, options);
+            let checked = reading
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (checked, preloaded)
+        });
+        let (bytes, mut scan) = checked?;
         if let Start::Follow { stream_end } = options.start {
             cut_unreplicated(path, &bytes, &mut scan, stream_end)?;
         }
@@ -120,7 +131,7 @@ impl Journal {
             bytes,
             live: true,
         };
-        let mut recovery = journal.recover(live, capacity, set_aside, options.start)?;
+        let mut recovery = journal.recover(live, capacity, set_aside, options.start, preloaded)?;
         recovery.notes.extend(notes);
         journal.prepare_ahead();
         journal.start_syncer()?;
@@ -150,17 +161,26 @@ impl Journal {
         capacity: u32,
         set_aside: Option<PathBuf>,
         start: Start,
+        preloaded: Option<Preloaded>,
     ) -> Result<Recovery, OpenJournalError> {
         let io = |action| io_error(&self.path, action);
-        let mut skipped_snapshots = Vec::new();
         let sealed = segments::list_sealed(&self.path).map_err(io("list the segments of"))?;
         let earliest = sealed.first().map_or(live.first, |s| s.0);
         let available = earliest..=live.end();
-        let base = match start {
-            Start::Fresh => None,
-            Start::Continue | Start::Follow { .. } => {
-                snapshot::newest_usable(&self.path, capacity, available, &mut skipped_snapshots)
-            }
+        let (base, skipped_snapshots) = match start {
+            Start::Fresh => (None, Vec::new()),
+            Start::Continue | Start::Follow { .. } => match preloaded {
+                Some(preloaded) if preloaded.fits(capacity, &available) => {
+                    (preloaded.base, preloaded.skipped)
+                }
+                // Chosen without knowing where the records end, and wrongly: again, knowing.
+                _ => {
+                    let mut skipped = Vec::new();
+                    let base =
+                        snapshot::newest_usable(&self.path, capacity, available, &mut skipped);
+                    (base, skipped)
+                }
+            },
         };
         // Where the replay starts: the snapshot's store, or an empty one.
         let mut replica = match base {
@@ -256,6 +276,54 @@ impl Journal {
         receipts.record(intent, &events);
         self.commit()?;
         Ok(events.len() as u64)
+    }
+}
+
+/// The newest usable snapshot, chosen while the live segment is still being read: with the
+/// capacity its header names (read on its own first), and without knowing where its records
+/// end, so any command number is taken as available. [`recover`](Journal::recover) keeps the
+/// choice if it fits what the read found (the same capacity, a command number within the
+/// segments), else chooses again; the choice is the same as choosing after the read whenever
+/// the newest snapshot that decodes is within the segments, which is every restart but one
+/// whose journal lost records a snapshot had (a machine crash under `--durability none`).
+/// On this machine's restart row the two take ~30 ms (the snapshot) and ~14 ms (the segment)
+/// on their own.
+struct Preloaded {
+    base: Option<(snapshot::Snapshot, Engine, Receipts, PathBuf)>,
+    capacity: u32,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+impl Preloaded {
+    /// `None` if nothing is to be chosen (a fresh start) or the capacity is not known yet
+    /// (no header, or one that disagrees with the options: the open reports that itself).
+    fn load(journal: &Path, options: &JournalOptions) -> Option<Self> {
+        if options.start == Start::Fresh {
+            return None;
+        }
+        let mut head = [0u8; format::FILE_HEADER_LEN];
+        let file = shm::file::open_regular_for_reading(journal).ok()?;
+        let n = std::os::unix::fs::FileExt::read_at(&file, &mut head, 0).ok()?;
+        let header = format::decode_file_header(&head[..n]).ok()?;
+        let capacity = reconcile_capacity(journal, Some(header), options.capacity).ok()?;
+        let mut skipped = Vec::new();
+        let base = snapshot::newest_usable(journal, capacity, 0..=u64::MAX, &mut skipped);
+        Some(Self {
+            base,
+            capacity,
+            skipped,
+        })
+    }
+
+    /// Whether the choice stands once the live segment is read: the same capacity, and the
+    /// chosen snapshot (or, with none, every one skipped for a reason of its own) within the
+    /// commands the segments hold.
+    fn fits(&self, capacity: u32, available: &std::ops::RangeInclusive<u64>) -> bool {
+        self.capacity == capacity
+            && self
+                .base
+                .as_ref()
+                .is_none_or(|(snapshot, ..)| available.contains(&snapshot.commands))
     }
 }
 

@@ -67,6 +67,19 @@ fn journal_commands(journal: &mut Journal, engine: &mut Engine, from: u64, to: u
 }
 
 /// `engine` after the `Restart` an open journals (it cancels the resting buys).
+/// A new journal at `path`, and a follower of it from its start.
+fn journal_and_follower(path: &Path) -> (Journal, bookstore_journal::Follower) {
+    let (journal, _) = Journal::open(path, &options()).unwrap();
+    let start = FollowerStart {
+        engine: Engine::new(CAPACITY),
+        receipts: Receipts::new(),
+        recent_trades: Vec::new(),
+        last_now: 0,
+    };
+    let follower = journal.follower(start).unwrap().unwrap();
+    (journal, follower)
+}
+
 fn restarted(mut engine: Engine) -> Engine {
     engine.apply(u64::MAX, &Command::Restart, &mut Vec::new());
     engine
@@ -144,14 +157,7 @@ fn a_segment_missing_in_the_middle_is_refused_by_name_and_nothing_is_changed() {
 fn the_follower_reads_across_rolls_and_its_snapshot_replaces_the_segments_it_covers() {
     let dir = scratch_dir("follow");
     let path = dir.join("j");
-    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
-    let start = FollowerStart {
-        engine: Engine::new(CAPACITY),
-        receipts: Receipts::new(),
-        recent_trades: Vec::new(),
-        last_now: 0,
-    };
-    let mut follower = journal.follower(start).unwrap().unwrap();
+    let (mut journal, mut follower) = journal_and_follower(&path);
     let mut engine = Engine::new(CAPACITY);
     journal_commands(&mut journal, &mut engine, 0, 5000);
     follower.catch_up(5000).unwrap();
@@ -265,5 +271,58 @@ fn a_stream_that_ends_before_the_live_segment_is_refused_and_nothing_changes() {
         other => panic!("not refused: {:?}", other.err()),
     }
     assert_eq!(all_files(&dir), before, "nothing changed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The newest snapshot is loaded while the live segment is still being read, taking any
+/// command number as available; a journal that lost the records a snapshot had (a machine
+/// crash under `--durability none`) must still be opened from the snapshot before it.
+#[test]
+fn a_snapshot_past_the_journals_end_is_passed_over_for_the_one_before_it() {
+    let dir = scratch_dir("past-the-end");
+    let path = dir.join("j");
+    let (mut journal, mut follower) = journal_and_follower(&path);
+    let mut engine = Engine::new(CAPACITY);
+    let mut at_150 = None;
+    for (from, to) in [(0, 100), (100, 150), (150, 200)] {
+        journal_commands(&mut journal, &mut engine, from, to);
+        if to == 150 {
+            at_150 = Some(engine.clone());
+        } else {
+            follower.catch_up(to).unwrap();
+            let snapshot = follower.snapshot();
+            snapshot::write(&path, to, &snapshot::encode(&snapshot)).unwrap();
+        }
+    }
+    drop(journal);
+    assert!(
+        segments::list_sealed(&path).unwrap().is_empty(),
+        "one segment"
+    );
+    // The records after command 150 are lost.
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = bookstore_journal::format::scan(&bytes).unwrap().entries[150].offset;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+
+    let (_, recovery) = Journal::open(&path, &options()).unwrap();
+    assert_eq!(
+        recovery.from_snapshot.as_ref().map(|s| s.commands),
+        Some(100)
+    );
+    assert_eq!(recovery.replayed, 50);
+    assert_eq!(recovery.engine.stats(), restarted(at_150.unwrap()).stats());
+    assert!(
+        recovery
+            .skipped_snapshots
+            .iter()
+            .any(|(_, why)| why.contains("it is at command 200")),
+        "{:?}",
+        recovery.skipped_snapshots
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
