@@ -173,7 +173,8 @@ impl Journal {
                 Some(preloaded) if preloaded.fits(capacity, &available) => {
                     (preloaded.base, preloaded.skipped)
                 }
-                // Chosen without knowing where the records end, and wrongly: again, knowing.
+                // None loaded (no header to read the capacity from), or one chosen without
+                // knowing where the records end, and wrongly: choose now, knowing.
                 _ => {
                     let mut skipped = Vec::new();
                     let base =
