@@ -17,7 +17,7 @@ use bookstore_ipc::sync::Ordering::Release;
 
 /// How often a waiting client checks that its market is still alive when no thread of the
 /// market guards its doorbell (with a guardian, the kernel wakes it when the market dies).
-const LIVENESS_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const LIVENESS_EVERY: Duration = Duration::from_millis(100);
 
 /// How long to spin for a reply before parking when `spinners` threads or processes (the
 /// market's included) spin at once: 50 µs if each has a core of its own, which spares the

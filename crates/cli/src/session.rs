@@ -73,11 +73,11 @@ pub fn session(
             };
             // A watcher thread per attachment sleeps on this client's doorbell while the
             // session waits for a line (see `next_line`).
-            let (watch, bell, wakes) = (Watch::new(), client.reply_bell(), wakes.clone());
+            let (watch, wakes) = (Watch::new(client.reply_bell()), wakes.clone());
             let end = std::thread::scope(|scope| {
-                let watcher = scope.spawn(|| watch_for_replies(bell, &watch, &wakes));
+                let watcher = scope.spawn(|| watch_for_replies(&watch, &wakes));
                 // Stopped however the session ends (a panic too: the scope joins the watcher).
-                let stopping = StopWatch(&watch, bell);
+                let stopping = StopWatch(&watch);
                 let end = session_lines(client, &lines, &watch, &style, &mut pending, &mut command);
                 drop(stopping);
                 if watcher.join().is_err() {
@@ -165,7 +165,8 @@ fn read_lines_in_background() -> (Sender<Wake>, Receiver<Wake>) {
 
 /// The session's hand-over with its reply watcher: the watcher sleeps on the client's doorbell
 /// only while the session waits for a line (`Watching`), so the two never both use the client.
-struct Watch {
+struct Watch<'s> {
+    bell: ReplyBell<'s>,
     state: Mutex<WatchState>,
     changed: Condvar,
 }
@@ -186,9 +187,10 @@ struct WatchState {
     on_bell: bool,
 }
 
-impl Watch {
-    fn new() -> Self {
+impl<'s> Watch<'s> {
+    fn new(bell: ReplyBell<'s>) -> Self {
         Self {
+            bell,
             state: Mutex::new(WatchState {
                 phase: Phase::Paused,
                 on_bell: false,
@@ -218,16 +220,16 @@ impl Watch {
 
     /// The session is about to use the client: gets the watcher off the doorbell (ringing it
     /// if it sleeps there) and returns once it is off.
-    fn pause(&self, bell: ReplyBell<'_>) {
-        self.leave(bell, Phase::Paused);
+    fn pause(&self) {
+        self.leave(Phase::Paused);
     }
 
     /// The session is done with this client: the watcher ends.
-    fn stop(&self, bell: ReplyBell<'_>) {
-        self.leave(bell, Phase::Stopped);
+    fn stop(&self) {
+        self.leave(Phase::Stopped);
     }
 
-    fn leave(&self, bell: ReplyBell<'_>, phase: Phase) {
+    fn leave(&self, phase: Phase) {
         let mut state = self.lock();
         if state.phase != Phase::Stopped {
             state.phase = phase;
@@ -237,7 +239,7 @@ impl Watch {
             drop(state);
             // The phase is written first: the watcher's look at it after announcing its sleep
             // sees it, or this ring wakes the sleep (see `Doorbell::wake_regardless`).
-            bell.ring();
+            self.bell.ring();
             state = self.lock();
             if state.on_bell {
                 state = self
@@ -251,18 +253,18 @@ impl Watch {
 }
 
 /// Stops a [`Watch`] when dropped.
-struct StopWatch<'w, 's>(&'w Watch, ReplyBell<'s>);
+struct StopWatch<'w, 's>(&'w Watch<'s>);
 
 impl Drop for StopWatch<'_, '_> {
     fn drop(&mut self) {
-        self.0.stop(self.1);
+        self.0.stop();
     }
 }
 
 /// The reply watcher of one attachment: while the session waits for a line, sleeps on the
 /// client's doorbell, and when a reply is ready (or the market may be gone) pauses and tells
 /// the session. Nothing wakes an idle session but a line, a reply or its market's end.
-fn watch_for_replies(bell: ReplyBell<'_>, watch: &Watch, wakes: &Sender<Wake>) {
+fn watch_for_replies(watch: &Watch<'_>, wakes: &Sender<Wake>) {
     loop {
         let mut state = watch.lock();
         while state.phase == Phase::Paused {
@@ -276,7 +278,7 @@ fn watch_for_replies(bell: ReplyBell<'_>, watch: &Watch, wakes: &Sender<Wake>) {
         }
         state.on_bell = true;
         drop(state);
-        let guard = bell.wait(|| watch.phase() != Phase::Watching);
+        let guard = watch.bell.wait(|| watch.phase() != Phase::Watching);
         let mut state = watch.lock();
         state.on_bell = false;
         watch.changed.notify_all();
@@ -307,14 +309,13 @@ enum Waited {
 fn next_line(
     client: &mut Client<'_>,
     lines: &Receiver<Wake>,
-    watch: &Watch,
+    watch: &Watch<'_>,
     style: &Style<'_>,
 ) -> Waited {
-    let bell = client.reply_bell();
     loop {
         watch.start();
         let wake = lines.recv();
-        watch.pause(bell);
+        watch.pause();
         match wake {
             Ok(Wake::Line(line)) => return Waited::Line(line),
             Ok(Wake::End) | Err(_) => return Waited::End,
@@ -333,7 +334,7 @@ fn next_line(
 fn session_lines(
     client: &mut Client<'_>,
     lines: &Receiver<Wake>,
-    watch: &Watch,
+    watch: &Watch<'_>,
     style: &Style<'_>,
     pending: &mut Option<(Vec<String>, Progress)>,
     command: &mut impl FnMut(&mut Client<'_>, &[String], &mut Progress) -> Result<OrderEnd, String>,

@@ -196,7 +196,7 @@ fn a_client_asleep_under_a_scribbled_doorbell_is_still_woken_for_its_reply() {
     );
     let object = object_for_writing(&market.name);
     // The buyer is the only client: slot 0.
-    let word_at = HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell);
+    let word_at = slot_doorbell_at(0);
     let read_word = || word_in_object(&market.name, word_at);
     use bookstore_ipc::doorbell::{GUARDIAN, PARKED};
     assert!(

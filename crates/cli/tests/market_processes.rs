@@ -421,9 +421,7 @@ fn a_client_whose_market_is_killed_is_woken_by_the_kernel_and_returns_within_a_s
     assert_eq!(code(&out), 3, "{}", stderr(&out));
     assert!(stderr(&out).contains("exited"), "{}", stderr(&out));
     // The buyer's doorbell (slot 0's) says its guardian died: the kernel wrote that.
-    let at =
-        bookstore::layout::HEADER_SIZE + std::mem::offset_of!(bookstore::layout::Slot, doorbell);
-    let word = word_in_object(&market.name, at);
+    let word = word_in_object(&market.name, slot_doorbell_at(0));
     assert_eq!(
         word,
         bookstore_ipc::doorbell::GUARDIAN_DIED,

@@ -76,18 +76,19 @@ impl Alarm {
         std::thread::scope(|scope| {
             let (armed, ready) = std::sync::mpsc::sync_channel(1);
             let guarded: Vec<&Doorbell> = clients.iter().map(|c| c.0).collect();
-            let ring = || self.ring_every(doorbell, clients, every);
+            // Tells the spawner the guard is settled, then rings until stopped.
+            let arm_and_ring = move || {
+                let _ = armed.send(());
+                self.ring_every(doorbell, clients, every);
+            };
             let started = std::thread::Builder::new()
                 .name("market-alarm".into())
                 .spawn_scoped(scope, move || {
-                    let guarding = Doorbell::guard_while(&guarded, || {
-                        let _ = armed.send(());
-                        ring();
-                    });
-                    if let Err(error) = guarding {
-                        tracing::warn!(%error, "cannot guard the clients' doorbells; they will look for the market every 100 ms");
-                        let _ = armed.send(());
-                        ring();
+                    // An error comes before the body runs: ring unguarded.
+                    if let Err(error) = Doorbell::guard_while(&guarded, &arm_and_ring) {
+                        let every = crate::client::LIVENESS_EVERY;
+                        tracing::warn!(%error, "cannot guard the clients' doorbells; they will look for the market every {every:?}");
+                        arm_and_ring();
                     }
                 })
                 .is_ok();

@@ -349,7 +349,7 @@ mod tests {
             commands in proptest::collection::vec(command(), 1..60),
         ) {
             let dir = std::env::temp_dir()
-                .join(format!("bookstore-ledger-test-{}-{}", std::process::id(), rand_suffix()));
+                .join(format!("bookstore-ledger-test-{}-{}", std::process::id(), next_dir_number()));
             let options = JournalOptions {
                 durability: Durability::None,
                 capacity: CapacityChoice::Exactly(4),
@@ -385,7 +385,7 @@ mod tests {
         }
     }
 
-    fn rand_suffix() -> u64 {
+    fn next_dir_number() -> u64 {
         use std::sync::atomic::{AtomicU64, Ordering};
         static NEXT: AtomicU64 = AtomicU64::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed)

@@ -46,17 +46,19 @@ impl Percentiles {
     /// Each percentile's median over `rounds` (a row whose histograms are not ours to merge:
     /// the iceoryx2 peer reports percentiles).
     fn median_of(rounds: &[Percentiles]) -> Self {
-        let median = |pick: fn(&Percentiles) -> u64| {
-            let mut values: Vec<u64> = rounds.iter().map(pick).collect();
-            values.sort_unstable();
-            values[values.len() / 2]
-        };
+        let median = |pick: fn(&Percentiles) -> u64| median(rounds.iter().map(pick).collect());
         Self {
             p50: median(|p| p.p50),
             p99: median(|p| p.p99),
             p999: median(|p| p.p999),
         }
     }
+}
+
+/// The middle value of some rounds (the upper of the two middle ones for an even number).
+fn median<T: Copy + PartialOrd>(mut values: Vec<T>) -> T {
+    values.sort_unstable_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
 }
 
 #[derive(Serialize)]

@@ -4,7 +4,7 @@
 use std::io::BufRead;
 use std::process::Command;
 
-use super::{peer_command, start_market, stop_market, unique_name, BenchResult};
+use super::{median, peer_command, start_market, stop_market, unique_name, BenchResult};
 use crate::peers;
 
 /// Runs of each throughput row: unsynced and fsynced by turns.
@@ -29,12 +29,6 @@ pub(super) fn by_turns(orders: u32, progress: &dyn Fn(&str)) -> BenchResult<(f64
         fsynced.push(orders_per_sec(orders, "batch", &[])?);
     }
     Ok((median(unsynced), median(fsynced)))
-}
-
-/// The middle value (of an odd number of runs).
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_unstable_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// One seller process and one buyer process, each pipelining `orders` orders, against a

@@ -27,8 +27,6 @@ pub fn dev_shm(name: &str) -> PathBuf {
     PathBuf::from("/dev/shm").join(&name[1..])
 }
 
-/// The live object of store `name`, opened for writing as a process that scribbles on it
-/// would (`write_at` its words).
 /// The little-endian 32-bit word at byte `at` of the store's object, as it reads now (a
 /// futex word: a doorbell).
 pub fn word_in_object(name: &str, at: usize) -> u32 {
@@ -42,6 +40,15 @@ pub fn word_in_object(name: &str, at: usize) -> u32 {
     u32::from_le_bytes(word)
 }
 
+/// Where slot `slot`'s doorbell word is in the object.
+pub fn slot_doorbell_at(slot: usize) -> usize {
+    bookstore::layout::HEADER_SIZE
+        + slot * bookstore::layout::SLOT_SIZE
+        + std::mem::offset_of!(bookstore::layout::Slot, doorbell)
+}
+
+/// The live object of store `name`, opened for writing as a process that scribbles on it
+/// would (`write_at` its words).
 pub fn object_for_writing(name: &str) -> std::fs::File {
     std::fs::OpenOptions::new()
         .write(true)
