@@ -72,12 +72,32 @@ fn serve(args: MarketArgs) -> Result<Exit, Exit> {
         },
         segment_bytes: args.serve.journal_segment.0,
     };
-    let (journal, recovery) = open_journal(PROGRAM, &start.journal_path, &options)?;
+    // The store is created while the journal replays (on the CPU the replay leaves free), but
+    // said after it: a journal that cannot be opened is the refusal, and removes the store.
+    let (opened, made) = Journal::open_beside(&start.journal_path, &options, |capacity| {
+        start.make_store(&lock, capacity)
+    });
+    let (journal, recovery) = match opened {
+        Ok(opened) => opened,
+        Err(e) => {
+            if let Some(Ok(store)) = made {
+                drop(StoreGuard::new(&store));
+            }
+            return Err(journal_refused(PROGRAM, &e));
+        }
+    };
     test_pause("after-journal");
     if !args.serve.quiet {
         report_recovery(PROGRAM, &recovery, journal.path());
     }
-    let store = start.create_store(&lock, recovery.capacity)?;
+    let store = match made {
+        Some(made) => made.map_err(|e| start.refused(&e))?,
+        // Not made beside the replay: the open never got that far without failing.
+        None => start
+            .make_store(&lock, recovery.capacity)
+            .map_err(|e| start.refused(&e))?,
+    };
+    start.say_serving(&store);
     // Removes the object on every way out of this function, panics included.
     let guard = StoreGuard::new(&store);
     test_pause("after-create");
@@ -184,45 +204,63 @@ impl<'a> Start<'a> {
         lock: &NameLock,
         capacity: u32,
     ) -> Result<bookstore::shared::SharedStore, Exit> {
-        let (program, name, serve) = (self.program, self.name, self.serve);
-        let geometry = checked_geometry(capacity, serve.slots).map_err(|e| {
-            eprintln!("bookstore {program}: {e}");
-            Exit::from(&e)
-        })?;
+        let store = self
+            .make_store(lock, capacity)
+            .map_err(|e| self.refused(&e))?;
+        self.say_serving(&store);
+        Ok(store)
+    }
+
+    /// Creates the store of `capacity` books without a word (it may run beside the journal's
+    /// replay, whose refusal is said first).
+    fn make_store(
+        &self,
+        lock: &NameLock,
+        capacity: u32,
+    ) -> Result<bookstore::shared::SharedStore, StartError> {
         let spec = StoreSpec {
-            name: name.clone(),
-            geometry,
-            mode: serve.mode,
+            name: self.name.clone(),
+            geometry: checked_geometry(capacity, self.serve.slots)?,
+            mode: self.serve.mode,
             group: self.group,
         };
-        let store = create_store(&spec, lock, self.me).map_err(|e| {
-            eprintln!("bookstore {program}: {e}");
-            Exit::from(&e)
-        })?;
-        if !serve.quiet {
-            tracing::info!(
-                target: log::TARGET,
-                name = %name,
-                bytes = store.segment().len(),
-                mode = %serve.mode,
-                pid = std::process::id(),
-                capacity = geometry.capacity,
-                slots = geometry.slot_count,
-                "{program}: {} {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
-                if program == "market" { "serving" } else { "publishing what it follows in" },
-                name.file_name(),
-                store.segment().len(),
-                serve.mode,
-                std::process::id(),
-                geometry.capacity,
-                geometry.slot_count,
-            );
-            tracing::info!(
-                target: log::TARGET,
-                "{program}: stop with Ctrl-C or `bookstore market --stop --name {name}`"
-            );
+        create_store(&spec, lock, self.me)
+    }
+
+    /// Says why the store could not be created; the exit code to leave with.
+    fn refused(&self, e: &StartError) -> Exit {
+        eprintln!("bookstore {}: {e}", self.program);
+        Exit::from(e)
+    }
+
+    /// The lines that say the store serves (unless `--quiet`).
+    fn say_serving(&self, store: &bookstore::shared::SharedStore) {
+        let (program, name, serve) = (self.program, self.name, self.serve);
+        if serve.quiet {
+            return;
         }
-        Ok(store)
+        let geometry = store.geometry();
+        tracing::info!(
+            target: log::TARGET,
+            name = %name,
+            bytes = store.segment().len(),
+            mode = %serve.mode,
+            pid = std::process::id(),
+            capacity = geometry.capacity,
+            slots = geometry.slot_count,
+            "{program}: {} {name} (/dev/shm/{}, {} bytes, mode {}) as pid {}: capacity {} books, {} client slots",
+            if program == "market" { "serving" } else { "publishing what it follows in" },
+            name.file_name(),
+            store.segment().len(),
+            serve.mode,
+            std::process::id(),
+            geometry.capacity,
+            geometry.slot_count,
+        );
+        tracing::info!(
+            target: log::TARGET,
+            "{program}: stop with Ctrl-C or `bookstore market --stop --name {name}`"
+        );
     }
 }
 
@@ -232,16 +270,19 @@ pub(crate) fn open_journal(
     path: &Path,
     options: &JournalOptions,
 ) -> Result<(Journal, Recovery), Exit> {
-    Journal::open(path, options).map_err(|e| {
-        match &e {
-            // We hold our name, so the journal's holder serves another name with it.
-            OpenJournalError::Locked { .. } => eprintln!(
-                "bookstore {program}: {e} (one serving another name with the same --journal); give each store its own journal"
-            ),
-            _ => eprintln!("bookstore {program}: {e}"),
-        }
-        Exit::from(&e)
-    })
+    Journal::open(path, options).map_err(|e| journal_refused(program, &e))
+}
+
+/// Says why the journal cannot be opened; the exit code to leave with.
+fn journal_refused(program: &str, e: &OpenJournalError) -> Exit {
+    match e {
+        // We hold our name, so the journal's holder serves another name with it.
+        OpenJournalError::Locked { .. } => eprintln!(
+            "bookstore {program}: {e} (one serving another name with the same --journal); give each store its own journal"
+        ),
+        _ => eprintln!("bookstore {program}: {e}"),
+    }
+    Exit::from(e)
 }
 
 pub(crate) fn loop_config(serve: &ServeArgs) -> LoopConfig {

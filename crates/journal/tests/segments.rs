@@ -66,6 +66,16 @@ fn journal_commands(journal: &mut Journal, engine: &mut Engine, from: u64, to: u
     journal.commit().unwrap();
 }
 
+/// A scratch directory (named for `what`) and, in it, a journal of 6000 commands in several
+/// segments, closed.
+fn closed_journal_of_several_segments(what: &str) -> (PathBuf, PathBuf) {
+    let dir = scratch_dir(what);
+    let path = dir.join("j");
+    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
+    journal_commands(&mut journal, &mut Engine::new(CAPACITY), 0, 6000);
+    (dir, path)
+}
+
 /// `engine` after the `Restart` an open journals (it cancels the resting buys).
 /// A new journal at `path`, and a follower of it from its start.
 fn journal_and_follower(path: &Path) -> (Journal, bookstore_journal::Follower) {
@@ -127,11 +137,7 @@ fn a_journal_rolls_into_segments_whose_chain_replays_whole_after_a_reopen() {
 
 #[test]
 fn a_segment_missing_in_the_middle_is_refused_by_name_and_nothing_is_changed() {
-    let dir = scratch_dir("missing");
-    let path = dir.join("j");
-    let (mut journal, _) = Journal::open(&path, &options()).unwrap();
-    journal_commands(&mut journal, &mut Engine::new(CAPACITY), 0, 6000);
-    drop(journal);
+    let (dir, path) = closed_journal_of_several_segments("missing");
     let sealed = segments::list_sealed(&path).unwrap();
     let (gone_first, gone) = sealed[1].clone();
     std::fs::remove_file(&gone).unwrap();
@@ -150,6 +156,45 @@ fn a_segment_missing_in_the_middle_is_refused_by_name_and_nothing_is_changed() {
     assert!(message.contains(&gone.display().to_string()), "{message}");
     assert!(message.contains("no usable snapshot"), "{message}");
     assert_eq!(all_files(&dir), before, "nothing was changed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn work_beside_the_replay_gets_the_capacity_and_comes_back_whether_the_open_succeeds_or_not() {
+    let (dir, path) = closed_journal_of_several_segments("beside");
+    let opener = std::thread::current().id();
+    let beside = |capacity| (capacity, std::thread::current().id());
+
+    // Opened: run on a thread of its own, with the journal's capacity.
+    let (opened, made) = Journal::open_beside(&path, &options(), beside);
+    let (journal, recovery) = opened.unwrap();
+    assert_eq!(recovery.replayed, 6000);
+    let (capacity, ran_on) = made.expect("run beside the replay");
+    assert_eq!(capacity, CAPACITY);
+    assert_ne!(ran_on, opener, "on a thread of its own");
+    drop(journal);
+
+    // Refused before the replay (another capacity asked for): never run.
+    let other = JournalOptions {
+        capacity: CapacityChoice::Exactly(CAPACITY + 1),
+        ..options()
+    };
+    let (opened, made) = Journal::open_beside(&path, &other, beside);
+    assert!(matches!(
+        opened.err(),
+        Some(OpenJournalError::CapacityMismatch { .. })
+    ));
+    assert!(made.is_none(), "no capacity to give it: not run");
+
+    // Refused by the replay (a segment missing): run, and handed back for the caller to undo.
+    let sealed = segments::list_sealed(&path).unwrap();
+    std::fs::remove_file(&sealed[1].1).unwrap();
+    let (opened, made) = Journal::open_beside(&path, &options(), beside);
+    assert!(matches!(
+        opened.err(),
+        Some(OpenJournalError::Chain(ChainError::Missing { .. }))
+    ));
+    assert_eq!(made.map(|(capacity, _)| capacity), Some(CAPACITY));
     std::fs::remove_dir_all(dir).unwrap();
 }
 
