@@ -159,6 +159,11 @@ impl Publisher {
         }
     }
 
+    /// The last `RECENT_TRADES` trades, oldest first: what a snapshot taken now keeps.
+    pub fn recent_trades(&self) -> Vec<Trade> {
+        self.recent.iter().cloned().collect()
+    }
+
     /// Notes a trade for the next publish.
     pub fn record(&mut self, trade: &Trade) {
         if self.recent.len() == RECENT_TRADES {

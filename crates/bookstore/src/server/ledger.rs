@@ -7,10 +7,12 @@ use std::time::Instant;
 
 use engine::{
     ClientId, Command, Engine, Event, Intent, Millis, PinnedTitle, Receipt, Receipts, RequestId,
-    Stats, Title,
+    Stats, Title, Trade,
 };
 
-use crate::journal::{Durability, Journal, WriteJournalError};
+use crate::journal::{
+    Durability, FollowError, Follower, FollowerStart, Journal, WriteJournalError,
+};
 use crate::stats::{durability_code, JournalFacts};
 
 use super::replication::{OutgoingBatch, Replication};
@@ -31,10 +33,20 @@ pub(super) struct Ledger {
     /// The receipts of the last command applied, not recorded yet: see
     /// [`record_receipts`](Self::record_receipts).
     unrecorded: Option<Intent>,
+    /// The largest clock value of a journaled command: what a replay of the journal ends
+    /// with, and so a snapshot's `last_now`.
+    journaled_now: Millis,
 }
 
 impl Ledger {
-    pub(super) fn new(engine: Engine, receipts: Receipts, journal: Journal) -> Self {
+    /// A ledger over the store a journal's replay left: `engine` and `receipts`, and the
+    /// largest clock value it applied (`last_now`).
+    pub(super) fn new(
+        engine: Engine,
+        receipts: Receipts,
+        last_now: Millis,
+        journal: Journal,
+    ) -> Self {
         Self {
             engine,
             receipts,
@@ -44,6 +56,7 @@ impl Ledger {
             last_sync: None,
             syncs_seen: 0,
             unrecorded: None,
+            journaled_now: last_now,
         }
     }
 
@@ -90,7 +103,10 @@ impl Ledger {
         };
         if !changed {
             self.journal.unstage(mark);
-        } else if self.journal.durability() == Durability::Always {
+            return;
+        }
+        self.journaled_now = self.journaled_now.max(now);
+        if self.journal.durability() == Durability::Always {
             self.commit();
         }
     }
@@ -293,6 +309,24 @@ impl Ledger {
         &self.engine
     }
 
+    /// A follower of the journal starting from a copy of this store, as of the committed end
+    /// (the store a replay of the journal builds: `recent_trades` are the last trades, as the
+    /// view keeps them). `None` while records are staged; an error if the journal's file cannot
+    /// be opened again to follow it.
+    pub(super) fn follower_from_copy(
+        &self,
+        recent_trades: Vec<Trade>,
+    ) -> Option<Result<Follower, FollowError>> {
+        debug_assert!(self.unrecorded.is_none(), "every receipt is recorded first");
+        let start = FollowerStart {
+            engine: self.engine.clone(),
+            receipts: self.receipts.clone(),
+            recent_trades,
+            last_now: self.journaled_now,
+        };
+        self.journal.follower(start)
+    }
+
     /// What became of `client`'s order `request`, if the market applied it and remembers.
     pub(super) fn receipt(&self, client: ClientId, request: RequestId) -> Option<Receipt> {
         debug_assert!(self.unrecorded.is_none(), "every receipt is recorded first");
@@ -348,16 +382,8 @@ mod tests {
         fn receipts_recorded_after_the_replies_are_those_recorded_at_once(
             commands in proptest::collection::vec(command(), 1..60),
         ) {
-            let dir = std::env::temp_dir()
-                .join(format!("bookstore-ledger-test-{}-{}", std::process::id(), next_dir_number()));
-            let options = JournalOptions {
-                durability: Durability::None,
-                capacity: CapacityChoice::Exactly(4),
-                start: Start::Fresh,
-                segment_bytes: DEFAULT_SEGMENT_BYTES,
-            };
-            let (journal, recovery) = Journal::open(&dir.join("journal"), &options).unwrap();
-            let mut ledger = Ledger::new(recovery.engine.clone(), recovery.receipts.clone(), journal);
+            let (dir, journal, recovery) = fresh_journal();
+            let mut ledger = Ledger::new(recovery.engine.clone(), recovery.receipts.clone(), recovery.last_now, journal);
             let before = ledger.committed_records();
             let (mut engine, mut receipts) = (recovery.engine, recovery.receipts);
             let (mut events, mut theirs) = (Vec::new(), Vec::new());
@@ -383,6 +409,62 @@ mod tests {
             drop(ledger);
             let _ = std::fs::remove_dir_all(&dir);
         }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
+        /// A snapshot taken from a copy of the ledger's store (what the loop hands the snapshot
+        /// thread when the store is small) is the one a follower catching up through the
+        /// journal takes at the same command: the same store, clock, recent trades, receipts
+        /// and place in the journal.
+        #[test]
+        fn a_snapshot_from_a_copy_of_the_store_is_the_one_a_replay_of_the_journal_takes(
+            commands in proptest::collection::vec(command(), 1..80),
+        ) {
+            let (dir, journal, recovery) = fresh_journal();
+            let mut ledger = Ledger::new(recovery.engine, recovery.receipts, recovery.last_now, journal);
+            // Made at the start, so it replays every command below.
+            let mut replaying = ledger.follower_from_copy(Vec::new()).unwrap().unwrap();
+            let (mut events, mut recent) = (Vec::new(), Vec::new());
+            for (now, command) in commands.into_iter().enumerate() {
+                ledger.apply(now as u64 * 7, command, None, &mut events);
+                ledger.record_receipts(&events);
+                // The view's way: every trade, the last RECENT_TRADES kept.
+                for event in events.drain(..) {
+                    if let Event::Traded(trade) = event {
+                        recent.push(trade);
+                    }
+                }
+                let keep = recent.len().saturating_sub(crate::journal::RECENT_TRADES);
+                recent.drain(..keep);
+            }
+            prop_assert!(ledger.commit());
+            let at = ledger.snapshot_point().unwrap();
+            let copied = ledger.follower_from_copy(recent).unwrap().unwrap();
+            replaying.catch_up(at).unwrap();
+            prop_assert_eq!(copied.snapshot(), replaying.snapshot());
+            drop((ledger, copied, replaying));
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+
+    /// A new journal of a four-book store (unsynced) in a directory of its own, and what its
+    /// open recovered (an empty store).
+    fn fresh_journal() -> (std::path::PathBuf, Journal, crate::journal::Recovery) {
+        let dir = std::env::temp_dir().join(format!(
+            "bookstore-ledger-test-{}-{}",
+            std::process::id(),
+            next_dir_number()
+        ));
+        let options = JournalOptions {
+            durability: Durability::None,
+            capacity: CapacityChoice::Exactly(4),
+            start: Start::Fresh,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
+        };
+        let (journal, recovery) = Journal::open(&dir.join("journal"), &options).unwrap();
+        (dir, journal, recovery)
     }
 
     fn next_dir_number() -> u64 {

@@ -169,7 +169,12 @@ impl<'s> Market<'s> {
             store,
             config,
             sessions: Sessions::new(store),
-            ledger: Ledger::new(recovery.engine, recovery.receipts, journal),
+            ledger: Ledger::new(
+                recovery.engine,
+                recovery.receipts,
+                recovery.last_now,
+                journal,
+            ),
             view: ViewSchedule::new(clock.now, recovery.recent_trades),
             stats: StatsRecorder::new(clock.wall_base_ms, store.slot_count()),
             last_housekeeping: clock.now,
@@ -280,7 +285,8 @@ impl<'s> Market<'s> {
         }
         // A clean stop: everything is committed, so the next start replays nothing.
         if let Some(records) = self.ledger.snapshot_point() {
-            self.snapshots.finish(records);
+            let copy = self.copy_for_snapshot();
+            self.snapshots.finish(records, copy);
         }
         let stats = self.ledger.stats();
         Ok(Summary {
@@ -488,7 +494,31 @@ impl<'s> Market<'s> {
     fn snapshot_if_due(&mut self) {
         if let Some(records) = self.ledger.snapshot_point() {
             if self.snapshots.due(records) {
-                self.snapshots.take(records);
+                let copy = self.copy_for_snapshot();
+                self.snapshots.take(records, copy);
+            }
+        }
+    }
+
+    /// A follower made from a copy of the store as of the committed end, for the snapshot
+    /// thread to take the snapshot from instead of catching up, if the store is small enough
+    /// (see [`snapshots::COPY_AT_MOST`]); `None` if not, or if the journal cannot be opened
+    /// again (said as a warning: the thread then catches up, as it would anyway).
+    fn copy_for_snapshot(&mut self) -> Option<crate::journal::Follower> {
+        // The view keeps as many recent trades as a replay does: its copy is the replay's.
+        const _: () = assert!(crate::journal::RECENT_TRADES == crate::layout::RECENT_TRADES);
+        let stats = self.ledger.stats();
+        let orders = u64::from(stats.books_on_shelf) + u64::from(stats.resting_buys);
+        if orders > snapshots::COPY_AT_MOST {
+            return None;
+        }
+        // The last command's receipts and trades recorded, as a replay would have them.
+        self.settle();
+        match self.ledger.follower_from_copy(self.view.recent_trades())? {
+            Ok(follower) => Some(follower),
+            Err(error) => {
+                tracing::warn!(%error, "cannot open the journal again for a snapshot; catching up instead");
+                None
             }
         }
     }

@@ -37,6 +37,11 @@ impl ViewSchedule {
     }
 
     /// Notes what an event changes in the view.
+    /// The last trades, oldest first, as the journal's replay keeps them (the same number).
+    pub(super) fn recent_trades(&self) -> Vec<Trade> {
+        self.publisher.recent_trades()
+    }
+
     pub(super) fn record(&mut self, event: &Event) {
         match event {
             Event::Traded(t) => self.publisher.record(t),

@@ -121,7 +121,8 @@ impl Market<'_> {
         }
         self.publish();
         if let Some(records) = self.ledger.snapshot_point() {
-            self.snapshots.finish(records);
+            let copy = self.copy_for_snapshot();
+            self.snapshots.finish(records, copy);
         }
         Ok(Followed::Stopped)
     }
