@@ -127,27 +127,6 @@ pub struct Market<'s> {
     alarm: Arc<alarm::Alarm>,
 }
 
-/// The copy of the recovered store that follows the journal for snapshots; `None` (with a
-/// warning: the market goes on, taking no snapshots) if the journal cannot be opened again.
-fn follower(
-    journal: &crate::journal::Journal,
-    recovery: &Recovery,
-) -> Option<crate::journal::Follower> {
-    let start = crate::journal::FollowerStart {
-        engine: recovery.engine.clone(),
-        receipts: recovery.receipts.clone(),
-        recent_trades: recovery.recent_trades.clone(),
-        last_now: recovery.last_now,
-    };
-    match journal.follower(start)? {
-        Ok(follower) => Some(follower),
-        Err(error) => {
-            tracing::warn!(%error, "cannot follow the journal; no snapshots");
-            None
-        }
-    }
-}
-
 impl<'s> Market<'s> {
     /// A market over `store`, carrying on from what the journal held (`recovery`).
     pub fn new(
@@ -164,17 +143,28 @@ impl<'s> Market<'s> {
             last_at: recovery.from_snapshot.as_ref().map_or(0, |s| s.commands),
             keep_journal: config.keep_journal,
         };
-        let snapshots = snapshots::Snapshots::new(plan, follower(&journal, &recovery));
+        let ledger = Ledger::new(
+            recovery.engine,
+            recovery.receipts,
+            recovery.last_now,
+            journal,
+        );
+        // The snapshot thread's follower starts from a copy of the recovered store; without
+        // one (the journal cannot be opened again) the market goes on, taking no snapshots.
+        let follower = match ledger.follower_from_copy(recovery.recent_trades.clone()) {
+            Some(Ok(follower)) => Some(follower),
+            Some(Err(error)) => {
+                tracing::warn!(%error, "cannot follow the journal; no snapshots");
+                None
+            }
+            None => None,
+        };
+        let snapshots = snapshots::Snapshots::new(plan, follower);
         Self {
             store,
             config,
             sessions: Sessions::new(store),
-            ledger: Ledger::new(
-                recovery.engine,
-                recovery.receipts,
-                recovery.last_now,
-                journal,
-            ),
+            ledger,
             view: ViewSchedule::new(clock.now, recovery.recent_trades),
             stats: StatsRecorder::new(clock.wall_base_ms, store.slot_count()),
             last_housekeeping: clock.now,

@@ -146,8 +146,12 @@ impl Snapshots {
 }
 
 impl Taker {
-    /// Puts `copy` where the thread takes it, then asks for the snapshot at `records`: the
-    /// thread serves a request only after it is asked, so it finds the copy there.
+    /// Puts `copy` where the thread takes it, then asks for the snapshot at `records`. The
+    /// copy is in place before the request is published (the mailbox's `ask` is a release
+    /// store and its `next` an acquire load), so the thread serving the request finds it. A
+    /// thread still serving an earlier request (a clean stop does not wait for it to finish)
+    /// may take the copy for that one: that snapshot is then of this later committed command,
+    /// as good a snapshot, and the next request finds the thread's follower there already.
     fn hand(&self, records: u64, copy: Option<Follower>) {
         if copy.is_some() {
             *lock(&self.copies) = copy;
