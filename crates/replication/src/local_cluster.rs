@@ -4,9 +4,11 @@
 //! The server binary is `$BOOKSTORE_NATS_SERVER`, else `nats-server` on the `PATH`;
 //! [`server_binary`] says which, or that there is none (tests then skip with a message).
 
+use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The `nats-server` to run, if there is one.
@@ -21,12 +23,27 @@ pub fn server_binary() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// A free loopback port (bound, then released: good enough for a test's servers).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// `count` free loopback ports for a cluster's servers, all different, and none this process
+/// handed out before: each is bound and released, but only once all are bound (a port bound and
+/// released at once was handed out again by the next bind: one CI run gave a server the same
+/// port for its clients and its routes, and the cluster never formed), and those already given
+/// to another cluster (tests in one binary start theirs at the same time) are passed over.
+/// Another process may still take one before its server binds it: good enough for tests.
+fn free_ports(count: usize) -> Vec<u16> {
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (mut ports, mut held) = (Vec::new(), Vec::new());
+    while ports.len() < count {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a free loopback port");
+        let port = listener.local_addr().expect("a bound port").port();
+        if handed_out.insert(port) {
+            ports.push(port);
+        }
+        held.push(listener);
+    }
+    ports
 }
 
 /// One `nats-server` process of a [`LocalCluster`].
@@ -82,7 +99,8 @@ impl LocalCluster {
         let dir = std::env::temp_dir().join(format!("bookstore-nats-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("a directory for the servers");
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let free = free_ports(2 * n);
+        let ports: Vec<(u16, u16)> = free.chunks(2).map(|pair| (pair[0], pair[1])).collect();
         let routes = ports
             .iter()
             .map(|(_, cluster)| format!("nats://127.0.0.1:{cluster}"))
